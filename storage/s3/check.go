@@ -1,0 +1,70 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Check verifies at startup that the bucket exists and that the credentials
+// hold every permission the proxy needs, so that a misconfiguration fails
+// fast with a message naming the bucket and the permission instead of
+// failing on the first client request. It writes and removes one probe
+// object under probePrefix.
+func (s *Store) Check(ctx context.Context, probePrefix string) error {
+	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); err != nil {
+		switch statusOf(err) {
+		case 404:
+			return fmt.Errorf("s3 storage: bucket %q does not exist: create it, or fix STORAGE_AWS_BUCKET", s.bucket)
+		case 403, 401:
+			return fmt.Errorf("s3 storage: access to bucket %q denied (HeadBucket/ListBucket): grant s3:ListBucket or fix the credentials in STORAGE_AWS_ARGS", s.bucket)
+		}
+		return fmt.Errorf("s3 storage: cannot reach bucket %q: %v (check the endpoint in STORAGE_AWS_ARGS)", s.bucket, err)
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	key := probePrefix + "/.probe-" + hex.EncodeToString(rnd[:])
+	deny := func(perm string, err error) error {
+		if st := statusOf(err); st == 403 || st == 401 {
+			return fmt.Errorf("s3 storage: bucket %q: permission s3:%s denied: grant it to the proxy's credentials", s.bucket, perm)
+		}
+		return fmt.Errorf("s3 storage: bucket %q: s3:%s on the probe object %q failed: %v", s.bucket, perm, key, err)
+	}
+	body := []byte("mirror-proxy permission probe")
+	if _, err := s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &key,
+		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body)))}); err != nil {
+		return deny("PutObject", err)
+	}
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return deny("GetObject", err)
+	}
+	out.Body.Close()
+	if _, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &probePrefix, MaxKeys: aws.Int32(1)}); err != nil {
+		return deny("ListBucket", err)
+	}
+	mpu, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return deny("PutObject (CreateMultipartUpload)", err)
+	}
+	if _, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: mpu.UploadId}); err != nil {
+		return deny("AbortMultipartUpload", err)
+	}
+	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
+		return deny("DeleteObject", err)
+	}
+	return nil
+}
+
+// Ping is a cheap reachability check for readiness probes.
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); err != nil {
+		return fmt.Errorf("s3 storage: bucket %q unreachable: %w", s.bucket, err)
+	}
+	return nil
+}

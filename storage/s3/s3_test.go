@@ -1,0 +1,48 @@
+package s3_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
+	"github.com/mirror-proxy/mirror-proxy/storage"
+	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
+	"github.com/mirror-proxy/mirror-proxy/storage/storagetest"
+)
+
+func newStore(t *testing.T, srv *testenv.S3, bucket string) *s3store.Store {
+	t.Helper()
+	st, err := s3store.New(context.Background(), s3store.Config{
+		Bucket: bucket, Endpoint: srv.Endpoint, Region: srv.Region,
+		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, PathStyle: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestConformance(t *testing.T) {
+	srv := testenv.StartS3(t)
+	st := newStore(t, srv, srv.NewBucket(t))
+	storagetest.Run(t, func(t *testing.T) storage.Store { return st })
+}
+
+func TestCheck(t *testing.T) {
+	srv := testenv.StartS3(t)
+	ctx := context.Background()
+	if err := newStore(t, srv, srv.NewBucket(t)).Check(ctx, "mirror-meta"); err != nil {
+		t.Fatalf("Check on a good bucket: %v", err)
+	}
+	err := newStore(t, srv, "no-such-bucket").Check(ctx, "mirror-meta")
+	if err == nil || !strings.Contains(err.Error(), `"no-such-bucket" does not exist`) {
+		t.Fatalf("Check on a missing bucket: %v", err)
+	}
+	bad := newStore(t, srv, srv.NewBucket(t))
+	bad2, _ := s3store.New(ctx, s3store.Config{Bucket: bad.Bucket(), Endpoint: srv.Endpoint, Region: srv.Region,
+		AccessKeyID: srv.AccessKey, SecretAccessKey: "wrong-secret", PathStyle: true})
+	if err := bad2.Check(ctx, "mirror-meta"); err == nil || !strings.Contains(err.Error(), bad.Bucket()) {
+		t.Fatalf("Check with a wrong secret: %v", err)
+	}
+}
