@@ -1,0 +1,81 @@
+package cache
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestMemoryBoundedInBytes(t *testing.T) {
+	m := NewMemory[string](100)
+	m.Add("a", "a", 40)
+	m.Add("b", "b", 40)
+	m.Get("a") // a is now more recent than b
+	m.Add("c", "c", 40)
+	if _, ok := m.Get("b"); ok {
+		t.Fatal("least recently used entry b survived going over the byte budget")
+	}
+	if _, ok := m.Get("a"); !ok {
+		t.Fatal("recently used entry a was evicted")
+	}
+	if m.Used() != 80 {
+		t.Fatalf("Used = %d, want 80", m.Used())
+	}
+	m.Add("huge", "x", 1000)
+	if _, ok := m.Get("huge"); ok || m.Used() != 80 {
+		t.Fatal("a value larger than the whole budget was kept or evicted others")
+	}
+	m.Add("a", "a2", 10) // replacing re-weighs
+	if v, _ := m.Get("a"); v != "a2" || m.Used() != 50 {
+		t.Fatalf("after replace: %q, used %d", v, m.Used())
+	}
+}
+
+func TestDiskEvictsLeastRecentlyUsedAndSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	d, err := NewDisk(dir, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(k string, n int) {
+		if err := d.Put(k, strings.NewReader(strings.Repeat("x", n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("m/a", 40)
+	put("m/b", 40)
+	if f, _, ok := d.Open("m/a"); ok {
+		f.Close()
+	}
+	put("m/c", 40)
+	if _, _, ok := d.Open("m/b"); ok {
+		t.Fatal("least recently used file survived")
+	}
+	if _, err := os.Stat(dir + "/m/b"); !os.IsNotExist(err) {
+		t.Fatal("evicted file still on disk")
+	}
+	put("m/a", 10) // overwrite keeps the file
+	f, size, ok := d.Open("m/a")
+	if !ok || size != 10 {
+		t.Fatalf("overwritten entry: ok=%v size=%d", ok, size)
+	}
+	f.Close()
+	if d.Used() != 50 {
+		t.Fatalf("Used = %d, want 50", d.Used())
+	}
+	if err := d.Put("../escape", strings.NewReader("x")); err == nil {
+		t.Fatal("a key escaping the directory was accepted")
+	}
+	d2, err := NewDisk(dir, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2.Used() != 50 {
+		t.Fatalf("after restart Used = %d, want 50", d2.Used())
+	}
+	if f, _, ok := d2.Open("m/c"); !ok {
+		t.Fatal("file from the earlier run not adopted")
+	} else {
+		f.Close()
+	}
+}

@@ -1,0 +1,207 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+
+	"github.com/mirror-proxy/mirror-proxy/storage"
+)
+
+// Disk is an ephemeral cache of objects as files under a directory, bounded
+// in bytes, evicting the least recently used files. Files are written to a
+// temp file and renamed in, so a reader never sees a partial file. Files
+// found at start (from an earlier run) are adopted, oldest first.
+type Disk struct {
+	dir  string
+	tmp  string
+	max  int64
+	mu   sync.Mutex
+	lru  *simplelru.LRU[string, int64]
+	used int64
+}
+
+// NewDisk opens (creating if needed) a disk cache in dir holding at most
+// maxBytes.
+func NewDisk(dir string, maxBytes int64) (*Disk, error) {
+	d := &Disk{dir: dir, tmp: filepath.Join(dir, ".tmp"), max: maxBytes}
+	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("disk cache: create %q: %w", d.tmp, err)
+	}
+	d.lru, _ = simplelru.NewLRU[string, int64](math.MaxInt32, func(key string, size int64) {
+		d.used -= size
+		_ = os.Remove(filepath.Join(d.dir, filepath.FromSlash(key)))
+	})
+	type found struct {
+		key  string
+		size int64
+		mod  int64
+	}
+	var files []found
+	_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if strings.HasPrefix(e.Name(), ".") && p != dir {
+			if e.IsDir() {
+				_ = os.RemoveAll(p) // leftovers of interrupted writes
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if e.IsDir() {
+			return nil
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		files = append(files, found{filepath.ToSlash(rel), fi.Size(), fi.ModTime().UnixNano()})
+		return nil
+	})
+	_ = os.MkdirAll(d.tmp, 0o755)
+	// Oldest first, so that the newest end up most recently used.
+	for i := 1; i < len(files); i++ {
+		for j := i; j > 0 && files[j].mod < files[j-1].mod; j-- {
+			files[j], files[j-1] = files[j-1], files[j]
+		}
+	}
+	d.mu.Lock()
+	for _, f := range files {
+		d.addLocked(f.key, f.size)
+	}
+	d.mu.Unlock()
+	return d, nil
+}
+
+func (d *Disk) path(key string) (string, error) {
+	if err := storage.ValidKey(key); err != nil {
+		return "", err
+	}
+	return filepath.Join(d.dir, filepath.FromSlash(key)), nil
+}
+
+// Open returns the cached file for key and its size, marking it recently
+// used. The file stays readable even if it is evicted while open.
+func (d *Disk) Open(key string) (*os.File, int64, bool) {
+	p, err := d.path(key)
+	if err != nil {
+		return nil, 0, false
+	}
+	d.mu.Lock()
+	size, ok := d.lru.Get(key)
+	d.mu.Unlock()
+	if !ok {
+		return nil, 0, false
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		d.Remove(key)
+		return nil, 0, false
+	}
+	return f, size, true
+}
+
+// Put copies r into the cache under key. r must be complete and verified:
+// an error from r leaves nothing cached.
+func (d *Disk) Put(key string, r io.Reader) error {
+	p, err := d.path(key)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(d.tmp, "put-*")
+	if err != nil {
+		return fmt.Errorf("disk cache: %w", err)
+	}
+	n, err := io.Copy(tmp, r)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("disk cache: write %s: %w", key, err)
+	}
+	return d.adopt(key, p, tmp.Name(), n)
+}
+
+// PutFile moves the complete file at src (on the same filesystem, else it
+// is copied) into the cache under key.
+func (d *Disk) PutFile(key, src string) error {
+	p, err := d.path(key)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("disk cache: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("disk cache: %w", err)
+	}
+	if err := os.Link(src, p+".link"); err != nil && !errors.Is(err, fs.ErrExist) {
+		f, err := os.Open(src)
+		if err != nil {
+			return fmt.Errorf("disk cache: %w", err)
+		}
+		defer f.Close()
+		return d.Put(key, f)
+	}
+	return d.adopt(key, p, p+".link", fi.Size())
+}
+
+func (d *Disk) adopt(key, p, tmp string, size int64) error {
+	if size > d.max {
+		os.Remove(tmp)
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("disk cache: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("disk cache: commit %s: %w", key, err)
+	}
+	d.addLocked(key, size) // updating an entry in place runs no eviction callback
+	return nil
+}
+
+func (d *Disk) addLocked(key string, size int64) {
+	if old, ok := d.lru.Peek(key); ok {
+		d.used -= old
+	}
+	d.lru.Add(key, size)
+	d.used += size
+	for d.used > d.max {
+		k, _, ok := d.lru.GetOldest()
+		if !ok || k == key {
+			break
+		}
+		d.lru.RemoveOldest()
+	}
+}
+
+// Remove drops key from the cache.
+func (d *Disk) Remove(key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lru.Remove(key)
+}
+
+// Used is the total size of the cached files.
+func (d *Disk) Used() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.used
+}
