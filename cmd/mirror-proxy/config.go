@@ -1,0 +1,292 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/mirror-proxy/mirror-proxy/proxy"
+	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
+)
+
+// Config is everything the proxy reads from the environment. Names follow
+// Packeton's where Packeton has one, so that its users feel at home.
+type Config struct {
+	ListenAddr string `envconfig:"LISTEN_ADDR" default:":8080" desc:"address the HTTP server listens on"`
+
+	StorageSource   string `envconfig:"STORAGE_SOURCE" default:"local" desc:"where objects are kept: local (a directory) or s3"`
+	StorageLocalDir string `envconfig:"STORAGE_LOCAL_DIR" default:"./data" desc:"directory of the local storage"`
+
+	Bucket         string  `envconfig:"STORAGE_AWS_BUCKET" desc:"S3 bucket (required with STORAGE_SOURCE=s3)"`
+	Prefix         string  `envconfig:"STORAGE_AWS_PREFIX" default:"packeton" desc:"key prefix of private package dists (Packeton's meaning; reserved, not used yet)"`
+	ArtifactPrefix string  `envconfig:"STORAGE_AWS_ARTIFACT_PREFIX" default:"artifact" desc:"key prefix of uploaded artifacts (reserved, not used yet)"`
+	MetaPrefix     string  `envconfig:"STORAGE_AWS_MIRROR_META_PREFIX" default:"mirror-meta" desc:"key prefix of mirrored metadata (also used in the local directory)"`
+	DistPrefix     string  `envconfig:"STORAGE_AWS_MIRROR_DIST_PREFIX" default:"mirror-dist" desc:"key prefix of mirrored files (also used in the local directory)"`
+	AWSArgs        AWSArgs `envconfig:"STORAGE_AWS_ARGS" default:"[]" desc:"JSON object: endpoint, accessKeyId, accessKeySecret, sessionToken, region, roleArn, webIdentityTokenFile, roleSessionName, pathStyleEndpoint, profile; what is missing comes from the AWS SDK's default chain"`
+	PartSize       Bytes   `envconfig:"STORAGE_AWS_PART_SIZE" default:"8MiB" desc:"S3 multipart part size (min 5MiB); one part per upload in progress is held in memory"`
+
+	MetaCacheDir   string `envconfig:"MIRROR_METADATA_CACHE_DIR" desc:"optional disk cache of metadata (empty: none)"`
+	MetaCacheBytes Bytes  `envconfig:"MIRROR_METADATA_CACHE_MAX_BYTES" default:"1GiB" desc:"size limit of the metadata disk cache (least recently used files are evicted)"`
+	DistCacheDir   string `envconfig:"MIRROR_DIST_CACHE_DIR" desc:"optional disk cache of files (empty: none)"`
+	DistCacheBytes Bytes  `envconfig:"MIRROR_DIST_CACHE_MAX_BYTES" default:"10GiB" desc:"size limit of the file disk cache (least recently used files are evicted)"`
+	MemCacheBytes  Bytes  `envconfig:"MEMORY_CACHE_MAX_BYTES" default:"256MiB" desc:"size limit of the in-memory metadata cache"`
+
+	Mirrors         Mirrors       `envconfig:"MIRRORS" desc:"JSON array of mirrors: [{\"name\",\"type\":\"composer|pypi\",\"url\",\"ttl\",\"notFoundTtl\",\"auth\":[...]}]; see the README"`
+	MetadataTTL     time.Duration `envconfig:"METADATA_TTL" default:"5m" desc:"default time metadata is served before it is revalidated upstream"`
+	NotFoundTTL     time.Duration `envconfig:"NOT_FOUND_TTL" default:"1m" desc:"default time an upstream 404 is remembered"`
+	UpstreamTimeout time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s" desc:"connect and response-header timeout for upstream requests"`
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"60s" desc:"how long SIGTERM waits for in-flight requests and downloads"`
+	LogLevel        string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat       string        `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
+}
+
+// DefaultMirrors is used when MIRRORS is unset.
+const DefaultMirrors = `[{"name":"packagist","type":"composer","url":"https://repo.packagist.org"},{"name":"pypi","type":"pypi","url":"https://pypi.org/simple"}]`
+
+// Bytes is a byte count written as 1048576, 512MiB, 1GiB, 10GB or 64k.
+type Bytes int64
+
+var bytesRe = regexp.MustCompile(`^(?i)\s*([0-9]+)\s*([kmgt]?)(i?b?)\s*$`)
+
+func (b *Bytes) Decode(v string) error {
+	m := bytesRe.FindStringSubmatch(v)
+	if m == nil {
+		return fmt.Errorf("%q is not a size (examples: 1048576, 512MiB, 10GiB)", v)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q: %v", v, err)
+	}
+	shift := map[string]uint{"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[strings.ToLower(m[2])]
+	*b = Bytes(n << shift)
+	return nil
+}
+
+// AWSArgs is Packeton's STORAGE_AWS_ARGS: a JSON object; "", "[]" and "{}"
+// mean none. Unknown keys are an error, so that a typo is not silently
+// ignored.
+type AWSArgs struct {
+	Endpoint             string `json:"endpoint"`
+	AccessKeyID          string `json:"accessKeyId"`
+	AccessKeySecret      string `json:"accessKeySecret"`
+	SessionToken         string `json:"sessionToken"`
+	Region               string `json:"region"`
+	RoleArn              string `json:"roleArn"`
+	WebIdentityTokenFile string `json:"webIdentityTokenFile"`
+	RoleSessionName      string `json:"roleSessionName"`
+	PathStyleEndpoint    any    `json:"pathStyleEndpoint"`
+	Profile              string `json:"profile"`
+}
+
+var awsArgKeys = []string{"endpoint", "accessKeyId", "accessKeySecret", "sessionToken", "region", "roleArn",
+	"webIdentityTokenFile", "roleSessionName", "pathStyleEndpoint", "profile"}
+
+func (a *AWSArgs) Decode(v string) error {
+	v = strings.TrimSpace(v)
+	if v == "" || v == "[]" || v == "{}" {
+		*a = AWSArgs{}
+		return nil
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(v), &raw); err != nil {
+		return fmt.Errorf("not a JSON object (%v); example: {\"endpoint\":\"http://minio:9000\",\"region\":\"us-east-1\",\"pathStyleEndpoint\":true}", err)
+	}
+	for k := range raw {
+		known := false
+		for _, ok := range awsArgKeys {
+			known = known || k == ok
+		}
+		if !known {
+			return fmt.Errorf("unknown key %q (known keys: %s)", k, strings.Join(awsArgKeys, ", "))
+		}
+	}
+	if err := json.Unmarshal([]byte(v), a); err != nil {
+		return fmt.Errorf("%v", err)
+	}
+	switch p := a.PathStyleEndpoint.(type) {
+	case nil, bool:
+	case string:
+		b, err := strconv.ParseBool(p)
+		if err != nil {
+			return fmt.Errorf("pathStyleEndpoint: %q is not a boolean", p)
+		}
+		a.PathStyleEndpoint = b
+	default:
+		return fmt.Errorf("pathStyleEndpoint: %v is not a boolean", p)
+	}
+	return nil
+}
+
+// PathStyle reports whether path-style addressing was asked for.
+func (a AWSArgs) PathStyle() bool { b, _ := a.PathStyleEndpoint.(bool); return b }
+
+// Mirrors is the MIRRORS JSON array.
+type Mirrors []MirrorSpec
+
+// MirrorSpec is one mirror as users write it.
+type MirrorSpec struct {
+	Name        string           `json:"name"`
+	Type        string           `json:"type"`
+	URL         string           `json:"url"`
+	TTL         string           `json:"ttl"`
+	NotFoundTTL string           `json:"notFoundTtl"`
+	Auth        []proxy.HostAuth `json:"auth"`
+}
+
+func (m *Mirrors) Decode(v string) error {
+	if strings.TrimSpace(v) == "" {
+		v = DefaultMirrors
+	}
+	dec := json.NewDecoder(strings.NewReader(v))
+	dec.DisallowUnknownFields()
+	var specs []MirrorSpec
+	if err := dec.Decode(&specs); err != nil {
+		return fmt.Errorf("not a JSON array of mirrors (%v); example: %s", err, DefaultMirrors)
+	}
+	*m = specs
+	return nil
+}
+
+var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Reserved names: the server's own routes and Packeton's /mirror/ prefix.
+var reservedNames = map[string]bool{"healthz": true, "readyz": true, "metrics": true, "mirror": true, "api": true, "static": true, "favicon.ico": true}
+
+// configError names the variable and the problem in one line.
+type configError struct{ Var, Msg string }
+
+func (e configError) Error() string { return "invalid configuration: " + e.Var + ": " + e.Msg }
+
+// LoadConfig reads and validates the environment.
+func LoadConfig() (*Config, error) {
+	var c Config
+	if err := envconfig.Process("", &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return nil, configError{pe.KeyName, fmt.Sprintf("%q: %v", pe.Value, unwrapParse(pe.Err))}
+		}
+		return nil, configError{"environment", err.Error()}
+	}
+	if c.Mirrors == nil {
+		_ = c.Mirrors.Decode("")
+	}
+	return &c, c.validate()
+}
+
+func unwrapParse(err error) error {
+	var ne *strconv.NumError
+	if errors.As(err, &ne) {
+		return ne.Err
+	}
+	return err
+}
+
+func (c *Config) validate() error {
+	switch c.StorageSource {
+	case "local":
+		if c.StorageLocalDir == "" {
+			return configError{"STORAGE_LOCAL_DIR", "empty; set a directory"}
+		}
+	case "s3":
+		if c.Bucket == "" {
+			return configError{"STORAGE_AWS_BUCKET", "required with STORAGE_SOURCE=s3"}
+		}
+		if c.AWSArgs.Endpoint != "" {
+			if u, err := url.Parse(c.AWSArgs.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return configError{"STORAGE_AWS_ARGS", fmt.Sprintf("endpoint %q is not an http(s) URL", c.AWSArgs.Endpoint)}
+			}
+		}
+	default:
+		return configError{"STORAGE_SOURCE", fmt.Sprintf("%q: must be local or s3", c.StorageSource)}
+	}
+	for name, p := range map[string]string{"STORAGE_AWS_MIRROR_META_PREFIX": c.MetaPrefix, "STORAGE_AWS_MIRROR_DIST_PREFIX": c.DistPrefix} {
+		if p == "" || !regexp.MustCompile(`^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$`).MatchString(p) {
+			return configError{name, fmt.Sprintf("%q: must be non-empty path segments of letters, digits, '_' or '-'", p)}
+		}
+	}
+	if c.MetaPrefix == c.DistPrefix {
+		return configError{"STORAGE_AWS_MIRROR_DIST_PREFIX", "must differ from STORAGE_AWS_MIRROR_META_PREFIX"}
+	}
+	if c.StorageSource == "s3" && c.PartSize < 5<<20 {
+		return configError{"STORAGE_AWS_PART_SIZE", "must be at least 5MiB (an S3 limit)"}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return configError{"LOG_LEVEL", fmt.Sprintf("%q: must be debug, info, warn or error", c.LogLevel)}
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return configError{"LOG_FORMAT", fmt.Sprintf("%q: must be json or text", c.LogFormat)}
+	}
+	if len(c.Mirrors) == 0 {
+		return configError{"MIRRORS", "no mirror configured"}
+	}
+	seen := map[string]bool{}
+	for i, m := range c.Mirrors {
+		where := fmt.Sprintf("mirror %d (%q)", i, m.Name)
+		if !nameRe.MatchString(m.Name) {
+			return configError{"MIRRORS", where + ": name must be lowercase letters, digits, '-' or '_' (at most 63)"}
+		}
+		if reservedNames[m.Name] {
+			return configError{"MIRRORS", where + ": name is reserved by the server's own routes"}
+		}
+		if seen[m.Name] {
+			return configError{"MIRRORS", where + ": duplicate name"}
+		}
+		seen[m.Name] = true
+		if !proxy.KnownType(m.Type) {
+			return configError{"MIRRORS", fmt.Sprintf("%s: unknown type %q (known: %s)", where, m.Type, strings.Join(proxy.Types(), ", "))}
+		}
+		u, err := url.Parse(m.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return configError{"MIRRORS", fmt.Sprintf("%s: url %q is not an http(s) URL", where, m.URL)}
+		}
+		for _, d := range []string{m.TTL, m.NotFoundTTL} {
+			if d != "" {
+				if _, err := time.ParseDuration(d); err != nil {
+					return configError{"MIRRORS", fmt.Sprintf("%s: %q is not a duration (examples: 90s, 10m)", where, d)}
+				}
+			}
+		}
+		for _, a := range m.Auth {
+			if err := a.Validate(); err != nil {
+				return configError{"MIRRORS", where + ": auth: " + err.Error()}
+			}
+		}
+	}
+	return nil
+}
+
+// ProxyMirrors turns the specs into the proxy's mirror definitions.
+func (c *Config) ProxyMirrors() []proxy.Mirror {
+	var out []proxy.Mirror
+	for _, m := range c.Mirrors {
+		pm := proxy.Mirror{Name: m.Name, Type: m.Type, URL: strings.TrimRight(m.URL, "/"), TTL: c.MetadataTTL, NotFoundTTL: c.NotFoundTTL, Auth: m.Auth}
+		if d, err := time.ParseDuration(m.TTL); err == nil {
+			pm.TTL = d
+		}
+		if d, err := time.ParseDuration(m.NotFoundTTL); err == nil {
+			pm.NotFoundTTL = d
+		}
+		out = append(out, pm)
+	}
+	return out
+}
+
+// S3Config maps STORAGE_AWS_* to the S3 backend's settings.
+func (c *Config) S3Config() s3store.Config {
+	a := c.AWSArgs
+	return s3store.Config{
+		Bucket: c.Bucket, Endpoint: a.Endpoint, Region: a.Region,
+		AccessKeyID: a.AccessKeyID, SecretAccessKey: a.AccessKeySecret, SessionToken: a.SessionToken,
+		Profile: a.Profile, RoleARN: a.RoleArn, WebIdentityTokenFile: a.WebIdentityTokenFile,
+		RoleSessionName: a.RoleSessionName, PathStyle: a.PathStyle(), PartSize: int64(c.PartSize),
+	}
+}

@@ -1,0 +1,183 @@
+// Command mirror-proxy is a stateless package mirror proxy for Composer and
+// pip that keeps everything it fetches in S3 (or a local directory).
+//
+//	mirror-proxy serve          run the server (configured by env vars)
+//	mirror-proxy serve --help   list every variable with its default
+//	mirror-proxy healthcheck    exit 0 if the local server answers /healthz
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/proxy"
+	"github.com/mirror-proxy/mirror-proxy/storage"
+	"github.com/mirror-proxy/mirror-proxy/storage/local"
+	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
+)
+
+const usage = `mirror-proxy: a stateless Composer and PyPI mirror proxy that keeps what it fetches in S3.
+
+Usage:
+  mirror-proxy serve          run the server; configured by environment variables only
+  mirror-proxy serve --help   list every variable with its default
+  mirror-proxy healthcheck    exit 0 when the server on LISTEN_ADDR answers /healthz
+`
+
+func main() {
+	args := os.Args[1:]
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	switch args[0] {
+	case "serve":
+		if len(args) > 1 && (args[1] == "--help" || args[1] == "-h" || args[1] == "help") {
+			printEnvHelp()
+			return
+		}
+		if len(args) > 1 {
+			fmt.Fprintf(os.Stderr, "mirror-proxy serve takes no arguments (configuration is by environment variables; see mirror-proxy serve --help), got %q\n", args[1:])
+			os.Exit(2)
+		}
+		if err := serve(); err != nil {
+			fmt.Fprintln(os.Stderr, "mirror-proxy:", err)
+			os.Exit(1)
+		}
+	case "healthcheck":
+		os.Exit(healthcheck())
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "mirror-proxy: unknown command %q\n\n%s", args[0], usage)
+		os.Exit(2)
+	}
+}
+
+func printEnvHelp() {
+	fmt.Print("mirror-proxy serve: configuration by environment variables\n\n")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tDESCRIPTION")
+	_ = envconfig.Usagef("", &Config{}, tw, `{{range .}}{{usage_key .}}	{{if eq (usage_key .) "MIRRORS"}}(packagist and pypi, below){{else}}{{usage_default .}}{{end}}	{{usage_description .}}
+{{end}}`)
+	tw.Flush()
+	fmt.Printf("\nDefault MIRRORS: %s\n", DefaultMirrors)
+}
+
+func newLogger(c *Config) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+func serve() error {
+	cfg, err := LoadConfig()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg)
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	var store storage.Store
+	var ready func(context.Context) error
+	switch cfg.StorageSource {
+	case "s3":
+		if os.Getenv("AWS_EC2_METADATA_DISABLED") == "" && cfg.AWSArgs.Endpoint != "" {
+			// Off AWS the instance-metadata probe only adds startup delay.
+			os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+		}
+		s, err := s3store.New(ctx, cfg.S3Config())
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = s.Check(cctx, cfg.MetaPrefix)
+		cancel()
+		if err != nil {
+			return err
+		}
+		store, ready = s, s.Ping
+		log.Info("storage: s3", "bucket", cfg.Bucket, "endpoint", cfg.AWSArgs.Endpoint)
+	default:
+		s, err := local.New(cfg.StorageLocalDir)
+		if err != nil {
+			return err
+		}
+		store = s
+		ready = func(context.Context) error { _, err := os.Stat(s.Dir()); return err }
+		log.Info("storage: local directory", "dir", s.Dir())
+	}
+
+	opts := proxy.Options{
+		Store: store, MetaPrefix: cfg.MetaPrefix, DistPrefix: cfg.DistPrefix,
+		Mirrors: cfg.ProxyMirrors(), MemoryCacheBytes: int64(cfg.MemCacheBytes),
+		UpstreamTimeout: cfg.UpstreamTimeout, Logger: log, Ready: ready,
+	}
+	if cfg.MetaCacheDir != "" {
+		if opts.MetaCache, err = cache.NewDisk(cfg.MetaCacheDir, int64(cfg.MetaCacheBytes)); err != nil {
+			return fmt.Errorf("MIRROR_METADATA_CACHE_DIR: %w", err)
+		}
+	}
+	if cfg.DistCacheDir != "" {
+		if opts.DistCache, err = cache.NewDisk(cfg.DistCacheDir, int64(cfg.DistCacheBytes)); err != nil {
+			return fmt.Errorf("MIRROR_DIST_CACHE_DIR: %w", err)
+		}
+		opts.DistCacheDir = cfg.DistCacheDir
+	}
+	srv := proxy.New(opts)
+	l, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("LISTEN_ADDR %q: %w", cfg.ListenAddr, err)
+	}
+	var names []string
+	for _, m := range cfg.Mirrors {
+		names = append(names, m.Name+"="+m.Type+":"+m.URL)
+	}
+	log.Info("listening", "addr", l.Addr().String(), "mirrors", strings.Join(names, " "))
+	return srv.Serve(ctx, l, cfg.ShutdownTimeout)
+}
+
+func healthcheck() int {
+	addr := os.Getenv("LISTEN_ADDR")
+	if addr == "" {
+		addr = ":8080"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "healthcheck: LISTEN_ADDR:", err)
+		return 1
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	client := http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/healthz")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "healthcheck:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, "healthcheck: status", resp.Status)
+		return 1
+	}
+	return 0
+}

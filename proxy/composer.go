@@ -1,0 +1,287 @@
+package proxy
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
+	"github.com/mirror-proxy/mirror-proxy/storage"
+)
+
+// composerMirror serves one Composer 2 mirror under /N/ and Packeton's
+// /mirror/N/.
+type composerMirror struct {
+	s      *Server
+	m      Mirror
+	client *http.Client
+}
+
+func registerComposer(s *Server, m Mirror) {
+	u, _ := url.Parse(m.URL)
+	cm := &composerMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, u.Host, m.Auth)}
+	for _, prefix := range []string{"/" + m.Name, "/mirror/" + m.Name} {
+		g := s.e.Group(prefix)
+		g.GET("/packages.json", cm.root)
+		g.HEAD("/packages.json", cm.root)
+		g.GET("/p2/:vendor/:file", cm.p2)
+		g.HEAD("/p2/:vendor/:file", cm.p2)
+		g.GET("/zipball/:vendor/:package/:version/:file", cm.dist)
+		g.HEAD("/zipball/:vendor/:package/:version/:file", cm.dist)
+		g.POST("/api/security-advisories/", cm.advisories)
+	}
+}
+
+func (cm *composerMirror) metaKey(parts ...string) string {
+	return storage.Join(append([]string{cm.s.opts.MetaPrefix, cm.m.Name}, parts...)...)
+}
+
+func (cm *composerMirror) source(key, url string, transform func([]byte) ([]byte, error)) *metaSource {
+	return &metaSource{key: key, url: url, client: cm.client, ttl: cm.m.TTL, notFoundTTL: cm.m.NotFoundTTL,
+		accept: "application/json", transform: transform}
+}
+
+// upstreamRoot returns the upstream's packages.json, parsed once per version.
+func (cm *composerMirror) upstreamRoot(ctx context.Context) (metaResult, composer.Root, error) {
+	res, err := cm.s.core.meta(ctx, cm.source(cm.metaKey("packages.json"), cm.m.URL+"/packages.json",
+		func(b []byte) ([]byte, error) { _, err := composer.ParseRoot(b); return b, err }))
+	if err != nil {
+		if errors.Is(err, errNotFound) {
+			// The root is not a package: its absence is an upstream fault.
+			err = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream %s has no packages.json: check the mirror's url", cm.m.URL)}
+		}
+		return res, nil, err
+	}
+	root, err := res.entry.parse(func(b []byte) (any, error) { return composer.ParseRoot(b) })
+	if err != nil {
+		return res, nil, err
+	}
+	return res, root.(composer.Root), nil
+}
+
+func (cm *composerMirror) root(c echo.Context) error {
+	res, root, err := cm.upstreamRoot(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	prefix := routePrefix(c.Request().URL.Path, cm.m.Name)
+	adv := ""
+	if root.AdvisoriesURL(cm.m.URL) != "" {
+		adv = c.Scheme() + "://" + c.Request().Host + prefix + "/api/security-advisories/"
+	}
+	body, err := root.ClientRoot(prefix, adv)
+	if err != nil {
+		return err
+	}
+	return serveJSON(c, body, res)
+}
+
+func (cm *composerMirror) p2(c echo.Context) error {
+	vendor := c.Param("vendor")
+	pkg, dev, ok := composer.ParseP2File(c.Param("file"))
+	name := vendor + "/" + pkg
+	if !ok || !composer.ValidName(name) {
+		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%q is not a valid lowercase vendor/package name", name))
+	}
+	res, err := cm.p2Meta(c.Request().Context(), name, dev)
+	if err != nil {
+		return err
+	}
+	return serveMeta(c, res, "application/json")
+}
+
+func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (metaResult, error) {
+	_, root, err := cm.upstreamRoot(ctx)
+	if err != nil {
+		return metaResult{}, err
+	}
+	file := name + ".json"
+	if dev {
+		file = name + "~dev.json"
+	}
+	return cm.s.core.meta(ctx, cm.source(cm.metaKey("p2", file), root.P2URL(cm.m.URL, strings.TrimSuffix(file, ".json")),
+		func(b []byte) ([]byte, error) { return b, composer.CheckP2(b) }))
+}
+
+// dist serves /zipball/{vendor}/{package}/{version}/ref{reference}.{type}.
+// The object key is the URL's own path, so a stored dist is served without
+// metadata; a missing one is resolved in the mirrored metadata (stable and
+// dev) and only a URL found there is downloaded.
+func (cm *composerMirror) dist(c echo.Context) error {
+	name := c.Param("vendor") + "/" + c.Param("package")
+	version, file := c.Param("version"), c.Param("file")
+	ref, typ, ok := composer.ParseDistPath(version, file)
+	if !composer.ValidName(name) || !ok {
+		return echo.NewHTTPError(http.StatusNotFound, "not a dist URL of this mirror: expected /zipball/vendor/package/version/ref<reference>.<type>")
+	}
+	key := storage.Join(cm.s.opts.DistPrefix, cm.m.Name, name, version, file)
+	return cm.s.core.serveFile(c, key, func(ctx context.Context) (fileSource, error) {
+		var versions []composer.Version
+		var firstErr error
+		found := false
+		for _, dev := range []bool{false, true} {
+			res, err := cm.p2Meta(ctx, name, dev)
+			if err != nil {
+				if !errors.Is(err, errNotFound) && firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+			found = true
+			vs, err := res.entry.parse(func(b []byte) (any, error) { return composer.Expand(b, name) })
+			if err != nil {
+				return fileSource{}, &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("metadata of %s: %v", name, err)}
+			}
+			versions = append(versions, vs.([]composer.Version)...)
+		}
+		if !found {
+			if firstErr != nil {
+				return fileSource{}, firstErr
+			}
+			return fileSource{}, errNotFound
+		}
+		d, ok := composer.FindDist(versions, version, ref)
+		if !ok || (d.Type != "" && d.Type != typ) {
+			if firstErr != nil {
+				return fileSource{}, firstErr
+			}
+			return fileSource{}, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no dist of %s with version %q and reference %q in the mirrored metadata", name, version, ref))
+		}
+		return fileSource{url: d.URL, client: cm.client, sha1: d.Shasum}, nil
+	})
+}
+
+// advisories forwards Composer's security advisory query (a POST of
+// packages[]=...) to the upstream's api-url.
+func (cm *composerMirror) advisories(c echo.Context) error {
+	ctx := c.Request().Context()
+	_, root, err := cm.upstreamRoot(ctx)
+	if err != nil {
+		return err
+	}
+	target := root.AdvisoriesURL(cm.m.URL)
+	if target == "" {
+		return echo.NewHTTPError(http.StatusNotFound, "the upstream publishes no security advisories API")
+	}
+	if err := c.Request().ParseForm(); err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "bad form: "+err.Error())
+	}
+	form := url.Values{}
+	for _, p := range c.Request().PostForm["packages[]"] {
+		if composer.ValidName(strings.ToLower(p)) {
+			form.Add("packages[]", p)
+		}
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := cm.client.Do(req)
+	if err != nil {
+		return transportError(target, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return statusError(target, resp)
+	}
+	body, err := readBody(resp)
+	if err != nil {
+		return transportError(target, err)
+	}
+	return c.Blob(http.StatusOK, "application/json", body)
+}
+
+// serveMeta sends a stored metadata document: the stored gzip bytes as they
+// are when the client accepts gzip (a memory copy), else decompressed.
+// Last-Modified comes from the stored object, so replicas agree, and
+// If-Modified-Since gets a 304.
+func serveMeta(c echo.Context, res metaResult, ctype string) error {
+	e := res.entry
+	h := c.Response().Header()
+	h.Set("Content-Type", ctype)
+	h.Set("Vary", "Accept-Encoding")
+	h.Set("Cache-Control", "public, max-age=0, must-revalidate")
+	if res.stale {
+		h.Set("X-Mirror-Stale", "true")
+	}
+	mod := e.modTime().UTC()
+	h.Set("Last-Modified", mod.Format(http.TimeFormat))
+	if notModified(c.Request(), mod) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	if acceptsGzip(c.Request()) {
+		h.Set("Content-Encoding", "gzip")
+		h.Set("Content-Length", fmt.Sprint(len(e.gz)))
+		c.Response().WriteHeader(http.StatusOK)
+		if c.Request().Method != http.MethodHead {
+			_, _ = c.Response().Write(e.gz)
+		}
+		return nil
+	}
+	h.Set("Content-Length", fmt.Sprint(e.size))
+	c.Response().WriteHeader(http.StatusOK)
+	if c.Request().Method == http.MethodHead {
+		return nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(e.gz))
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if _, err := io.Copy(c.Response(), zr); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// serveJSON sends a small document built per request, with the validators
+// of the metadata it was built from.
+func serveJSON(c echo.Context, body []byte, res metaResult) error {
+	h := c.Response().Header()
+	h.Set("Vary", "Accept-Encoding")
+	h.Set("Cache-Control", "public, max-age=0, must-revalidate")
+	if res.stale {
+		h.Set("X-Mirror-Stale", "true")
+	}
+	mod := res.entry.modTime().UTC()
+	h.Set("Last-Modified", mod.Format(http.TimeFormat))
+	if notModified(c.Request(), mod) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	if acceptsGzip(c.Request()) {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write(body)
+		zw.Close()
+		h.Set("Content-Encoding", "gzip")
+		body = buf.Bytes()
+	}
+	return c.Blob(http.StatusOK, "application/json", body)
+}
+
+func notModified(r *http.Request, mod time.Time) bool {
+	ims := r.Header.Get("If-Modified-Since")
+	if ims == "" {
+		return false
+	}
+	t, err := http.ParseTime(ims)
+	return err == nil && !mod.Truncate(time.Second).After(t)
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+			q := strings.ReplaceAll(params, " ", "")
+			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+		}
+	}
+	return false
+}

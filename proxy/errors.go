@@ -1,0 +1,81 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// errNotFound: the upstream said 404 (or the name is not in the mirrored
+// metadata). It is the only error reported to clients as 404.
+var errNotFound = errors.New("not found")
+
+// upstreamError: the upstream failed and nothing stored could be served.
+// Never a 404: a 404 makes Composer drop the package.
+type upstreamError struct {
+	status     int // 502, 503 or 504
+	msg        string
+	retryAfter string
+}
+
+func (e *upstreamError) Error() string { return e.msg }
+
+func transportError(url string, err error) *upstreamError {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return &upstreamError{status: http.StatusGatewayTimeout, msg: fmt.Sprintf("upstream %s timed out: %v", url, err)}
+	}
+	return &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream %s unreachable: %v", url, err)}
+}
+
+func statusError(url string, resp *http.Response) *upstreamError {
+	e := &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream %s answered %s", url, resp.Status)}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests ||
+		(resp.StatusCode == http.StatusForbidden && resp.Header.Get("X-RateLimit-Remaining") == "0"):
+		e.status = http.StatusServiceUnavailable
+		e.retryAfter = resp.Header.Get("Retry-After")
+		if e.retryAfter == "" {
+			e.retryAfter = "60"
+		}
+		e.msg += " (rate limited)"
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		e.status = http.StatusServiceUnavailable
+		e.retryAfter = resp.Header.Get("Retry-After")
+	case resp.StatusCode == http.StatusGatewayTimeout:
+		e.status = http.StatusGatewayTimeout
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		e.msg += ": check the mirror's upstream credentials (MIRRORS auth)"
+	}
+	return e
+}
+
+// httpError maps an error of the fetch-through core to the one response
+// clients see. It is the only place where errors become status codes.
+func httpError(err error) *echo.HTTPError {
+	var ue *upstreamError
+	switch {
+	case errors.Is(err, errNotFound):
+		return echo.NewHTTPError(http.StatusNotFound, "not found")
+	case errors.As(err, &ue):
+		return echo.NewHTTPError(ue.status, ue.msg)
+	case errors.Is(err, context.Canceled):
+		return echo.NewHTTPError(499, "client closed the request")
+	case errors.Is(err, context.DeadlineExceeded):
+		return echo.NewHTTPError(http.StatusGatewayTimeout, "timed out")
+	}
+	return echo.NewHTTPError(http.StatusBadGateway, err.Error())
+}
+
+func retryAfterOf(err error) string {
+	var ue *upstreamError
+	if errors.As(err, &ue) {
+		return ue.retryAfter
+	}
+	return ""
+}
+

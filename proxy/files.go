@@ -1,0 +1,449 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/mirror-proxy/mirror-proxy/storage"
+)
+
+// fileSource is where an immutable file comes from, as the mirrored
+// metadata says: the proxy downloads nothing else.
+type fileSource struct {
+	url    string
+	client *http.Client
+	sha1   string // expected hex digests; empty when the metadata has none
+	sha256 string
+}
+
+// errChecksum: the downloaded bytes do not match the metadata's hash.
+var errChecksum = errors.New("checksum mismatch")
+
+// flight is one upstream download of an immutable file, shared by every
+// request for it that arrives while it runs. The body is spooled to a temp
+// file; clients and the storage upload read the spool as it grows.
+// Clients never receive the last byte before the download is complete and
+// verified, so a failed or corrupt download is a truncated transfer for
+// them, never a clean one; the storage upload gets an error instead of
+// io.EOF, so nothing is committed.
+type flight struct {
+	key  string
+	path string
+
+	ready chan struct{} // closed once the upstream answered (size or err known)
+	done  chan struct{} // closed once the download is finished (err final)
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	size     int64 // Content-Length, -1 when the upstream did not send one
+	written  int64
+	finished bool
+	err      error
+	refs     int
+	modTime  time.Time
+}
+
+func (f *flight) release() {
+	f.mu.Lock()
+	f.refs--
+	last := f.refs == 0
+	f.mu.Unlock()
+	if last {
+		os.Remove(f.path)
+	}
+}
+
+// tail reads the spool from the start, waiting for bytes as they arrive.
+type tail struct {
+	f        *flight
+	file     *os.File
+	off      int64
+	holdBack bool // withhold the last byte until the download is verified
+}
+
+func (t *tail) Read(p []byte) (int, error) {
+	f := t.f
+	f.mu.Lock()
+	var avail int64
+	for {
+		if f.finished && f.err != nil {
+			f.mu.Unlock()
+			return 0, f.err
+		}
+		avail = f.written
+		if t.holdBack && !f.finished && avail > 0 {
+			avail-- // the last byte waits for verification
+		}
+		if t.off < avail {
+			break
+		}
+		if f.finished {
+			f.mu.Unlock()
+			return 0, io.EOF
+		}
+		f.cond.Wait()
+	}
+	f.mu.Unlock()
+	if n := avail - t.off; int64(len(p)) > n {
+		p = p[:n]
+	}
+	n, err := t.file.ReadAt(p, t.off)
+	t.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+func (t *tail) Close() error { return t.file.Close() }
+
+func (f *flight) reader(holdBack bool) (*tail, error) {
+	file, err := os.Open(f.path)
+	if err != nil {
+		return nil, err
+	}
+	return &tail{f: f, file: file, holdBack: holdBack}, nil
+}
+
+// joinFlight returns the running download for key, or starts one.
+func (c *Core) joinFlight(key string, src fileSource) *flight {
+	c.flightsMu.Lock()
+	defer c.flightsMu.Unlock()
+	if f, ok := c.flights[key]; ok {
+		f.mu.Lock()
+		f.refs++
+		f.mu.Unlock()
+		c.metrics.flightWaits.Add(1)
+		return f
+	}
+	f := &flight{key: key, ready: make(chan struct{}), done: make(chan struct{}), size: -1, refs: 2}
+	f.cond = sync.NewCond(&f.mu)
+	c.flights[key] = f
+	c.wg.Add(1)
+	go c.download(f, src)
+	return f
+}
+
+func (c *Core) endFlight(f *flight) {
+	c.flightsMu.Lock()
+	delete(c.flights, f.key)
+	c.flightsMu.Unlock()
+	f.release()
+	c.wg.Done()
+}
+
+func (c *Core) download(f *flight, src fileSource) {
+	defer c.endFlight(f)
+	ctx, cancel := context.WithTimeout(c.bg, c.downloadTimeout)
+	defer cancel()
+	readyOnce := sync.OnceFunc(func() { close(f.ready) })
+	finish := func(err error) {
+		f.mu.Lock()
+		f.finished, f.err = true, err
+		f.cond.Broadcast()
+		f.mu.Unlock()
+		readyOnce()
+		close(f.done)
+	}
+
+	spool, err := os.CreateTemp(c.spoolDir, ".spool-*")
+	if err != nil {
+		finish(fmt.Errorf("create spool file in %s: %w", c.spoolDir, err))
+		return
+	}
+	f.path = spool.Name()
+	defer spool.Close()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.url, nil)
+	if err != nil {
+		finish(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("bad file URL %q in metadata: %v", src.url, err)})
+		return
+	}
+	req.Header.Set("User-Agent", userAgent)
+	c.metrics.upstreamRequests.Add(1)
+	c.metrics.upstreamFiles.Add(1)
+	resp, err := src.client.Do(req)
+	if err != nil {
+		finish(transportError(src.url, err))
+		return
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		finish(errNotFound)
+		return
+	case resp.StatusCode != http.StatusOK:
+		finish(statusError(src.url, resp))
+		return
+	}
+	f.mu.Lock()
+	f.size = resp.ContentLength
+	f.modTime = time.Now()
+	f.mu.Unlock()
+	readyOnce()
+
+	// Storage reads the spool concurrently and commits only on io.EOF,
+	// which it gets only after verification.
+	putDone := make(chan error, 1)
+	if pr, err := f.reader(false); err == nil {
+		go func() {
+			defer pr.Close()
+			putDone <- c.store.Put(ctx, f.key, pr, storage.PutOptions{Size: f.size, CreateOnly: true, ContentType: contentType(f.key)})
+		}()
+	} else {
+		putDone <- err
+	}
+
+	var hashes []hash.Hash
+	var sums []string
+	if src.sha1 != "" {
+		hashes, sums = append(hashes, sha1.New()), append(sums, strings.ToLower(src.sha1))
+	}
+	if src.sha256 != "" {
+		hashes, sums = append(hashes, sha256.New()), append(sums, strings.ToLower(src.sha256))
+	}
+	buf := make([]byte, 256<<10)
+	var dlErr error
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := spool.Write(buf[:n]); werr != nil {
+				dlErr = fmt.Errorf("write spool file: %w", werr)
+				break
+			}
+			for _, h := range hashes {
+				h.Write(buf[:n])
+			}
+			f.mu.Lock()
+			f.written += int64(n)
+			f.cond.Broadcast()
+			f.mu.Unlock()
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			dlErr = transportError(src.url, rerr)
+			break
+		}
+	}
+	c.metrics.upstreamBytes.Add(f.written)
+	if dlErr == nil && f.size >= 0 && f.written != f.size {
+		dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream %s sent %d of %d bytes", src.url, f.written, f.size)}
+	}
+	for i, h := range hashes {
+		if got := hex.EncodeToString(h.Sum(nil)); dlErr == nil && got != sums[i] {
+			dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%v: %s has digest %s, the metadata says %s; nothing was stored", errChecksum, src.url, got, sums[i])}
+		}
+	}
+	if dlErr != nil {
+		c.log.Warn("download failed; nothing stored", "key", f.key, "url", src.url, "err", dlErr)
+	}
+	f.mu.Lock()
+	if dlErr == nil {
+		f.size = f.written
+	}
+	f.mu.Unlock()
+	finish(dlErr)
+
+	perr := <-putDone
+	switch {
+	case dlErr != nil:
+	case perr == nil || errors.Is(perr, storage.ErrExists):
+		if c.distDisk != nil {
+			_ = c.distDisk.PutFile(f.key, f.path)
+		}
+	default:
+		c.metrics.storageErrors.Add(1)
+		c.log.Warn("storage write failed; the file was served but not stored", "key", f.key, "err", perr)
+	}
+}
+
+// serveFile serves the immutable file key: from the disk cache, storage,
+// or (cold) from its upstream, resolved by resolve only when needed.
+func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.Context) (fileSource, error)) error {
+	r, w := ec.Request(), ec.Response()
+	ctx := r.Context()
+	h := w.Header()
+	h.Set("Content-Type", contentType(key))
+	h.Set("Accept-Ranges", "bytes")
+
+	if c.distDisk != nil {
+		if file, _, ok := c.distDisk.Open(key); ok {
+			defer file.Close()
+			c.metrics.hit("disk")
+			setImmutable(h)
+			fi, _ := file.Stat()
+			http.ServeContent(w, r, "", fi.ModTime(), file)
+			return nil
+		}
+	}
+	if info, err := c.store.Stat(ctx, key); err == nil {
+		c.metrics.hit("storage")
+		return c.serveStored(ec, info)
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		c.metrics.storageErrors.Add(1)
+		c.log.Warn("storage unavailable; trying the upstream", "key", key, "err", err)
+	}
+	c.metrics.miss()
+	src, err := resolve(ctx)
+	if err != nil {
+		return err
+	}
+	f := c.joinFlight(key, src)
+	defer f.release()
+	select {
+	case <-f.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	f.mu.Lock()
+	size, ferr, finished := f.size, f.err, f.finished
+	f.mu.Unlock()
+	if finished && ferr != nil {
+		return ferr
+	}
+	if size < 0 || r.Header.Get("Range") != "" {
+		// Without a length (or for a range) wait for the verified whole file.
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if f.err != nil {
+			return f.err
+		}
+		file, err := os.Open(f.path)
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		setImmutable(h)
+		http.ServeContent(w, r, "", f.modTime, file)
+		return nil
+	}
+	setImmutable(h)
+	h.Set("Content-Length", fmt.Sprint(size))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	t, err := f.reader(true)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	defer t.Close()
+	if _, err := io.CopyBuffer(w, t, make([]byte, 64<<10)); err != nil {
+		// Abort the connection: the client must see a truncated transfer.
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// serveStored serves an object from storage, with Range and HEAD.
+func (c *Core) serveStored(ec echo.Context, info storage.Info) error {
+	r, w := ec.Request(), ec.Response()
+	setImmutable(w.Header())
+	rs := &storageSeeker{ctx: r.Context(), store: c.store, key: info.Key, size: info.Size}
+	defer rs.Close()
+	http.ServeContent(w, r, "", info.ModTime, rs)
+	if rs.err != nil && !errors.Is(rs.err, context.Canceled) {
+		c.log.Warn("storage read failed mid-response; aborting it", "key", info.Key, "err", rs.err)
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// storageSeeker is an io.ReadSeeker over a stored object that opens a
+// ranged Get at the position http.ServeContent seeks to.
+type storageSeeker struct {
+	ctx   context.Context
+	store storage.Store
+	key   string
+	size  int64
+	pos   int64
+	rc    io.ReadCloser
+	err   error
+}
+
+func (s *storageSeeker) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		off += s.pos
+	case io.SeekEnd:
+		off += s.size
+	}
+	if off < 0 {
+		return 0, errors.New("negative position")
+	}
+	if off != s.pos && s.rc != nil {
+		s.rc.Close()
+		s.rc = nil
+	}
+	s.pos = off
+	return off, nil
+}
+
+func (s *storageSeeker) Read(p []byte) (int, error) {
+	if s.pos >= s.size {
+		return 0, io.EOF
+	}
+	if s.rc == nil {
+		rc, _, err := s.store.Get(s.ctx, s.key, storage.Range{Offset: s.pos, Length: -1})
+		if err != nil {
+			s.err = err
+			return 0, err
+		}
+		s.rc = rc
+	}
+	n, err := s.rc.Read(p)
+	s.pos += int64(n)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	if err == io.EOF && s.pos < s.size {
+		s.err = io.ErrUnexpectedEOF
+		return n, s.err
+	}
+	return n, err
+}
+
+func (s *storageSeeker) Close() {
+	if s.rc != nil {
+		s.rc.Close()
+	}
+}
+
+func setImmutable(h http.Header) {
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+}
+
+func contentType(key string) string {
+	switch {
+	case strings.HasSuffix(key, ".zip"), strings.HasSuffix(key, ".whl"):
+		return "application/zip"
+	case strings.HasSuffix(key, ".tar.gz"), strings.HasSuffix(key, ".tgz"), strings.HasSuffix(key, ".gzip"):
+		return "application/gzip"
+	case strings.HasSuffix(key, ".tar"):
+		return "application/x-tar"
+	case strings.HasSuffix(key, ".xz"):
+		return "application/x-xz"
+	case strings.HasSuffix(key, ".json"):
+		return "application/json"
+	}
+	return "application/octet-stream"
+}

@@ -1,0 +1,345 @@
+package proxy
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/storage"
+)
+
+// maxMetaSize caps one metadata document (a p2 file of a package with
+// thousands of versions is a few MB; this is far above that).
+const maxMetaSize = 256 << 20
+
+// retryAfterFailure is how long a failed revalidation is not retried:
+// meanwhile the stale copy is served without waiting on a dead upstream.
+const retryAfterFailure = 30 * time.Second
+
+// metaEntry is one mutable metadata document as stored: the body
+// gzip-compressed, so that a warm hit is a memory copy, with the upstream's
+// validators carried in the gzip header's comment. The stored object is
+// thus a plain .gz file that zcat can read.
+type metaEntry struct {
+	key      string
+	gz       []byte // the stored object: gzip of the (rewritten) body
+	size     int64  // uncompressed size
+	header   envelope
+	notFound bool
+
+	checked atomic.Int64 // unix nanos: last time the upstream confirmed it
+	failed  atomic.Int64 // unix nanos: last failed revalidation
+
+	parseOnce sync.Once
+	parsed    any
+	parseErr  error
+}
+
+// envelope is what the gzip comment holds.
+type envelope struct {
+	LastModified string `json:"lm,omitempty"`   // upstream Last-Modified, verbatim
+	ETag         string `json:"etag,omitempty"` // upstream ETag
+	Fetched      int64  `json:"fetched"`        // unix seconds when stored
+	Size         int64  `json:"size"`
+	URL          string `json:"url,omitempty"`
+}
+
+// modTime is the Last-Modified served to clients: the upstream's when it
+// sent one, else the time the object was stored. Both come from the stored
+// object, so every replica serves the same value.
+func (e *metaEntry) modTime() time.Time {
+	if t, err := http.ParseTime(e.header.LastModified); err == nil {
+		return t
+	}
+	return time.Unix(e.header.Fetched, 0)
+}
+
+// body returns the uncompressed document.
+func (e *metaEntry) body() ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(e.gz))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(zr)
+}
+
+// parse runs fn once per entry and keeps its result (an index built from
+// the document), so that it is not rebuilt on every request.
+func (e *metaEntry) parse(fn func([]byte) (any, error)) (any, error) {
+	e.parseOnce.Do(func() {
+		b, err := e.body()
+		if err != nil {
+			e.parseErr = err
+			return
+		}
+		e.parsed, e.parseErr = fn(b)
+	})
+	return e.parsed, e.parseErr
+}
+
+func asciiJSON(v any) string {
+	b, _ := json.Marshal(v)
+	var sb strings.Builder
+	for _, r := range string(b) {
+		if r < 0x20 || r > 0x7e {
+			fmt.Fprintf(&sb, `\u%04x`, r)
+			continue
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}
+
+func encodeMeta(key string, body []byte, env envelope) (*metaEntry, error) {
+	env.Size = int64(len(body))
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw.Comment = asciiJSON(env)
+	zw.ModTime = time.Unix(env.Fetched, 0)
+	if _, err := zw.Write(body); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	e := &metaEntry{key: key, gz: buf.Bytes(), size: env.Size, header: env}
+	e.checked.Store(time.Unix(env.Fetched, 0).UnixNano())
+	return e, nil
+}
+
+func decodeMeta(key string, gz []byte) (*metaEntry, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return nil, fmt.Errorf("stored metadata %s is not gzip: %w", key, err)
+	}
+	var env envelope
+	if err := json.Unmarshal([]byte(zr.Comment), &env); err != nil {
+		return nil, fmt.Errorf("stored metadata %s has no envelope: %w", key, err)
+	}
+	// Check the whole stream now: a damaged object is refetched, not served.
+	n, err := io.Copy(io.Discard, zr)
+	if err != nil || n != env.Size {
+		return nil, fmt.Errorf("stored metadata %s is damaged (%d of %d bytes): %v", key, n, env.Size, err)
+	}
+	e := &metaEntry{key: key, gz: gz, size: env.Size, header: env}
+	e.checked.Store(time.Unix(env.Fetched, 0).UnixNano())
+	return e, nil
+}
+
+// metaSource describes one metadata document: where it is kept, where it
+// comes from, and how it is checked and rewritten before it is stored.
+type metaSource struct {
+	key         string
+	url         string
+	client      *http.Client
+	ttl         time.Duration
+	notFoundTTL time.Duration
+	accept      string
+	// transform validates and rewrites the upstream body; nil keeps it.
+	transform func([]byte) ([]byte, error)
+}
+
+// metaResult is what meta returns: the entry, and whether it is stale
+// (served because the upstream failed).
+type metaResult struct {
+	entry *metaEntry
+	stale bool
+}
+
+func (c *Core) fresh(e *metaEntry, src *metaSource, now time.Time) bool {
+	ttl := src.ttl
+	if e.notFound {
+		ttl = src.notFoundTTL
+	}
+	return now.Sub(time.Unix(0, e.checked.Load())) < ttl
+}
+
+// meta returns the metadata document for src: from memory, the disk cache
+// or storage while fresh, else revalidated against the upstream with a
+// conditional request. Concurrent callers for one key share one refresh.
+// It returns errNotFound for an upstream 404 and an *upstreamError when
+// the upstream failed and nothing is stored.
+func (c *Core) meta(ctx context.Context, src *metaSource) (metaResult, error) {
+	if e, ok := c.mem.Get(src.key); ok && c.fresh(e, src, c.now()) {
+		return entryResult(e, false)
+	}
+	ch := c.sf.DoChan(src.key, func() (any, error) {
+		// Detached: one client giving up must not fail the others.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*c.upstreamTimeout+10*time.Second)
+		defer cancel()
+		return c.refreshMeta(rctx, src)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return metaResult{}, r.Err
+		}
+		res := r.Val.(metaResult)
+		return entryResult(res.entry, res.stale)
+	case <-ctx.Done():
+		return metaResult{}, ctx.Err()
+	}
+}
+
+func entryResult(e *metaEntry, stale bool) (metaResult, error) {
+	if e.notFound {
+		return metaResult{}, errNotFound
+	}
+	return metaResult{entry: e, stale: stale}, nil
+}
+
+func (c *Core) loadMeta(ctx context.Context, key string) *metaEntry {
+	if c.metaDisk != nil {
+		if f, _, ok := c.metaDisk.Open(key); ok {
+			b, err := io.ReadAll(io.LimitReader(f, maxMetaSize))
+			f.Close()
+			if err == nil {
+				if e, err := decodeMeta(key, b); err == nil {
+					return e
+				}
+			}
+			c.metaDisk.Remove(key)
+		}
+	}
+	rc, _, err := c.store.Get(ctx, key, storage.Whole)
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			c.log.Warn("storage read failed; asking the upstream", "key", key, "err", err)
+		}
+		return nil
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxMetaSize))
+	if err != nil {
+		c.log.Warn("storage read failed; asking the upstream", "key", key, "err", err)
+		return nil
+	}
+	e, err := decodeMeta(key, b)
+	if err != nil {
+		c.log.Warn("ignoring a damaged stored object", "key", key, "err", err)
+		return nil
+	}
+	if c.metaDisk != nil {
+		_ = c.metaDisk.Put(key, bytes.NewReader(b))
+	}
+	return e
+}
+
+func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, error) {
+	now := c.now()
+	e, ok := c.mem.Get(src.key)
+	if !ok || e.notFound {
+		if loaded := c.loadMeta(ctx, src.key); loaded != nil {
+			e = loaded
+			c.mem.Add(src.key, e, int64(len(e.gz)))
+		}
+	}
+	if e != nil && c.fresh(e, src, now) {
+		return metaResult{entry: e}, nil
+	}
+	have := e != nil && !e.notFound
+	if have && now.Sub(time.Unix(0, e.failed.Load())) < retryAfterFailure {
+		return metaResult{entry: e, stale: true}, nil
+	}
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.url, nil)
+	if err != nil {
+		return metaResult{}, &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("bad upstream URL %q: %v", src.url, err)}
+	}
+	req.Header.Set("Accept-Encoding", "gzip")
+	req.Header.Set("User-Agent", userAgent)
+	if src.accept != "" {
+		req.Header.Set("Accept", src.accept)
+	}
+	if have {
+		if e.header.LastModified != "" {
+			req.Header.Set("If-Modified-Since", e.header.LastModified)
+		}
+		if e.header.ETag != "" {
+			req.Header.Set("If-None-Match", e.header.ETag)
+		}
+	}
+	c.metrics.upstreamRequests.Add(1)
+	resp, err := src.client.Do(req)
+	if err == nil {
+		defer resp.Body.Close()
+	}
+	fail := func(uerr *upstreamError) (metaResult, error) {
+		if have {
+			e.failed.Store(now.UnixNano())
+			c.log.Warn("upstream failed; serving stale metadata", "key", src.key, "url", src.url, "err", uerr.msg)
+			return metaResult{entry: e, stale: true}, nil
+		}
+		return metaResult{}, uerr
+	}
+	if err != nil {
+		return fail(transportError(src.url, err))
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotModified && have:
+		e.checked.Store(now.UnixNano())
+		return metaResult{entry: e}, nil
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		neg := &metaEntry{key: src.key, notFound: true}
+		neg.checked.Store(now.UnixNano())
+		c.mem.Add(src.key, neg, 64)
+		return metaResult{entry: neg}, nil
+	case resp.StatusCode != http.StatusOK:
+		return fail(statusError(src.url, resp))
+	}
+	body, err := readBody(resp)
+	if err != nil {
+		return fail(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("reading %s: %v", src.url, err)})
+	}
+	if src.transform != nil {
+		if body, err = src.transform(body); err != nil {
+			return fail(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream document %s rejected: %v", src.url, err)})
+		}
+	}
+	ne, err := encodeMeta(src.key, body, envelope{
+		LastModified: resp.Header.Get("Last-Modified"), ETag: resp.Header.Get("ETag"),
+		Fetched: now.Unix(), URL: src.url,
+	})
+	if err != nil {
+		return fail(&upstreamError{status: http.StatusBadGateway, msg: err.Error()})
+	}
+	ne.checked.Store(now.UnixNano())
+	if err := c.store.Put(ctx, src.key, bytes.NewReader(ne.gz), storage.PutOptions{Size: int64(len(ne.gz)), ContentType: "application/gzip"}); err != nil {
+		c.metrics.storageErrors.Add(1)
+		c.log.Warn("storage write failed; metadata served from memory only", "key", src.key, "err", err)
+	}
+	if c.metaDisk != nil {
+		_ = c.metaDisk.Put(src.key, bytes.NewReader(ne.gz))
+	}
+	c.mem.Add(src.key, ne, int64(len(ne.gz)))
+	return metaResult{entry: ne}, nil
+}
+
+func readBody(resp *http.Response) ([]byte, error) {
+	var r io.Reader = resp.Body
+	if strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			return nil, err
+		}
+		r = zr
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxMetaSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxMetaSize {
+		return nil, fmt.Errorf("document larger than %d bytes", maxMetaSize)
+	}
+	return b, nil
+}
+

@@ -1,0 +1,210 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/storage"
+)
+
+// Mirror is one configured upstream, served under /<Name>/.
+type Mirror struct {
+	Name        string
+	Type        string // "composer" or "pypi"
+	URL         string // upstream base URL, no trailing slash
+	TTL         time.Duration
+	NotFoundTTL time.Duration
+	Auth        []HostAuth
+}
+
+// ecosystems maps a mirror type to the function that registers its routes.
+// The pypi type is accepted in configuration ahead of its implementation.
+var ecosystems = map[string]func(s *Server, m Mirror){
+	"composer": registerComposer,
+	"pypi":     nil,
+}
+
+// KnownType reports whether t is a mirror type the configuration accepts.
+func KnownType(t string) bool { _, ok := ecosystems[t]; return ok }
+
+// Types lists the accepted mirror types.
+func Types() []string { return []string{"composer", "pypi"} }
+
+// Options configure a Server.
+type Options struct {
+	Store            storage.Store
+	MetaPrefix       string
+	DistPrefix       string
+	Mirrors          []Mirror
+	MemoryCacheBytes int64
+	MetaCache        *cache.Disk // optional
+	DistCache        *cache.Disk // optional
+	DistCacheDir     string
+	UpstreamTimeout  time.Duration
+	Logger           *slog.Logger
+	// Ready reports whether storage is reachable (GET /readyz).
+	Ready func(ctx context.Context) error
+}
+
+// Server is the proxy's HTTP server.
+type Server struct {
+	e    *echo.Echo
+	core *Core
+	opts Options
+}
+
+// New builds the server and its routes.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.UpstreamTimeout == 0 {
+		o.UpstreamTimeout = 30 * time.Second
+	}
+	if o.MemoryCacheBytes == 0 {
+		o.MemoryCacheBytes = 256 << 20
+	}
+	s := &Server{e: echo.New(), core: newCore(&o), opts: o}
+	e := s.e
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
+		Generator: randomID,
+	}))
+	e.Use(s.logRequests)
+	e.Use(middleware.Recover())
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", s.readyz)
+	for _, m := range o.Mirrors {
+		reg := ecosystems[m.Type]
+		if reg == nil {
+			o.Logger.Warn("mirror type not served yet; mirror skipped", "mirror", m.Name, "type", m.Type)
+			continue
+		}
+		reg(s, m)
+	}
+	return s
+}
+
+// Handler is the server as an http.Handler.
+func (s *Server) Handler() http.Handler { return s.e }
+
+func (s *Server) readyz(c echo.Context) error {
+	if s.opts.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
+		defer cancel()
+		if err := s.opts.Ready(ctx); err != nil {
+			return c.String(http.StatusServiceUnavailable, "storage unreachable: "+err.Error()+"\n")
+		}
+	}
+	return c.String(http.StatusOK, "ready\n")
+}
+
+// handleError is the one place where errors become responses.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var he *echo.HTTPError
+	if !errors.As(err, &he) {
+		he = httpError(err)
+	}
+	if ra := retryAfterOf(err); ra != "" {
+		c.Response().Header().Set("Retry-After", ra)
+	}
+	msg := fmt.Sprint(he.Message)
+	if he.Code >= 500 {
+		s.opts.Logger.Warn("request failed", "path", c.Request().URL.Path, "status", he.Code, "err", msg,
+			"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(he.Code)
+		return
+	}
+	_ = c.JSON(he.Code, map[string]string{"error": msg})
+}
+
+func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		req, res := c.Request(), c.Response()
+		s.opts.Logger.Info("request",
+			"request_id", res.Header().Get(echo.HeaderXRequestID),
+			"method", req.Method, "path", req.URL.Path, "status", res.Status,
+			"bytes", res.Size, "duration_ms", time.Since(start).Milliseconds(),
+			"remote", c.RealIP(), "user_agent", req.UserAgent())
+		return nil
+	}
+}
+
+// Serve runs the server on l until ctx is cancelled, then shuts down
+// gracefully: readiness fails, new connections are refused, in-flight
+// requests and downloads get up to grace to finish; downloads still
+// running after that are cancelled and commit nothing.
+func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration) error {
+	hs := &http.Server{
+		Handler:           s.e,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.opts.Logger.Info("shutting down", "grace", grace.String())
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	done := make(chan struct{})
+	go func() { s.core.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		s.opts.Logger.Warn("grace period over; cancelling downloads still running (nothing partial is stored)")
+	}
+	s.core.cancelBg()
+	if errors.Is(err, context.DeadlineExceeded) {
+		_ = hs.Close()
+	}
+	return nil
+}
+
+// Close cancels background work (tests).
+func (s *Server) Close() {
+	s.core.cancelBg()
+	s.core.wg.Wait()
+}
+
+func randomID() string {
+	var b [8]byte
+	_, _ = cryptoRand(b[:])
+	return fmt.Sprintf("%x", b)
+}
+
+// routePrefix returns the mount point a request came in on ("/N" or
+// "/mirror/N"), so that URLs written for the client keep that form.
+func routePrefix(path, name string) string {
+	if strings.HasPrefix(path, "/mirror/"+name+"/") {
+		return "/mirror/" + name
+	}
+	return "/" + name
+}
