@@ -78,4 +78,3 @@ func retryAfterOf(err error) string {
 	}
 	return ""
 }
-

@@ -342,4 +342,3 @@ func readBody(resp *http.Response) ([]byte, error) {
 	}
 	return b, nil
 }
-
