@@ -199,9 +199,10 @@ func (c *Core) download(f *flight, src fileSource) {
 	// which it gets only after verification.
 	putDone := make(chan error, 1)
 	if pr, err := f.reader(false); err == nil {
+		opts := storage.PutOptions{Size: resp.ContentLength, CreateOnly: true, ContentType: contentType(f.key)}
 		go func() {
 			defer pr.Close()
-			putDone <- c.store.Put(ctx, f.key, pr, storage.PutOptions{Size: f.size, CreateOnly: true, ContentType: contentType(f.key)})
+			putDone <- c.store.Put(ctx, f.key, pr, opts)
 		}()
 	} else {
 		putDone <- err

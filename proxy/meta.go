@@ -21,8 +21,9 @@ import (
 // thousands of versions is a few MB; this is far above that).
 const maxMetaSize = 256 << 20
 
-// retryAfterFailure is how long a failed revalidation is not retried:
-// meanwhile the stale copy is served without waiting on a dead upstream.
+// retryAfterFailure is how long (at most; never more than the TTL) a
+// failed revalidation is not retried: meanwhile the stale copy is served
+// without waiting on a dead upstream.
 const retryAfterFailure = 30 * time.Second
 
 // metaEntry is one mutable metadata document as stored: the body
@@ -247,7 +248,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 		return metaResult{entry: e}, nil
 	}
 	have := e != nil && !e.notFound
-	if have && now.Sub(time.Unix(0, e.failed.Load())) < retryAfterFailure {
+	if have && now.Sub(time.Unix(0, e.failed.Load())) < min(retryAfterFailure, src.ttl) {
 		return metaResult{entry: e, stale: true}, nil
 	}
 

@@ -1,0 +1,183 @@
+// Package e2e runs the real mirror-proxy binary against a real S3 server
+// (versitygw), a local fake upstream, and the real clients (composer).
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
+)
+
+var proxyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mirror-proxy-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	proxyBin = filepath.Join(dir, "mirror-proxy")
+	build := exec.Command("go", "build", "-race", "-o", proxyBin, "../cmd/mirror-proxy")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building mirror-proxy:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running mirror-proxy.
+type proc struct {
+	URL string
+	cmd *exec.Cmd
+	t   *testing.T
+}
+
+// startProxy runs the binary with env (plus LISTEN_ADDR on a free port).
+func startProxy(t *testing.T, env map[string]string) *proc {
+	t.Helper()
+	port := testenv.FreePort(t)
+	cmd := exec.Command(proxyBin, "serve")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", port), "LOG_FORMAT=text", "AWS_EC2_METADATA_DISABLED=true")
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	logPath := filepath.Join(t.TempDir(), "proxy.log")
+	lf, _ := os.Create(logPath)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, t: t}
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("proxy log:\n%s", tailLines(string(b), 60))
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(p.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		if cmd.ProcessState != nil || time.Now().After(deadline) {
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("proxy did not start: %v\n%s", err, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Stop sends SIGTERM and waits.
+func (p *proc) Stop() {
+	if p.cmd.Process == nil || p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Kill sends SIGKILL.
+func (p *proc) Kill() {
+	if p.cmd.Process == nil || p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+}
+
+// get does a GET with headers and returns status, headers and body.
+func get(t *testing.T, url string, hdr ...string) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: body: %v", url, err)
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
+// composerProject writes a composer.json using the proxy as its only
+// repository.
+func composerProject(t *testing.T, repoURL string, require map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cj := map[string]any{
+		"name":         "test/project",
+		"repositories": []any{map[string]any{"type": "composer", "url": repoURL}, map[string]any{"packagist.org": false}},
+		"config":       map[string]any{"secure-http": false, "allow-plugins": false},
+	}
+	if require != nil {
+		cj["require"] = require
+	}
+	b, _ := json.MarshalIndent(cj, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "composer.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// composer runs the composer CLI in dir with a fresh home and cache.
+func composer(t *testing.T, dir string, args ...string) (string, error) {
+	t.Helper()
+	bin, ok := testenv.LookPath("composer")
+	if !ok {
+		testenv.Missing(t, "composer", "apt-get install composer php-cli php-zip unzip")
+	}
+	home := t.TempDir()
+	cmd := exec.Command(bin, append(args, "--no-interaction", "--no-plugins", "--no-scripts", "--no-progress", "--no-ansi", "-v")...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "COMPOSER_HOME="+home, "COMPOSER_CACHE_DIR="+filepath.Join(home, "cache"),
+		"COMPOSER_NO_INTERACTION=1", "COMPOSER_ALLOW_SUPERUSER=1", "COMPOSER_NO_AUDIT=1", "COMPOSER_DISABLE_NETWORK=0")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func mustComposer(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, err := composer(t, dir, args...)
+	if err != nil {
+		t.Fatalf("composer %v: %v\n%s", args, err, tailLines(out, 60))
+	}
+	return out
+}
