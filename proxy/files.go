@@ -29,6 +29,10 @@ type fileSource struct {
 	sha256 string
 }
 
+// smallFile: files below this size are verified before the response
+// starts; larger ones stream while they download.
+const smallFile = 1 << 20
+
 // errChecksum: the downloaded bytes do not match the metadata's hash.
 var errChecksum = errors.New("checksum mismatch")
 
@@ -317,8 +321,10 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 	if finished && ferr != nil {
 		return ferr
 	}
-	if size < 0 || r.Header.Get("Range") != "" {
-		// Without a length (or for a range) wait for the verified whole file.
+	if size < 0 || size < smallFile || r.Header.Get("Range") != "" {
+		// Without a length, for a range, or for a small file, wait for the
+		// verified whole file: a failure is then a clean 502, not an
+		// aborted transfer.
 		select {
 		case <-f.done:
 		case <-ctx.Done():

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	for _, k := range []string{"STORAGE_SOURCE", "MIRRORS", "STORAGE_AWS_ARGS", "LISTEN_ADDR"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("STORAGE_SOURCE", "local")
+	t.Setenv("LISTEN_ADDR", ":8080")
+	c, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Mirrors) != 2 || c.Mirrors[0].Name != "packagist" || c.Mirrors[1].Type != "pypi" {
+		t.Errorf("default mirrors: %+v", c.Mirrors)
+	}
+	if c.MetaPrefix != "mirror-meta" || c.DistPrefix != "mirror-dist" || c.MemCacheBytes != 256<<20 {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	cases := []struct{ k, v, want string }{
+		{"STORAGE_AWS_ARGS", `{"endpoint":"http://x","bogus":1}`, `STORAGE_AWS_ARGS: "{\"endpoint\":\"http://x\",\"bogus\":1}": unknown key "bogus"`},
+		{"STORAGE_SOURCE", "gcs", "STORAGE_SOURCE"},
+		{"MIRRORS", `[{"name":"readyz","type":"composer","url":"http://x"}]`, "reserved"},
+		{"MIRRORS", `[{"name":"a","type":"npm","url":"http://x"}]`, `unknown type "npm"`},
+		{"MIRRORS", `[{"name":"a","type":"composer","url":"ftp://x"}]`, "not an http(s) URL"},
+		{"MIRRORS", `[{"name":"A B","type":"composer","url":"http://x"}]`, "name must be"},
+		{"MIRRORS", `[{"name":"a","type":"composer","url":"http://x","ttl":"soon"}]`, "not a duration"},
+		{"MIRRORS", `[{"name":"a","type":"composer","url":"http://x","auth":[{"bearer":"t","username":"u"}]}]`, "exactly one"},
+		{"METADATA_TTL", "5 minutes", "METADATA_TTL"},
+		{"MIRROR_DIST_CACHE_MAX_BYTES", "big", "MIRROR_DIST_CACHE_MAX_BYTES"},
+	}
+	for _, c := range cases {
+		t.Run(c.k, func(t *testing.T) {
+			t.Setenv(c.k, c.v)
+			_, err := LoadConfig()
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s=%s: got %v, want one line containing %q", c.k, c.v, err, c.want)
+			}
+		})
+	}
+	t.Run("s3 needs a bucket", func(t *testing.T) {
+		t.Setenv("STORAGE_SOURCE", "s3")
+		if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "STORAGE_AWS_BUCKET") {
+			t.Errorf("got %v", err)
+		}
+	})
+}
+
+func TestAWSArgsEmptyForms(t *testing.T) {
+	for _, v := range []string{"", "[]", "{}", " [] "} {
+		var a AWSArgs
+		if err := a.Decode(v); err != nil || a != (AWSArgs{}) {
+			t.Errorf("%q: %v %+v", v, err, a)
+		}
+	}
+	var a AWSArgs
+	if err := a.Decode(`{"endpoint":"http://m:9000","pathStyleEndpoint":"true","region":"auto"}`); err != nil || !a.PathStyle() || a.Region != "auto" {
+		t.Errorf("got %+v %v", a, err)
+	}
+}
+
+func TestBytes(t *testing.T) {
+	for v, want := range map[string]int64{"1048576": 1 << 20, "512MiB": 512 << 20, "10GiB": 10 << 30, "64k": 64 << 10, "1GB": 1 << 30} {
+		var b Bytes
+		if err := b.Decode(v); err != nil || int64(b) != want {
+			t.Errorf("%s: %d %v", v, b, err)
+		}
+	}
+}

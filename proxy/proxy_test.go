@@ -1,0 +1,236 @@
+package proxy_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
+	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
+	"github.com/mirror-proxy/mirror-proxy/proxy"
+	"github.com/mirror-proxy/mirror-proxy/storage"
+	"github.com/mirror-proxy/mirror-proxy/storage/local"
+)
+
+type env struct {
+	up    *fakepackagist.Server
+	store *local.Store
+	srv   *proxy.Server
+	url   string
+}
+
+func newEnv(t *testing.T, ttl time.Duration) *env {
+	t.Helper()
+	up := fakepackagist.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Stop)
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := proxy.New(proxy.Options{
+		Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
+		Mirrors:         []proxy.Mirror{{Name: "packagist", Type: "composer", URL: up.URL(), TTL: ttl, NotFoundTTL: time.Second}},
+		UpstreamTimeout: 5 * time.Second,
+		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	return &env{up: up, store: st, srv: srv, url: hs.URL + "/packagist"}
+}
+
+func do(t *testing.T, method, url string, hdr ...string) (*http.Response, []byte, error) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
+}
+
+// distURL finds the proxy URL of name@version's dist from the p2 file.
+func (e *env) distURL(t *testing.T, name, version string) string {
+	t.Helper()
+	_, body, _ := do(t, "GET", e.url+"/p2/"+name+".json")
+	vs, err := composer.Expand(body, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		if v["version"] == version {
+			d := v["dist"].(map[string]any)
+			return e.url + "/zipball/" + name + "/" + composer.MirrorVersion(v["version_normalized"].(string)) +
+				"/ref" + composer.MirrorReference(d["reference"].(string)) + ".zip"
+		}
+	}
+	t.Fatalf("%s %s not in the metadata", name, version)
+	return ""
+}
+
+func TestChecksumMismatchStoresNothingAndHeals(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	url := e.distURL(t, "acme/foo", "1.1.0")
+	e.up.Corrupt("acme/foo", "1.1.0", true)
+	resp, body, err := do(t, "GET", url)
+	if err == nil && resp.StatusCode == 200 && len(body) == int(resp.ContentLength) {
+		t.Fatalf("corrupt upstream bytes were served as a clean 200")
+	}
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("small corrupt dist: got %d, want 502", resp.StatusCode)
+	}
+	n := 0
+	_ = e.store.List(context.Background(), "mirror-dist/", func(storage.Info) error { n++; return nil })
+	if n != 0 {
+		t.Fatalf("a dist with a wrong sha1 was stored")
+	}
+	e.up.Corrupt("acme/foo", "1.1.0", false)
+	resp, body, err = do(t, "GET", url)
+	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, e.up.Zip("acme/foo", "1.1.0")) {
+		t.Fatalf("after the upstream was fixed: %d, %v", resp.StatusCode, err)
+	}
+}
+
+func TestLargeCorruptDownloadIsAbortedMidStream(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	// acme/big is 6 MB with a sha1: it streams, so a mismatch found at the
+	// end must abort the transfer.
+	url := e.distURL(t, "acme/big", "1.0.0")
+	e.up.Corrupt("acme/big", "1.0.0", true)
+	resp, body, err := do(t, "GET", url)
+	if err == nil && len(body) == int(resp.ContentLength) {
+		t.Fatalf("a corrupt 6 MB download finished cleanly (%d bytes, status %d)", len(body), resp.StatusCode)
+	}
+	n := 0
+	_ = e.store.List(context.Background(), "mirror-dist/", func(storage.Info) error { n++; return nil })
+	if n != 0 {
+		t.Fatalf("a corrupt large dist was stored")
+	}
+}
+
+func TestUpstreamDownIsNever404(t *testing.T) {
+	e := newEnv(t, 50*time.Millisecond)
+	if resp, _, _ := do(t, "GET", e.url+"/p2/acme/foo.json"); resp.StatusCode != 200 {
+		t.Fatalf("warm-up: %d", resp.StatusCode)
+	}
+	e.up.Stop()
+	time.Sleep(100 * time.Millisecond)
+	resp, body, _ := do(t, "GET", e.url+"/p2/acme/foo.json")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Mirror-Stale") != "true" || !bytes.Contains(body, []byte("acme/foo")) {
+		t.Errorf("stale metadata with the upstream down: %d, stale header %q", resp.StatusCode, resp.Header.Get("X-Mirror-Stale"))
+	}
+	for _, p := range []string{"/p2/acme/bar.json", "/p2/acme/never-seen.json"} {
+		resp, _, _ := do(t, "GET", e.url+p)
+		if resp.StatusCode < 500 {
+			t.Errorf("GET %s with the upstream down and nothing stored: %d, want 5xx", p, resp.StatusCode)
+		}
+	}
+}
+
+func TestStoredDistHeadRangeAndGzipMetadata(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	url := e.distURL(t, "acme/foo", "1.0.0")
+	want := e.up.Zip("acme/foo", "1.0.0")
+	if resp, body, _ := do(t, "GET", url); resp.StatusCode != 200 || !bytes.Equal(body, want) {
+		t.Fatalf("cold GET: %d", resp.StatusCode)
+	}
+	e.up.Stop()
+	resp, body, _ := do(t, "HEAD", url)
+	if resp.StatusCode != 200 || resp.ContentLength != int64(len(want)) || resp.Header.Get("Accept-Ranges") != "bytes" || len(body) != 0 {
+		t.Errorf("HEAD: %d, length %d (want %d), Accept-Ranges %q", resp.StatusCode, resp.ContentLength, len(want), resp.Header.Get("Accept-Ranges"))
+	}
+	resp, body, _ = do(t, "GET", url, "Range", "bytes=10-19")
+	if resp.StatusCode != 206 || !bytes.Equal(body, want[10:20]) {
+		t.Errorf("Range: %d, %q", resp.StatusCode, body)
+	}
+	resp, _, _ = do(t, "GET", url, "Range", "bytes=99999-")
+	if resp.StatusCode != 416 {
+		t.Errorf("unsatisfiable Range: %d, want 416", resp.StatusCode)
+	}
+	resp, body, _ = do(t, "GET", e.url+"/p2/acme/foo.json", "Accept-Encoding", "gzip")
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("gzip accepted but not used")
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := io.ReadAll(zr)
+	_, direct, _ := do(t, "GET", e.url+"/p2/acme/foo.json")
+	if !bytes.Equal(plain, direct) || !json.Valid(direct) {
+		t.Errorf("gzip and plain bodies differ")
+	}
+}
+
+func TestClientInputStaysInItsPrefix(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	for _, p := range []string{
+		"/p2/..%2f..%2fetc/passwd.json", "/p2/acme/..json", "/p2/acme/foo.txt",
+		"/zipball/acme/foo/../../x/ref.zip", "/zipball/acme/foo/1.0.0.0/ref%2e%2e.zip",
+		"/zipball/acme/foo/1.0.0.0/refZZ.zip", "/zipball/ACME/foo/1.0.0.0/ref.zip",
+	} {
+		resp, _, _ := do(t, "GET", e.url+p)
+		if resp.StatusCode != 404 {
+			t.Errorf("GET %s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+	if n := e.up.HitsPrefix("/dist/") + e.up.HitsPrefix("/p2/"); n != 0 {
+		t.Errorf("invalid requests reached the upstream %d times", n)
+	}
+}
+
+func TestGracefulShutdownFinishesDownloads(t *testing.T) {
+	up := fakepackagist.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	st, _ := local.New(t.TempDir())
+	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d",
+		Mirrors: []proxy.Mirror{{Name: "p", Type: "composer", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second}},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, l, 20*time.Second) }()
+	e := &env{up: up, store: st, url: "http://" + l.Addr().String() + "/p"}
+	url := e.distURL(t, "acme/big", "1.0.0")
+	up.SetDelay(time.Second)
+	got := make(chan []byte, 1)
+	go func() {
+		_, body, err := do(t, "GET", url)
+		if err != nil {
+			body = nil
+		}
+		got <- body
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cancel() // SIGTERM
+	if b := <-got; !bytes.Equal(b, up.Zip("acme/big", "1.0.0")) {
+		t.Fatalf("an in-flight download did not finish during graceful shutdown (%d bytes)", len(b))
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		t.Fatal(err)
+	}
+	n := 0
+	_ = st.List(context.Background(), "d/", func(storage.Info) error { n++; return nil })
+	if n != 1 {
+		t.Fatalf("the download finished during shutdown was not stored (%d objects)", n)
+	}
+}
