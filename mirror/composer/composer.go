@@ -239,7 +239,10 @@ func FindDist(versions []Version, version, ref string) (Dist, bool) {
 		vn := str(v, "version_normalized")
 		verOK := vn != "" && MirrorVersion(vn) == version
 		src, _ := v["source"].(map[string]any)
-		refOK := MirrorReference(dist.Reference) == ref || (src != nil && MirrorReference(str(src, "reference")) == ref && ref != "")
+		// %reference% is the dist's reference; the source's stands in only
+		// when the dist has none.
+		refOK := MirrorReference(dist.Reference) == ref ||
+			(dist.Reference == "" && src != nil && ref != "" && MirrorReference(str(src, "reference")) == ref)
 		switch {
 		case verOK && refOK:
 			return dist, true
