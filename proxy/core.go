@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,7 +71,8 @@ func (m *counters) miss() { m.misses.Add(1) }
 func newCore(o *Options) *Core {
 	spool := os.TempDir()
 	if o.DistCache != nil {
-		spool = o.DistCacheDir // same filesystem: a finished download is linked in, not copied
+		// Same filesystem: a finished download is linked in, not copied.
+		spool = filepath.Join(o.DistCacheDir, ".tmp")
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	c := &Core{

@@ -45,7 +45,8 @@ var errChecksum = errors.New("checksum mismatch")
 // io.EOF, so nothing is committed.
 type flight struct {
 	key  string
-	path string
+	file *os.File // the spool, shared: the download writes, readers ReadAt
+	path string   // its name while it has one (kept only for the disk cache)
 
 	ready chan struct{} // closed once the upstream answered (size or err known)
 	done  chan struct{} // closed once the download is finished (err final)
@@ -65,15 +66,17 @@ func (f *flight) release() {
 	f.refs--
 	last := f.refs == 0
 	f.mu.Unlock()
-	if last {
-		os.Remove(f.path)
+	if last && f.file != nil {
+		f.file.Close()
+		if f.path != "" {
+			os.Remove(f.path)
+		}
 	}
 }
 
 // tail reads the spool from the start, waiting for bytes as they arrive.
 type tail struct {
 	f        *flight
-	file     *os.File
 	off      int64
 	holdBack bool // withhold the last byte until the download is verified
 }
@@ -104,7 +107,7 @@ func (t *tail) Read(p []byte) (int, error) {
 	if n := avail - t.off; int64(len(p)) > n {
 		p = p[:n]
 	}
-	n, err := t.file.ReadAt(p, t.off)
+	n, err := f.file.ReadAt(p, t.off)
 	t.off += int64(n)
 	if err == io.EOF && n > 0 {
 		err = nil
@@ -112,15 +115,7 @@ func (t *tail) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (t *tail) Close() error { return t.file.Close() }
-
-func (f *flight) reader(holdBack bool) (*tail, error) {
-	file, err := os.Open(f.path)
-	if err != nil {
-		return nil, err
-	}
-	return &tail{f: f, file: file, holdBack: holdBack}, nil
-}
+func (f *flight) reader(holdBack bool) *tail { return &tail{f: f, holdBack: holdBack} }
 
 // joinFlight returns the running download for key, or starts one.
 func (c *Core) joinFlight(key string, src fileSource) *flight {
@@ -163,13 +158,21 @@ func (c *Core) download(f *flight, src fileSource) {
 		close(f.done)
 	}
 
-	spool, err := os.CreateTemp(c.spoolDir, ".spool-*")
+	spool, err := os.CreateTemp(c.spoolDir, "spool-*")
 	if err != nil {
 		finish(fmt.Errorf("create spool file in %s: %w", c.spoolDir, err))
 		return
 	}
-	f.path = spool.Name()
-	defer spool.Close()
+	f.file = spool
+	if c.distDisk != nil {
+		// Kept by name, to be linked into the disk cache once verified; a
+		// leftover of a killed process is cleared when the cache opens.
+		f.path = spool.Name()
+	} else {
+		// Unlinked at once: the open file lives as long as its readers,
+		// and a killed process leaves nothing behind.
+		os.Remove(spool.Name())
+	}
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.url, nil)
 	if err != nil {
@@ -202,15 +205,8 @@ func (c *Core) download(f *flight, src fileSource) {
 	// Storage reads the spool concurrently and commits only on io.EOF,
 	// which it gets only after verification.
 	putDone := make(chan error, 1)
-	if pr, err := f.reader(false); err == nil {
-		opts := storage.PutOptions{Size: resp.ContentLength, CreateOnly: true, ContentType: contentType(f.key)}
-		go func() {
-			defer pr.Close()
-			putDone <- c.store.Put(ctx, f.key, pr, opts)
-		}()
-	} else {
-		putDone <- err
-	}
+	opts := storage.PutOptions{Size: resp.ContentLength, CreateOnly: true, ContentType: contentType(f.key)}
+	go func() { putDone <- c.store.Put(ctx, f.key, f.reader(false), opts) }()
 
 	var hashes []hash.Hash
 	var sums []string
@@ -225,7 +221,7 @@ func (c *Core) download(f *flight, src fileSource) {
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
-			if _, werr := spool.Write(buf[:n]); werr != nil {
+			if _, werr := spool.Write(buf[:n]); werr != nil { // ReadAt by readers is safe alongside
 				dlErr = fmt.Errorf("write spool file: %w", werr)
 				break
 			}
@@ -333,13 +329,8 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 		if f.err != nil {
 			return f.err
 		}
-		file, err := os.Open(f.path)
-		if err != nil {
-			return err
-		}
-		defer file.Close()
 		setImmutable(h)
-		http.ServeContent(w, r, "", f.modTime, file)
+		http.ServeContent(w, r, "", f.modTime, io.NewSectionReader(f.file, 0, f.size))
 		return nil
 	}
 	setImmutable(h)
@@ -348,12 +339,7 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	t, err := f.reader(true)
-	if err != nil {
-		panic(http.ErrAbortHandler)
-	}
-	defer t.Close()
-	if _, err := io.CopyBuffer(w, t, make([]byte, 64<<10)); err != nil {
+	if _, err := io.CopyBuffer(w, f.reader(true), make([]byte, 64<<10)); err != nil {
 		// Abort the connection: the client must see a truncated transfer.
 		panic(http.ErrAbortHandler)
 	}

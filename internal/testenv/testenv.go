@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -171,9 +170,7 @@ func (s *S3) Keys(t testing.TB, bucket string) []string {
 			t.Fatalf("list bucket %s: %v", bucket, err)
 		}
 		for _, o := range page.Contents {
-			if !strings.Contains(*o.Key, "/.probe-") {
-				keys = append(keys, *o.Key)
-			}
+			keys = append(keys, *o.Key)
 		}
 	}
 	return keys

@@ -40,6 +40,13 @@ func (s *Store) Check(ctx context.Context, probePrefix string) error {
 		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body)))}); err != nil {
 		return deny("PutObject", err)
 	}
+	// Create-only writes: a store that supports them answers 412 here. One
+	// that ignores the header (or refuses it) gets best-effort create-only
+	// writes (HEAD, then PUT); dists are immutable and their bytes are the
+	// same whoever wins, so a race there costs an upload, not correctness.
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &key, IfNoneMatch: aws.String("*"),
+		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body)))})
+	s.createOnly = err != nil && (statusOf(err) == 412 || codeOf(err) == "PreconditionFailed")
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
 		return deny("GetObject", err)
@@ -60,6 +67,10 @@ func (s *Store) Check(ctx context.Context, probePrefix string) error {
 	}
 	return nil
 }
+
+// CreateOnlySupported reports whether Check found that the store honours
+// If-None-Match: * (true until Check runs).
+func (s *Store) CreateOnlySupported() bool { return s.createOnly }
 
 // Ping is a cheap reachability check for readiness probes.
 func (s *Store) Ping(ctx context.Context) error {

@@ -60,6 +60,8 @@ type Store struct {
 	bucket string
 	pool   sync.Pool
 	part   int64
+	// createOnly: the store honours If-None-Match: * (see Check).
+	createOnly bool
 }
 
 // New builds the client. It does not contact the store; call Check for that.
@@ -122,7 +124,7 @@ func New(ctx context.Context, c Config) (*Store, error) {
 	if part < minPartSize {
 		part = minPartSize
 	}
-	s := &Store{client: client, bucket: c.Bucket, part: part}
+	s := &Store{client: client, bucket: c.Bucket, part: part, createOnly: true}
 	s.pool.New = func() any { b := make([]byte, part); return &b }
 	return s, nil
 }
@@ -240,7 +242,13 @@ func (s *Store) putSingle(ctx context.Context, key string, body []byte, opts sto
 		in.ContentType = &opts.ContentType
 	}
 	if opts.CreateOnly {
-		in.IfNoneMatch = aws.String("*")
+		if !s.createOnly {
+			if _, err := s.Stat(ctx, key); err == nil {
+				return fmt.Errorf("s3 PutObject %s/%s: %w", s.bucket, key, storage.ErrExists)
+			}
+		} else {
+			in.IfNoneMatch = aws.String("*")
+		}
 	}
 	if _, err := s.client.PutObject(ctx, in); err != nil {
 		return s.wrap("PutObject", key, err)
@@ -306,7 +314,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, r io.Reader, first
 		Bucket: &s.bucket, Key: &key, UploadId: uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	}
-	if opts.CreateOnly {
+	if opts.CreateOnly && s.createOnly {
 		in.IfNoneMatch = aws.String("*")
 	}
 	if _, err = s.client.CompleteMultipartUpload(ctx, in); err != nil {

@@ -32,8 +32,15 @@ func TestConformance(t *testing.T) {
 func TestCheck(t *testing.T) {
 	srv := testenv.StartS3(t)
 	ctx := context.Background()
-	if err := newStore(t, srv, srv.NewBucket(t)).Check(ctx, "mirror-meta"); err != nil {
+	good := newStore(t, srv, srv.NewBucket(t))
+	if err := good.Check(ctx, "mirror-meta"); err != nil {
 		t.Fatalf("Check on a good bucket: %v", err)
+	}
+	if !good.CreateOnlySupported() {
+		t.Errorf("versitygw honours If-None-Match: *, but Check did not detect it")
+	}
+	if keys := srv.Keys(t, good.Bucket()); len(keys) != 0 {
+		t.Errorf("Check left objects behind: %v", keys)
 	}
 	err := newStore(t, srv, "no-such-bucket").Check(ctx, "mirror-meta")
 	if err == nil || !strings.Contains(err.Error(), `"no-such-bucket" does not exist`) {
