@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -45,7 +44,7 @@ func (cm *composerMirror) metaKey(parts ...string) string {
 	return storage.Join(append([]string{cm.s.opts.MetaPrefix, cm.m.Name}, parts...)...)
 }
 
-func (cm *composerMirror) source(key, url string, transform func([]byte) ([]byte, error)) *metaSource {
+func (cm *composerMirror) source(key, url string, transform func([]byte, *http.Response) ([]byte, error)) *metaSource {
 	return &metaSource{key: key, url: url, client: cm.client, ttl: cm.m.TTL, notFoundTTL: cm.m.NotFoundTTL,
 		accept: "application/json", transform: transform}
 }
@@ -53,7 +52,7 @@ func (cm *composerMirror) source(key, url string, transform func([]byte) ([]byte
 // upstreamRoot returns the upstream's packages.json, parsed once per version.
 func (cm *composerMirror) upstreamRoot(ctx context.Context) (metaResult, composer.Root, error) {
 	res, err := cm.s.core.meta(ctx, cm.source(cm.metaKey("packages.json"), cm.m.URL+"/packages.json",
-		func(b []byte) ([]byte, error) { _, err := composer.ParseRoot(b); return b, err }))
+		func(b []byte, _ *http.Response) ([]byte, error) { _, err := composer.ParseRoot(b); return b, err }))
 	if err != nil {
 		if errors.Is(err, errNotFound) {
 			// The root is not a package: its absence is an upstream fault.
@@ -109,7 +108,7 @@ func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (me
 		file = name + "~dev.json"
 	}
 	return cm.s.core.meta(ctx, cm.source(cm.metaKey("p2", file), root.P2URL(cm.m.URL, strings.TrimSuffix(file, ".json")),
-		func(b []byte) ([]byte, error) { return b, composer.CheckP2(b) }))
+		func(b []byte, _ *http.Response) ([]byte, error) { return b, composer.CheckP2(b) }))
 }
 
 // dist serves /zipball/{vendor}/{package}/{version}/ref{reference}.{type}.
@@ -217,28 +216,7 @@ func serveMeta(c echo.Context, res metaResult, ctype string) error {
 	if notModified(c.Request(), mod) {
 		return c.NoContent(http.StatusNotModified)
 	}
-	if acceptsGzip(c.Request()) {
-		h.Set("Content-Encoding", "gzip")
-		h.Set("Content-Length", fmt.Sprint(len(e.gz)))
-		c.Response().WriteHeader(http.StatusOK)
-		if c.Request().Method != http.MethodHead {
-			_, _ = c.Response().Write(e.gz)
-		}
-		return nil
-	}
-	h.Set("Content-Length", fmt.Sprint(e.size))
-	c.Response().WriteHeader(http.StatusOK)
-	if c.Request().Method == http.MethodHead {
-		return nil
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(e.gz))
-	if err != nil {
-		panic(http.ErrAbortHandler)
-	}
-	if _, err := io.Copy(c.Response(), zr); err != nil {
-		panic(http.ErrAbortHandler)
-	}
-	return nil
+	return writeGzipDoc(c, e.gz, e.size)
 }
 
 // serveJSON sends a small document built per request, with the validators

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,7 @@ type envelope struct {
 	Fetched      int64  `json:"fetched"`        // unix seconds when stored
 	Size         int64  `json:"size"`
 	URL          string `json:"url,omitempty"`
+	Serial       int64  `json:"serial,omitempty"`
 }
 
 // modTime is the Last-Modified served to clients: the upstream's when it
@@ -146,7 +148,16 @@ type metaSource struct {
 	notFoundTTL time.Duration
 	accept      string
 	// transform validates and rewrites the upstream body; nil keeps it.
-	transform func([]byte) ([]byte, error)
+	// resp is the final upstream response (after redirects): its URL is the
+	// base for relative links, its Content-Type tells the format.
+	transform func(body []byte, resp *http.Response) ([]byte, error)
+	// serialHeader names a response header carrying a monotonic serial
+	// (PyPI's X-PyPI-Last-Serial): a response with an older serial than the
+	// stored one comes from a stale upstream node and is not stored.
+	serialHeader string
+	// staleWhileRevalidate serves an expired entry at once and refreshes it
+	// in the background (for big documents nobody should wait for).
+	staleWhileRevalidate bool
 }
 
 // metaResult is what meta returns: the entry, and whether it is stale
@@ -170,7 +181,8 @@ func (c *Core) fresh(e *metaEntry, src *metaSource, now time.Time) bool {
 // It returns errNotFound for an upstream 404 and an *upstreamError when
 // the upstream failed and nothing is stored.
 func (c *Core) meta(ctx context.Context, src *metaSource) (metaResult, error) {
-	if e, ok := c.mem.Get(src.key); ok && c.fresh(e, src, c.now()) {
+	e, ok := c.mem.Get(src.key)
+	if ok && c.fresh(e, src, c.now()) {
 		return entryResult(e, false)
 	}
 	ch := c.sf.DoChan(src.key, func() (any, error) {
@@ -179,6 +191,9 @@ func (c *Core) meta(ctx context.Context, src *metaSource) (metaResult, error) {
 		defer cancel()
 		return c.refreshMeta(rctx, src)
 	})
+	if ok && !e.notFound && src.staleWhileRevalidate {
+		return entryResult(e, false) // the refresh goes on in the background
+	}
 	select {
 	case r := <-ch:
 		if r.Err != nil {
@@ -301,14 +316,24 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 	if err != nil {
 		return fail(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("reading %s: %v", src.url, err)})
 	}
+	var serial int64
+	if src.serialHeader != "" {
+		serial, _ = strconv.ParseInt(resp.Header.Get(src.serialHeader), 10, 64)
+		if have && serial > 0 && serial < e.header.Serial {
+			c.log.Warn("upstream answered with an older serial; keeping the stored page", "key", src.key,
+				"stored_serial", e.header.Serial, "upstream_serial", serial)
+			e.checked.Store(now.UnixNano())
+			return metaResult{entry: e}, nil
+		}
+	}
 	if src.transform != nil {
-		if body, err = src.transform(body); err != nil {
+		if body, err = src.transform(body, resp); err != nil {
 			return fail(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream document %s rejected: %v", src.url, err)})
 		}
 	}
 	ne, err := encodeMeta(src.key, body, envelope{
 		LastModified: resp.Header.Get("Last-Modified"), ETag: resp.Header.Get("ETag"),
-		Fetched: now.Unix(), URL: src.url,
+		Fetched: now.Unix(), URL: src.url, Serial: serial,
 	})
 	if err != nil {
 		return fail(&upstreamError{status: http.StatusBadGateway, msg: err.Error()})

@@ -28,10 +28,9 @@ type Mirror struct {
 }
 
 // ecosystems maps a mirror type to the function that registers its routes.
-// The pypi type is accepted in configuration ahead of its implementation.
 var ecosystems = map[string]func(s *Server, m Mirror){
 	"composer": registerComposer,
-	"pypi":     nil,
+	"pypi":     registerPyPI,
 }
 
 // KnownType reports whether t is a mirror type the configuration accepts.

@@ -39,13 +39,18 @@ type Config struct {
 	MemCacheBytes  Bytes  `envconfig:"MEMORY_CACHE_MAX_BYTES" default:"256MiB" desc:"size limit of the in-memory metadata cache"`
 
 	Mirrors         Mirrors       `envconfig:"MIRRORS" desc:"JSON array of mirrors: [{\"name\",\"type\":\"composer|pypi\",\"url\",\"ttl\",\"notFoundTtl\",\"auth\":[...]}]; see the README"`
-	MetadataTTL     time.Duration `envconfig:"METADATA_TTL" default:"5m" desc:"default time metadata is served before it is revalidated upstream"`
+	MetadataTTL     time.Duration `envconfig:"METADATA_TTL" desc:"time metadata is served before it is revalidated upstream (default: 5m for composer, 10m for pypi)"`
 	NotFoundTTL     time.Duration `envconfig:"NOT_FOUND_TTL" default:"1m" desc:"default time an upstream 404 is remembered"`
 	UpstreamTimeout time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s" desc:"connect and response-header timeout for upstream requests"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"60s" desc:"how long SIGTERM waits for in-flight requests and downloads"`
 	LogLevel        string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat       string        `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
 }
+
+// defaultTTL is each type's metadata TTL when METADATA_TTL is unset:
+// Packagist re-dumps p2 files within seconds of a release; PyPI's own CDN
+// keeps project pages for 10 minutes.
+var defaultTTL = map[string]time.Duration{"composer": 5 * time.Minute, "pypi": 10 * time.Minute}
 
 // DefaultMirrors is used when MIRRORS is unset.
 const DefaultMirrors = `[{"name":"packagist","type":"composer","url":"https://repo.packagist.org"},{"name":"pypi","type":"pypi","url":"https://pypi.org/simple"}]`
@@ -269,6 +274,9 @@ func (c *Config) ProxyMirrors() []proxy.Mirror {
 	var out []proxy.Mirror
 	for _, m := range c.Mirrors {
 		pm := proxy.Mirror{Name: m.Name, Type: m.Type, URL: strings.TrimRight(m.URL, "/"), TTL: c.MetadataTTL, NotFoundTTL: c.NotFoundTTL, Auth: m.Auth}
+		if pm.TTL <= 0 {
+			pm.TTL = defaultTTL[m.Type]
+		}
 		if d, err := time.ParseDuration(m.TTL); err == nil {
 			pm.TTL = d
 		}

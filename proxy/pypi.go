@@ -1,0 +1,299 @@
+package proxy
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
+	"github.com/mirror-proxy/mirror-proxy/storage"
+)
+
+// pypiMirror serves one Python simple index under /N/: /N/simple/ (the
+// project list), /N/simple/<project>/ (JSON or HTML by Accept) and
+// /N/files/<project>/<sha256>/<filename>[.metadata].
+type pypiMirror struct {
+	s      *Server
+	m      Mirror
+	client *http.Client
+}
+
+// rootTTL: the upstream's project list (several hundred thousand names on
+// PyPI, used by no installer) is refreshed at most this often, in the
+// background, while the stored copy is served.
+const rootTTL = time.Hour
+
+func registerPyPI(s *Server, m Mirror) {
+	u, _ := url.Parse(m.URL)
+	pm := &pypiMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, u.Host, m.Auth)}
+	g := s.e.Group("/" + m.Name)
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		g.Add(method, "/simple", pm.redirectRoot)
+		g.Add(method, "/simple/", pm.root)
+		g.Add(method, "/simple/:project", pm.redirectProject)
+		g.Add(method, "/simple/:project/", pm.project)
+		g.Add(method, "/files/:project/:key/:filename", pm.file)
+	}
+}
+
+func (pm *pypiMirror) metaKey(parts ...string) string {
+	return storage.Join(append([]string{pm.s.opts.MetaPrefix, pm.m.Name}, parts...)...)
+}
+
+func (pm *pypiMirror) redirectRoot(c echo.Context) error {
+	return c.Redirect(http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+query(c))
+}
+
+func query(c echo.Context) string {
+	if q := c.Request().URL.RawQuery; q != "" {
+		return "?" + q
+	}
+	return ""
+}
+
+func (pm *pypiMirror) redirectProject(c echo.Context) error {
+	raw := c.Param("project")
+	if !pypi.ValidName(raw) {
+		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%q is not a valid project name", raw))
+	}
+	return c.Redirect(http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+pypi.Normalize(raw)+"/"+query(c))
+}
+
+// rendered is a page in both formats, gzip-compressed once per stored
+// version, so that a warm request is a memory copy.
+type rendered struct {
+	json, html doc
+	project    *pypi.Project
+}
+
+type doc struct {
+	gz   []byte
+	size int64
+	etag string
+}
+
+func newDoc(body []byte, tag string) doc {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw.Write(body)
+	zw.Close()
+	sum := sha256.Sum256(body)
+	return doc{gz: buf.Bytes(), size: int64(len(body)), etag: `"` + tag + hex.EncodeToString(sum[:12]) + `"`}
+}
+
+func (pm *pypiMirror) projectSource(name string) *metaSource {
+	return &metaSource{
+		key: pm.metaKey("simple", name+".json"), url: pm.m.URL + "/" + name + "/",
+		client: pm.client, ttl: pm.m.TTL, notFoundTTL: pm.m.NotFoundTTL, accept: pypi.UpstreamAccept,
+		serialHeader: "X-PyPI-Last-Serial",
+		transform: func(b []byte, resp *http.Response) ([]byte, error) {
+			p, err := pypi.ParseProject(b, resp.Header.Get("Content-Type"), resp.Request.URL.String())
+			if err != nil {
+				return nil, err
+			}
+			return p.Marshal()
+		},
+	}
+}
+
+func (pm *pypiMirror) projectPage(ctx context.Context, name string) (metaResult, *rendered, error) {
+	res, err := pm.s.core.meta(ctx, pm.projectSource(name))
+	if err != nil {
+		return res, nil, err
+	}
+	v, err := res.entry.parse(func(b []byte) (any, error) {
+		p, err := pypi.Unmarshal(b)
+		if err != nil {
+			return nil, err
+		}
+		return &rendered{json: newDoc(p.RenderJSON(name), "j"), html: newDoc(p.RenderHTML(name), "h"), project: p}, nil
+	})
+	if err != nil {
+		return res, nil, &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("stored page of %s: %v", name, err)}
+	}
+	return res, v.(*rendered), nil
+}
+
+func (pm *pypiMirror) project(c echo.Context) error {
+	raw := c.Param("project")
+	if !pypi.ValidName(raw) {
+		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%q is not a valid project name", raw))
+	}
+	if name := pypi.Normalize(raw); name != raw {
+		return c.Redirect(http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+name+"/"+query(c))
+	}
+	typ, err := pypi.Negotiate(c.Request().Header.Get("Accept"), c.QueryParam("format"))
+	if err != nil {
+		c.Response().Header().Set("Vary", "Accept")
+		return echo.NewHTTPError(http.StatusNotAcceptable, err.Error())
+	}
+	res, r, err := pm.projectPage(c.Request().Context(), raw)
+	if err != nil {
+		return err
+	}
+	d := r.html
+	if typ == pypi.JSONType {
+		d = r.json
+	}
+	return serveDoc(c, d, typ, res)
+}
+
+func (pm *pypiMirror) root(c echo.Context) error {
+	typ, err := pypi.Negotiate(c.Request().Header.Get("Accept"), c.QueryParam("format"))
+	if err != nil {
+		c.Response().Header().Set("Vary", "Accept")
+		return echo.NewHTTPError(http.StatusNotAcceptable, err.Error())
+	}
+	res, err := pm.s.core.meta(c.Request().Context(), &metaSource{
+		key: pm.metaKey("simple", "index"), url: pm.m.URL + "/", client: pm.client,
+		ttl: max(rootTTL, pm.m.TTL), notFoundTTL: pm.m.NotFoundTTL, accept: pypi.UpstreamAccept,
+		staleWhileRevalidate: true,
+		transform: func(b []byte, resp *http.Response) ([]byte, error) {
+			idx, err := pypi.ParseIndex(b, resp.Header.Get("Content-Type"))
+			if err != nil {
+				return nil, err
+			}
+			return idx.Marshal(), nil
+		},
+	})
+	if err != nil {
+		if errors.Is(err, errNotFound) {
+			err = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream %s has no project list: check the mirror's url", pm.m.URL)}
+		}
+		return err
+	}
+	v, err := res.entry.parse(func(b []byte) (any, error) {
+		idx := pypi.UnmarshalIndex(b)
+		return &rendered{json: newDoc(idx.RenderJSON(), "j"), html: newDoc(idx.RenderHTML(), "h")}, nil
+	})
+	if err != nil {
+		return err
+	}
+	r := v.(*rendered)
+	d := r.html
+	if typ == pypi.JSONType {
+		d = r.json
+	}
+	return serveDoc(c, d, typ, res)
+}
+
+var (
+	fileKeyRe  = regexp.MustCompile(`^(u-)?[0-9a-f]{64}$`)
+	filenameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+!~-]{0,250}$`)
+)
+
+// file serves a distribution file or its core metadata. The storage key is
+// the URL's own path, so a stored file needs no metadata lookup; a missing
+// one is looked up in the project's page, and only the URL found there is
+// downloaded, verified against the page's sha256.
+func (pm *pypiMirror) file(c echo.Context) error {
+	project, key := c.Param("project"), c.Param("key")
+	filename, err := url.PathUnescape(c.Param("filename"))
+	if err != nil || !pypi.ValidName(project) || pypi.Normalize(project) != project ||
+		!fileKeyRe.MatchString(key) || !filenameRe.MatchString(filename) {
+		return echo.NewHTTPError(http.StatusNotFound, "not a file URL of this mirror: expected /files/<project>/<sha256>/<filename>")
+	}
+	base, isMeta := strings.CutSuffix(filename, ".metadata")
+	h := c.Response().Header()
+	if !isMeta && !strings.HasPrefix(key, "u-") {
+		h.Set("ETag", `"`+key+`"`)
+	}
+	skey := storage.Join(pm.s.opts.DistPrefix, pm.m.Name, project, key, filename)
+	err = pm.s.core.serveFile(c, skey, func(ctx context.Context) (fileSource, error) {
+		_, r, err := pm.projectPage(ctx, project)
+		if err != nil {
+			return fileSource{}, err
+		}
+		f, ok := r.project.FindFile(key, base)
+		if !ok {
+			return fileSource{}, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%s is not a file of %s in the mirrored index", base, project))
+		}
+		if isMeta {
+			if !f.HasMetadata() {
+				return fileSource{}, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("the index advertises no core metadata for %s", base))
+			}
+			return fileSource{url: f.URL + ".metadata", client: pm.client, sha256: f.MetadataSHA256()}, nil
+		}
+		src := fileSource{url: f.URL, client: pm.client}
+		if !strings.HasPrefix(key, "u-") {
+			src.sha256 = key
+		}
+		return src, nil
+	})
+	return err
+}
+
+// serveDoc sends a rendered page: gzip bytes as they are when accepted,
+// with an ETag per format (If-None-Match → 304) and Last-Modified from the
+// stored page.
+func serveDoc(c echo.Context, d doc, ctype string, res metaResult) error {
+	h := c.Response().Header()
+	h.Set("Content-Type", ctype)
+	h.Set("Vary", "Accept, Accept-Encoding")
+	h.Set("Cache-Control", "max-age=0, must-revalidate")
+	h.Set("ETag", d.etag)
+	if res.stale {
+		h.Set("X-Mirror-Stale", "true")
+	}
+	mod := res.entry.modTime().UTC()
+	h.Set("Last-Modified", mod.Format(http.TimeFormat))
+	if inm := c.Request().Header.Get("If-None-Match"); inm != "" {
+		if etagMatch(inm, d.etag) {
+			return c.NoContent(http.StatusNotModified)
+		}
+	} else if notModified(c.Request(), mod) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	return writeGzipDoc(c, d.gz, d.size)
+}
+
+func etagMatch(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == etag || t == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// writeGzipDoc sends gz as is when the client accepts gzip, else the
+// decompressed bytes (size of them), always with a Content-Length.
+func writeGzipDoc(c echo.Context, gz []byte, size int64) error {
+	h := c.Response().Header()
+	w := c.Response()
+	if acceptsGzip(c.Request()) {
+		h.Set("Content-Encoding", "gzip")
+		h.Set("Content-Length", fmt.Sprint(len(gz)))
+		w.WriteHeader(http.StatusOK)
+		if c.Request().Method != http.MethodHead {
+			_, _ = w.Write(gz)
+		}
+		return nil
+	}
+	h.Set("Content-Length", fmt.Sprint(size))
+	w.WriteHeader(http.StatusOK)
+	if c.Request().Method == http.MethodHead {
+		return nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if _, err := io.Copy(w, zr); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
