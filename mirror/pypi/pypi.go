@@ -53,7 +53,8 @@ var ErrNotAcceptable = errors.New("none of the simple API's formats (application
 // client named). No Accept (or */*) gets HTML, as PyPI does.
 func Negotiate(accept, format string) (string, error) {
 	if format != "" {
-		switch f := strings.ToLower(format); f {
+		// A literal "+" in a query string arrives as a space.
+		switch f := strings.ReplaceAll(strings.ToLower(format), " ", "+"); f {
 		case JSONType, "application/vnd.pypi.simple.latest+json", "json":
 			return JSONType, nil
 		case HTMLType, "application/vnd.pypi.simple.latest+html", "html":
