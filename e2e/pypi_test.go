@@ -221,7 +221,7 @@ func testPyPI(t *testing.T, s3 *testenv.S3, htmlOnly bool) {
 		cases := []struct{ accept, format, want string }{
 			{"application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01", "", "application/vnd.pypi.simple.v1+json"}, // pip
 			{"application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01", "", "application/vnd.pypi.simple.v1+json"},   // uv
-			{"application/vnd.pypi.simple.v1+json, */*;q=0.1", "", "application/vnd.pypi.simple.v1+json"},                                                    // poetry
+			{"application/vnd.pypi.simple.v1+json, */*;q=0.1", "", "application/vnd.pypi.simple.v1+json"},                                                     // poetry
 			{"text/html", "", "text/html"},
 			{"", "", "text/html"},
 			{"*/*", "", "text/html"},

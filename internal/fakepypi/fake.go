@@ -204,7 +204,11 @@ func Filename(name, version string) string {
 }
 
 // Corrupt serves wrong bytes for filename (or heals it).
-func (s *Server) Corrupt(filename string, on bool) { s.mu.Lock(); s.corrupt[filename] = on; s.mu.Unlock() }
+func (s *Server) Corrupt(filename string, on bool) {
+	s.mu.Lock()
+	s.corrupt[filename] = on
+	s.mu.Unlock()
+}
 
 // SetDelay slows file responses: half the body, a pause, the rest.
 func (s *Server) SetDelay(d time.Duration) { s.mu.Lock(); s.delay = d; s.mu.Unlock() }

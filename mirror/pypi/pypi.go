@@ -43,7 +43,9 @@ func Normalize(name string) string { return strings.ToLower(runs.ReplaceAllStrin
 var validName = regexp.MustCompile(`^([a-z0-9]|[a-z0-9][a-z0-9._-]*[a-z0-9])$`)
 
 // ValidName reports whether name (any case) is a valid project name.
-func ValidName(name string) bool { return len(name) <= 200 && validName.MatchString(strings.ToLower(name)) }
+func ValidName(name string) bool {
+	return len(name) <= 200 && validName.MatchString(strings.ToLower(name))
+}
 
 // ErrNotAcceptable: the client accepts neither JSON nor HTML.
 var ErrNotAcceptable = errors.New("none of the simple API's formats (application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html, text/html) is acceptable")
