@@ -1,0 +1,47 @@
+package pypi
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestNormalize(t *testing.T) {
+	for in, want := range map[string]string{"Foo.Bar": "foo-bar", "foo_bar": "foo-bar", "FOO--bar": "foo-bar", "a._-b": "a-b"} {
+		if got := Normalize(in); got != want {
+			t.Errorf("Normalize(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestHTMLRoundTrip(t *testing.T) {
+	page := `<html><body>
+<a href="../../packages/x/pkg-1.0-py3-none-any.whl#sha256=` + strings.Repeat("a", 64) + `" data-requires-python="&gt;=3.8" data-yanked="bad" data-dist-info-metadata="sha256=` + strings.Repeat("b", 64) + `">pkg-1.0-py3-none-any.whl</a>
+<a href="https://files.example/pkg-0.9.tar.gz">pkg-0.9.tar.gz</a>
+</body></html>`
+	p, err := ParseProject([]byte(page), "text/html", "https://up.example/simple/pkg/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Files) != 2 {
+		t.Fatalf("files: %+v", p.Files)
+	}
+	f := p.Files[0]
+	if f.URL != "https://up.example/packages/x/pkg-1.0-py3-none-any.whl" || f.RequiresPython != ">=3.8" || f.Yanked != "bad" ||
+		f.MetadataSHA256() != strings.Repeat("b", 64) || f.FileKey() != strings.Repeat("a", 64) {
+		t.Errorf("parsed %+v", f)
+	}
+	if k := p.Files[1].FileKey(); !strings.HasPrefix(k, "u-") {
+		t.Errorf("a file without sha256 must get a URL-derived key, got %q", k)
+	}
+	html := string(p.RenderHTML("pkg"))
+	for _, want := range []string{`data-requires-python="&gt;=3.8"`, `data-yanked="bad"`, `data-core-metadata="sha256=bbbb`, `data-dist-info-metadata="sha256=bbbb`,
+		`href="../../files/pkg/` + strings.Repeat("a", 64) + `/pkg-1.0-py3-none-any.whl#sha256=aaaa`} {
+		if !strings.Contains(html, want) {
+			t.Errorf("HTML lacks %s:\n%s", want, html)
+		}
+	}
+	js := string(p.RenderJSON("pkg"))
+	if strings.Contains(js, "dist-info-metadata") || !strings.Contains(js, `"api-version":"1.0"`) || strings.Contains(js, "up.example") {
+		t.Errorf("JSON: %s", js)
+	}
+}
