@@ -4,6 +4,7 @@
 //	mirror-proxy serve          run the server (configured by env vars)
 //	mirror-proxy serve --help   list every variable with its default
 //	mirror-proxy healthcheck    exit 0 if the local server answers /healthz
+//	mirror-proxy create-bucket  create STORAGE_AWS_BUCKET if it does not exist
 package main
 
 import (
@@ -33,7 +34,10 @@ const usage = `mirror-proxy: a stateless Composer and PyPI mirror proxy that kee
 Usage:
   mirror-proxy serve          run the server; configured by environment variables only
   mirror-proxy serve --help   list every variable with its default
-  mirror-proxy healthcheck    exit 0 when the server on LISTEN_ADDR answers /healthz
+  mirror-proxy healthcheck [URL]
+                              exit 0 when the server on LISTEN_ADDR answers /healthz
+                              (or when URL answers at all: for other containers)
+  mirror-proxy create-bucket  create STORAGE_AWS_BUCKET (STORAGE_SOURCE=s3) unless it exists
 `
 
 func main() {
@@ -57,7 +61,12 @@ func main() {
 			os.Exit(1)
 		}
 	case "healthcheck":
-		os.Exit(healthcheck())
+		os.Exit(healthcheck(args[1:]))
+	case "create-bucket":
+		if err := createBucket(); err != nil {
+			fmt.Fprintln(os.Stderr, "mirror-proxy:", err)
+			os.Exit(1)
+		}
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 	default:
@@ -155,7 +164,48 @@ func serve() error {
 	return srv.Serve(ctx, l, cfg.ShutdownTimeout)
 }
 
-func healthcheck() int {
+func createBucket() error {
+	cfg, err := LoadConfig()
+	if err != nil {
+		return err
+	}
+	if cfg.StorageSource != "s3" {
+		return fmt.Errorf("create-bucket needs STORAGE_SOURCE=s3 (it is %q)", cfg.StorageSource)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := s3store.New(ctx, cfg.S3Config())
+	if err != nil {
+		return err
+	}
+	created, err := s.CreateBucket(ctx)
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Printf("created bucket %q\n", cfg.Bucket)
+	} else {
+		fmt.Printf("bucket %q exists\n", cfg.Bucket)
+	}
+	return nil
+}
+
+func healthcheck(args []string) int {
+	client := http.Client{Timeout: 3 * time.Second}
+	if len(args) == 1 {
+		// Any HTTP answer from another service's URL counts as alive.
+		resp, err := client.Get(args[0])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "healthcheck:", err)
+			return 1
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			fmt.Fprintln(os.Stderr, "healthcheck: status", resp.Status)
+			return 1
+		}
+		return 0
+	}
 	addr := os.Getenv("LISTEN_ADDR")
 	if addr == "" {
 		addr = ":8080"
@@ -168,7 +218,6 @@ func healthcheck() int {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	client := http.Client{Timeout: 3 * time.Second}
 	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/healthz")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "healthcheck:", err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // Check verifies at startup that the bucket exists and that the credentials
@@ -78,4 +79,25 @@ func (s *Store) Ping(ctx context.Context) error {
 		return fmt.Errorf("s3 storage: bucket %q unreachable: %w", s.bucket, err)
 	}
 	return nil
+}
+
+// CreateBucket creates the bucket unless it exists; it reports whether it
+// created it.
+func (s *Store) CreateBucket(ctx context.Context) (bool, error) {
+	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); err == nil {
+		return false, nil
+	} else if statusOf(err) != 404 {
+		return false, fmt.Errorf("s3 storage: bucket %q: %v (check the endpoint and credentials in STORAGE_AWS_ARGS)", s.bucket, err)
+	}
+	in := &s3.CreateBucketInput{Bucket: &s.bucket}
+	if r := s.client.Options().Region; r != "" && r != "us-east-1" && r != "auto" {
+		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{LocationConstraint: types.BucketLocationConstraint(r)}
+	}
+	if _, err := s.client.CreateBucket(ctx, in); err != nil {
+		if c := codeOf(err); c == "BucketAlreadyOwnedByYou" || c == "BucketAlreadyExists" {
+			return false, nil
+		}
+		return false, fmt.Errorf("s3 storage: create bucket %q: %w", s.bucket, err)
+	}
+	return true, nil
 }
