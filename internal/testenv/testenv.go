@@ -75,6 +75,7 @@ type S3 struct {
 	Dir       string
 	Client    *s3.Client
 	cmd       *exec.Cmd
+	host      string
 	port      int
 	bin       string
 	t         testing.TB
@@ -82,14 +83,17 @@ type S3 struct {
 
 // StartS3 starts versitygw (posix backend, metadata in a sidecar directory)
 // on a free port in a temp directory; it is stopped when the test ends.
-func StartS3(t testing.TB) *S3 {
+func StartS3(t testing.TB) *S3 { t.Helper(); return StartS3On(t, "127.0.0.1") }
+
+// StartS3On is StartS3 listening on host (0.0.0.0 for containers to reach).
+func StartS3On(t testing.TB, host string) *S3 {
 	t.Helper()
 	bin, ok := LookPath("versitygw")
 	if !ok {
 		Missing(t, "versitygw", "go install github.com/versity/versitygw/cmd/versitygw@v1.8.0")
 	}
 	dir := t.TempDir()
-	s := &S3{AccessKey: "testaccess", SecretKey: "testsecret1234", Region: "us-east-1", Dir: dir, bin: bin, t: t, port: FreePort(t)}
+	s := &S3{AccessKey: "testaccess", SecretKey: "testsecret1234", Region: "us-east-1", Dir: dir, bin: bin, t: t, port: FreePort(t), host: host}
 	s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", s.port)
 	s.Start()
 	t.Cleanup(s.Stop)
@@ -109,7 +113,7 @@ func (s *S3) Start() {
 	side := filepath.Join(s.Dir, "sidecar")
 	_ = os.MkdirAll(data, 0o755)
 	_ = os.MkdirAll(side, 0o755)
-	cmd := exec.Command(s.bin, "--port", fmt.Sprintf("127.0.0.1:%d", s.port), "posix", "--sidecar", side, data)
+	cmd := exec.Command(s.bin, "--port", fmt.Sprintf("%s:%d", s.host, s.port), "posix", "--sidecar", side, data)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 	logf, _ := os.Create(filepath.Join(s.Dir, "versitygw.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -154,10 +158,16 @@ func (s *S3) NewBucket(t testing.TB) string {
 }
 
 // ArgsJSON is the STORAGE_AWS_ARGS value that reaches this server.
-func (s *S3) ArgsJSON() string {
+func (s *S3) ArgsJSON() string { return s.ArgsJSONVia(s.Endpoint) }
+
+// ArgsJSONVia is ArgsJSON with another endpoint (as a container sees it).
+func (s *S3) ArgsJSONVia(endpoint string) string {
 	return fmt.Sprintf(`{"endpoint":%q,"accessKeyId":%q,"accessKeySecret":%q,"region":%q,"pathStyleEndpoint":true}`,
-		s.Endpoint, s.AccessKey, s.SecretKey, s.Region)
+		endpoint, s.AccessKey, s.SecretKey, s.Region)
 }
+
+// Port is the server's port.
+func (s *S3) Port() int { return s.port }
 
 // Keys lists every key in bucket.
 func (s *S3) Keys(t testing.TB, bucket string) []string {
