@@ -133,6 +133,51 @@ func (d *Disk) Put(key string, r io.Reader) error {
 	return d.adopt(key, p, tmp.Name(), n)
 }
 
+// Writer is a file being written into the cache: nothing is visible
+// under its key until Commit, and Abort (or a Commit after a short write)
+// leaves nothing behind.
+type Writer struct {
+	d    *Disk
+	key  string
+	path string
+	f    *os.File
+	n    int64
+}
+
+// Create starts writing key.
+func (d *Disk) Create(key string) (*Writer, error) {
+	p, err := d.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(d.tmp, "put-*")
+	if err != nil {
+		return nil, fmt.Errorf("disk cache: %w", err)
+	}
+	return &Writer{d: d, key: key, path: p, f: f}, nil
+}
+
+func (w *Writer) Write(b []byte) (int, error) {
+	n, err := w.f.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+// Commit makes the file visible if it holds exactly size bytes.
+func (w *Writer) Commit(size int64) error {
+	if err := w.f.Close(); err != nil || w.n != size {
+		os.Remove(w.f.Name())
+		return fmt.Errorf("disk cache: %s: wrote %d of %d bytes: %v", w.key, w.n, size, err)
+	}
+	return w.d.adopt(w.key, w.path, w.f.Name(), w.n)
+}
+
+// Abort drops the file.
+func (w *Writer) Abort() {
+	w.f.Close()
+	os.Remove(w.f.Name())
+}
+
 // PutFile moves the complete file at src (on the same filesystem, else it
 // is copied) into the cache under key.
 func (d *Disk) PutFile(key, src string) error {

@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -43,30 +43,15 @@ type Core struct {
 	cancelBg context.CancelFunc
 	wg       sync.WaitGroup
 
-	metrics counters
-}
+	metrics *metrics
 
-// counters are the core's operational counters (exported as metrics later).
-type counters struct {
-	upstreamRequests atomic.Int64
-	upstreamFiles    atomic.Int64
-	upstreamBytes    atomic.Int64
-	storageErrors    atomic.Int64
-	flightWaits      atomic.Int64
-	hitsDisk         atomic.Int64
-	hitsStorage      atomic.Int64
-	misses           atomic.Int64
+	// coord shares leases, freshness and invalidations between replicas
+	// (nil without REDIS_URL). id tells this process's messages apart.
+	coord     *cache.Coordinator
+	id        string
+	leaseTTL  time.Duration
+	leaseWait time.Duration
 }
-
-func (m *counters) hit(tier string) {
-	if tier == "disk" {
-		m.hitsDisk.Add(1)
-	} else {
-		m.hitsStorage.Add(1)
-	}
-}
-
-func (m *counters) miss() { m.misses.Add(1) }
 
 func newCore(o *Options) *Core {
 	spool := os.TempDir()
@@ -75,12 +60,42 @@ func newCore(o *Options) *Core {
 		spool = filepath.Join(o.DistCacheDir, ".tmp")
 	}
 	bg, cancel := context.WithCancel(context.Background())
+	m := newMetrics()
 	c := &Core{
-		store: o.Store, mem: cache.NewMemory[*metaEntry](o.MemoryCacheBytes),
+		store: countedStore{o.Store, m}, metrics: m, mem: cache.NewMemory[*metaEntry](o.MemoryCacheBytes),
+		coord: o.Coordinator, id: randomID(), leaseTTL: 10 * time.Second, leaseWait: o.LeaseWait,
 		metaDisk: o.MetaCache, distDisk: o.DistCache, log: o.Logger, now: time.Now,
 		flights: map[string]*flight{}, spoolDir: spool,
 		upstreamTimeout: o.UpstreamTimeout, downloadTimeout: 2 * time.Hour,
 		bg: bg, cancelBg: cancel,
 	}
+	if c.leaseWait <= 0 {
+		c.leaseWait = 60 * time.Second
+	}
+	if c.coord != nil {
+		m.reg.MustRegister(m.redisUp)
+		c.coord.OnError = func(err error) {
+			m.redisErrors.Inc()
+			m.redisUp.Set(0)
+		}
+		c.coord.OnOK = func() { m.redisUp.Set(1) }
+		go c.coord.Subscribe(bg, c.invalidated, func() {
+			// Invalidations sent while we were disconnected are lost.
+			c.mem.Purge()
+			c.log.Info("redis subscription (re)established; memory cache cleared")
+		})
+	}
 	return c
+}
+
+// invalidated handles another replica's "key changed" message.
+func (c *Core) invalidated(msg string) {
+	id, key, ok := strings.Cut(msg, " ")
+	if !ok || id == c.id {
+		return
+	}
+	c.mem.Remove(key)
+	if c.metaDisk != nil {
+		c.metaDisk.Remove(key)
+	}
 }

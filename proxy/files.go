@@ -125,7 +125,7 @@ func (c *Core) joinFlight(key string, src fileSource) *flight {
 		f.mu.Lock()
 		f.refs++
 		f.mu.Unlock()
-		c.metrics.flightWaits.Add(1)
+		c.metrics.flightWaits.Inc()
 		return f
 	}
 	f := &flight{key: key, ready: make(chan struct{}), done: make(chan struct{}), size: -1, refs: 2}
@@ -142,6 +142,54 @@ func (c *Core) endFlight(f *flight) {
 	c.flightsMu.Unlock()
 	f.release()
 	c.wg.Done()
+}
+
+// errLeaseTimeout: another replica is downloading the file and did not
+// finish within the wait.
+var errLeaseTimeout = &upstreamError{status: http.StatusServiceUnavailable, retryAfter: "5",
+	msg: "another replica is still downloading this file; retry shortly"}
+
+// claim decides, across replicas, who downloads key: it returns a lease
+// (this process downloads; nil without Redis or when Redis fails, which
+// degrades to in-process single-flight), or landed=true when another
+// replica stored the object meanwhile, or errLeaseTimeout.
+func (c *Core) claim(ctx context.Context, key string) (lease interface{ Release() }, landed bool, err error) {
+	if c.coord == nil {
+		return nil, false, nil
+	}
+	deadline := time.Now().Add(c.leaseWait)
+	waited := false
+	for {
+		l, ok, err := c.coord.TryLease(ctx, key, c.leaseTTL)
+		if err != nil {
+			return nil, false, nil // Redis is down: carry on alone
+		}
+		if ok {
+			// Storage is re-checked under the lease: the last holder may
+			// have finished just before we got it.
+			if _, err := c.store.Stat(ctx, key); err == nil {
+				l.Release()
+				return nil, true, nil
+			}
+			return l, false, nil
+		}
+		if !waited {
+			waited = true
+			c.metrics.leaseWaits.Inc()
+		}
+		if _, err := c.store.Stat(ctx, key); err == nil {
+			return nil, true, nil
+		}
+		if time.Now().After(deadline) {
+			c.metrics.leaseTimeouts.Inc()
+			return nil, false, errLeaseTimeout
+		}
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+	}
 }
 
 func (c *Core) download(f *flight, src fileSource) {
@@ -174,30 +222,55 @@ func (c *Core) download(f *flight, src fileSource) {
 		os.Remove(spool.Name())
 	}
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.url, nil)
+	lease, landed, err := c.claim(ctx, f.key)
 	if err != nil {
-		finish(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("bad file URL %q in metadata: %v", src.url, err)})
+		finish(err)
 		return
 	}
-	req.Header.Set("User-Agent", userAgent)
-	c.metrics.upstreamRequests.Add(1)
-	c.metrics.upstreamFiles.Add(1)
-	resp, err := src.client.Do(req)
-	if err != nil {
-		finish(transportError(src.url, err))
-		return
+	if lease != nil {
+		defer lease.Release() // after the storage write below
 	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
-		finish(errNotFound)
-		return
-	case resp.StatusCode != http.StatusOK:
-		finish(statusError(src.url, resp))
-		return
+	var body io.ReadCloser
+	var size int64
+	if landed {
+		// Another replica stored it while we waited: stream it from storage.
+		rc, info, err := c.store.Get(ctx, f.key, storage.Whole)
+		if err != nil {
+			finish(fmt.Errorf("read %s that another replica stored: %w", f.key, err))
+			return
+		}
+		body, size = rc, info.Size
+	} else {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.url, nil)
+		if err != nil {
+			finish(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("bad file URL %q in metadata: %v", src.url, err)})
+			return
+		}
+		req.Header.Set("User-Agent", userAgent)
+		resp, err := src.client.Do(req)
+		if err != nil {
+			c.metrics.upstream.WithLabelValues("file", "error").Inc()
+			finish(transportError(src.url, err))
+			return
+		}
+		switch {
+		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+			resp.Body.Close()
+			c.metrics.upstream.WithLabelValues("file", "not_found").Inc()
+			finish(errNotFound)
+			return
+		case resp.StatusCode != http.StatusOK:
+			resp.Body.Close()
+			c.metrics.upstream.WithLabelValues("file", "error").Inc()
+			finish(statusError(src.url, resp))
+			return
+		}
+		c.metrics.upstream.WithLabelValues("file", "ok").Inc()
+		body, size = resp.Body, resp.ContentLength
 	}
+	defer body.Close()
 	f.mu.Lock()
-	f.size = resp.ContentLength
+	f.size = size
 	f.modTime = time.Now()
 	f.mu.Unlock()
 	readyOnce()
@@ -205,8 +278,12 @@ func (c *Core) download(f *flight, src fileSource) {
 	// Storage reads the spool concurrently and commits only on io.EOF,
 	// which it gets only after verification.
 	putDone := make(chan error, 1)
-	opts := storage.PutOptions{Size: resp.ContentLength, CreateOnly: true, ContentType: contentType(f.key)}
-	go func() { putDone <- c.store.Put(ctx, f.key, f.reader(false), opts) }()
+	if landed {
+		putDone <- storage.ErrExists
+	} else {
+		opts := storage.PutOptions{Size: size, CreateOnly: true, ContentType: contentType(f.key)}
+		go func() { putDone <- c.store.Put(ctx, f.key, f.reader(false), opts) }()
+	}
 
 	var hashes []hash.Hash
 	var sums []string
@@ -219,9 +296,9 @@ func (c *Core) download(f *flight, src fileSource) {
 	buf := make([]byte, 256<<10)
 	var dlErr error
 	for {
-		n, rerr := resp.Body.Read(buf)
+		n, rerr := body.Read(buf)
 		if n > 0 {
-			if _, werr := spool.Write(buf[:n]); werr != nil { // ReadAt by readers is safe alongside
+			if _, werr := spool.Write(buf[:n]); werr != nil { // readers' ReadAt is safe alongside
 				dlErr = fmt.Errorf("write spool file: %w", werr)
 				break
 			}
@@ -241,9 +318,11 @@ func (c *Core) download(f *flight, src fileSource) {
 			break
 		}
 	}
-	c.metrics.upstreamBytes.Add(f.written)
-	if dlErr == nil && f.size >= 0 && f.written != f.size {
-		dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream %s sent %d of %d bytes", src.url, f.written, f.size)}
+	if !landed {
+		c.metrics.upstreamBytes.Add(float64(f.written))
+	}
+	if dlErr == nil && size >= 0 && f.written != size {
+		dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s: got %d of %d bytes", src.url, f.written, size)}
 	}
 	for i, h := range hashes {
 		if got := hex.EncodeToString(h.Sum(nil)); dlErr == nil && got != sums[i] {
@@ -268,7 +347,7 @@ func (c *Core) download(f *flight, src fileSource) {
 			_ = c.distDisk.PutFile(f.key, f.path)
 		}
 	default:
-		c.metrics.storageErrors.Add(1)
+		c.metrics.notStored.WithLabelValues("file").Inc()
 		c.log.Warn("storage write failed; the file was served but not stored", "key", f.key, "err", perr)
 	}
 }
@@ -292,14 +371,16 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 			return nil
 		}
 	}
+	if c.distDisk != nil {
+		c.metrics.miss("disk")
+	}
 	if info, err := c.store.Stat(ctx, key); err == nil {
 		c.metrics.hit("storage")
 		return c.serveStored(ec, info)
 	} else if !errors.Is(err, storage.ErrNotFound) {
-		c.metrics.storageErrors.Add(1)
 		c.log.Warn("storage unavailable; trying the upstream", "key", key, "err", err)
 	}
-	c.metrics.miss()
+	c.metrics.miss("storage")
 	src, err := resolve(ctx)
 	if err != nil {
 		return err
@@ -346,10 +427,33 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 	return nil
 }
 
-// serveStored serves an object from storage, with Range and HEAD.
+// serveStored serves an object from storage, with Range and HEAD. A
+// whole-file GET also fills the disk cache as it streams, so that the
+// replica keeps serving the file if storage becomes unreachable.
 func (c *Core) serveStored(ec echo.Context, info storage.Info) error {
 	r, w := ec.Request(), ec.Response()
 	setImmutable(w.Header())
+	if c.distDisk != nil && r.Method == http.MethodGet && r.Header.Get("Range") == "" &&
+		r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == "" {
+		if dw, err := c.distDisk.Create(info.Key); err == nil {
+			rc, _, err := c.store.Get(r.Context(), info.Key, storage.Whole)
+			if err != nil {
+				dw.Abort()
+				return err
+			}
+			defer rc.Close()
+			w.Header().Set("Last-Modified", info.ModTime.UTC().Format(http.TimeFormat))
+			w.Header().Set("Content-Length", fmt.Sprint(info.Size))
+			w.WriteHeader(http.StatusOK)
+			n, err := io.CopyBuffer(w, io.TeeReader(rc, dw), make([]byte, 64<<10))
+			if err != nil || n != info.Size {
+				dw.Abort()
+				panic(http.ErrAbortHandler)
+			}
+			_ = dw.Commit(info.Size)
+			return nil
+		}
+	}
 	rs := &storageSeeker{ctx: r.Context(), store: c.store, key: info.Key, size: info.Size}
 	defer rs.Close()
 	http.ServeContent(w, r, "", info.ModTime, rs)

@@ -213,26 +213,30 @@ func entryResult(e *metaEntry, stale bool) (metaResult, error) {
 	return metaResult{entry: e, stale: stale}, nil
 }
 
-func (c *Core) loadMeta(ctx context.Context, key string) *metaEntry {
-	if c.metaDisk != nil {
+func (c *Core) loadMeta(ctx context.Context, key string, skipDisk bool) *metaEntry {
+	if c.metaDisk != nil && !skipDisk {
 		if f, _, ok := c.metaDisk.Open(key); ok {
 			b, err := io.ReadAll(io.LimitReader(f, maxMetaSize))
 			f.Close()
 			if err == nil {
 				if e, err := decodeMeta(key, b); err == nil {
+					c.metrics.hit("disk")
 					return e
 				}
 			}
 			c.metaDisk.Remove(key)
 		}
+		c.metrics.miss("disk")
 	}
 	rc, _, err := c.store.Get(ctx, key, storage.Whole)
 	if err != nil {
+		c.metrics.miss("storage")
 		if !errors.Is(err, storage.ErrNotFound) {
 			c.log.Warn("storage read failed; asking the upstream", "key", key, "err", err)
 		}
 		return nil
 	}
+	c.metrics.hit("storage")
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, maxMetaSize))
 	if err != nil {
@@ -253,8 +257,11 @@ func (c *Core) loadMeta(ctx context.Context, key string) *metaEntry {
 func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, error) {
 	now := c.now()
 	e, ok := c.mem.Get(src.key)
-	if !ok || e.notFound {
-		if loaded := c.loadMeta(ctx, src.key); loaded != nil {
+	if ok && !e.notFound {
+		c.metrics.hit("memory")
+	} else {
+		c.metrics.miss("memory")
+		if loaded := c.loadMeta(ctx, src.key, false); loaded != nil {
 			e = loaded
 			c.mem.Add(src.key, e, int64(len(e.gz)))
 		}
@@ -265,6 +272,31 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 	have := e != nil && !e.notFound
 	if have && now.Sub(time.Unix(0, e.failed.Load())) < min(retryAfterFailure, src.ttl) {
 		return metaResult{entry: e, stale: true}, nil
+	}
+	if have && c.coord != nil {
+		// Shared freshness: if any replica confirmed this document within
+		// the TTL, take its word (and its newer copy from storage, when it
+		// stored one) instead of asking the upstream again.
+		if t, version, ok := c.coord.LastChecked(ctx, src.key); ok && now.Sub(t) < src.ttl {
+			if version == e.header.Fetched {
+				e.checked.Store(t.UnixNano())
+				return metaResult{entry: e}, nil
+			}
+			if ne := c.loadMeta(ctx, src.key, true); ne != nil && ne.header.Fetched >= version {
+				ne.checked.Store(t.UnixNano())
+				c.mem.Add(src.key, ne, int64(len(ne.gz)))
+				return metaResult{entry: ne}, nil
+			}
+		}
+		// One replica revalidates; the others keep serving their copy,
+		// just expired, for the moment it takes.
+		lease, ok, err := c.coord.TryLease(ctx, "revalidate:"+src.key, 10*time.Second)
+		if err == nil && !ok {
+			return metaResult{entry: e}, nil
+		}
+		if lease != nil {
+			defer lease.Release()
+		}
 	}
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.url, nil)
@@ -284,12 +316,12 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 			req.Header.Set("If-None-Match", e.header.ETag)
 		}
 	}
-	c.metrics.upstreamRequests.Add(1)
 	resp, err := src.client.Do(req)
 	if err == nil {
 		defer resp.Body.Close()
 	}
 	fail := func(uerr *upstreamError) (metaResult, error) {
+		c.metrics.upstream.WithLabelValues("metadata", "error").Inc()
 		if have {
 			e.failed.Store(now.UnixNano())
 			c.log.Warn("upstream failed; serving stale metadata", "key", src.key, "url", src.url, "err", uerr.msg)
@@ -302,9 +334,12 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotModified && have:
+		c.metrics.upstream.WithLabelValues("metadata", "not_modified").Inc()
 		e.checked.Store(now.UnixNano())
+		c.shareChecked(ctx, src, e, now)
 		return metaResult{entry: e}, nil
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		c.metrics.upstream.WithLabelValues("metadata", "not_found").Inc()
 		neg := &metaEntry{key: src.key, notFound: true}
 		neg.checked.Store(now.UnixNano())
 		c.mem.Add(src.key, neg, 64)
@@ -323,9 +358,11 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 			c.log.Warn("upstream answered with an older serial; keeping the stored page", "key", src.key,
 				"stored_serial", e.header.Serial, "upstream_serial", serial)
 			e.checked.Store(now.UnixNano())
+			c.shareChecked(ctx, src, e, now)
 			return metaResult{entry: e}, nil
 		}
 	}
+	c.metrics.upstream.WithLabelValues("metadata", "ok").Inc()
 	if src.transform != nil {
 		if body, err = src.transform(body, resp); err != nil {
 			return fail(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream document %s rejected: %v", src.url, err)})
@@ -340,14 +377,27 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 	}
 	ne.checked.Store(now.UnixNano())
 	if err := c.store.Put(ctx, src.key, bytes.NewReader(ne.gz), storage.PutOptions{Size: int64(len(ne.gz)), ContentType: "application/gzip"}); err != nil {
-		c.metrics.storageErrors.Add(1)
+		c.metrics.notStored.WithLabelValues("metadata").Inc()
 		c.log.Warn("storage write failed; metadata served from memory only", "key", src.key, "err", err)
+	} else {
+		c.shareChecked(ctx, src, ne, now)
+		if c.coord != nil {
+			c.coord.Invalidate(ctx, c.id+" "+src.key)
+		}
 	}
 	if c.metaDisk != nil {
 		_ = c.metaDisk.Put(src.key, bytes.NewReader(ne.gz))
 	}
 	c.mem.Add(src.key, ne, int64(len(ne.gz)))
 	return metaResult{entry: ne}, nil
+}
+
+// shareChecked tells the other replicas that the stored version of a
+// document was confirmed at now.
+func (c *Core) shareChecked(ctx context.Context, src *metaSource, e *metaEntry, now time.Time) {
+	if c.coord != nil {
+		c.coord.Checked(ctx, src.key, now, e.header.Fetched, 2*src.ttl)
+	}
 }
 
 func readBody(resp *http.Response) ([]byte, error) {

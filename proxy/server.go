@@ -53,6 +53,11 @@ type Options struct {
 	Logger           *slog.Logger
 	// Ready reports whether storage is reachable (GET /readyz).
 	Ready func(ctx context.Context) error
+	// Coordinator, when set, coordinates replicas through Redis.
+	Coordinator *cache.Coordinator
+	// LeaseWait bounds how long a request waits for another replica's
+	// download before answering 503 (default 60 s).
+	LeaseWait time.Duration
 }
 
 // Server is the proxy's HTTP server.
@@ -85,6 +90,7 @@ func New(o Options) *Server {
 	e.Use(middleware.Recover())
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", s.core.metrics.handler())
 	for _, m := range o.Mirrors {
 		reg := ecosystems[m.Type]
 		if reg == nil {
@@ -99,15 +105,31 @@ func New(o Options) *Server {
 // Handler is the server as an http.Handler.
 func (s *Server) Handler() http.Handler { return s.e }
 
+// readyz answers 200 while the process can serve. Unreachable storage is
+// reported as degraded, not as unready: the caches and the upstream still
+// serve clients, and failing every replica's readiness at once would take
+// the whole fleet out of its load balancer. ?strict=1 turns degraded
+// storage into a 503.
 func (s *Server) readyz(c echo.Context) error {
+	status := map[string]string{"status": "ready", "storage": "ok"}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+	defer cancel()
 	if s.opts.Ready != nil {
-		ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
-		defer cancel()
 		if err := s.opts.Ready(ctx); err != nil {
-			return c.String(http.StatusServiceUnavailable, "storage unreachable: "+err.Error()+"\n")
+			status["status"], status["storage"] = "degraded", err.Error()
 		}
 	}
-	return c.String(http.StatusOK, "ready\n")
+	if s.opts.Coordinator != nil {
+		status["redis"] = "ok"
+		if err := s.opts.Coordinator.Ping(ctx); err != nil {
+			status["redis"] = "unreachable (coordination is local only): " + err.Error()
+		}
+	}
+	code := http.StatusOK
+	if status["storage"] != "ok" && c.QueryParam("strict") != "" {
+		code = http.StatusServiceUnavailable
+	}
+	return c.JSON(code, status)
 }
 
 // handleError is the one place where errors become responses.
@@ -140,6 +162,10 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		err := next(c)
 		if err != nil {
 			c.Error(err)
+		}
+		s.core.metrics.observe(c)
+		if res := c.Response(); res.Header().Get("X-Mirror-Stale") != "" {
+			s.core.metrics.stale.Inc()
 		}
 		req, res := c.Request(), c.Response()
 		s.opts.Logger.Info("request",

@@ -38,6 +38,9 @@ type Config struct {
 	DistCacheBytes Bytes  `envconfig:"MIRROR_DIST_CACHE_MAX_BYTES" default:"10GiB" desc:"size limit of the file disk cache (least recently used files are evicted)"`
 	MemCacheBytes  Bytes  `envconfig:"MEMORY_CACHE_MAX_BYTES" default:"256MiB" desc:"size limit of the in-memory metadata cache"`
 
+	RedisURL  string        `envconfig:"REDIS_URL" desc:"optional Redis for coordinating replicas (redis://host:6379/0); empty: none"`
+	LeaseWait time.Duration `envconfig:"LEASE_WAIT" default:"60s" desc:"how long a request waits for another replica's download of the same file before a 503"`
+
 	Mirrors         Mirrors       `envconfig:"MIRRORS" desc:"JSON array of mirrors: [{\"name\",\"type\":\"composer|pypi\",\"url\",\"ttl\",\"notFoundTtl\",\"auth\":[...]}]; see the README"`
 	MetadataTTL     time.Duration `envconfig:"METADATA_TTL" desc:"time metadata is served before it is revalidated upstream (default: 5m for composer, 10m for pypi)"`
 	NotFoundTTL     time.Duration `envconfig:"NOT_FOUND_TTL" default:"1m" desc:"default time an upstream 404 is remembered"`

@@ -138,7 +138,19 @@ func serve() error {
 	opts := proxy.Options{
 		Store: store, MetaPrefix: cfg.MetaPrefix, DistPrefix: cfg.DistPrefix,
 		Mirrors: cfg.ProxyMirrors(), MemoryCacheBytes: int64(cfg.MemCacheBytes),
-		UpstreamTimeout: cfg.UpstreamTimeout, Logger: log, Ready: ready,
+		UpstreamTimeout: cfg.UpstreamTimeout, Logger: log, Ready: ready, LeaseWait: cfg.LeaseWait,
+	}
+	if cfg.RedisURL != "" {
+		coord, err := cache.NewCoordinator(cfg.RedisURL, log)
+		if err != nil {
+			return configError{"REDIS_URL", err.Error()}
+		}
+		defer coord.Close()
+		if err := coord.Ping(ctx); err != nil {
+			// Not fatal: Redis is an optimisation, never the system of record.
+			log.Warn("redis unreachable at start; coordinating in-process until it answers", "err", err)
+		}
+		opts.Coordinator = coord
 	}
 	if cfg.MetaCacheDir != "" {
 		if opts.MetaCache, err = cache.NewDisk(cfg.MetaCacheDir, int64(cfg.MetaCacheBytes)); err != nil {
