@@ -73,7 +73,6 @@ func newCore(o *Options) *Core {
 		c.leaseWait = 60 * time.Second
 	}
 	if c.coord != nil {
-		m.reg.MustRegister(m.redisUp)
 		c.coord.OnError = func(err error) {
 			m.redisErrors.Inc()
 			m.redisUp.Set(0)

@@ -249,23 +249,23 @@ func (c *Core) download(f *flight, src fileSource) {
 		req.Header.Set("User-Agent", userAgent)
 		resp, err := src.client.Do(req)
 		if err != nil {
-			c.metrics.upstream.WithLabelValues("file", "error").Inc()
+			c.metrics.upstream.with("file", "error").Add(1)
 			finish(transportError(src.url, err))
 			return
 		}
 		switch {
 		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 			resp.Body.Close()
-			c.metrics.upstream.WithLabelValues("file", "not_found").Inc()
+			c.metrics.upstream.with("file", "not_found").Add(1)
 			finish(errNotFound)
 			return
 		case resp.StatusCode != http.StatusOK:
 			resp.Body.Close()
-			c.metrics.upstream.WithLabelValues("file", "error").Inc()
+			c.metrics.upstream.with("file", "error").Add(1)
 			finish(statusError(src.url, resp))
 			return
 		}
-		c.metrics.upstream.WithLabelValues("file", "ok").Inc()
+		c.metrics.upstream.with("file", "ok").Add(1)
 		body, size = resp.Body, resp.ContentLength
 	}
 	defer body.Close()
@@ -347,7 +347,7 @@ func (c *Core) download(f *flight, src fileSource) {
 			_ = c.distDisk.PutFile(f.key, f.path)
 		}
 	default:
-		c.metrics.notStored.WithLabelValues("file").Inc()
+		c.metrics.notStored.with("file").Add(1)
 		c.log.Warn("storage write failed; the file was served but not stored", "key", f.key, "err", perr)
 	}
 }

@@ -321,7 +321,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 		defer resp.Body.Close()
 	}
 	fail := func(uerr *upstreamError) (metaResult, error) {
-		c.metrics.upstream.WithLabelValues("metadata", "error").Inc()
+		c.metrics.upstream.with("metadata", "error").Add(1)
 		if have {
 			e.failed.Store(now.UnixNano())
 			c.log.Warn("upstream failed; serving stale metadata", "key", src.key, "url", src.url, "err", uerr.msg)
@@ -334,12 +334,12 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotModified && have:
-		c.metrics.upstream.WithLabelValues("metadata", "not_modified").Inc()
+		c.metrics.upstream.with("metadata", "not_modified").Add(1)
 		e.checked.Store(now.UnixNano())
 		c.shareChecked(ctx, src, e, now)
 		return metaResult{entry: e}, nil
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
-		c.metrics.upstream.WithLabelValues("metadata", "not_found").Inc()
+		c.metrics.upstream.with("metadata", "not_found").Add(1)
 		neg := &metaEntry{key: src.key, notFound: true}
 		neg.checked.Store(now.UnixNano())
 		c.mem.Add(src.key, neg, 64)
@@ -362,7 +362,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 			return metaResult{entry: e}, nil
 		}
 	}
-	c.metrics.upstream.WithLabelValues("metadata", "ok").Inc()
+	c.metrics.upstream.with("metadata", "ok").Add(1)
 	if src.transform != nil {
 		if body, err = src.transform(body, resp); err != nil {
 			return fail(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream document %s rejected: %v", src.url, err)})
@@ -377,7 +377,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 	}
 	ne.checked.Store(now.UnixNano())
 	if err := c.store.Put(ctx, src.key, bytes.NewReader(ne.gz), storage.PutOptions{Size: int64(len(ne.gz)), ContentType: "application/gzip"}); err != nil {
-		c.metrics.notStored.WithLabelValues("metadata").Inc()
+		c.metrics.notStored.with("metadata").Add(1)
 		c.log.Warn("storage write failed; metadata served from memory only", "key", src.key, "err", err)
 	} else {
 		c.shareChecked(ctx, src, ne, now)

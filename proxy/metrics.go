@@ -3,81 +3,158 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"runtime"
+	"sort"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
+// The metrics are written in Prometheus' text exposition format by the few
+// lines below rather than with client_golang: that library and its
+// protobuf dependencies would add about 4 MB to a binary whose image is to
+// stay under 30 MB, for counters and two gauges.
+
+// counterVec is a counter family with labels.
+type counterVec struct {
+	name, help string
+	labels     []string
+	mu         sync.Mutex
+	values     map[string]*atomic.Int64 // joined label values → count
+}
+
+func newCounterVec(name, help string, labels ...string) *counterVec {
+	return &counterVec{name: name, help: help, labels: labels, values: map[string]*atomic.Int64{}}
+}
+
+func (c *counterVec) with(values ...string) *atomic.Int64 {
+	key := strings.Join(values, "\xff")
+	c.mu.Lock()
+	v, ok := c.values[key]
+	if !ok {
+		v = new(atomic.Int64)
+		c.values[key] = v
+	}
+	c.mu.Unlock()
+	return v
+}
+
+
+func (c *counterVec) write(w io.Writer) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", c.name, c.help, c.name)
+	c.mu.Lock()
+	keys := make([]string, 0, len(c.values))
+	for k := range c.values {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		vals := strings.Split(k, "\xff")
+		var parts []string
+		for i, l := range c.labels {
+			if i < len(vals) {
+				parts = append(parts, l+"="+strconv.Quote(vals[i]))
+			}
+		}
+		lbl := ""
+		if len(parts) > 0 {
+			lbl = "{" + strings.Join(parts, ",") + "}"
+		}
+		fmt.Fprintf(w, "%s%s %d\n", c.name, lbl, c.values[k].Load())
+	}
+	c.mu.Unlock()
+}
+
+// counter is a counter without labels.
+type counter struct{ *counterVec }
+
+func newCounter(name, help string) counter { return counter{newCounterVec(name, help)} }
+func (c counter) Inc()                    { c.with().Add(1) }
+func (c counter) Add(n float64)           { c.with().Add(int64(n)) }
+
+// gauge is a settable value.
+type gauge struct {
+	name, help string
+	v          atomic.Int64
+	set        atomic.Bool
+}
+
+func (g *gauge) Set(v float64) { g.v.Store(int64(v)); g.set.Store(true) }
+
 // metrics are exported on GET /metrics in Prometheus' text format.
 type metrics struct {
-	reg           *prometheus.Registry
-	requests      *prometheus.CounterVec
-	cache         *prometheus.CounterVec
-	upstream      *prometheus.CounterVec
-	upstreamBytes prometheus.Counter
-	storageOps    *prometheus.CounterVec
-	flightWaits   prometheus.Counter
-	leaseWaits    prometheus.Counter
-	leaseTimeouts prometheus.Counter
-	redisErrors   prometheus.Counter
-	redisUp       prometheus.Gauge
-	stale         prometheus.Counter
-	notStored     *prometheus.CounterVec
+	requests      *counterVec
+	cache         *counterVec
+	upstream      *counterVec
+	upstreamBytes counter
+	storageOps    *counterVec
+	flightWaits   counter
+	leaseWaits    counter
+	leaseTimeouts counter
+	redisErrors   counter
+	redisUp       *gauge
+	stale         counter
+	notStored     *counterVec
+	families      []interface{ write(io.Writer) }
 }
 
 func newMetrics() *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mirror_http_requests_total",
-			Help: "HTTP requests by route template, method and status."}, []string{"route", "method", "status"}),
-		cache: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mirror_cache_lookups_total",
-			Help: "Lookups per tier (memory, disk, storage) and result (hit, miss)."}, []string{"tier", "result"}),
-		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mirror_upstream_fetches_total",
-			Help: "Upstream requests by kind (metadata, file) and result (ok, not_modified, not_found, error)."}, []string{"kind", "result"}),
-		upstreamBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "mirror_upstream_file_bytes_total",
-			Help: "Bytes of files downloaded from upstreams."}),
-		storageOps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mirror_storage_operations_total",
-			Help: "Storage calls by operation and result (ok, not_found, exists, error)."}, []string{"op", "result"}),
-		flightWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "mirror_singleflight_waits_total",
-			Help: "Requests that joined a download already running in this process."}),
-		leaseWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "mirror_lease_waits_total",
-			Help: "Downloads that waited for another replica's lease."}),
-		leaseTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "mirror_lease_timeouts_total",
-			Help: "Waits for another replica's lease that gave up (503 to the client)."}),
-		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "mirror_redis_errors_total",
-			Help: "Redis calls that failed (the proxy carries on without coordination)."}),
-		redisUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mirror_redis_up",
-			Help: "1 when the last Redis call succeeded, 0 when it failed, absent without REDIS_URL."}),
-		stale: prometheus.NewCounter(prometheus.CounterOpts{Name: "mirror_stale_responses_total",
-			Help: "Metadata responses served stale because the upstream failed."}),
-		notStored: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mirror_not_stored_total",
-			Help: "Documents and files served to clients but not stored (storage failed)."}, []string{"kind"}),
+		requests: newCounterVec("mirror_http_requests_total", "HTTP requests by route template, method and status.", "route", "method", "status"),
+		cache:    newCounterVec("mirror_cache_lookups_total", "Lookups per tier (memory, disk, storage) and result (hit, miss).", "tier", "result"),
+		upstream: newCounterVec("mirror_upstream_fetches_total", "Upstream requests by kind (metadata, file) and result (ok, not_modified, not_found, error).", "kind", "result"),
+		upstreamBytes: newCounter("mirror_upstream_file_bytes_total", "Bytes of files downloaded from upstreams."),
+		storageOps:    newCounterVec("mirror_storage_operations_total", "Storage calls by operation and result (ok, not_found, exists, error).", "op", "result"),
+		flightWaits:   newCounter("mirror_singleflight_waits_total", "Requests that joined a download already running in this process."),
+		leaseWaits:    newCounter("mirror_lease_waits_total", "Downloads that waited for another replica's lease."),
+		leaseTimeouts: newCounter("mirror_lease_timeouts_total", "Waits for another replica's lease that gave up (503 to the client)."),
+		redisErrors:   newCounter("mirror_redis_errors_total", "Redis calls that failed (the proxy carries on without coordination)."),
+		redisUp:       &gauge{name: "mirror_redis_up", help: "1 when the last Redis call succeeded, 0 when it failed; absent without REDIS_URL."},
+		stale:         newCounter("mirror_stale_responses_total", "Metadata responses served stale because the upstream failed."),
+		notStored:     newCounterVec("mirror_not_stored_total", "Documents and files served to clients but not stored (storage failed).", "kind"),
 	}
-	m.reg.MustRegister(m.requests, m.cache, m.upstream, m.upstreamBytes, m.storageOps, m.flightWaits,
-		m.leaseWaits, m.leaseTimeouts, m.redisErrors, m.stale, m.notStored,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.families = []interface{ write(io.Writer) }{m.requests, m.cache, m.upstream, m.upstreamBytes, m.storageOps,
+		m.flightWaits, m.leaseWaits, m.leaseTimeouts, m.redisErrors, m.stale, m.notStored}
 	return m
 }
 
 func (m *metrics) handler() echo.HandlerFunc {
-	return echo.WrapHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	return func(c echo.Context) error {
+		w := c.Response()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		for _, f := range m.families {
+			f.write(w)
+		}
+		if m.redisUp.set.Load() {
+			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", m.redisUp.name, m.redisUp.help, m.redisUp.name, m.redisUp.name, m.redisUp.v.Load())
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Fprintf(w, "# HELP go_goroutines Number of goroutines.\n# TYPE go_goroutines gauge\ngo_goroutines %d\n", runtime.NumGoroutine())
+		fmt.Fprintf(w, "# HELP go_memstats_heap_inuse_bytes Heap bytes in use.\n# TYPE go_memstats_heap_inuse_bytes gauge\ngo_memstats_heap_inuse_bytes %d\n", ms.HeapInuse)
+		fmt.Fprintf(w, "# HELP go_memstats_sys_bytes Bytes obtained from the OS.\n# TYPE go_memstats_sys_bytes gauge\ngo_memstats_sys_bytes %d\n", ms.Sys)
+		return nil
+	}
 }
 
-func (m *metrics) hit(tier string)  { m.cache.WithLabelValues(tier, "hit").Inc() }
-func (m *metrics) miss(tier string) { m.cache.WithLabelValues(tier, "miss").Inc() }
+func (m *metrics) hit(tier string)  { m.cache.with(tier, "hit").Add(1) }
+func (m *metrics) miss(tier string) { m.cache.with(tier, "miss").Add(1) }
 
 func (m *metrics) observe(c echo.Context) {
 	route := c.Path()
 	if route == "" {
 		route = "unmatched"
 	}
-	m.requests.WithLabelValues(route, c.Request().Method, strconv.Itoa(c.Response().Status)).Inc()
+	m.requests.with(route, c.Request().Method, strconv.Itoa(c.Response().Status)).Add(1)
 }
 
 func storageResult(err error) string {
@@ -98,32 +175,34 @@ type countedStore struct {
 	m *metrics
 }
 
+func (s countedStore) count(op string, err error) { s.m.storageOps.with(op, storageResult(err)).Add(1) }
+
 func (s countedStore) Get(ctx context.Context, key string, rng storage.Range) (io.ReadCloser, storage.Info, error) {
 	rc, info, err := s.Store.Get(ctx, key, rng)
-	s.m.storageOps.WithLabelValues("get", storageResult(err)).Inc()
+	s.count("get", err)
 	return rc, info, err
 }
 
 func (s countedStore) Stat(ctx context.Context, key string) (storage.Info, error) {
 	info, err := s.Store.Stat(ctx, key)
-	s.m.storageOps.WithLabelValues("stat", storageResult(err)).Inc()
+	s.count("stat", err)
 	return info, err
 }
 
 func (s countedStore) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) error {
 	err := s.Store.Put(ctx, key, r, opts)
-	s.m.storageOps.WithLabelValues("put", storageResult(err)).Inc()
+	s.count("put", err)
 	return err
 }
 
 func (s countedStore) Delete(ctx context.Context, key string) error {
 	err := s.Store.Delete(ctx, key)
-	s.m.storageOps.WithLabelValues("delete", storageResult(err)).Inc()
+	s.count("delete", err)
 	return err
 }
 
 func (s countedStore) List(ctx context.Context, prefix string, fn func(storage.Info) error) error {
 	err := s.Store.List(ctx, prefix, fn)
-	s.m.storageOps.WithLabelValues("list", storageResult(err)).Inc()
+	s.count("list", err)
 	return err
 }

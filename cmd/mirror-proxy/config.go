@@ -30,7 +30,8 @@ type Config struct {
 	MetaPrefix     string  `envconfig:"STORAGE_AWS_MIRROR_META_PREFIX" default:"mirror-meta" desc:"key prefix of mirrored metadata (also used in the local directory)"`
 	DistPrefix     string  `envconfig:"STORAGE_AWS_MIRROR_DIST_PREFIX" default:"mirror-dist" desc:"key prefix of mirrored files (also used in the local directory)"`
 	AWSArgs        AWSArgs `envconfig:"STORAGE_AWS_ARGS" default:"[]" desc:"JSON object: endpoint, accessKeyId, accessKeySecret, sessionToken, region, roleArn, webIdentityTokenFile, roleSessionName, pathStyleEndpoint, profile; what is missing comes from the AWS SDK's default chain"`
-	PartSize       Bytes   `envconfig:"STORAGE_AWS_PART_SIZE" default:"8MiB" desc:"S3 multipart part size (min 5MiB); one part per upload in progress is held in memory"`
+	PartSize       Bytes   `envconfig:"STORAGE_AWS_PART_SIZE" default:"8MiB" desc:"S3 multipart part size (min 5MiB)"`
+	UploadBuffers  int     `envconfig:"STORAGE_AWS_UPLOAD_BUFFERS" default:"8" desc:"S3 part buffers held at once by all uploads (memory = this × part size); more uploads wait"`
 
 	MetaCacheDir   string `envconfig:"MIRROR_METADATA_CACHE_DIR" desc:"optional disk cache of metadata (empty: none)"`
 	MetaCacheBytes Bytes  `envconfig:"MIRROR_METADATA_CACHE_MAX_BYTES" default:"1GiB" desc:"size limit of the metadata disk cache (least recently used files are evicted)"`
@@ -298,6 +299,6 @@ func (c *Config) S3Config() s3store.Config {
 		Bucket: c.Bucket, Endpoint: a.Endpoint, Region: a.Region,
 		AccessKeyID: a.AccessKeyID, SecretAccessKey: a.AccessKeySecret, SessionToken: a.SessionToken,
 		Profile: a.Profile, RoleARN: a.RoleArn, WebIdentityTokenFile: a.WebIdentityTokenFile,
-		RoleSessionName: a.RoleSessionName, PathStyle: a.PathStyle(), PartSize: int64(c.PartSize),
+		RoleSessionName: a.RoleSessionName, PathStyle: a.PathStyle(), PartSize: int64(c.PartSize), UploadBuffers: c.UploadBuffers,
 	}
 }

@@ -56,10 +56,13 @@ type Server struct {
 }
 
 // New returns a server with a standard catalogue (see Catalogue).
-func New() *Server {
+func New() *Server { return NewWith(Catalogue()) }
+
+// NewWith returns a server with the given catalogue.
+func NewWith(cat map[string][]Version) *Server {
 	s := &Server{pkgs: map[string][]Version{}, zips: map[string][]byte{}, corrupt: map[string]bool{},
 		modified: map[string]time.Time{}, hits: map[string]int{}, ims: map[string]int{}}
-	for name, vs := range Catalogue() {
+	for name, vs := range cat {
 		s.pkgs[name] = vs
 	}
 	return s

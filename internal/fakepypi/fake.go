@@ -83,10 +83,13 @@ var runs = regexp.MustCompile(`[-_.]+`)
 func Normalize(n string) string { return strings.ToLower(runs.ReplaceAllString(n, "-")) }
 
 // New builds the catalogue's wheels. htmlOnly serves PEP 503 HTML only.
-func New(htmlOnly bool) *Server {
+func New(htmlOnly bool) *Server { return NewWith(Catalogue(), htmlOnly) }
+
+// NewWith builds the given projects' wheels.
+func NewWith(projects []Project, htmlOnly bool) *Server {
 	s := &Server{projects: map[string]Project{}, files: map[string]*file{}, corrupt: map[string]bool{},
 		htmlOnly: htmlOnly, serial: map[string]int64{}, hits: map[string]int{}}
-	for _, p := range Catalogue() {
+	for _, p := range projects {
 		s.add(p)
 	}
 	return s

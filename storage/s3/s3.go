@@ -47,9 +47,13 @@ type Config struct {
 	RoleSessionName      string
 	PathStyle            bool
 	// PartSize is the multipart part size and the largest body sent as a
-	// single PutObject (default and minimum 5 MiB). Each upload in progress
-	// holds one part in memory.
+	// single PutObject (default and minimum 5 MiB).
 	PartSize int64
+	// UploadBuffers bounds the part buffers held at once by all uploads
+	// (default 8), so memory stays bounded however many large files are
+	// being stored; uploads beyond that wait for a buffer. Bodies of a
+	// known size below PartSize need none.
+	UploadBuffers int
 }
 
 const minPartSize = 5 << 20
@@ -59,6 +63,7 @@ type Store struct {
 	client *s3.Client
 	bucket string
 	pool   sync.Pool
+	sem    chan struct{}
 	part   int64
 	// createOnly: the store honours If-None-Match: * (see Check).
 	createOnly bool
@@ -124,7 +129,11 @@ func New(ctx context.Context, c Config) (*Store, error) {
 	if part < minPartSize {
 		part = minPartSize
 	}
-	s := &Store{client: client, bucket: c.Bucket, part: part, createOnly: true}
+	nbuf := c.UploadBuffers
+	if nbuf <= 0 {
+		nbuf = 8
+	}
+	s := &Store{client: client, bucket: c.Bucket, part: part, createOnly: true, sem: make(chan struct{}, nbuf)}
 	s.pool.New = func() any { b := make([]byte, part); return &b }
 	return s, nil
 }
@@ -217,6 +226,26 @@ func (s *Store) Get(ctx context.Context, key string, rng storage.Range) (io.Read
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) error {
 	if err := storage.ValidKey(key); err != nil {
 		return err
+	}
+	if opts.Size >= 0 && opts.Size < s.part {
+		// Small and of known size: read it exactly, no pooled buffer.
+		buf := make([]byte, opts.Size+1)
+		n, err := io.ReadFull(r, buf)
+		switch {
+		case err == nil:
+			return fmt.Errorf("s3 PutObject %s/%s: body longer than its declared %d bytes", s.bucket, key, opts.Size)
+		case err != io.EOF && err != io.ErrUnexpectedEOF:
+			return fmt.Errorf("s3 PutObject %s/%s: read body: %w", s.bucket, key, err)
+		case int64(n) != opts.Size:
+			return fmt.Errorf("s3 PutObject %s/%s: body has %d of its declared %d bytes", s.bucket, key, n, opts.Size)
+		}
+		return s.putSingle(ctx, key, buf[:n], opts)
+	}
+	select {
+	case s.sem <- struct{}{}:
+		defer func() { <-s.sem }()
+	case <-ctx.Done():
+		return fmt.Errorf("s3 PutObject %s/%s: waiting for an upload buffer: %w", s.bucket, key, ctx.Err())
 	}
 	bp := s.pool.Get().(*[]byte)
 	defer s.pool.Put(bp)
