@@ -47,7 +47,6 @@ func (c *counterVec) with(values ...string) *atomic.Int64 {
 	return v
 }
 
-
 func (c *counterVec) write(w io.Writer) {
 	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", c.name, c.help, c.name)
 	c.mu.Lock()
@@ -77,8 +76,8 @@ func (c *counterVec) write(w io.Writer) {
 type counter struct{ *counterVec }
 
 func newCounter(name, help string) counter { return counter{newCounterVec(name, help)} }
-func (c counter) Inc()                    { c.with().Add(1) }
-func (c counter) Add(n float64)           { c.with().Add(int64(n)) }
+func (c counter) Inc()                     { c.with().Add(1) }
+func (c counter) Add(n float64)            { c.with().Add(int64(n)) }
 
 // gauge is a settable value.
 type gauge struct {
@@ -108,9 +107,9 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	m := &metrics{
-		requests: newCounterVec("mirror_http_requests_total", "HTTP requests by route template, method and status.", "route", "method", "status"),
-		cache:    newCounterVec("mirror_cache_lookups_total", "Lookups per tier (memory, disk, storage) and result (hit, miss).", "tier", "result"),
-		upstream: newCounterVec("mirror_upstream_fetches_total", "Upstream requests by kind (metadata, file) and result (ok, not_modified, not_found, error).", "kind", "result"),
+		requests:      newCounterVec("mirror_http_requests_total", "HTTP requests by route template, method and status.", "route", "method", "status"),
+		cache:         newCounterVec("mirror_cache_lookups_total", "Lookups per tier (memory, disk, storage) and result (hit, miss).", "tier", "result"),
+		upstream:      newCounterVec("mirror_upstream_fetches_total", "Upstream requests by kind (metadata, file) and result (ok, not_modified, not_found, error).", "kind", "result"),
 		upstreamBytes: newCounter("mirror_upstream_file_bytes_total", "Bytes of files downloaded from upstreams."),
 		storageOps:    newCounterVec("mirror_storage_operations_total", "Storage calls by operation and result (ok, not_found, exists, error).", "op", "result"),
 		flightWaits:   newCounter("mirror_singleflight_waits_total", "Requests that joined a download already running in this process."),
