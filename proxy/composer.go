@@ -1,14 +1,13 @@
 package proxy
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -20,14 +19,16 @@ import (
 // composerMirror serves one Composer 2 mirror under /N/ and Packeton's
 // /mirror/N/.
 type composerMirror struct {
-	s      *Server
-	m      Mirror
-	client *http.Client
+	s       *Server
+	m       Mirror
+	client  *http.Client
+	rootKey string
 }
 
 func registerComposer(s *Server, m Mirror) {
 	u, _ := url.Parse(m.URL)
 	cm := &composerMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, u.Host, m.Auth)}
+	cm.rootKey = cm.metaKey("packages.json")
 	for _, prefix := range []string{"/" + m.Name, "/mirror/" + m.Name} {
 		g := s.e.Group(prefix)
 		g.GET("/packages.json", cm.root)
@@ -40,8 +41,10 @@ func registerComposer(s *Server, m Mirror) {
 	}
 }
 
-func (cm *composerMirror) metaKey(parts ...string) string {
-	return storage.Join(append([]string{cm.s.opts.MetaPrefix, cm.m.Name}, parts...)...)
+// metaKey is <meta prefix>/<mirror>/<path>; path is validated by the
+// caller (the prefix and the name were validated at startup).
+func (cm *composerMirror) metaKey(path string) string {
+	return cm.s.opts.MetaPrefix + "/" + cm.m.Name + "/" + path
 }
 
 func (cm *composerMirror) source(key, url string, transform func([]byte, *http.Response) ([]byte, error)) *metaSource {
@@ -49,10 +52,23 @@ func (cm *composerMirror) source(key, url string, transform func([]byte, *http.R
 		accept: "application/json", transform: transform}
 }
 
+// rootInfo is an upstream root parsed once per stored version, with what
+// requests need from it precomputed.
+type rootInfo struct {
+	root     composer.Root
+	p2tmpl   string   // absolute upstream URL template of p2 files
+	advURL   string   // upstream security advisories API, or ""
+	rendered sync.Map // prefix and advisories URL → *doc of the client root
+}
+
 // upstreamRoot returns the upstream's packages.json, parsed once per version.
-func (cm *composerMirror) upstreamRoot(ctx context.Context) (metaResult, composer.Root, error) {
-	res, err := cm.s.core.meta(ctx, cm.source(cm.metaKey("packages.json"), cm.m.URL+"/packages.json",
-		func(b []byte, _ *http.Response) ([]byte, error) { _, err := composer.ParseRoot(b); return b, err }))
+func (cm *composerMirror) upstreamRoot(ctx context.Context) (metaResult, *rootInfo, error) {
+	res, ok := cm.s.core.freshInMemory(cm.rootKey, cm.m.TTL)
+	var err error
+	if !ok {
+		res, err = cm.s.core.meta(ctx, cm.source(cm.rootKey, cm.m.URL+"/packages.json",
+			func(b []byte, _ *http.Response) ([]byte, error) { _, err := composer.ParseRoot(b); return b, err }))
+	}
 	if err != nil {
 		if errors.Is(err, errNotFound) {
 			// The root is not a package: its absence is an upstream fault.
@@ -60,11 +76,17 @@ func (cm *composerMirror) upstreamRoot(ctx context.Context) (metaResult, compose
 		}
 		return res, nil, err
 	}
-	root, err := res.entry.parse(func(b []byte) (any, error) { return composer.ParseRoot(b) })
+	ri, err := res.entry.parse(func(b []byte) (any, error) {
+		root, err := composer.ParseRoot(b)
+		if err != nil {
+			return nil, err
+		}
+		return &rootInfo{root: root, p2tmpl: root.P2URL(cm.m.URL, "%package%"), advURL: root.AdvisoriesURL(cm.m.URL)}, nil
+	})
 	if err != nil {
 		return res, nil, err
 	}
-	return res, root.(composer.Root), nil
+	return res, ri.(*rootInfo), nil
 }
 
 func (cm *composerMirror) root(c echo.Context) error {
@@ -74,14 +96,31 @@ func (cm *composerMirror) root(c echo.Context) error {
 	}
 	prefix := routePrefix(c.Request().URL.Path, cm.m.Name)
 	adv := ""
-	if root.AdvisoriesURL(cm.m.URL) != "" {
+	if root.advURL != "" {
 		adv = c.Scheme() + "://" + c.Request().Host + prefix + "/api/security-advisories/"
 	}
-	body, err := root.ClientRoot(prefix, adv)
-	if err != nil {
-		return err
+	v, ok := root.rendered.Load(prefix + " " + adv)
+	if !ok {
+		body, err := root.root.ClientRoot(prefix, adv)
+		if err != nil {
+			return err
+		}
+		d := newDoc(body, "r")
+		v, _ = root.rendered.LoadOrStore(prefix+" "+adv, &d)
 	}
-	return serveJSON(c, body, res)
+	d := v.(*doc)
+	h := c.Response().Header()
+	h["Content-Type"] = hvJSON
+	h["Vary"] = hvVaryEncoding
+	h["Cache-Control"] = hvRevalidate
+	if res.stale {
+		h["X-Mirror-Stale"] = hvTrue
+	}
+	h["Last-Modified"] = res.entry.lastModified
+	if notModified(c.Request(), res.entry.mod) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	return writeGzipDoc(c, d.gz, d.gzLen, d.rawLen)
 }
 
 func (cm *composerMirror) p2(c echo.Context) error {
@@ -95,7 +134,7 @@ func (cm *composerMirror) p2(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return serveMeta(c, res, "application/json")
+	return serveMeta(c, res, hvJSON)
 }
 
 func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (metaResult, error) {
@@ -107,7 +146,11 @@ func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (me
 	if dev {
 		file = name + "~dev.json"
 	}
-	return cm.s.core.meta(ctx, cm.source(cm.metaKey("p2", file), root.P2URL(cm.m.URL, strings.TrimSuffix(file, ".json")),
+	key := cm.metaKey("p2/" + file)
+	if res, ok := cm.s.core.freshInMemory(key, cm.m.TTL); ok {
+		return res, nil
+	}
+	return cm.s.core.meta(ctx, cm.source(key, strings.Replace(root.p2tmpl, "%package%", strings.TrimSuffix(file, ".json"), 1),
 		func(b []byte, _ *http.Response) ([]byte, error) { return b, composer.CheckP2(b) }))
 }
 
@@ -167,7 +210,7 @@ func (cm *composerMirror) advisories(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	target := root.AdvisoriesURL(cm.m.URL)
+	target := root.advURL
 	if target == "" {
 		return echo.NewHTTPError(http.StatusNotFound, "the upstream publishes no security advisories API")
 	}
@@ -198,50 +241,34 @@ func (cm *composerMirror) advisories(c echo.Context) error {
 	return c.Blob(http.StatusOK, "application/json", body)
 }
 
+// Header values shared by every response (never mutated).
+var (
+	hvJSON         = []string{"application/json"}
+	hvVaryEncoding = []string{"Accept-Encoding"}
+	hvRevalidate   = []string{"public, max-age=0, must-revalidate"}
+	hvTrue         = []string{"true"}
+	hvGzip         = []string{"gzip"}
+)
+
 // serveMeta sends a stored metadata document: the stored gzip bytes as they
 // are when the client accepts gzip (a memory copy), else decompressed.
 // Last-Modified comes from the stored object, so replicas agree, and
-// If-Modified-Since gets a 304.
-func serveMeta(c echo.Context, res metaResult, ctype string) error {
+// If-Modified-Since gets a 304. Headers are assigned in canonical form
+// from precomputed values: this is the hottest path of the proxy.
+func serveMeta(c echo.Context, res metaResult, ctype []string) error {
 	e := res.entry
 	h := c.Response().Header()
-	h.Set("Content-Type", ctype)
-	h.Set("Vary", "Accept-Encoding")
-	h.Set("Cache-Control", "public, max-age=0, must-revalidate")
+	h["Content-Type"] = ctype
+	h["Vary"] = hvVaryEncoding
+	h["Cache-Control"] = hvRevalidate
 	if res.stale {
-		h.Set("X-Mirror-Stale", "true")
+		h["X-Mirror-Stale"] = hvTrue
 	}
-	mod := e.modTime().UTC()
-	h.Set("Last-Modified", mod.Format(http.TimeFormat))
-	if notModified(c.Request(), mod) {
+	h["Last-Modified"] = e.lastModified
+	if notModified(c.Request(), e.mod) {
 		return c.NoContent(http.StatusNotModified)
 	}
-	return writeGzipDoc(c, e.gz, e.size)
-}
-
-// serveJSON sends a small document built per request, with the validators
-// of the metadata it was built from.
-func serveJSON(c echo.Context, body []byte, res metaResult) error {
-	h := c.Response().Header()
-	h.Set("Vary", "Accept-Encoding")
-	h.Set("Cache-Control", "public, max-age=0, must-revalidate")
-	if res.stale {
-		h.Set("X-Mirror-Stale", "true")
-	}
-	mod := res.entry.modTime().UTC()
-	h.Set("Last-Modified", mod.Format(http.TimeFormat))
-	if notModified(c.Request(), mod) {
-		return c.NoContent(http.StatusNotModified)
-	}
-	if acceptsGzip(c.Request()) {
-		var buf bytes.Buffer
-		zw := gzip.NewWriter(&buf)
-		zw.Write(body)
-		zw.Close()
-		h.Set("Content-Encoding", "gzip")
-		body = buf.Bytes()
-	}
-	return c.Blob(http.StatusOK, "application/json", body)
+	return writeGzipDoc(c, e.gz, e.gzLength, e.plainLength)
 }
 
 func notModified(r *http.Request, mod time.Time) bool {
@@ -254,7 +281,10 @@ func notModified(r *http.Request, mod time.Time) bool {
 }
 
 func acceptsGzip(r *http.Request) bool {
-	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+	rest := r.Header.Get("Accept-Encoding")
+	for rest != "" {
+		var part string
+		part, rest, _ = strings.Cut(rest, ",")
 		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
 		if strings.EqualFold(strings.TrimSpace(coding), "gzip") {
 			q := strings.ReplaceAll(params, " ", "")

@@ -38,6 +38,13 @@ type metaEntry struct {
 	header   envelope
 	notFound bool
 
+	// mod is the Last-Modified served to clients, and lastModified and
+	// contentLength its header values, computed once (warm hits are hot).
+	mod          time.Time
+	lastModified []string
+	gzLength     []string
+	plainLength  []string
+
 	checked atomic.Int64 // unix nanos: last time the upstream confirmed it
 	failed  atomic.Int64 // unix nanos: last failed revalidation
 
@@ -59,11 +66,18 @@ type envelope struct {
 // modTime is the Last-Modified served to clients: the upstream's when it
 // sent one, else the time the object was stored. Both come from the stored
 // object, so every replica serves the same value.
-func (e *metaEntry) modTime() time.Time {
+func (e *metaEntry) modTime() time.Time { return e.mod }
+
+// finish computes the values every response of the entry uses.
+func (e *metaEntry) finish() *metaEntry {
+	e.mod = time.Unix(e.header.Fetched, 0).UTC()
 	if t, err := http.ParseTime(e.header.LastModified); err == nil {
-		return t
+		e.mod = t.UTC()
 	}
-	return time.Unix(e.header.Fetched, 0)
+	e.lastModified = []string{e.mod.Format(http.TimeFormat)}
+	e.gzLength = []string{strconv.Itoa(len(e.gz))}
+	e.plainLength = []string{strconv.FormatInt(e.size, 10)}
+	return e
 }
 
 // body returns the uncompressed document.
@@ -114,7 +128,7 @@ func encodeMeta(key string, body []byte, env envelope) (*metaEntry, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
-	e := &metaEntry{key: key, gz: buf.Bytes(), size: env.Size, header: env}
+	e := (&metaEntry{key: key, gz: buf.Bytes(), size: env.Size, header: env}).finish()
 	e.checked.Store(time.Unix(env.Fetched, 0).UnixNano())
 	return e, nil
 }
@@ -133,7 +147,7 @@ func decodeMeta(key string, gz []byte) (*metaEntry, error) {
 	if err != nil || n != env.Size {
 		return nil, fmt.Errorf("stored metadata %s is damaged (%d of %d bytes): %v", key, n, env.Size, err)
 	}
-	e := &metaEntry{key: key, gz: gz, size: env.Size, header: env}
+	e := (&metaEntry{key: key, gz: gz, size: env.Size, header: env}).finish()
 	e.checked.Store(time.Unix(env.Fetched, 0).UnixNano())
 	return e, nil
 }
@@ -180,6 +194,15 @@ func (c *Core) fresh(e *metaEntry, src *metaSource, now time.Time) bool {
 // conditional request. Concurrent callers for one key share one refresh.
 // It returns errNotFound for an upstream 404 and an *upstreamError when
 // the upstream failed and nothing is stored.
+// fresh returns the memory copy of key while it is fresh: the warm path,
+// which needs no metaSource.
+func (c *Core) freshInMemory(key string, ttl time.Duration) (metaResult, bool) {
+	if e, ok := c.mem.Get(key); ok && !e.notFound && c.now().Sub(time.Unix(0, e.checked.Load())) < ttl {
+		return metaResult{entry: e}, true
+	}
+	return metaResult{}, false
+}
+
 func (c *Core) meta(ctx context.Context, src *metaSource) (metaResult, error) {
 	e, ok := c.mem.Get(src.key)
 	if ok && c.fresh(e, src, c.now()) {

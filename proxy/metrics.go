@@ -91,6 +91,7 @@ func (g *gauge) Set(v float64) { g.v.Store(int64(v)); g.set.Store(true) }
 // metrics are exported on GET /metrics in Prometheus' text format.
 type metrics struct {
 	requests      *counterVec
+	reqCounters   sync.Map // reqKey → *atomic.Int64 of requests
 	cache         *counterVec
 	upstream      *counterVec
 	upstreamBytes counter
@@ -148,12 +149,25 @@ func (m *metrics) handler() echo.HandlerFunc {
 func (m *metrics) hit(tier string)  { m.cache.with(tier, "hit").Add(1) }
 func (m *metrics) miss(tier string) { m.cache.with(tier, "miss").Add(1) }
 
+type reqKey struct {
+	route, method string
+	status        int
+}
+
+// observe counts a request; the counter is found without allocating.
 func (m *metrics) observe(c echo.Context) {
-	route := c.Path()
+	k := reqKey{c.Path(), c.Request().Method, c.Response().Status}
+	if v, ok := m.reqCounters.Load(k); ok {
+		v.(*atomic.Int64).Add(1)
+		return
+	}
+	route := k.route
 	if route == "" {
 		route = "unmatched"
 	}
-	m.requests.with(route, c.Request().Method, strconv.Itoa(c.Response().Status)).Add(1)
+	v := m.requests.with(route, k.method, strconv.Itoa(k.status))
+	m.reqCounters.Store(k, v)
+	v.Add(1)
 }
 
 func storageResult(err error) string {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,8 +49,8 @@ func registerPyPI(s *Server, m Mirror) {
 	}
 }
 
-func (pm *pypiMirror) metaKey(parts ...string) string {
-	return storage.Join(append([]string{pm.s.opts.MetaPrefix, pm.m.Name}, parts...)...)
+func (pm *pypiMirror) metaKey(dir, name string) string {
+	return pm.s.opts.MetaPrefix + "/" + pm.m.Name + "/" + dir + "/" + name
 }
 
 func (pm *pypiMirror) redirectRoot(c echo.Context) error {
@@ -79,9 +80,9 @@ type rendered struct {
 }
 
 type doc struct {
-	gz   []byte
-	size int64
-	etag string
+	gz                   []byte
+	etag                 string
+	etagH, gzLen, rawLen []string // header values, computed once
 }
 
 func newDoc(body []byte, tag string) doc {
@@ -90,8 +91,16 @@ func newDoc(body []byte, tag string) doc {
 	zw.Write(body)
 	zw.Close()
 	sum := sha256.Sum256(body)
-	return doc{gz: buf.Bytes(), size: int64(len(body)), etag: `"` + tag + hex.EncodeToString(sum[:12]) + `"`}
+	etag := `"` + tag + hex.EncodeToString(sum[:12]) + `"`
+	return doc{gz: buf.Bytes(), etag: etag, etagH: []string{etag},
+		gzLen: []string{strconv.Itoa(buf.Len())}, rawLen: []string{strconv.Itoa(len(body))}}
 }
+
+var (
+	hvVaryAccept   = []string{"Accept, Accept-Encoding"}
+	hvNoStoreReval = []string{"max-age=0, must-revalidate"}
+	hvTypes        = map[string][]string{pypi.JSONType: {pypi.JSONType}, pypi.HTMLType: {pypi.HTMLType}, pypi.TextHTML: {pypi.TextHTML}}
+)
 
 func (pm *pypiMirror) projectSource(name string) *metaSource {
 	return &metaSource{
@@ -109,7 +118,11 @@ func (pm *pypiMirror) projectSource(name string) *metaSource {
 }
 
 func (pm *pypiMirror) projectPage(ctx context.Context, name string) (metaResult, *rendered, error) {
-	res, err := pm.s.core.meta(ctx, pm.projectSource(name))
+	res, ok := pm.s.core.freshInMemory(pm.metaKey("simple", name+".json"), pm.m.TTL)
+	var err error
+	if !ok {
+		res, err = pm.s.core.meta(ctx, pm.projectSource(name))
+	}
 	if err != nil {
 		return res, nil, err
 	}
@@ -240,23 +253,22 @@ func (pm *pypiMirror) file(c echo.Context) error {
 // stored page.
 func serveDoc(c echo.Context, d doc, ctype string, res metaResult) error {
 	h := c.Response().Header()
-	h.Set("Content-Type", ctype)
-	h.Set("Vary", "Accept, Accept-Encoding")
-	h.Set("Cache-Control", "max-age=0, must-revalidate")
-	h.Set("ETag", d.etag)
+	h["Content-Type"] = hvTypes[ctype]
+	h["Vary"] = hvVaryAccept
+	h["Cache-Control"] = hvNoStoreReval
+	h["Etag"] = d.etagH
 	if res.stale {
-		h.Set("X-Mirror-Stale", "true")
+		h["X-Mirror-Stale"] = hvTrue
 	}
-	mod := res.entry.modTime().UTC()
-	h.Set("Last-Modified", mod.Format(http.TimeFormat))
+	h["Last-Modified"] = res.entry.lastModified
 	if inm := c.Request().Header.Get("If-None-Match"); inm != "" {
 		if etagMatch(inm, d.etag) {
 			return c.NoContent(http.StatusNotModified)
 		}
-	} else if notModified(c.Request(), mod) {
+	} else if notModified(c.Request(), res.entry.mod) {
 		return c.NoContent(http.StatusNotModified)
 	}
-	return writeGzipDoc(c, d.gz, d.size)
+	return writeGzipDoc(c, d.gz, d.gzLen, d.rawLen)
 }
 
 func etagMatch(header, etag string) bool {
@@ -270,20 +282,20 @@ func etagMatch(header, etag string) bool {
 }
 
 // writeGzipDoc sends gz as is when the client accepts gzip, else the
-// decompressed bytes (size of them), always with a Content-Length.
-func writeGzipDoc(c echo.Context, gz []byte, size int64) error {
+// decompressed bytes, always with a Content-Length (gzLen or rawLen).
+func writeGzipDoc(c echo.Context, gz []byte, gzLen, rawLen []string) error {
 	h := c.Response().Header()
 	w := c.Response()
 	if acceptsGzip(c.Request()) {
-		h.Set("Content-Encoding", "gzip")
-		h.Set("Content-Length", fmt.Sprint(len(gz)))
+		h["Content-Encoding"] = hvGzip
+		h["Content-Length"] = gzLen
 		w.WriteHeader(http.StatusOK)
 		if c.Request().Method != http.MethodHead {
 			_, _ = w.Write(gz)
 		}
 		return nil
 	}
-	h.Set("Content-Length", fmt.Sprint(size))
+	h["Content-Length"] = rawLen
 	w.WriteHeader(http.StatusOK)
 	if c.Request().Method == http.MethodHead {
 		return nil

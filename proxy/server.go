@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -164,8 +165,11 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		s.core.metrics.observe(c)
-		if res := c.Response(); res.Header().Get("X-Mirror-Stale") != "" {
+		if _, stale := c.Response().Header()["X-Mirror-Stale"]; stale {
 			s.core.metrics.stale.Inc()
+		}
+		if !s.opts.Logger.Enabled(c.Request().Context(), slog.LevelInfo) {
+			return nil
 		}
 		req, res := c.Request(), c.Response()
 		s.opts.Logger.Info("request",
@@ -219,10 +223,16 @@ func (s *Server) Close() {
 	s.core.wg.Wait()
 }
 
+// randomID is a request id: unique enough to find a request in the logs,
+// not a secret, so it comes from the fast per-thread generator.
 func randomID() string {
-	var b [8]byte
-	_, _ = cryptoRand(b[:])
-	return fmt.Sprintf("%x", b)
+	var b [16]byte
+	const hexdigits = "0123456789abcdef"
+	v := mrand.Uint64()
+	for i := range b {
+		b[i] = hexdigits[v>>(4*i)&0xf]
+	}
+	return string(b[:])
 }
 
 // routePrefix returns the mount point a request came in on ("/N" or

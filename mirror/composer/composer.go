@@ -16,12 +16,41 @@ import (
 	"strings"
 )
 
-// nameRe is Composer's package name rule, lowercase (clients lowercase
-// names before asking).
-var nameRe = regexp.MustCompile(`^[a-z0-9]([_.-]?[a-z0-9]+)*/[a-z0-9](([_.]|-{1,2})?[a-z0-9]+)*$`)
+// ValidName reports whether name is a valid lowercase vendor/package name:
+// Composer's rule ^[a-z0-9]([_.-]?[a-z0-9]+)*/[a-z0-9](([_.]|-{1,2})?[a-z0-9]+)*$
+// (clients lowercase names before asking), checked by hand because it runs
+// on every metadata request.
+func ValidName(name string) bool {
+	if len(name) > 200 {
+		return false
+	}
+	vendor, pkg, ok := strings.Cut(name, "/")
+	return ok && validPart(vendor, false) && validPart(pkg, true)
+}
 
-// ValidName reports whether name is a valid lowercase vendor/package name.
-func ValidName(name string) bool { return len(name) <= 200 && nameRe.MatchString(name) }
+func validPart(s string, doubleDash bool) bool {
+	afterSep, dashes := true, 0 // the first character must be a letter or digit
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
+			afterSep, dashes = false, 0
+		case c == '_' || c == '.':
+			if afterSep {
+				return false
+			}
+			afterSep = true
+		case c == '-':
+			if afterSep && !(doubleDash && dashes == 1) {
+				return false
+			}
+			afterSep = true
+			dashes++
+		default:
+			return false
+		}
+	}
+	return !afterSep
+}
 
 // ParseP2File splits a p2 file name ("foo.json", "foo~dev.json") into the
 // package part and whether it is the dev file.

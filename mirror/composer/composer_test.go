@@ -2,6 +2,7 @@ package composer
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -93,6 +94,24 @@ func TestClientRootLeadsToTheProxy(t *testing.T) {
 	if _, err := ParseRoot([]byte(`{"packages":{}}`)); err == nil {
 		t.Errorf("a Composer 1 root was accepted")
 	}
+}
+
+func TestValidNameMatchesComposersRule(t *testing.T) {
+	re := regexp.MustCompile(`^[a-z0-9]([_.-]?[a-z0-9]+)*/[a-z0-9](([_.]|-{1,2})?[a-z0-9]+)*$`)
+	alphabet := []byte("ab1_.-/A")
+	var gen func(prefix []byte, n int)
+	gen = func(prefix []byte, n int) {
+		if re.MatchString(string(prefix)) != ValidName(string(prefix)) {
+			t.Errorf("%q: regexp %v, ValidName %v", prefix, re.MatchString(string(prefix)), ValidName(string(prefix)))
+		}
+		if n == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			gen(append(prefix, c), n-1)
+		}
+	}
+	gen(nil, 6)
 }
 
 func TestNamesAndPaths(t *testing.T) {

@@ -6,7 +6,8 @@ import (
 )
 
 func TestNormalize(t *testing.T) {
-	for in, want := range map[string]string{"Foo.Bar": "foo-bar", "foo_bar": "foo-bar", "FOO--bar": "foo-bar", "a._-b": "a-b"} {
+	for in, want := range map[string]string{"Foo.Bar": "foo-bar", "foo_bar": "foo-bar", "FOO--bar": "foo-bar", "a._-b": "a-b",
+		"foo-bar": "foo-bar", "a-_b": "a-b", "x": "x", "Django": "django", "a.-.b-c": "a-b-c"} {
 		if got := Normalize(in); got != want {
 			t.Errorf("Normalize(%q) = %q, want %q", in, got, want)
 		}
