@@ -198,6 +198,7 @@ func (c *Core) fresh(e *metaEntry, src *metaSource, now time.Time) bool {
 // which needs no metaSource.
 func (c *Core) freshInMemory(key string, ttl time.Duration) (metaResult, bool) {
 	if e, ok := c.mem.Get(key); ok && !e.notFound && c.now().Sub(time.Unix(0, e.checked.Load())) < ttl {
+		c.metrics.hit("memory")
 		return metaResult{entry: e}, true
 	}
 	return metaResult{}, false

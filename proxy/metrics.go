@@ -93,6 +93,8 @@ type metrics struct {
 	requests      *counterVec
 	reqCounters   sync.Map // reqKey → *atomic.Int64 of requests
 	cache         *counterVec
+	memHit        *atomic.Int64
+	memMiss       *atomic.Int64
 	upstream      *counterVec
 	upstreamBytes counter
 	storageOps    *counterVec
@@ -121,6 +123,7 @@ func newMetrics() *metrics {
 		stale:         newCounter("mirror_stale_responses_total", "Metadata responses served stale because the upstream failed."),
 		notStored:     newCounterVec("mirror_not_stored_total", "Documents and files served to clients but not stored (storage failed).", "kind"),
 	}
+	m.memHit, m.memMiss = m.cache.with("memory", "hit"), m.cache.with("memory", "miss")
 	m.families = []interface{ write(io.Writer) }{m.requests, m.cache, m.upstream, m.upstreamBytes, m.storageOps,
 		m.flightWaits, m.leaseWaits, m.leaseTimeouts, m.redisErrors, m.stale, m.notStored}
 	return m
@@ -146,8 +149,20 @@ func (m *metrics) handler() echo.HandlerFunc {
 	}
 }
 
-func (m *metrics) hit(tier string)  { m.cache.with(tier, "hit").Add(1) }
-func (m *metrics) miss(tier string) { m.cache.with(tier, "miss").Add(1) }
+// tierCounter returns the lookup counter of a tier and result; the
+// memory tier's are resolved once, since every warm request counts one.
+func (m *metrics) tierCounter(tier, result string) *atomic.Int64 {
+	if tier == "memory" {
+		if result == "hit" {
+			return m.memHit
+		}
+		return m.memMiss
+	}
+	return m.cache.with(tier, result)
+}
+
+func (m *metrics) hit(tier string)  { m.tierCounter(tier, "hit").Add(1) }
+func (m *metrics) miss(tier string) { m.tierCounter(tier, "miss").Add(1) }
 
 type reqKey struct {
 	route, method string

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,5 +234,44 @@ func TestGracefulShutdownFinishesDownloads(t *testing.T) {
 	_ = st.List(context.Background(), "d/", func(storage.Info) error { n++; return nil })
 	if n != 1 {
 		t.Fatalf("the download finished during shutdown was not stored (%d objects)", n)
+	}
+}
+
+// storageCalls sums mirror_storage_operations_total from /metrics.
+func storageCalls(t *testing.T, base string) (total int, body string) {
+	t.Helper()
+	_, b, _ := do(t, "GET", base+"/metrics")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "mirror_storage_operations_total{") {
+			f := strings.Fields(l)
+			n, _ := strconv.Atoi(f[len(f)-1])
+			total += n
+		}
+	}
+	return total, string(b)
+}
+
+// Warm metadata hits make no storage call, and /metrics says so.
+func TestWarmHitsMakeNoStorageCalls(t *testing.T) {
+	e := newEnv(t, time.Hour)
+	base := strings.TrimSuffix(e.url, "/packagist")
+	for i := 0; i < 2; i++ {
+		do(t, "GET", e.url+"/p2/acme/foo.json")
+		do(t, "GET", e.url+"/packages.json")
+	}
+	before, _ := storageCalls(t, base)
+	for i := 0; i < 100; i++ {
+		do(t, "GET", e.url+"/p2/acme/foo.json", "Accept-Encoding", "gzip")
+		do(t, "GET", e.url+"/packages.json")
+	}
+	after, m := storageCalls(t, base)
+	if after != before {
+		t.Errorf("200 warm requests made %d storage calls, want 0", after-before)
+	}
+	for _, want := range []string{`mirror_cache_lookups_total{tier="memory",result="hit"}`, `mirror_http_requests_total{route="/packagist/p2/:vendor/:file",method="GET",status="200"} 102`,
+		`mirror_upstream_fetches_total{kind="metadata",result="ok"}`, "# TYPE mirror_storage_operations_total counter"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, m)
+		}
 	}
 }
