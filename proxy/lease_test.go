@@ -1,0 +1,64 @@
+package proxy_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
+	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
+	"github.com/mirror-proxy/mirror-proxy/proxy"
+	"github.com/mirror-proxy/mirror-proxy/storage/local"
+)
+
+// A request that waits for another replica's download longer than
+// LEASE_WAIT gets a 503 with Retry-After, never a 500, and the upstream is
+// not asked.
+func TestLeaseWaitEndsIn503(t *testing.T) {
+	rd := testenv.StartRedis(t)
+	up := fakepackagist.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	coord, err := cache.NewCoordinator(rd.URL, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coord.Close()
+	st, _ := local.New(t.TempDir())
+	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d", Coordinator: coord, LeaseWait: time.Second,
+		Mirrors: []proxy.Mirror{{Name: "packagist", Type: "composer", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second}},
+		Logger:  log})
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	defer srv.Close()
+	e := &env{up: up, store: st, url: hs.URL + "/packagist"}
+	url := e.distURL(t, "acme/foo", "1.0.0")
+	key := "d/packagist/acme/foo/1.0.0.0/ref" + url[len(url)-44:]
+	// Another replica holds the download lease.
+	other, _ := cache.NewCoordinator(rd.URL, log)
+	defer other.Close()
+	lease, ok, err := other.TryLease(context.Background(), key, time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("taking the lease: %v %v", ok, err)
+	}
+	defer lease.Release()
+	resp, _, _ := do(t, "GET", url)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("waiting past LEASE_WAIT: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if n := up.HitsPrefix("/dist/"); n != 0 {
+		t.Errorf("the upstream was asked %d times while another replica held the lease", n)
+	}
+	lease.Release()
+	resp, body, _ := do(t, "GET", url)
+	if resp.StatusCode != 200 || len(body) == 0 {
+		t.Fatalf("after the lease was released: %d", resp.StatusCode)
+	}
+}
