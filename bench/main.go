@@ -49,6 +49,7 @@ var (
 	rounds   = flag.Int("rounds", 3, "alternating rounds per measurement (medians are reported)")
 	duration = flag.Duration("duration", 8*time.Second, "wrk duration per round")
 	keep     = flag.Bool("keep", false, "on failure, keep everything running for an hour (debugging)")
+	serve    = flag.Bool("serve", false, "set everything up, print the URLs and wait (for profiling by hand; the proxy's pprof is on DEBUG_ADDR)")
 )
 
 type sizes struct {
@@ -78,17 +79,18 @@ func main() {
 
 // env holds everything the run started.
 type env struct {
-	dir      string
-	procs    []*exec.Cmd
-	proxyURL string
-	proxyPID int
-	nginxURL string
-	packURL  string
-	pypiURL  string
-	blobURL  string
-	blobs    *blobServer
-	pypi     *fakepypi.Server
-	pack     *fakepackagist.Server
+	dir       string
+	procs     []*exec.Cmd
+	proxyURL  string
+	proxyPID  int
+	debugAddr string
+	nginxURL  string
+	packURL   string
+	pypiURL   string
+	blobURL   string
+	blobs     *blobServer
+	pypi      *fakepypi.Server
+	pack      *fakepackagist.Server
 }
 
 func (e *env) stop() {
@@ -223,9 +225,10 @@ func setup(sz sizes) (*env, error) {
 		return e, fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	pport := freePort()
+	e.debugAddr = fmt.Sprintf("127.0.0.1:%d", freePort())
 	cmd = exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(),
-		fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", pport), "LOG_LEVEL=warn",
+		fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", pport), "LOG_LEVEL=warn", "DEBUG_ADDR="+e.debugAddr,
 		"STORAGE_SOURCE=s3", "STORAGE_AWS_BUCKET=bench",
 		fmt.Sprintf(`STORAGE_AWS_ARGS={"endpoint":%q,"accessKeyId":"bench","accessKeySecret":"bench-secret","region":"us-east-1","pathStyleEndpoint":true}`, s3url),
 		"MIRROR_METADATA_CACHE_DIR="+filepath.Join(dir, "meta-cache"), "MIRROR_DIST_CACHE_DIR="+filepath.Join(dir, "dist-cache"),
@@ -623,6 +626,10 @@ func run(sz sizes) (err error) {
 	var rows []row
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
 	logf("proxy %s, nginx %s, upstreams %s %s %s, files in %s", e.proxyURL, e.nginxURL, e.packURL, e.pypiURL, e.blobURL, e.dir)
+	if *serve {
+		logf("serving until interrupted; proxy profiles at http://%s/debug/pprof/", e.debugAddr)
+		select {}
+	}
 
 	// 1. Warm metadata.
 	type target struct{ name, proxy, nginx string }

@@ -29,6 +29,10 @@ type fileSource struct {
 	sha256 string
 }
 
+// copyBufs are the 64 KiB buffers that downloads and responses copy
+// through: memory per transfer stays small however many run at once.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
 // smallFile: files below this size are verified before the response
 // starts; larger ones stream while they download.
 const smallFile = 1 << 20
@@ -293,7 +297,9 @@ func (c *Core) download(f *flight, src fileSource) {
 	if src.sha256 != "" {
 		hashes, sums = append(hashes, sha256.New()), append(sums, strings.ToLower(src.sha256))
 	}
-	buf := make([]byte, 256<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	var dlErr error
 	for {
 		n, rerr := body.Read(buf)
@@ -420,7 +426,9 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	if _, err := io.CopyBuffer(w, f.reader(true), make([]byte, 64<<10)); err != nil {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	if _, err := io.CopyBuffer(w, f.reader(true), *bp); err != nil {
 		// Abort the connection: the client must see a truncated transfer.
 		panic(http.ErrAbortHandler)
 	}
@@ -445,7 +453,9 @@ func (c *Core) serveStored(ec echo.Context, info storage.Info) error {
 			w.Header().Set("Last-Modified", info.ModTime.UTC().Format(http.TimeFormat))
 			w.Header().Set("Content-Length", fmt.Sprint(info.Size))
 			w.WriteHeader(http.StatusOK)
-			n, err := io.CopyBuffer(w, io.TeeReader(rc, dw), make([]byte, 64<<10))
+			bp := copyBufs.Get().(*[]byte)
+			defer copyBufs.Put(bp)
+			n, err := io.CopyBuffer(w, io.TeeReader(rc, dw), *bp)
 			if err != nil || n != info.Size {
 				dw.Abort()
 				panic(http.ErrAbortHandler)

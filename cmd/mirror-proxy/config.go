@@ -31,7 +31,7 @@ type Config struct {
 	DistPrefix     string  `envconfig:"STORAGE_AWS_MIRROR_DIST_PREFIX" default:"mirror-dist" desc:"key prefix of mirrored files (also used in the local directory)"`
 	AWSArgs        AWSArgs `envconfig:"STORAGE_AWS_ARGS" default:"[]" desc:"JSON object: endpoint, accessKeyId, accessKeySecret, sessionToken, region, roleArn, webIdentityTokenFile, roleSessionName, pathStyleEndpoint, profile; what is missing comes from the AWS SDK's default chain"`
 	PartSize       Bytes   `envconfig:"STORAGE_AWS_PART_SIZE" default:"8MiB" desc:"S3 multipart part size (min 5MiB)"`
-	UploadBuffers  int     `envconfig:"STORAGE_AWS_UPLOAD_BUFFERS" default:"8" desc:"S3 part buffers held at once by all uploads (memory = this × part size); more uploads wait"`
+	UploadBuffers  int     `envconfig:"STORAGE_AWS_UPLOAD_BUFFERS" default:"4" desc:"S3 part buffers held at once by all uploads (memory = this × part size); more uploads wait"`
 
 	MetaCacheDir   string `envconfig:"MIRROR_METADATA_CACHE_DIR" desc:"optional disk cache of metadata (empty: none)"`
 	MetaCacheBytes Bytes  `envconfig:"MIRROR_METADATA_CACHE_MAX_BYTES" default:"1GiB" desc:"size limit of the metadata disk cache (least recently used files are evicted)"`
@@ -47,6 +47,7 @@ type Config struct {
 	NotFoundTTL     time.Duration `envconfig:"NOT_FOUND_TTL" default:"1m" desc:"default time an upstream 404 is remembered"`
 	UpstreamTimeout time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s" desc:"connect and response-header timeout for upstream requests"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"60s" desc:"how long SIGTERM waits for in-flight requests and downloads"`
+	DebugAddr       string        `envconfig:"DEBUG_ADDR" desc:"optional address for Go's pprof profiles (/debug/pprof/), e.g. 127.0.0.1:6060; empty: off"`
 	LogLevel        string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat       string        `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
 }

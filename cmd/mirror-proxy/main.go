@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -162,6 +163,15 @@ func serve() error {
 			return fmt.Errorf("MIRROR_DIST_CACHE_DIR: %w", err)
 		}
 		opts.DistCacheDir = cfg.DistCacheDir
+	}
+	if cfg.DebugAddr != "" {
+		// Profiles on their own listener, never on the public port.
+		dl, err := net.Listen("tcp", cfg.DebugAddr)
+		if err != nil {
+			return fmt.Errorf("DEBUG_ADDR %q: %w", cfg.DebugAddr, err)
+		}
+		go http.Serve(dl, http.DefaultServeMux) // net/http/pprof registers there
+		log.Info("profiles on /debug/pprof/", "addr", dl.Addr().String())
 	}
 	srv := proxy.New(opts)
 	l, err := net.Listen("tcp", cfg.ListenAddr)

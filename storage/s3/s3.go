@@ -50,7 +50,7 @@ type Config struct {
 	// single PutObject (default and minimum 5 MiB).
 	PartSize int64
 	// UploadBuffers bounds the part buffers held at once by all uploads
-	// (default 8), so memory stays bounded however many large files are
+	// (default 4), so memory stays bounded however many large files are
 	// being stored; uploads beyond that wait for a buffer. Bodies of a
 	// known size below PartSize need none.
 	UploadBuffers int
@@ -131,7 +131,7 @@ func New(ctx context.Context, c Config) (*Store, error) {
 	}
 	nbuf := c.UploadBuffers
 	if nbuf <= 0 {
-		nbuf = 8
+		nbuf = 4
 	}
 	s := &Store{client: client, bucket: c.Bucket, part: part, createOnly: true, sem: make(chan struct{}, nbuf)}
 	s.pool.New = func() any { b := make([]byte, part); return &b }
