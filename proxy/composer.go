@@ -109,18 +109,7 @@ func (cm *composerMirror) root(c echo.Context) error {
 		v, _ = root.rendered.LoadOrStore(prefix+" "+adv, &d)
 	}
 	d := v.(*doc)
-	h := c.Response().Header()
-	h["Content-Type"] = hvJSON
-	h["Vary"] = hvVaryEncoding
-	h["Cache-Control"] = hvRevalidate
-	if res.stale {
-		h["X-Mirror-Stale"] = hvTrue
-	}
-	h["Last-Modified"] = res.entry.lastModified
-	if notModified(c.Request(), res.entry.mod) {
-		return c.NoContent(http.StatusNotModified)
-	}
-	return writeGzipDoc(c, d.gz, d.gzLen, d.rawLen)
+	return serveMetaBody(c, res, hvJSON, d.gz, d.gzLen, d.rawLen)
 }
 
 func (cm *composerMirror) p2(c echo.Context) error {
@@ -257,6 +246,13 @@ var (
 // from precomputed values: this is the hottest path of the proxy.
 func serveMeta(c echo.Context, res metaResult, ctype []string) error {
 	e := res.entry
+	return serveMetaBody(c, res, ctype, e.gz, e.gzLength, e.plainLength)
+}
+
+// serveMetaBody is serveMeta for a body derived from the entry (rendered
+// from it), with the entry's validators.
+func serveMetaBody(c echo.Context, res metaResult, ctype []string, gz []byte, gzLen, rawLen []string) error {
+	e := res.entry
 	h := c.Response().Header()
 	h["Content-Type"] = ctype
 	h["Vary"] = hvVaryEncoding
@@ -268,7 +264,7 @@ func serveMeta(c echo.Context, res metaResult, ctype []string) error {
 	if notModified(c.Request(), e.mod) {
 		return c.NoContent(http.StatusNotModified)
 	}
-	return writeGzipDoc(c, e.gz, e.gzLength, e.plainLength)
+	return writeGzipDoc(c, gz, gzLen, rawLen)
 }
 
 func notModified(r *http.Request, mod time.Time) bool {
