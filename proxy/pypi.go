@@ -289,10 +289,11 @@ func writeGzipDoc(c echo.Context, gz []byte, gzLen, rawLen []string) error {
 	if acceptsGzip(c.Request()) {
 		h["Content-Encoding"] = hvGzip
 		h["Content-Length"] = gzLen
-		w.WriteHeader(http.StatusOK)
-		if c.Request().Method != http.MethodHead {
-			_, _ = w.Write(gz)
+		if c.Request().Method == http.MethodHead {
+			w.WriteHeader(http.StatusOK)
+			return nil
 		}
+		writeCorked(w, c.Request(), gz)
 		return nil
 	}
 	h["Content-Length"] = rawLen

@@ -1,0 +1,103 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+)
+
+// Go's net/http writes a response through a fixed 4 KB connection buffer,
+// so headers and a body of more than about 4 KB leave in two write(2)
+// calls: on loopback and in containers each is a full pass through the TCP
+// stack, and the warm metadata path spends most of its CPU there. A warm
+// document is complete in memory, so its response can be collected and
+// sent with one write: the connection is "corked" while the handler writes
+// and flushes it, then released. Everything else passes straight through.
+
+// corkListener wraps accepted connections in corkConns.
+type corkListener struct{ net.Listener }
+
+func (l corkListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &corkConn{Conn: c}, nil
+}
+
+// corkConn is a connection whose writes can be held back and coalesced.
+// net/http writes a connection from one goroutine at a time.
+type corkConn struct {
+	net.Conn
+	corked  bool
+	pending []byte
+}
+
+func (c *corkConn) Write(p []byte) (int, error) {
+	if !c.corked {
+		return c.Conn.Write(p)
+	}
+	c.pending = append(c.pending, p...)
+	return len(p), nil
+}
+
+// release sends what was held back, in one write.
+func (c *corkConn) release() error {
+	c.corked = false
+	if len(c.pending) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.pending)
+	if cap(c.pending) > 256<<10 {
+		c.pending = nil // do not keep an unusually large buffer per connection
+	} else {
+		c.pending = c.pending[:0]
+	}
+	return err
+}
+
+// ReadFrom keeps sendfile for files (net/http looks for io.ReaderFrom).
+func (c *corkConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok && !c.corked {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c}, r)
+}
+
+// CloseWrite keeps net/http's graceful close (TCP half-close).
+func (c *corkConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+type writerOnly struct{ io.Writer }
+
+type corkKey struct{}
+
+// withCork is http.Server.ConnContext: it makes the connection reachable
+// from its requests.
+func withCork(ctx context.Context, c net.Conn) context.Context {
+	if cc, ok := c.(*corkConn); ok {
+		return context.WithValue(ctx, corkKey{}, cc)
+	}
+	return ctx
+}
+
+// writeCorked writes a complete response (status and headers already set)
+// with body as one write on the connection, when it can.
+func writeCorked(w http.ResponseWriter, r *http.Request, body []byte) {
+	cc, _ := r.Context().Value(corkKey{}).(*corkConn)
+	if cc == nil || len(body) < 3<<10 || len(body) > 1<<20 {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+		return
+	}
+	cc.corked = true
+	defer cc.release()
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	_ = http.NewResponseController(w).Flush()
+}
