@@ -15,13 +15,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand"
-	"net"
 	"net/http"
 	"reflect"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/internal/fakeserver"
 )
 
 // Version is one package version.
@@ -46,13 +47,10 @@ type Server struct {
 	zips     map[string][]byte // dist path → bytes
 	corrupt  map[string]bool
 	modified map[string]time.Time // p2 file → Last-Modified
-	hits     map[string]int
 	ims      map[string]int
 	delay    time.Duration
 
-	addr string
-	srv  *http.Server
-	l    net.Listener
+	fakeserver.Server // listener, Stop, Addr, Hits
 }
 
 // New returns a server with a standard catalogue (see Catalogue).
@@ -61,7 +59,7 @@ func New() *Server { return NewWith(Catalogue()) }
 // NewWith returns a server with the given catalogue.
 func NewWith(cat map[string][]Version) *Server {
 	s := &Server{pkgs: map[string][]Version{}, zips: map[string][]byte{}, corrupt: map[string]bool{},
-		modified: map[string]time.Time{}, hits: map[string]int{}, ims: map[string]int{}}
+		modified: map[string]time.Time{}, ims: map[string]int{}}
 	for name, vs := range cat {
 		s.pkgs[name] = vs
 	}
@@ -116,35 +114,10 @@ func isDev(v Version) bool {
 }
 
 // Start listens on addr ("127.0.0.1:0" for a free port) and serves.
-func (s *Server) Start(addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.l, s.addr = l, l.Addr().String()
-	s.srv = &http.Server{Handler: s}
-	srv := s.srv
-	s.mu.Unlock()
-	go srv.Serve(l)
-	return nil
-}
-
-// Stop closes the listener and every connection: the upstream is down
-// (connection refused) until Start is called again on URL's address.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	srv := s.srv
-	s.srv = nil
-	s.mu.Unlock()
-	if srv != nil {
-		srv.Close()
-	}
-}
+func (s *Server) Start(addr string) error { return s.Server.Start(addr, s) }
 
 // Addr is host:port; URL the base URL.
-func (s *Server) Addr() string { s.mu.Lock(); defer s.mu.Unlock(); return s.addr }
-func (s *Server) URL() string  { return "http://" + s.Addr() }
+func (s *Server) URL() string { return "http://" + s.Addr() }
 
 // Publish adds a version to a package (a new release upstream).
 func (s *Server) Publish(name string, v Version) {
@@ -172,19 +145,6 @@ func (s *Server) SetDelay(d time.Duration) { s.mu.Lock(); s.delay = d; s.mu.Unlo
 
 // Hits is how many requests a path received; HitsPrefix sums over paths
 // with the prefix; IMS counts conditional requests to a path.
-func (s *Server) Hits(path string) int { s.mu.Lock(); defer s.mu.Unlock(); return s.hits[path] }
-func (s *Server) IMS(path string) int  { s.mu.Lock(); defer s.mu.Unlock(); return s.ims[path] }
-func (s *Server) HitsPrefix(prefix string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for p, c := range s.hits {
-		if strings.HasPrefix(p, prefix) {
-			n += c
-		}
-	}
-	return n
-}
 
 // Zip returns the dist bytes of name@version as the upstream serves them.
 func (s *Server) Zip(name, version string) []byte {
@@ -284,7 +244,6 @@ func minify(list []map[string]any) []map[string]any {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	s.hits[r.URL.Path]++
 	if r.Header.Get("If-Modified-Since") != "" {
 		s.ims[r.URL.Path]++
 	}

@@ -16,13 +16,14 @@ import (
 	"fmt"
 	"html"
 	"math/rand"
-	"net"
 	"net/http"
 	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/internal/fakeserver"
 )
 
 // Release is one version of a project, shipped as one wheel.
@@ -65,16 +66,14 @@ type file struct {
 
 // Server is the fake index.
 type Server struct {
-	mu       sync.Mutex
-	projects map[string]Project // by normalized name
-	files    map[string]*file   // by filename
-	corrupt  map[string]bool
-	htmlOnly bool
-	serial   map[string]int64
-	hits     map[string]int
-	delay    time.Duration
-	srv      *http.Server
-	addr     string
+	mu                sync.Mutex
+	projects          map[string]Project // by normalized name
+	files             map[string]*file   // by filename
+	corrupt           map[string]bool
+	htmlOnly          bool
+	serial            map[string]int64
+	delay             time.Duration
+	fakeserver.Server // listener, Stop, Addr, Hits
 }
 
 var runs = regexp.MustCompile(`[-_.]+`)
@@ -88,7 +87,7 @@ func New(htmlOnly bool) *Server { return NewWith(Catalogue(), htmlOnly) }
 // NewWith builds the given projects' wheels.
 func NewWith(projects []Project, htmlOnly bool) *Server {
 	s := &Server{projects: map[string]Project{}, files: map[string]*file{}, corrupt: map[string]bool{},
-		htmlOnly: htmlOnly, serial: map[string]int64{}, hits: map[string]int{}}
+		htmlOnly: htmlOnly, serial: map[string]int64{}}
 	for _, p := range projects {
 		s.add(p)
 	}
@@ -161,34 +160,10 @@ func buildWheel(name string, r Release) (wheel, metadata []byte, filename string
 
 func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
-// Start listens on addr ("127.0.0.1:0" for a free port).
-func (s *Server) Start(addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.addr = l.Addr().String()
-	s.srv = &http.Server{Handler: s}
-	srv := s.srv
-	s.mu.Unlock()
-	go srv.Serve(l)
-	return nil
-}
-
-// Stop closes the listener: connections are refused until Start.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	srv := s.srv
-	s.srv = nil
-	s.mu.Unlock()
-	if srv != nil {
-		srv.Close()
-	}
-}
+// Start listens on addr ("127.0.0.1:0" for a free port) and serves.
+func (s *Server) Start(addr string) error { return s.Server.Start(addr, s) }
 
 // Addr is host:port; IndexURL the simple index's URL (the mirror's url).
-func (s *Server) Addr() string     { s.mu.Lock(); defer s.mu.Unlock(); return s.addr }
 func (s *Server) IndexURL() string { return "http://" + s.Addr() + "/simple" }
 
 // Wheel and Metadata return a file's bytes; Filename a release's wheel name.
@@ -237,23 +212,8 @@ func (s *Server) Publish(name string, r Release) {
 }
 
 // Hits counts requests per path; HitsPrefix sums paths with a prefix.
-func (s *Server) Hits(path string) int { s.mu.Lock(); defer s.mu.Unlock(); return s.hits[path] }
-func (s *Server) HitsPrefix(prefix string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for p, c := range s.hits {
-		if strings.HasPrefix(p, prefix) {
-			n += c
-		}
-	}
-	return n
-}
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	s.hits[r.URL.Path]++
-	s.mu.Unlock()
 	p := r.URL.Path
 	switch {
 	case p == "/simple/":
