@@ -79,3 +79,25 @@ func TestDiskEvictsLeastRecentlyUsedAndSurvivesRestart(t *testing.T) {
 		f.Close()
 	}
 }
+
+func TestDiskPutFileLinksACompleteFile(t *testing.T) {
+	dir := t.TempDir()
+	d, err := NewDisk(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := dir + "/.tmp/spool"
+	os.WriteFile(src, []byte("verified bytes"), 0o644)
+	if err := d.PutFile("a/b/file.whl", src); err != nil {
+		t.Fatal(err)
+	}
+	f, size, ok := d.Open("a/b/file.whl")
+	if !ok || size != 14 {
+		t.Fatalf("Open after PutFile: %v %d", ok, size)
+	}
+	f.Close()
+	entries, _ := os.ReadDir(dir + "/.tmp")
+	if len(entries) != 1 {
+		t.Errorf("PutFile left temp files behind: %v", entries)
+	}
+}

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -10,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 
@@ -189,10 +189,10 @@ func (d *Disk) PutFile(key, src string) error {
 	if err != nil {
 		return fmt.Errorf("disk cache: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fmt.Errorf("disk cache: %w", err)
-	}
-	if err := os.Link(src, p+".link"); err != nil && !errors.Is(err, fs.ErrExist) {
+	// A hard link in the cache's own temp directory, renamed into place:
+	// no copy, and a crash leaves nothing but a temp file cleared at start.
+	tmp := filepath.Join(d.tmp, fmt.Sprintf("link-%d-%d", os.Getpid(), linkSeq.Add(1)))
+	if err := os.Link(src, tmp); err != nil {
 		f, err := os.Open(src)
 		if err != nil {
 			return fmt.Errorf("disk cache: %w", err)
@@ -200,8 +200,10 @@ func (d *Disk) PutFile(key, src string) error {
 		defer f.Close()
 		return d.Put(key, f)
 	}
-	return d.adopt(key, p, p+".link", fi.Size())
+	return d.adopt(key, p, tmp, fi.Size())
 }
+
+var linkSeq atomic.Int64
 
 func (d *Disk) adopt(key, p, tmp string, size int64) error {
 	if size > d.max {
