@@ -141,11 +141,19 @@ func (c *Core) joinFlight(key string, src fileSource) *flight {
 }
 
 func (c *Core) endFlight(f *flight) {
-	c.flightsMu.Lock()
-	delete(c.flights, f.key)
-	c.flightsMu.Unlock()
+	c.forgetFlight(f)
 	f.release()
 	c.wg.Done()
+}
+
+// forgetFlight makes later requests for the key start afresh (a newer
+// flight for the same key is left alone).
+func (c *Core) forgetFlight(f *flight) {
+	c.flightsMu.Lock()
+	if c.flights[f.key] == f {
+		delete(c.flights, f.key)
+	}
+	c.flightsMu.Unlock()
 }
 
 // errLeaseTimeout: another replica is downloading the file and did not
@@ -202,6 +210,11 @@ func (c *Core) download(f *flight, src fileSource) {
 	defer cancel()
 	readyOnce := sync.OnceFunc(func() { close(f.ready) })
 	finish := func(err error) {
+		if err != nil {
+			// A failed download is not joined by requests that come after
+			// it: they try again (the storage write may still be unwinding).
+			c.forgetFlight(f)
+		}
 		f.mu.Lock()
 		f.finished, f.err = true, err
 		f.cond.Broadcast()

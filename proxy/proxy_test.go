@@ -275,3 +275,41 @@ func TestWarmHitsMakeNoStorageCalls(t *testing.T) {
 		}
 	}
 }
+
+// slowPut makes every storage write take a while to return, as an S3
+// upload being aborted does.
+type slowPut struct{ storage.Store }
+
+func (s slowPut) Put(ctx context.Context, key string, r io.Reader, o storage.PutOptions) error {
+	err := s.Store.Put(ctx, key, r, o)
+	time.Sleep(500 * time.Millisecond)
+	return err
+}
+
+// A request right after a failed download starts a new one; it does not
+// join the failed one while its storage write is still unwinding.
+func TestRequestAfterFailedDownloadTriesAgain(t *testing.T) {
+	up := fakepackagist.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	st, _ := local.New(t.TempDir())
+	srv := proxy.New(proxy.Options{Store: slowPut{st}, MetaPrefix: "m", DistPrefix: "d",
+		Mirrors: []proxy.Mirror{{Name: "packagist", Type: "composer", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second}},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	defer srv.Close()
+	e := &env{up: up, store: st, url: hs.URL + "/packagist"}
+	url := e.distURL(t, "acme/foo", "1.1.0")
+	up.Corrupt("acme/foo", "1.1.0", true)
+	if resp, _, _ := do(t, "GET", url); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("corrupt download: %d, want 502", resp.StatusCode)
+	}
+	up.Corrupt("acme/foo", "1.1.0", false)
+	resp, body, err := do(t, "GET", url)
+	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, up.Zip("acme/foo", "1.1.0")) {
+		t.Fatalf("right after a failed download, with the upstream fixed: %d %v", resp.StatusCode, err)
+	}
+}
