@@ -97,7 +97,11 @@ func (cm *composerMirror) root(c echo.Context) error {
 	prefix := routePrefix(c.Request().URL.Path, cm.m.Name)
 	adv := ""
 	if root.advURL != "" {
-		adv = c.Scheme() + "://" + c.Request().Host + prefix + "/api/security-advisories/"
+		base := cm.s.opts.PublicURL
+		if base == "" {
+			base = c.Scheme() + "://" + c.Request().Host
+		}
+		adv = base + prefix + "/api/security-advisories/"
 	}
 	v, ok := root.rendered.Load(prefix + " " + adv)
 	if !ok {

@@ -313,3 +313,36 @@ func TestRequestAfterFailedDownloadTriesAgain(t *testing.T) {
 		t.Fatalf("right after a failed download, with the upstream fixed: %d %v", resp.StatusCode, err)
 	}
 }
+
+// The absolute advisories URL in packages.json follows PUBLIC_URL when set,
+// else the request's own host.
+func TestAdvisoriesURLUsesPublicURL(t *testing.T) {
+	up := fakepackagist.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	st, _ := local.New(t.TempDir())
+	for _, public := range []string{"", "https://mirror.example.com"} {
+		srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d", PublicURL: public,
+			Mirrors: []proxy.Mirror{{Name: "packagist", Type: "composer", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second}},
+			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
+		hs := httptest.NewServer(srv.Handler())
+		_, body, _ := do(t, "GET", hs.URL+"/mirror/packagist/packages.json")
+		want := hs.URL + "/mirror/packagist/api/security-advisories/"
+		if public != "" {
+			want = public + "/mirror/packagist/api/security-advisories/"
+		}
+		var root struct {
+			SA struct {
+				APIURL string `json:"api-url"`
+			} `json:"security-advisories"`
+		}
+		json.Unmarshal(body, &root)
+		if root.SA.APIURL != want {
+			t.Errorf("PUBLIC_URL %q: api-url %q, want %q", public, root.SA.APIURL, want)
+		}
+		hs.Close()
+		srv.Close()
+	}
+}

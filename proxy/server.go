@@ -56,6 +56,9 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Coordinator, when set, coordinates replicas through Redis.
 	Coordinator *cache.Coordinator
+	// PublicURL, when set, is the base of the absolute URLs the proxy
+	// writes (scheme://host[:port]); otherwise each request's own.
+	PublicURL string
 	// LeaseWait bounds how long a request waits for another replica's
 	// download before answering 503 (default 60 s).
 	LeaseWait time.Duration

@@ -20,6 +20,7 @@ import (
 // Packeton's where Packeton has one, so that its users feel at home.
 type Config struct {
 	ListenAddr string `envconfig:"LISTEN_ADDR" default:":8080" desc:"address the HTTP server listens on"`
+	PublicURL  string `envconfig:"PUBLIC_URL" desc:"optional external base URL (https://mirror.example.com) for the few absolute URLs the proxy writes; empty: from each request's Host"`
 
 	StorageSource   string `envconfig:"STORAGE_SOURCE" default:"local" desc:"where objects are kept: local (a directory) or s3"`
 	StorageLocalDir string `envconfig:"STORAGE_LOCAL_DIR" default:"./data" desc:"directory of the local storage"`
@@ -199,6 +200,13 @@ func unwrapParse(err error) error {
 }
 
 func (c *Config) validate() error {
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return configError{"PUBLIC_URL", fmt.Sprintf("%q: must be http(s)://host[:port], without a path", c.PublicURL)}
+		}
+		c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+	}
 	switch c.StorageSource {
 	case "local":
 		if c.StorageLocalDir == "" {

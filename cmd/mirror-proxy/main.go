@@ -139,7 +139,7 @@ func serve() error {
 	opts := proxy.Options{
 		Store: store, MetaPrefix: cfg.MetaPrefix, DistPrefix: cfg.DistPrefix,
 		Mirrors: cfg.ProxyMirrors(), MemoryCacheBytes: int64(cfg.MemCacheBytes),
-		UpstreamTimeout: cfg.UpstreamTimeout, Logger: log, Ready: ready, LeaseWait: cfg.LeaseWait,
+		UpstreamTimeout: cfg.UpstreamTimeout, Logger: log, Ready: ready, LeaseWait: cfg.LeaseWait, PublicURL: cfg.PublicURL,
 	}
 	if cfg.RedisURL != "" {
 		coord, err := cache.NewCoordinator(cfg.RedisURL, log)
