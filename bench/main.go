@@ -162,11 +162,8 @@ func setup(sz sizes) (*env, error) {
 	e := &env{dir: dir}
 	// Upstreams.
 	cat := map[string][]fakepackagist.Version{}
-	var require []string
 	for i := 1; i <= sz.composerPkgs; i++ {
-		name := fmt.Sprintf("bench/pkg%02d", i)
-		cat[name] = []fakepackagist.Version{{Version: "1.0.0", Ref: fmt.Sprintf("%040d", i)}}
-		require = append(require, name)
+		cat[fmt.Sprintf("bench/pkg%02d", i)] = []fakepackagist.Version{{Version: "1.0.0", Ref: fmt.Sprintf("%040d", i)}}
 	}
 	var meta []fakepackagist.Version
 	for i := 0; i < sz.metaVersions; i++ {
@@ -639,7 +636,7 @@ func run(sz sizes) (err error) {
 	}
 	for _, t := range metaTargets {
 		hdr := []string{"Accept-Encoding: gzip", "Accept: application/vnd.pypi.simple.v1+json"}
-		body, err := fetchAll(strings.Replace(t.proxy, "Accept", "", 0))
+		body, err := fetchAll(t.proxy)
 		if err != nil {
 			return err
 		}
@@ -709,7 +706,7 @@ func run(sz sizes) (err error) {
 
 	// 3. Cold file through a bandwidth-limited upstream.
 	e.blobs.setRate(sz.coldRate)
-	var pt, dt, nt, pf, df, nf []float64
+	var pt, dt, nt, pf, df []float64
 	for i := 0; i < *rounds; i++ {
 		names := []string{fmt.Sprintf("cold-%02d.bin", 3*i), fmt.Sprintf("cold-%02d.bin", 3*i+1), fmt.Sprintf("cold-%02d.bin", 3*i+2)}
 		pu, err := fileURLFromPage(e.proxyURL+"/blobs/simple/cold/", names[0])
@@ -726,11 +723,11 @@ func run(sz sizes) (err error) {
 			return err
 		}
 		df, dt = append(df, ttfb.Seconds()*1000), append(dt, total.Seconds())
-		ttfb, total, err = timed(e.nginxURL + "/blobs/files/" + names[2])
+		_, total, err = timed(e.nginxURL + "/blobs/files/" + names[2])
 		if err != nil {
 			return err
 		}
-		nf, nt = append(nf, ttfb.Seconds()*1000), append(nt, total.Seconds())
+		nt = append(nt, total.Seconds())
 	}
 	e.blobs.setRate(0)
 	rows = append(rows, row{fmt.Sprintf("cold file %.0f MB at %.0f MB/s upstream: total time (s), peer = direct download", float64(sz.cold)/(1<<20), float64(sz.coldRate)/(1<<20)),

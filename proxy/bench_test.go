@@ -8,25 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
-	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
 // BenchmarkWarmP2 measures the handler alone on the warm metadata path
 // (a memory hit); `go test -bench WarmP2 -cpuprofile` shows where it goes.
 func BenchmarkWarmP2(b *testing.B) {
-	up := fakepackagist.New()
-	if err := up.Start("127.0.0.1:0"); err != nil {
-		b.Fatal(err)
-	}
-	defer up.Stop()
-	st, _ := local.New(b.TempDir())
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d",
-		Mirrors: []proxy.Mirror{{Name: "packagist", Type: "composer", URL: up.URL(), TTL: time.Hour, NotFoundTTL: time.Minute}},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	defer srv.Close()
-	h := srv.Handler()
+	e := newEnvWith(b, time.Hour, func(o *proxy.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	h := e.srv.Handler()
 	req := httptest.NewRequest("GET", "/packagist/p2/acme/huge.json", nil)
 	req.Header.Set("Accept-Encoding", "gzip")
 	w := httptest.NewRecorder()

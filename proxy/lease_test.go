@@ -4,15 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
-	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
-	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
 // A request that waits for another replica's download longer than
@@ -20,27 +17,16 @@ import (
 // not asked.
 func TestLeaseWaitEndsIn503(t *testing.T) {
 	rd := testenv.StartRedis(t)
-	up := fakepackagist.New()
-	if err := up.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer up.Stop()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	coord, err := cache.NewCoordinator(rd.URL, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer coord.Close()
-	st, _ := local.New(t.TempDir())
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d", Coordinator: coord, LeaseWait: time.Second,
-		Mirrors: []proxy.Mirror{{Name: "packagist", Type: "composer", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second}},
-		Logger:  log})
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	defer srv.Close()
-	e := &env{up: up, store: st, url: hs.URL + "/packagist"}
+	e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.Coordinator, o.LeaseWait = coord, time.Second })
+	up := e.up
 	url := e.distURL(t, "acme/foo", "1.0.0")
-	key := "d/packagist/acme/foo/1.0.0.0/ref" + url[len(url)-44:]
+	key := "mirror-dist/packagist/acme/foo/1.0.0.0/ref" + url[len(url)-44:]
 	// Another replica holds the download lease.
 	other, _ := cache.NewCoordinator(rd.URL, log)
 	defer other.Close()

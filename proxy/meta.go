@@ -38,8 +38,10 @@ type metaEntry struct {
 	header   envelope
 	notFound bool
 
-	// mod is the Last-Modified served to clients, and lastModified and
-	// contentLength its header values, computed once (warm hits are hot).
+	// mod is the Last-Modified served to clients: the upstream's when it
+	// sent one, else the time the object was stored. Both come from the
+	// stored object, so every replica serves the same value. It and the
+	// header values below are computed once (warm hits are hot).
 	mod          time.Time
 	lastModified []string
 	gzLength     []string
@@ -62,11 +64,6 @@ type envelope struct {
 	URL          string `json:"url,omitempty"`
 	Serial       int64  `json:"serial,omitempty"`
 }
-
-// modTime is the Last-Modified served to clients: the upstream's when it
-// sent one, else the time the object was stored. Both come from the stored
-// object, so every replica serves the same value.
-func (e *metaEntry) modTime() time.Time { return e.mod }
 
 // finish computes the values every response of the entry uses.
 func (e *metaEntry) finish() *metaEntry {

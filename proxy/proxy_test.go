@@ -30,7 +30,11 @@ type env struct {
 	url   string
 }
 
-func newEnv(t *testing.T, ttl time.Duration) *env {
+func newEnv(t testing.TB, ttl time.Duration) *env { t.Helper(); return newEnvWith(t, ttl, nil) }
+
+// newEnvWith starts a fake Packagist and a proxy mirroring it as
+// "packagist" on local storage; mod adjusts the proxy's options.
+func newEnvWith(t testing.TB, ttl time.Duration, mod func(*proxy.Options)) *env {
 	t.Helper()
 	up := fakepackagist.New()
 	if err := up.Start("127.0.0.1:0"); err != nil {
@@ -41,18 +45,22 @@ func newEnv(t *testing.T, ttl time.Duration) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := proxy.New(proxy.Options{
+	opts := proxy.Options{
 		Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
 		Mirrors:         []proxy.Mirror{{Name: "packagist", Type: "composer", URL: up.URL(), TTL: ttl, NotFoundTTL: time.Second}},
 		UpstreamTimeout: 5 * time.Second,
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	srv := proxy.New(opts)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { hs.Close(); srv.Close() })
 	return &env{up: up, store: st, srv: srv, url: hs.URL + "/packagist"}
 }
 
-func do(t *testing.T, method, url string, hdr ...string) (*http.Response, []byte, error) {
+func do(t testing.TB, method, url string, hdr ...string) (*http.Response, []byte, error) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
@@ -289,19 +297,8 @@ func (s slowPut) Put(ctx context.Context, key string, r io.Reader, o storage.Put
 // A request right after a failed download starts a new one; it does not
 // join the failed one while its storage write is still unwinding.
 func TestRequestAfterFailedDownloadTriesAgain(t *testing.T) {
-	up := fakepackagist.New()
-	if err := up.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer up.Stop()
-	st, _ := local.New(t.TempDir())
-	srv := proxy.New(proxy.Options{Store: slowPut{st}, MetaPrefix: "m", DistPrefix: "d",
-		Mirrors: []proxy.Mirror{{Name: "packagist", Type: "composer", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second}},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	defer srv.Close()
-	e := &env{up: up, store: st, url: hs.URL + "/packagist"}
+	e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.Store = slowPut{o.Store} })
+	up := e.up
 	url := e.distURL(t, "acme/foo", "1.1.0")
 	up.Corrupt("acme/foo", "1.1.0", true)
 	if resp, _, _ := do(t, "GET", url); resp.StatusCode != http.StatusBadGateway {
@@ -317,19 +314,11 @@ func TestRequestAfterFailedDownloadTriesAgain(t *testing.T) {
 // The absolute advisories URL in packages.json follows PUBLIC_URL when set,
 // else the request's own host.
 func TestAdvisoriesURLUsesPublicURL(t *testing.T) {
-	up := fakepackagist.New()
-	if err := up.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer up.Stop()
-	st, _ := local.New(t.TempDir())
 	for _, public := range []string{"", "https://mirror.example.com"} {
-		srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d", PublicURL: public,
-			Mirrors: []proxy.Mirror{{Name: "packagist", Type: "composer", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second}},
-			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
-		hs := httptest.NewServer(srv.Handler())
-		_, body, _ := do(t, "GET", hs.URL+"/mirror/packagist/packages.json")
-		want := hs.URL + "/mirror/packagist/api/security-advisories/"
+		e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.PublicURL = public })
+		base := strings.TrimSuffix(e.url, "/packagist")
+		_, body, _ := do(t, "GET", base+"/mirror/packagist/packages.json")
+		want := base + "/mirror/packagist/api/security-advisories/"
 		if public != "" {
 			want = public + "/mirror/packagist/api/security-advisories/"
 		}
@@ -342,7 +331,5 @@ func TestAdvisoriesURLUsesPublicURL(t *testing.T) {
 		if root.SA.APIURL != want {
 			t.Errorf("PUBLIC_URL %q: api-url %q, want %q", public, root.SA.APIURL, want)
 		}
-		hs.Close()
-		srv.Close()
 	}
 }

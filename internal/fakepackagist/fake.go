@@ -335,15 +335,7 @@ func (s *Server) serveZip(w http.ResponseWriter, r *http.Request, delay time.Dur
 	}
 	w.Header().Set("Content-Type", "application/zip")
 	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-	if delay > 0 {
-		// Send half, wait, send the rest: concurrent requests overlap.
-		w.Write(body[:len(body)/2])
-		w.(http.Flusher).Flush()
-		time.Sleep(delay)
-		w.Write(body[len(body)/2:])
-		return
-	}
-	w.Write(body)
+	fakeserver.WriteBody(w, body, delay)
 }
 
 func (s *Server) json(w http.ResponseWriter, r *http.Request, file string, v any) {

@@ -345,12 +345,5 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, name string) 
 	if r.Method == http.MethodHead {
 		return
 	}
-	if delay > 0 {
-		w.Write(body[:len(body)/2])
-		w.(http.Flusher).Flush()
-		time.Sleep(delay)
-		w.Write(body[len(body)/2:])
-		return
-	}
-	w.Write(body)
+	fakeserver.WriteBody(w, body, delay)
 }

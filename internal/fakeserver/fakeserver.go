@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Server serves a handler and counts its requests.
@@ -69,4 +70,16 @@ func (s *Server) HitsPrefix(prefix string) int {
 		}
 	}
 	return n
+}
+
+// WriteBody writes body; with a delay it sends half, waits, then the rest,
+// so that concurrent requests overlap mid-transfer.
+func WriteBody(w http.ResponseWriter, body []byte, delay time.Duration) {
+	if delay > 0 {
+		w.Write(body[:len(body)/2])
+		w.(http.Flusher).Flush()
+		time.Sleep(delay)
+		body = body[len(body)/2:]
+	}
+	w.Write(body)
 }
