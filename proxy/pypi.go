@@ -112,6 +112,10 @@ func (pm *pypiMirror) projectSource(name string) *metaSource {
 			if err != nil {
 				return nil, err
 			}
+			if p.Skipped > 0 {
+				pm.s.opts.Logger.Warn("upstream page lists files the proxy cannot serve (no usable name or URL); left out",
+					"mirror", pm.m.Name, "project", name, "skipped", p.Skipped)
+			}
 			return p.Marshal()
 		},
 	}
@@ -202,10 +206,7 @@ func (pm *pypiMirror) root(c echo.Context) error {
 	return serveDoc(c, d, typ, res)
 }
 
-var (
-	fileKeyRe  = regexp.MustCompile(`^(u-)?[0-9a-f]{64}$`)
-	filenameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+!~-]{0,250}$`)
-)
+var fileKeyRe = regexp.MustCompile(`^(u-)?[0-9a-f]{64}$`)
 
 // file serves a distribution file or its core metadata. The storage key is
 // the URL's own path, so a stored file needs no metadata lookup; a missing
@@ -215,7 +216,7 @@ func (pm *pypiMirror) file(c echo.Context) error {
 	project, key := c.Param("project"), c.Param("key")
 	filename, err := url.PathUnescape(c.Param("filename"))
 	if err != nil || !pypi.ValidName(project) || pypi.Normalize(project) != project ||
-		!fileKeyRe.MatchString(key) || !filenameRe.MatchString(filename) {
+		!fileKeyRe.MatchString(key) || !pypi.ValidFilename(filename) {
 		return echo.NewHTTPError(http.StatusNotFound, "not a file URL of this mirror: expected /files/<project>/<sha256>/<filename>")
 	}
 	base, isMeta := strings.CutSuffix(filename, ".metadata")

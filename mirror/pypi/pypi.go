@@ -146,6 +146,9 @@ type Project struct {
 	Files    []File
 	Extra    map[string]json.RawMessage // unknown top-level keys
 	Meta     map[string]json.RawMessage // meta without api-version
+	// Skipped counts the upstream's entries that were left out because the
+	// proxy could not serve them (not stored).
+	Skipped int
 }
 
 var knownFileKeys = map[string]bool{"filename": true, "url": true, "hashes": true, "requires-python": true,
@@ -209,15 +212,21 @@ func parseJSON(body []byte, base string) (*Project, error) {
 	}
 	for _, rf := range files {
 		var f File
-		if err := json.Unmarshal(rf["filename"], &f.Filename); err != nil || f.Filename == "" {
-			return nil, errors.New("a file without filename")
+		// An entry the proxy could not serve (no usable file name, a URL
+		// that is not http(s)) is skipped, never stored: one bad entry must
+		// not fail the whole project.
+		if err := json.Unmarshal(rf["filename"], &f.Filename); err != nil || !ValidFilename(f.Filename) {
+			p.Skipped++
+			continue
 		}
 		var u string
 		_ = json.Unmarshal(rf["url"], &u)
 		if f.URL, err = resolve(b, u); err != nil {
-			return nil, err
+			p.Skipped++
+			continue
 		}
 		_ = json.Unmarshal(rf["hashes"], &f.Hashes)
+		f.Hashes = cleanHashes(f.Hashes)
 		_ = json.Unmarshal(rf["requires-python"], &f.RequiresPython)
 		cm := rf["core-metadata"]
 		if cm == nil {
@@ -233,7 +242,7 @@ func parseJSON(body []byte, base string) (*Project, error) {
 		}
 		if s := rf["size"]; s != nil {
 			var n int64
-			if json.Unmarshal(s, &n) == nil {
+			if json.Unmarshal(s, &n) == nil && n >= 0 {
 				f.Size = &n
 			}
 		}
@@ -251,6 +260,50 @@ func parseJSON(body []byte, base string) (*Project, error) {
 	return p, nil
 }
 
+// hashLen is the hex length of the digest algorithms the simple API uses;
+// a hash of another algorithm must be hex of at most 128 digits.
+var hashLen = map[string]int{"md5": 32, "sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128,
+	"blake2b_256": 64, "sha3_256": 64, "sha3_512": 128}
+
+var algRe = regexp.MustCompile(`^[a-z0-9_]{1,32}$`)
+
+// ValidHash reports whether value is a plausible hex digest of alg: an
+// upstream's hash goes into HTML attributes and URLs, so anything else
+// (markup, paths) is dropped at parse time.
+func ValidHash(alg, value string) bool {
+	if !algRe.MatchString(alg) || value == "" || len(value) > 128 {
+		return false
+	}
+	if n, ok := hashLen[alg]; ok && len(value) != n {
+		return false
+	}
+	for i := 0; i < len(value); i++ {
+		c := value[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanHashes keeps the valid hashes, algorithms and values lowercased.
+func cleanHashes(in map[string]string) map[string]string {
+	out := make(map[string]string, len(in))
+	for alg, v := range in {
+		alg, v = strings.ToLower(alg), strings.ToLower(v)
+		if ValidHash(alg, v) {
+			out[alg] = v
+		}
+	}
+	return out
+}
+
+var filenameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+!~-]{0,250}$`)
+
+// ValidFilename reports whether a distribution file name can be served by
+// the proxy (it becomes a URL segment and a storage key segment).
+func ValidFilename(name string) bool { return filenameRe.MatchString(name) }
+
 func hashesOrBool(v any) any {
 	switch x := v.(type) {
 	case bool:
@@ -261,6 +314,10 @@ func hashesOrBool(v any) any {
 			if s, ok := h.(string); ok {
 				m[k] = s
 			}
+		}
+		m = cleanHashes(m)
+		if len(m) == 0 {
+			return true // advertised, but with no usable hash
 		}
 		return m
 	}
@@ -319,18 +376,21 @@ func parseHTML(body []byte, base string) (*Project, error) {
 					}
 					if a.Val == "true" || a.Val == "" {
 						f.CoreMetadata = true
-					} else if alg, h, ok := parseHashPair(a.Val); ok {
+					} else if alg, h, ok := parseHashPair(a.Val); ok && ValidHash(alg, h) {
 						f.CoreMetadata = map[string]string{alg: h}
+					} else {
+						f.CoreMetadata = true // advertised, with no usable hash
 					}
 				}
 			}
 			if hasHref {
 				if u, err := url.Parse(href); err == nil && u.Fragment != "" {
-					if alg, h, ok := parseHashPair(u.Fragment); ok {
+					if alg, h, ok := parseHashPair(u.Fragment); ok && ValidHash(alg, h) {
 						f.Hashes = map[string]string{alg: h}
 					}
 				}
-				if abs, err := resolve(b, href); err == nil {
+				abs, err := resolve(b, href)
+				if err == nil {
 					f.URL = abs
 					f.Filename = strings.TrimSpace(text(n))
 					if f.Filename == "" {
@@ -339,7 +399,11 @@ func parseHTML(body []byte, base string) (*Project, error) {
 					if f.Hashes == nil {
 						f.Hashes = map[string]string{}
 					}
+				}
+				if err == nil && ValidFilename(f.Filename) {
 					p.Files = append(p.Files, f)
+				} else {
+					p.Skipped++
 				}
 			}
 		}
@@ -395,8 +459,8 @@ func Unmarshal(b []byte) (*Project, error) {
 // sha256 from the index, or "u-" and the sha256 of its upstream URL when
 // the index gives none (then it cannot be verified).
 func (f *File) FileKey() string {
-	if h := f.Hashes["sha256"]; len(h) == 64 {
-		return strings.ToLower(h)
+	if h := strings.ToLower(f.Hashes["sha256"]); ValidHash("sha256", h) {
+		return h
 	}
 	s := sha256.Sum256([]byte(f.URL))
 	return "u-" + hex.EncodeToString(s[:])
@@ -404,7 +468,7 @@ func (f *File) FileKey() string {
 
 // MetadataSHA256 is the advertised sha256 of the file's core metadata, or "".
 func (f *File) MetadataSHA256() string {
-	if m, ok := f.CoreMetadata.(map[string]string); ok {
+	if m, ok := f.CoreMetadata.(map[string]string); ok && ValidHash("sha256", strings.ToLower(m["sha256"])) {
 		return strings.ToLower(m["sha256"])
 	}
 	return ""
@@ -517,7 +581,7 @@ func (p *Project) RenderHTML(project string) []byte {
 		}
 		sort.Strings(algs)
 		for _, a := range algs {
-			if a == "sha256" || len(algs) == 1 {
+			if (a == "sha256" || len(algs) == 1) && ValidHash(a, f.Hashes[a]) {
 				href += "#" + a + "=" + f.Hashes[a]
 				break
 			}
@@ -541,6 +605,7 @@ func (p *Project) RenderHTML(project string) []byte {
 			if h := f.MetadataSHA256(); h != "" {
 				v = "sha256=" + h
 			}
+			v = html.EscapeString(v)
 			sb.WriteString(` data-core-metadata="` + v + `" data-dist-info-metadata="` + v + `"`)
 		}
 		sb.WriteString(">" + html.EscapeString(f.Filename) + "</a><br>\n")
@@ -577,7 +642,7 @@ func ParseIndex(body []byte, contentType string) (*Index, error) {
 			return nil, fmt.Errorf("root list is not JSON: %w", err)
 		}
 		for _, p := range doc.Projects {
-			idx.Names = append(idx.Names, p.Name)
+			idx.add(p.Name)
 		}
 		return idx, nil
 	}
@@ -597,11 +662,17 @@ func ParseIndex(body []byte, contentType string) (*Index, error) {
 			inA = false
 		case xhtml.TextToken:
 			if inA {
-				if s := strings.TrimSpace(string(z.Text())); s != "" {
-					idx.Names = append(idx.Names, s)
-				}
+				idx.add(strings.TrimSpace(string(z.Text())))
 			}
 		}
+	}
+}
+
+// add keeps a name only if it is a valid project name: anything else
+// (markup, "javascript:" URLs, line breaks) would end up in an href.
+func (x *Index) add(name string) {
+	if ValidName(name) {
+		x.Names = append(x.Names, name)
 	}
 }
 
@@ -613,7 +684,11 @@ func UnmarshalIndex(b []byte) *Index {
 	if len(b) == 0 {
 		return &Index{}
 	}
-	return &Index{Names: strings.Split(string(b), "\n")}
+	x := &Index{}
+	for _, n := range strings.Split(string(b), "\n") {
+		x.add(n)
+	}
+	return x
 }
 
 // RenderJSON and RenderHTML render the root list; project links are
