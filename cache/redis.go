@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -38,7 +37,9 @@ const invalChannel = "invalidate"
 func NewCoordinator(url string, log *slog.Logger) (*Coordinator, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("%q is not a Redis URL: %w (example: redis://redis:6379/0)", url, err)
+		// Neither the URL (it may hold a password) nor the parser's error
+		// (which may quote it) is repeated.
+		return nil, errors.New("not a Redis URL (example: redis://[:password@]redis:6379/0)")
 	}
 	// Fail fast: a stopped Redis must cost a request milliseconds, not the
 	// client defaults (5 s timeouts, 3 retries, 5 dials).

@@ -26,8 +26,7 @@ type composerMirror struct {
 }
 
 func registerComposer(s *Server, m Mirror) {
-	u, _ := url.Parse(m.URL)
-	cm := &composerMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, u.Host, m.Auth)}
+	cm := &composerMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, m)}
 	cm.rootKey = cm.metaKey("packages.json")
 	for _, prefix := range []string{"/" + m.Name, "/mirror/" + m.Name} {
 		g := s.e.Group(prefix)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	neturl "net/url"
 
 	"github.com/labstack/echo/v4"
 )
@@ -24,7 +25,12 @@ type upstreamError struct {
 
 func (e *upstreamError) Error() string { return e.msg }
 
-func transportError(url string, err error) *upstreamError {
+func transportError(u string, err error) *upstreamError {
+	url := safeURL(u)
+	var ue *neturl.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // its text repeats the URL, query included
+	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return &upstreamError{status: http.StatusGatewayTimeout, msg: fmt.Sprintf("upstream %s timed out: %v", url, err)}
@@ -32,7 +38,8 @@ func transportError(url string, err error) *upstreamError {
 	return &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream %s unreachable: %v", url, err)}
 }
 
-func statusError(url string, resp *http.Response) *upstreamError {
+func statusError(u string, resp *http.Response) *upstreamError {
+	url := safeURL(u)
 	e := &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream %s answered %s", url, resp.Status)}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests ||

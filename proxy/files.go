@@ -260,7 +260,7 @@ func (c *Core) download(f *flight, src fileSource) {
 	} else {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.url, nil)
 		if err != nil {
-			finish(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("bad file URL %q in metadata: %v", src.url, err)})
+			finish(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("bad file URL %q in metadata: %v", safeURL(src.url), err)})
 			return
 		}
 		req.Header.Set("User-Agent", userAgent)
@@ -341,15 +341,15 @@ func (c *Core) download(f *flight, src fileSource) {
 		c.metrics.upstreamBytes.Add(float64(f.written))
 	}
 	if dlErr == nil && size >= 0 && f.written != size {
-		dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s: got %d of %d bytes", src.url, f.written, size)}
+		dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s: got %d of %d bytes", safeURL(src.url), f.written, size)}
 	}
 	for i, h := range hashes {
 		if got := hex.EncodeToString(h.Sum(nil)); dlErr == nil && got != sums[i] {
-			dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%v: %s has digest %s, the metadata says %s; nothing was stored", errChecksum, src.url, got, sums[i])}
+			dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%v: %s has digest %s, the metadata says %s; nothing was stored", errChecksum, safeURL(src.url), got, sums[i])}
 		}
 	}
 	if dlErr != nil {
-		c.log.Warn("download failed; nothing stored", "key", f.key, "url", src.url, "err", dlErr)
+		c.log.Warn("download failed; nothing stored", "key", f.key, "url", safeURL(src.url), "err", dlErr)
 	}
 	f.mu.Lock()
 	if dlErr == nil {

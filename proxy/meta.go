@@ -322,7 +322,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.url, nil)
 	if err != nil {
-		return metaResult{}, &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("bad upstream URL %q: %v", src.url, err)}
+		return metaResult{}, &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("bad upstream URL %q: %v", safeURL(src.url), err)}
 	}
 	req.Header.Set("Accept-Encoding", "gzip")
 	req.Header.Set("User-Agent", userAgent)
@@ -345,7 +345,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 		c.metrics.upstream.with("metadata", "error").Add(1)
 		if have {
 			e.failed.Store(now.UnixNano())
-			c.log.Warn("upstream failed; serving stale metadata", "key", src.key, "url", src.url, "err", uerr.msg)
+			c.log.Warn("upstream failed; serving stale metadata", "key", src.key, "url", safeURL(src.url), "err", uerr.msg)
 			return metaResult{entry: e, stale: true}, nil
 		}
 		return metaResult{}, uerr
@@ -370,7 +370,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 	}
 	body, err := readBody(resp)
 	if err != nil {
-		return fail(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("reading %s: %v", src.url, err)})
+		return fail(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("reading %s: %v", safeURL(src.url), err)})
 	}
 	var serial int64
 	if src.serialHeader != "" {
@@ -386,12 +386,12 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 	c.metrics.upstream.with("metadata", "ok").Add(1)
 	if src.transform != nil {
 		if body, err = src.transform(body, resp); err != nil {
-			return fail(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream document %s rejected: %v", src.url, err)})
+			return fail(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream document %s rejected: %v", safeURL(src.url), err)})
 		}
 	}
 	ne, err := encodeMeta(src.key, body, envelope{
 		LastModified: resp.Header.Get("Last-Modified"), ETag: resp.Header.Get("ETag"),
-		Fetched: now.Unix(), URL: src.url, Serial: serial,
+		Fetched: now.Unix(), URL: safeURL(src.url), Serial: serial,
 	})
 	if err != nil {
 		return fail(&upstreamError{status: http.StatusBadGateway, msg: err.Error()})

@@ -37,8 +37,7 @@ type pypiMirror struct {
 const rootTTL = time.Hour
 
 func registerPyPI(s *Server, m Mirror) {
-	u, _ := url.Parse(m.URL)
-	pm := &pypiMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, u.Host, m.Auth)}
+	pm := &pypiMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, m)}
 	g := s.e.Group("/" + m.Name)
 	for _, method := range []string{http.MethodGet, http.MethodHead} {
 		g.Add(method, "/simple", pm.redirectRoot)

@@ -1,7 +1,9 @@
 package proxy_test
 
 import (
+	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -121,4 +123,104 @@ func TestUnusableLinksAreSkippedNotFatal(t *testing.T) {
 			e.srv.ExpireMemory() // the stored page must be servable too
 		}
 	}
+}
+
+// p2JSON is a p2 file of name with one version whose dist is at url.
+func p2JSON(name, url, shasum string) string {
+	return `{"packages":{"` + name + `":[{"name":"` + name + `","version":"1.0.0","version_normalized":"1.0.0.0",
+	  "dist":{"type":"zip","url":"` + url + `","reference":"abc","shasum":"` + shasum + `"}}]}}`
+}
+
+const composerRoot = `{"packages":[],"metadata-url":"/p2/%package%.json","security-advisories":{"metadata":true,"api-url":"API"}}`
+
+// The proxy fetches files only from the mirror's own host and the hosts
+// its configuration allows, on every redirect hop; a host other than the
+// mirror's never reaches a loopback or private address unless listed.
+func TestFileURLsCannotReachInternalHosts(t *testing.T) {
+	inside := hostile.New() // an internal service, on another port
+	if err := inside.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer inside.Stop()
+	inside.Handle("/*", hostile.Body("application/zip", "internal secret"))
+	_, port, _ := strings.Cut(inside.Addr(), ":")
+	for _, tc := range []struct {
+		name, fileHosts string
+		allowed         bool
+	}{
+		{"default", "", false},
+		{"any public host", "*", false},
+		{"listed by the operator", "localhost", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newHostile(t, "composer", "", func(o *proxy.Options) {
+				if tc.fileHosts != "" {
+					o.Mirrors[0].FileHosts = []string{tc.fileHosts}
+				}
+			})
+			root := strings.Replace(composerRoot, "API", "http://localhost:"+port+"/api", 1)
+			e.up.Handle("/packages.json", hostile.Body("application/json", root))
+			e.up.Handle("/p2/a/direct.json", hostile.Body("application/json", p2JSON("a/direct", "http://localhost:"+port+"/x.zip", "")))
+			e.up.Handle("/p2/a/meta.json", hostile.Body("application/json", p2JSON("a/meta", "http://169.254.169.254/latest/meta-data/", "")))
+			e.up.Handle("/p2/a/redir.json", hostile.Body("application/json", p2JSON("a/redir", e.up.URL()+"/dl/x.zip", "")))
+			e.up.Handle("/dl/x.zip", hostile.Redirect("http://localhost:"+port+"/x.zip"))
+			for _, pkg := range []string{"a/direct", "a/redir"} {
+				resp, body, _ := do(t, "GET", e.base+"/m/zipball/"+pkg+"/1.0.0.0/refabc.zip")
+				if tc.allowed != (resp.StatusCode == 200) || (!tc.allowed && resp.StatusCode != http.StatusBadGateway) {
+					t.Errorf("%s: %d %s", pkg, resp.StatusCode, body)
+				}
+			}
+			if resp, body, _ := do(t, "GET", e.base+"/m/zipball/a/meta/1.0.0.0/refabc.zip"); resp.StatusCode != http.StatusBadGateway {
+				t.Errorf("cloud metadata address: %d %s", resp.StatusCode, body)
+			}
+			resp, body, _ := doBody(t, "POST", e.base+"/m/api/security-advisories/", "packages[]=a/b", "Content-Type", "application/x-www-form-urlencoded")
+			if tc.allowed != (resp.StatusCode == 200) {
+				t.Errorf("advisories POST to an internal api-url: %d %s", resp.StatusCode, body)
+			}
+			if !tc.allowed && len(inside.Seen()) > 0 {
+				t.Errorf("the internal service was reached: %+v", inside.Seen())
+			}
+		})
+	}
+}
+
+// A password written into the mirror URL is sent to the upstream and
+// appears nowhere else: not in logs, not in error bodies.
+func TestUserinfoNeverLeaks(t *testing.T) {
+	e := newHostile(t, "composer", "", func(o *proxy.Options) {
+		o.Mirrors[0].URL = strings.Replace(o.Mirrors[0].URL, "http://", "http://user:hunter2@", 1)
+	})
+	e.up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
+	e.up.Handle("/p2/a/fails.json", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) })
+	resp, body, _ := do(t, "GET", e.base+"/m/p2/a/fails.json")
+	if resp.StatusCode != http.StatusBadGateway || strings.Contains(string(body), "hunter2") {
+		t.Errorf("upstream failure: %d %s", resp.StatusCode, body)
+	}
+	e.up.Stop()
+	resp, body, _ = do(t, "GET", e.base+"/m/p2/a/other.json")
+	if resp.StatusCode < 500 || strings.Contains(string(body), "hunter2") {
+		t.Errorf("upstream down: %d %s", resp.StatusCode, body)
+	}
+	if strings.Contains(e.logs.String(), "hunter2") {
+		t.Errorf("the password is in the log:\n%s", e.logs.String())
+	}
+	seen := e.up.Seen()
+	if len(seen) == 0 || seen[0].Authorization == "" {
+		t.Errorf("the upstream got no credential: %+v", seen)
+	}
+}
+
+func doBody(t testing.TB, method, url, body string, hdr ...string) (*http.Response, []byte, error) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
 }

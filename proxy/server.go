@@ -26,6 +26,10 @@ type Mirror struct {
 	TTL         time.Duration
 	NotFoundTTL time.Duration
 	Auth        []HostAuth
+	// FileHosts are the hosts, besides the mirror's own and its type's
+	// defaults, that files named in its metadata may come from ("*": any
+	// public host). Listed hosts may be on private addresses.
+	FileHosts []string
 }
 
 // ecosystems maps a mirror type to the function that registers its routes.
@@ -96,6 +100,7 @@ func New(o Options) *Server {
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", s.core.metrics.handler())
 	for _, m := range o.Mirrors {
+		m = splitUserinfo(m)
 		reg := ecosystems[m.Type]
 		if reg == nil {
 			o.Logger.Warn("mirror type not served yet; mirror skipped", "mirror", m.Name, "type", m.Type)

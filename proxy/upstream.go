@@ -1,19 +1,25 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
 
-// HostAuth is a credential for one upstream host. It is sent only to that
-// host (exact match, port included when given), on every request and every
-// redirect hop that goes there, and never anywhere else.
+// HostAuth is a credential for one upstream origin. It is sent only there
+// (same scheme, host and port), on every request and every redirect hop
+// that goes there, and never anywhere else; in particular never over http
+// when it was configured for https.
 type HostAuth struct {
-	// Host is host or host:port; empty means the mirror URL's host.
+	// Host is host, host:port or scheme://host[:port]; empty means the
+	// mirror URL's origin. Without a scheme it is the mirror's scheme for
+	// the mirror's own host, https for any other; without a port, the
+	// scheme's default.
 	Host     string `json:"host"`
 	Username string `json:"username"`
 	Password string `json:"password"`
@@ -39,10 +45,47 @@ func (a HostAuth) Validate() error {
 	if kinds != 1 {
 		return errors.New("each entry needs exactly one of username/password, bearer or githubToken")
 	}
-	if strings.ContainsAny(a.Host, "/@ ") {
-		return fmt.Errorf("host %q must be a bare host or host:port", a.Host)
+	if _, err := originOf(a.Host, "https", ""); err != nil {
+		return err
 	}
 	return nil
+}
+
+// originOf is the "scheme://host:port" a credential's Host names;
+// defScheme applies when it names none (mirrorHost: the mirror's host,
+// whose scheme is defScheme; any other host defaults to https).
+func originOf(host, defScheme, mirrorHost string) (string, error) {
+	scheme := ""
+	if s, rest, ok := strings.Cut(host, "://"); ok {
+		scheme, host = strings.ToLower(s), rest
+		if scheme != "http" && scheme != "https" {
+			return "", fmt.Errorf("host %q: the scheme must be http or https", host)
+		}
+	}
+	if host == "" || strings.ContainsAny(host, "/@ ?#") {
+		return "", fmt.Errorf("host %q must be host, host:port or scheme://host[:port]", host)
+	}
+	u := &url.URL{Host: host}
+	if scheme == "" {
+		scheme = "https"
+		if strings.EqualFold(u.Hostname(), mirrorHost) {
+			scheme = defScheme
+		}
+	}
+	u.Scheme = scheme
+	return origin(u), nil
+}
+
+// origin is "scheme://host:port" of u, the port made explicit.
+func origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+	}
+	return strings.ToLower(u.Scheme + "://" + net.JoinHostPort(u.Hostname(), port))
 }
 
 func (a HostAuth) header() string {
@@ -57,18 +100,115 @@ func (a HostAuth) header() string {
 	return r.Header.Get("Authorization")
 }
 
-// authTransport sets (or strips) Authorization on every request, redirects
-// included, according to the request's host alone.
-type authTransport struct {
-	base  http.RoundTripper
-	creds map[string]string // host or host:port → Authorization value
+// Hosts every mirror of a type may download files from besides its own:
+// where the public registries keep their files.
+var defaultFileHosts = map[string][]string{
+	"composer": {"github.com", "api.github.com", "codeload.github.com", "gitlab.com", "bitbucket.org", "api.bitbucket.org"},
+	"pypi":     {"files.pythonhosted.org"},
 }
 
-func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	auth, ok := t.creds[r.URL.Host]
-	if !ok {
-		auth, ok = t.creds[r.URL.Hostname()]
+// errHostRefused: a URL from upstream metadata (or a redirect) leads to a
+// host the mirror may not fetch from.
+type errHostRefused struct{ host, why string }
+
+func (e *errHostRefused) Error() string {
+	return fmt.Sprintf("refused to fetch from %s: %s", e.host, e.why)
+}
+
+// hostPolicy decides which hosts a mirror's client may reach. The mirror's
+// own host and the hosts the operator listed (fileHosts) are trusted at
+// any address, private or loopback included: the operator chose them.
+// The ecosystem's default file hosts (and any host at all, with "*") must
+// resolve to public addresses, so that metadata (or DNS) cannot point the
+// proxy at 127.0.0.1, 169.254.169.254 or the internal network.
+type hostPolicy struct {
+	trusted map[string]bool // hostnames reachable at any address
+	public  map[string]bool // hostnames reachable at public addresses only
+	any     bool            // "*": every other host, public addresses only
+}
+
+func newHostPolicy(mirrorHost, typ string, fileHosts []string) *hostPolicy {
+	p := &hostPolicy{trusted: map[string]bool{strings.ToLower(mirrorHost): true}, public: map[string]bool{}}
+	for _, h := range defaultFileHosts[typ] {
+		p.public[h] = true
 	}
+	for _, h := range fileHosts {
+		if h == "*" {
+			p.any = true
+			continue
+		}
+		p.trusted[strings.ToLower(h)] = true
+	}
+	// An HTTP proxy from the environment is the operator's choice too.
+	if pu, err := http.ProxyFromEnvironment(&http.Request{URL: &url.URL{Scheme: "https", Host: "example.com"}}); err == nil && pu != nil {
+		p.trusted[strings.ToLower(pu.Hostname())] = true
+	}
+	return p
+}
+
+// allowed reports whether host may be asked at all.
+func (p *hostPolicy) allowed(host string) error {
+	host = strings.ToLower(host)
+	if p.trusted[host] || p.public[host] || p.any {
+		return nil
+	}
+	return &errHostRefused{host, "not the mirror's host nor one of its fileHosts"}
+}
+
+// internalIP reports addresses a file URL from metadata must never reach:
+// loopback, private, link-local (cloud metadata services), unspecified
+// and multicast.
+func internalIP(ip net.IP) bool {
+	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() ||
+		// 100.64.0.0/10 (carrier-grade NAT) and 0.0.0.0/8.
+		(ip.To4() != nil && (ip.To4()[0] == 0 || (ip.To4()[0] == 100 && ip.To4()[1]&0xc0 == 64)))
+}
+
+// dial connects to addr; a host that is not trusted is resolved here and
+// reached only at a public address (so DNS cannot rebind it inward).
+func (p *hostPolicy) dial(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		if p.trusted[strings.ToLower(host)] {
+			return d.DialContext(ctx, network, addr)
+		}
+		ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+		if err != nil {
+			return nil, err
+		}
+		var lastErr error = &errHostRefused{host, "it resolves only to internal addresses (loopback, private or link-local)"}
+		for _, ip := range ips {
+			if internalIP(ip.IP) {
+				continue
+			}
+			c, err := d.DialContext(ctx, network, net.JoinHostPort(ip.IP.String(), port))
+			if err == nil {
+				return c, nil
+			}
+			lastErr = err
+		}
+		return nil, lastErr
+	}
+}
+
+// upstreamTransport sets (or strips) Authorization on every request,
+// redirects included, according to the request's origin alone, and
+// refuses hosts the policy does not allow.
+type upstreamTransport struct {
+	base   http.RoundTripper
+	creds  map[string]string // "scheme://host:port" → Authorization value
+	policy *hostPolicy
+}
+
+func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := t.policy.allowed(r.URL.Hostname()); err != nil {
+		return nil, err
+	}
+	auth, ok := t.creds[origin(r.URL)]
 	if ok || r.Header.Get("Authorization") != "" {
 		r = r.Clone(r.Context())
 		r.Header.Del("Authorization")
@@ -80,11 +220,13 @@ func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // newUpstreamClient is the HTTP client a mirror uses for its upstream and
-// the file URLs its metadata names. defaultHost is the mirror URL's host.
-func newUpstreamClient(timeout time.Duration, defaultHost string, auth []HostAuth) *http.Client {
+// the file URLs its metadata names.
+func newUpstreamClient(timeout time.Duration, m Mirror) *http.Client {
+	mu, _ := url.Parse(m.URL)
+	policy := newHostPolicy(mu.Hostname(), m.Type, m.FileHosts)
 	base := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           policy.dial(&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}),
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          200,
 		MaxIdleConnsPerHost:   64,
@@ -97,26 +239,54 @@ func newUpstreamClient(timeout time.Duration, defaultHost string, auth []HostAut
 		DisableCompression: true,
 	}
 	creds := map[string]string{}
-	for _, a := range auth {
+	for _, a := range m.Auth {
 		host := a.Host
 		if host == "" {
-			host = defaultHost
+			host = mu.Scheme + "://" + mu.Host
 			if a.GitHubToken != "" {
-				host = "api.github.com"
+				host = "https://api.github.com"
 			}
 		}
-		creds[host] = a.header()
+		if o, err := originOf(host, mu.Scheme, mu.Hostname()); err == nil {
+			creds[o] = a.header()
+		}
 	}
 	return &http.Client{
-		Transport: &authTransport{base: base, creds: creds},
+		Transport: &upstreamTransport{base: base, creds: creds, policy: policy},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 10 {
 				return errors.New("stopped after 10 redirects")
 			}
 			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-				return fmt.Errorf("redirect to a non-HTTP URL %q refused", req.URL.Redacted())
+				return fmt.Errorf("redirect to a non-HTTP URL %q refused", safeURL(req.URL.String()))
 			}
 			return nil
 		},
 	}
+}
+
+// safeURL is u as it may appear in logs and error bodies: without
+// userinfo, query or fragment (signed URLs carry tokens there).
+func safeURL(u string) string {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	pu.User, pu.RawQuery, pu.ForceQuery, pu.Fragment, pu.RawFragment = nil, "", false, "", ""
+	return pu.String()
+}
+
+// splitUserinfo moves a password written into a mirror URL
+// (https://user:pw@host/) into an auth entry for that URL's origin, so
+// that the URL itself can be logged and shown.
+func splitUserinfo(m Mirror) Mirror {
+	u, err := url.Parse(m.URL)
+	if err != nil || u.User == nil {
+		return m
+	}
+	pw, _ := u.User.Password()
+	m.Auth = append([]HostAuth{{Host: u.Scheme + "://" + u.Host, Username: u.User.Username(), Password: pw}}, m.Auth...)
+	u.User = nil
+	m.URL = u.String()
+	return m
 }

@@ -149,6 +149,7 @@ type MirrorSpec struct {
 	TTL         string           `json:"ttl"`
 	NotFoundTTL string           `json:"notFoundTtl"`
 	Auth        []proxy.HostAuth `json:"auth"`
+	FileHosts   []string         `json:"fileHosts"`
 }
 
 func (m *Mirrors) Decode(v string) error {
@@ -175,12 +176,21 @@ type configError struct{ Var, Msg string }
 
 func (e configError) Error() string { return "invalid configuration: " + e.Var + ": " + e.Msg }
 
+// secretVars may carry passwords or keys: their values are never printed.
+var secretVars = map[string]bool{"MIRRORS": true, "STORAGE_AWS_ARGS": true, "REDIS_URL": true}
+
+var hostRe = regexp.MustCompile(`^(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[[0-9a-fA-F:.]+\])$`)
+
 // LoadConfig reads and validates the environment.
 func LoadConfig() (*Config, error) {
 	var c Config
 	if err := envconfig.Process("", &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
+			if secretVars[pe.KeyName] {
+				// The value may hold passwords: name the problem only.
+				return nil, configError{pe.KeyName, unwrapParse(pe.Err).Error()}
+			}
 			return nil, configError{pe.KeyName, fmt.Sprintf("%q: %v", pe.Value, unwrapParse(pe.Err))}
 		}
 		return nil, configError{"environment", err.Error()}
@@ -264,7 +274,13 @@ func (c *Config) validate() error {
 		}
 		u, err := url.Parse(m.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return configError{"MIRRORS", fmt.Sprintf("%s: url %q is not an http(s) URL", where, m.URL)}
+			// The URL may carry a password: it is not repeated.
+			return configError{"MIRRORS", fmt.Sprintf("%s: url is not an http(s) URL", where)}
+		}
+		for _, h := range m.FileHosts {
+			if !hostRe.MatchString(h) {
+				return configError{"MIRRORS", fmt.Sprintf("%s: fileHosts: %q is not a host name (no scheme, port or path; \"*\" for any public host)", where, h)}
+			}
 		}
 		for _, d := range []string{m.TTL, m.NotFoundTTL} {
 			if d != "" {
@@ -286,7 +302,7 @@ func (c *Config) validate() error {
 func (c *Config) ProxyMirrors() []proxy.Mirror {
 	var out []proxy.Mirror
 	for _, m := range c.Mirrors {
-		pm := proxy.Mirror{Name: m.Name, Type: m.Type, URL: strings.TrimRight(m.URL, "/"), TTL: c.MetadataTTL, NotFoundTTL: c.NotFoundTTL, Auth: m.Auth}
+		pm := proxy.Mirror{Name: m.Name, Type: m.Type, URL: strings.TrimRight(m.URL, "/"), TTL: c.MetadataTTL, NotFoundTTL: c.NotFoundTTL, Auth: m.Auth, FileHosts: m.FileHosts}
 		if pm.TTL <= 0 {
 			pm.TTL = defaultTTL[m.Type]
 		}

@@ -25,7 +25,7 @@ func TestConfigDefaults(t *testing.T) {
 
 func TestConfigErrorsNameTheVariable(t *testing.T) {
 	cases := []struct{ k, v, want string }{
-		{"STORAGE_AWS_ARGS", `{"endpoint":"http://x","bogus":1}`, `STORAGE_AWS_ARGS: "{\"endpoint\":\"http://x\",\"bogus\":1}": unknown key "bogus"`},
+		{"STORAGE_AWS_ARGS", `{"endpoint":"http://x","bogus":1}`, `STORAGE_AWS_ARGS: unknown key "bogus"`},
 		{"STORAGE_SOURCE", "gcs", "STORAGE_SOURCE"},
 		{"MIRRORS", `[{"name":"readyz","type":"composer","url":"http://x"}]`, "reserved"},
 		{"MIRRORS", `[{"name":"a","type":"npm","url":"http://x"}]`, `unknown type "npm"`},
@@ -53,6 +53,33 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 			t.Errorf("got %v", err)
 		}
 	})
+}
+
+// A configuration error names the variable and the problem, never a
+// password or key that the value holds.
+func TestConfigErrorsNeverPrintSecrets(t *testing.T) {
+	cases := []struct{ k, v string }{
+		{"MIRRORS", `[{"name":"a","type":"composer","url":"http://u:hunter2@x","ttl":"soon"}]`},
+		{"MIRRORS", `[{"name":"a","type":"composer","url":"ftp://u:hunter2@x"}]`},
+		{"MIRRORS", `[{"name":"a","type":"composer","url":"http://x","auth":[{"password":"hunter2"}],"bogus":1}]`},
+		{"MIRRORS", `not json hunter2`},
+		{"STORAGE_AWS_ARGS", `{"accessKeySecret":"hunter2","bogus":1}`},
+		{"STORAGE_AWS_ARGS", `{"accessKeySecret":"hunter2",`},
+		{"STORAGE_AWS_ARGS", `{"accessKeySecret":"hunter2","pathStyleEndpoint":"maybe"}`},
+		{"REDIS_URL", "redis://:hunter2@host:notaport/0"},
+	}
+	for _, c := range cases {
+		t.Run(c.k, func(t *testing.T) {
+			t.Setenv(c.k, c.v)
+			_, err := LoadConfig()
+			if c.k == "REDIS_URL" && err == nil {
+				_, err = newCoordinator(c.v)
+			}
+			if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), c.k) {
+				t.Errorf("%s: got %v, want an error naming %s without the secret", c.k, err, c.k)
+			}
+		})
+	}
 }
 
 func TestAWSArgsEmptyForms(t *testing.T) {

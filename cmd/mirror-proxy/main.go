@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -142,9 +143,9 @@ func serve() error {
 		UpstreamTimeout: cfg.UpstreamTimeout, Logger: log, Ready: ready, LeaseWait: cfg.LeaseWait, PublicURL: cfg.PublicURL,
 	}
 	if cfg.RedisURL != "" {
-		coord, err := cache.NewCoordinator(cfg.RedisURL, log)
+		coord, err := newCoordinator(cfg.RedisURL)
 		if err != nil {
-			return configError{"REDIS_URL", err.Error()}
+			return err
 		}
 		defer coord.Close()
 		if err := coord.Ping(ctx); err != nil {
@@ -180,10 +181,29 @@ func serve() error {
 	}
 	var names []string
 	for _, m := range cfg.Mirrors {
-		names = append(names, m.Name+"="+m.Type+":"+m.URL)
+		names = append(names, m.Name+"="+m.Type+":"+redactURL(m.URL))
 	}
 	log.Info("listening", "addr", l.Addr().String(), "mirrors", strings.Join(names, " "))
 	return srv.Serve(ctx, l, cfg.ShutdownTimeout)
+}
+
+// newCoordinator connects to REDIS_URL; its error never repeats the URL.
+func newCoordinator(u string) (*cache.Coordinator, error) {
+	coord, err := cache.NewCoordinator(u, slog.Default())
+	if err != nil {
+		return nil, configError{"REDIS_URL", err.Error()}
+	}
+	return coord, nil
+}
+
+// redactURL drops a URL's userinfo and query for the log.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery = nil, ""
+	return u.String()
 }
 
 func createBucket() error {

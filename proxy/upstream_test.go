@@ -1,0 +1,65 @@
+package proxy
+
+import (
+	"net/http"
+	"testing"
+)
+
+type recordRT struct{ got map[string]string }
+
+func (r *recordRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.got[req.URL.String()] = req.Header.Get("Authorization")
+	return &http.Response{StatusCode: 200, Body: http.NoBody, Request: req}, nil
+}
+
+// A credential goes to its own scheme, host and port only: not to another
+// port of the same host, and never over http when configured for https.
+func TestCredentialsKeyedOnOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		mirror string
+		auth   HostAuth
+		send   []string
+		never  []string
+	}{
+		{"https://repo.example.com/", HostAuth{Username: "u", Password: "p"},
+			[]string{"https://repo.example.com/x", "https://repo.example.com:443/x"},
+			[]string{"http://repo.example.com/x", "https://repo.example.com:8443/x", "http://repo.example.com:443/x"}},
+		{"http://repo.example.com:8081/", HostAuth{Bearer: "t"},
+			[]string{"http://repo.example.com:8081/x"},
+			[]string{"http://repo.example.com/x", "https://repo.example.com:8081/x"}},
+		{"http://repo.example.com/", HostAuth{Host: "cdn.example.com", Bearer: "t"},
+			[]string{"https://cdn.example.com/x"},
+			[]string{"http://cdn.example.com/x", "https://cdn.example.com:8443/x", "http://repo.example.com/x"}},
+		{"http://repo.example.com/", HostAuth{Host: "http://cdn.example.com:8080", Bearer: "t"},
+			[]string{"http://cdn.example.com:8080/x"},
+			[]string{"https://cdn.example.com:8080/x", "http://cdn.example.com/x"}},
+		{"http://repo.example.com/", HostAuth{Host: "repo.example.com", Bearer: "t"},
+			[]string{"http://repo.example.com/x"},
+			[]string{"http://repo.example.com:81/x", "https://repo.example.com/x"}},
+		{"http://repo.example.com/", HostAuth{GitHubToken: "g"},
+			[]string{"https://api.github.com/repos/a/b/zipball/c"},
+			[]string{"http://api.github.com/x", "https://codeload.github.com/x", "http://repo.example.com/x"}},
+	} {
+		c := newUpstreamClient(0, Mirror{Name: "m", Type: "composer", URL: tc.mirror, Auth: []HostAuth{tc.auth}, FileHosts: []string{"*"}})
+		tr := c.Transport.(*upstreamTransport)
+		rec := &recordRT{got: map[string]string{}}
+		tr.base = rec
+		for _, u := range append(append([]string{}, tc.send...), tc.never...) {
+			req, _ := http.NewRequest("GET", u, nil)
+			req.Header.Set("Authorization", "from-someone-else")
+			if _, err := tr.RoundTrip(req); err != nil {
+				t.Fatalf("%s: %v", u, err)
+			}
+		}
+		for _, u := range tc.send {
+			if rec.got[u] != tc.auth.header() {
+				t.Errorf("mirror %s, auth host %q: %s got %q, want the credential", tc.mirror, tc.auth.Host, u, rec.got[u])
+			}
+		}
+		for _, u := range tc.never {
+			if rec.got[u] != "" {
+				t.Errorf("mirror %s, auth host %q: %s got %q, want nothing", tc.mirror, tc.auth.Host, u, rec.got[u])
+			}
+		}
+	}
+}
