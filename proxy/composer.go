@@ -57,7 +57,37 @@ type rootInfo struct {
 	root     composer.Root
 	p2tmpl   string   // absolute upstream URL template of p2 files
 	advURL   string   // upstream security advisories API, or ""
-	rendered sync.Map // prefix and advisories URL → *doc of the client root
+	mu       sync.Mutex
+	rendered map[string]*doc // prefix and advisories URL → the client root
+}
+
+// maxRenderedRoots bounds the client roots kept per stored root: without
+// PUBLIC_URL each Host header names its own advisories URL, and clients
+// choose Host headers.
+const maxRenderedRoots = 16
+
+// clientRoot returns the root rendered for prefix and adv, rendering it
+// at most once while it stays among the kept ones.
+func (ri *rootInfo) clientRoot(prefix, adv string) (*doc, error) {
+	k := prefix + " " + adv
+	ri.mu.Lock()
+	d, ok := ri.rendered[k]
+	ri.mu.Unlock()
+	if ok {
+		return d, nil
+	}
+	body, err := ri.root.ClientRoot(prefix, adv)
+	if err != nil {
+		return nil, err
+	}
+	nd := newDoc(body, "r")
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	if ri.rendered == nil || len(ri.rendered) >= maxRenderedRoots {
+		ri.rendered = map[string]*doc{}
+	}
+	ri.rendered[k] = &nd
+	return &nd, nil
 }
 
 // upstreamRoot returns the upstream's packages.json, parsed once per version.
@@ -102,16 +132,10 @@ func (cm *composerMirror) root(c echo.Context) error {
 		}
 		adv = base + prefix + "/api/security-advisories/"
 	}
-	v, ok := root.rendered.Load(prefix + " " + adv)
-	if !ok {
-		body, err := root.root.ClientRoot(prefix, adv)
-		if err != nil {
-			return err
-		}
-		d := newDoc(body, "r")
-		v, _ = root.rendered.LoadOrStore(prefix+" "+adv, &d)
+	d, err := root.clientRoot(prefix, adv)
+	if err != nil {
+		return err
 	}
-	d := v.(*doc)
 	return serveMetaBody(c, res, hvJSON, d.gz, d.gzLen, d.rawLen)
 }
 
@@ -120,7 +144,7 @@ func (cm *composerMirror) p2(c echo.Context) error {
 	pkg, dev, ok := composer.ParseP2File(c.Param("file"))
 	name := vendor + "/" + pkg
 	if !ok || !composer.ValidName(name) {
-		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%q is not a valid lowercase vendor/package name", name))
+		return echo.NewHTTPError(http.StatusNotFound, quoteName(name)+" is not a valid lowercase vendor/package name")
 	}
 	res, err := cm.p2Meta(c.Request().Context(), name, dev)
 	if err != nil {
@@ -206,6 +230,7 @@ func (cm *composerMirror) advisories(c echo.Context) error {
 	if target == "" {
 		return echo.NewHTTPError(http.StatusNotFound, "the upstream publishes no security advisories API")
 	}
+	c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20)
 	if err := c.Request().ParseForm(); err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "bad form: "+err.Error())
 	}

@@ -171,7 +171,11 @@ type reqKey struct {
 
 // observe counts a request; the counter is found without allocating.
 func (m *metrics) observe(c echo.Context) {
-	k := reqKey{c.Path(), c.Request().Method, c.Response().Status}
+	method := c.Request().Method
+	if !knownMethods[method] {
+		method = "other"
+	}
+	k := reqKey{c.Path(), method, c.Response().Status}
 	if v, ok := m.reqCounters.Load(k); ok {
 		v.(*atomic.Int64).Add(1)
 		return

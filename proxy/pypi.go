@@ -66,7 +66,7 @@ func query(c echo.Context) string {
 func (pm *pypiMirror) redirectProject(c echo.Context) error {
 	raw := c.Param("project")
 	if !pypi.ValidName(raw) {
-		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%q is not a valid project name", raw))
+		return echo.NewHTTPError(http.StatusNotFound, quoteName(raw)+" is not a valid project name")
 	}
 	return c.Redirect(http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+pypi.Normalize(raw)+"/"+query(c))
 }
@@ -145,7 +145,7 @@ func (pm *pypiMirror) projectPage(ctx context.Context, name string) (metaResult,
 func (pm *pypiMirror) project(c echo.Context) error {
 	raw := c.Param("project")
 	if !pypi.ValidName(raw) {
-		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%q is not a valid project name", raw))
+		return echo.NewHTTPError(http.StatusNotFound, quoteName(raw)+" is not a valid project name")
 	}
 	if name := pypi.Normalize(raw); name != raw {
 		return c.Redirect(http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+name+"/"+query(c))

@@ -1,8 +1,10 @@
 package proxy_test
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -223,4 +225,112 @@ func doBody(t testing.TB, method, url, body string, hdr ...string) (*http.Respon
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp, b, err
+}
+
+// Hostile clients: unknown methods, odd and huge Host headers, long names
+// and request ids get short, bounded answers and leave no trace that
+// grows.
+func TestHostileClientsGetBoundedAnswers(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	base := strings.TrimSuffix(e.url, "/packagist")
+	for i := 0; i < 50; i++ {
+		resp, _, _ := do(t, fmt.Sprintf("M%03d", i), e.url+"/packages.json")
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Fatalf("unknown method: %d", resp.StatusCode)
+		}
+	}
+	_, metrics, _ := do(t, "GET", base+"/metrics")
+	if strings.Contains(string(metrics), "M001") || !strings.Contains(string(metrics), `method="other"`) {
+		t.Errorf("unknown methods in the metrics:\n%s", metrics)
+	}
+
+	long := strings.Repeat("a", 10000)
+	for _, u := range []string{e.url + "/p2/" + long + "/x.json", base + "/m/simple/" + long + "/"} {
+		resp, body, _ := do(t, "GET", u)
+		if resp.StatusCode != 404 || len(body) > 1200 {
+			t.Errorf("long name: %d, %d bytes echoed", resp.StatusCode, len(body))
+		}
+	}
+
+	resp, _, _ := do(t, "GET", e.url+"/packages.json", "X-Request-Id", strings.Repeat("x", 100000))
+	if id := resp.Header.Get("X-Request-Id"); len(id) > 128 || id == "" {
+		t.Errorf("a 100 KB request id came back (%d bytes)", len(id))
+	}
+	resp, _, _ = do(t, "GET", e.url+"/packages.json", "X-Request-Id", "abc <def> \" x")
+	if id := resp.Header.Get("X-Request-Id"); strings.ContainsAny(id, " <\"") {
+		t.Errorf("a control character in the request id came back: %q", id)
+	}
+	resp, _, _ = do(t, "GET", e.url+"/packages.json", "X-Request-Id", "trace-42")
+	if id := resp.Header.Get("X-Request-Id"); id != "trace-42" {
+		t.Errorf("a sane request id was not kept: %q", id)
+	}
+
+	for _, host := range []string{strings.Repeat("h", 5000) + ".example", "a b", "x\"y"} {
+		req, _ := http.NewRequest("GET", e.url+"/packages.json", nil)
+		req.Host = host
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("Host %.20q...: %d, want 400", host, resp.StatusCode)
+		}
+	}
+}
+
+// Every distinct Host renders its own root (its advisories URL names
+// it), but only a bounded number are kept.
+func TestManyHostsKeepBoundedRoots(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	for i := 0; i < 200; i++ {
+		req, _ := http.NewRequest("GET", e.url+"/packages.json", nil)
+		req.Host = fmt.Sprintf("host%d.example", i)
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), req.Host) {
+			t.Fatalf("host %d: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	if n := e.srv.RenderedRoots("packagist"); n > 16 {
+		t.Errorf("200 Host headers left %d rendered roots in memory", n)
+	}
+}
+
+// A request body that trickles in is cut off after BodyReadTimeout.
+func TestSlowRequestBodiesAreCutOff(t *testing.T) {
+	e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.BodyReadTimeout = 300 * time.Millisecond })
+	addr := strings.TrimPrefix(strings.TrimSuffix(e.url, "/packagist"), "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /packagist/api/security-advisories/ HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\npackages[]=", addr)
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, conn)
+		close(closed)
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-closed:
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("a trickling body held the connection for %v", d)
+			}
+			return
+		case <-tick.C:
+			conn.Write([]byte("a"))
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("a trickling body still holds the connection after 5 s")
+			}
+		}
+	}
 }

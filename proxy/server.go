@@ -8,6 +8,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -66,6 +67,9 @@ type Options struct {
 	// LeaseWait bounds how long a request waits for another replica's
 	// download before answering 503 (default 60 s).
 	LeaseWait time.Duration
+	// BodyReadTimeout bounds the time a request body may take to arrive
+	// (default 30 s).
+	BodyReadTimeout time.Duration
 }
 
 // Server is the proxy's HTTP server.
@@ -86,14 +90,15 @@ func New(o Options) *Server {
 	if o.MemoryCacheBytes == 0 {
 		o.MemoryCacheBytes = 256 << 20
 	}
+	if o.BodyReadTimeout <= 0 {
+		o.BodyReadTimeout = 30 * time.Second
+	}
 	s := &Server{e: echo.New(), core: newCore(&o), opts: o}
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = echo.ExtractIPDirect()
-	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
-		Generator: randomID,
-	}))
+	e.Pre(s.guard)
 	e.Use(s.logRequests)
 	e.Use(middleware.Recover())
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
@@ -109,6 +114,51 @@ func New(o Options) *Server {
 		reg(s, m)
 	}
 	return s
+}
+
+// knownMethods are the methods any route may answer; anything else is a
+// 405 before routing, and one "other" label in the metrics.
+var knownMethods = map[string]bool{http.MethodGet: true, http.MethodHead: true, http.MethodPost: true,
+	http.MethodPut: true, http.MethodDelete: true, http.MethodPatch: true, http.MethodOptions: true}
+
+// hostRe is a host header the proxy accepts: a DNS name or an IP literal,
+// with an optional port.
+var hostRe = regexp.MustCompile(`^([A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?$`)
+
+// requestIDRe is a client's X-Request-Id the proxy adopts; any other (or
+// none) is replaced by a fresh one.
+var requestIDRe = regexp.MustCompile(`^[A-Za-z0-9._:+/=-]{1,128}$`)
+
+// guard runs before routing: it refuses what no route can take (an
+// unknown method, a malformed or huge Host), gives the request its id and
+// bounds how long its body may take to arrive.
+func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		id := r.Header.Get(echo.HeaderXRequestID)
+		if !requestIDRe.MatchString(id) {
+			id = randomID()
+		}
+		c.Response().Header()[echo.HeaderXRequestID] = []string{id}
+		var refused error
+		switch {
+		case !knownMethods[r.Method]:
+			refused = echo.NewHTTPError(http.StatusMethodNotAllowed, "method not allowed")
+		case !hostRe.MatchString(r.Host):
+			refused = echo.NewHTTPError(http.StatusBadRequest, "malformed Host header")
+		}
+		if refused != nil {
+			c.Error(refused)
+			s.core.metrics.observe(c)
+			return nil
+		}
+		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+			// A body that trickles in must not hold a connection for long:
+			// the whole body has BodyReadTimeout to arrive.
+			_ = http.NewResponseController(c.Response().Writer).SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout))
+		}
+		return next(c)
+	}
 }
 
 // Handler is the server as an http.Handler.
@@ -153,7 +203,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if ra := retryAfterOf(err); ra != "" {
 		c.Response().Header().Set("Retry-After", ra)
 	}
-	msg := fmt.Sprint(he.Message)
+	msg := truncate(fmt.Sprint(he.Message), 1000)
 	if he.Code >= 500 {
 		s.opts.Logger.Warn("request failed", "path", c.Request().URL.Path, "status", he.Code, "err", msg,
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
@@ -231,6 +281,18 @@ func (s *Server) Close() {
 	s.core.cancelBg()
 	s.core.wg.Wait()
 }
+
+// truncate caps s at n bytes (client input echoed in messages).
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// quoteName is a client-supplied name as error messages echo it: quoted,
+// at most 100 bytes.
+func quoteName(s string) string { return fmt.Sprintf("%q", truncate(s, 100)) }
 
 // randomID is a request id: unique enough to find a request in the logs,
 // not a secret, so it comes from the fast per-thread generator.
