@@ -55,8 +55,8 @@ func (cm *composerMirror) source(key, url string, transform func([]byte, *http.R
 // requests need from it precomputed.
 type rootInfo struct {
 	root     composer.Root
-	p2tmpl   string   // absolute upstream URL template of p2 files
-	advURL   string   // upstream security advisories API, or ""
+	p2tmpl   string // absolute upstream URL template of p2 files
+	advURL   string // upstream security advisories API, or ""
 	mu       sync.Mutex
 	rendered map[string]*doc // prefix and advisories URL → the client root
 }
