@@ -61,6 +61,30 @@ func (m *Memory[V]) Add(key string, v V, size int64) {
 	}
 }
 
+// Resize changes the weight of key's value if it is still v (a value
+// that grew after it was added, such as an index built from it), evicting
+// others (or it) until the total fits again.
+func (m *Memory[V]) Resize(key string, same func(V) bool, size int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.lru.Peek(key)
+	if !ok || !same(s.v) {
+		return
+	}
+	if size > m.max {
+		m.lru.Remove(key)
+		return
+	}
+	m.used += size - s.size
+	s.size = size
+	m.lru.Add(key, s) // updating in place runs no eviction callback
+	for m.used > m.max {
+		if _, _, ok := m.lru.RemoveOldest(); !ok {
+			break
+		}
+	}
+}
+
 // Remove drops key.
 func (m *Memory[V]) Remove(key string) {
 	m.mu.Lock()

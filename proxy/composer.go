@@ -105,7 +105,7 @@ func (cm *composerMirror) upstreamRoot(ctx context.Context) (metaResult, *rootIn
 		}
 		return res, nil, err
 	}
-	ri, err := res.entry.parse(func(b []byte) (any, error) {
+	ri, err := cm.s.core.parse(res.entry, func(b []byte) (any, error) {
 		root, err := composer.ParseRoot(b)
 		if err != nil {
 			return nil, err
@@ -195,7 +195,7 @@ func (cm *composerMirror) dist(c echo.Context) error {
 				continue
 			}
 			found = true
-			vs, err := res.entry.parse(func(b []byte) (any, error) { return composer.Expand(b, name) })
+			vs, err := cm.s.core.parse(res.entry, func(b []byte) (any, error) { return composer.Expand(b, name) })
 			if err != nil {
 				return fileSource{}, &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("metadata of %s: %v", name, err)}
 			}
@@ -251,7 +251,7 @@ func (cm *composerMirror) advisories(c echo.Context) error {
 	if resp.StatusCode != http.StatusOK {
 		return statusError(target, resp)
 	}
-	body, err := readBody(resp)
+	body, err := readBody(resp, cm.s.opts.MaxMetadataBytes)
 	if err != nil {
 		return transportError(target, err)
 	}

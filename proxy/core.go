@@ -36,6 +36,8 @@ type Core struct {
 
 	upstreamTimeout time.Duration
 	downloadTimeout time.Duration
+	maxMeta         int64         // MAX_METADATA_BYTES
+	fetchSem        chan struct{} // bounds metadata fetches at once
 
 	// bg is the parent of detached downloads; cancelled only when a
 	// shutdown's grace period is over. wg counts running downloads.
@@ -67,6 +69,7 @@ func newCore(o *Options) *Core {
 		metaDisk: o.MetaCache, distDisk: o.DistCache, log: o.Logger, now: time.Now,
 		flights: map[string]*flight{}, spoolDir: spool,
 		upstreamTimeout: o.UpstreamTimeout, downloadTimeout: 2 * time.Hour,
+		maxMeta: o.MaxMetadataBytes, fetchSem: make(chan struct{}, o.MetadataFetches),
 		bg: bg, cancelBg: cancel,
 	}
 	if c.leaseWait <= 0 {

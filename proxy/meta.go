@@ -18,9 +18,13 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
-// maxMetaSize caps one metadata document (a p2 file of a package with
-// thousands of versions is a few MB; this is far above that).
-const maxMetaSize = 256 << 20
+// defaultMaxMeta caps one metadata document (MAX_METADATA_BYTES): the
+// largest p2 files and PyPI pages are a few MB; this is far above that,
+// and far below what would threaten the process.
+const defaultMaxMeta = 64 << 20
+
+// errTooLarge: a document or file is larger than its limit.
+var errTooLarge = errors.New("larger than the configured limit")
 
 // retryAfterFailure is how long (at most; never more than the TTL) a
 // failed revalidation is not retried: meanwhile the stale copy is served
@@ -37,6 +41,10 @@ type metaEntry struct {
 	size     int64  // uncompressed size
 	header   envelope
 	notFound bool
+	// rejected is set on an entry that records a document the proxy
+	// refused (too large, invalid): it answers that error until it
+	// expires, so that the refusal is not refetched by every request.
+	rejected error
 
 	// mod is the Last-Modified served to clients: the upstream's when it
 	// sent one, else the time the object was stored. Both come from the
@@ -98,6 +106,23 @@ func (e *metaEntry) parse(fn func([]byte) (any, error)) (any, error) {
 		e.parsed, e.parseErr = fn(b)
 	})
 	return e.parsed, e.parseErr
+}
+
+// parsedWeight is what the memory cache counts for an entry once its
+// index is built: the stored bytes plus an estimate of the index (parsed
+// models hold every string of the document and the rendered pages; three
+// times the uncompressed size covers the measured cases).
+func parsedWeight(e *metaEntry) int64 { return int64(len(e.gz)) + 3*e.size }
+
+// parse builds (once) the index of an entry and makes the memory cache
+// count what the entry now retains.
+func (c *Core) parse(e *metaEntry, fn func([]byte) (any, error)) (any, error) {
+	first := false
+	v, err := e.parse(func(b []byte) (any, error) { first = true; return fn(b) })
+	if first && err == nil {
+		c.mem.Resize(e.key, func(x *metaEntry) bool { return x == e }, parsedWeight(e))
+	}
+	return v, err
 }
 
 func asciiJSON(v any) string {
@@ -180,7 +205,10 @@ type metaResult struct {
 
 func (c *Core) fresh(e *metaEntry, src *metaSource, now time.Time) bool {
 	ttl := src.ttl
-	if e.notFound {
+	switch {
+	case e.rejected != nil:
+		ttl = min(retryAfterFailure, src.ttl)
+	case e.notFound:
 		ttl = src.notFoundTTL
 	}
 	return now.Sub(time.Unix(0, e.checked.Load())) < ttl
@@ -194,7 +222,7 @@ func (c *Core) fresh(e *metaEntry, src *metaSource, now time.Time) bool {
 // fresh returns the memory copy of key while it is fresh: the warm path,
 // which needs no metaSource.
 func (c *Core) freshInMemory(key string, ttl time.Duration) (metaResult, bool) {
-	if e, ok := c.mem.Get(key); ok && !e.notFound && c.now().Sub(time.Unix(0, e.checked.Load())) < ttl {
+	if e, ok := c.mem.Get(key); ok && !e.notFound && e.rejected == nil && c.now().Sub(time.Unix(0, e.checked.Load())) < ttl {
 		c.metrics.hit("memory")
 		return metaResult{entry: e}, true
 	}
@@ -212,7 +240,7 @@ func (c *Core) meta(ctx context.Context, src *metaSource) (metaResult, error) {
 		defer cancel()
 		return c.refreshMeta(rctx, src)
 	})
-	if ok && !e.notFound && src.staleWhileRevalidate {
+	if ok && !e.notFound && e.rejected == nil && src.staleWhileRevalidate {
 		return entryResult(e, false) // the refresh goes on in the background
 	}
 	select {
@@ -228,6 +256,9 @@ func (c *Core) meta(ctx context.Context, src *metaSource) (metaResult, error) {
 }
 
 func entryResult(e *metaEntry, stale bool) (metaResult, error) {
+	if e.rejected != nil {
+		return metaResult{}, e.rejected
+	}
 	if e.notFound {
 		return metaResult{}, errNotFound
 	}
@@ -237,7 +268,7 @@ func entryResult(e *metaEntry, stale bool) (metaResult, error) {
 func (c *Core) loadMeta(ctx context.Context, key string, skipDisk bool) *metaEntry {
 	if c.metaDisk != nil && !skipDisk {
 		if f, _, ok := c.metaDisk.Open(key); ok {
-			b, err := io.ReadAll(io.LimitReader(f, maxMetaSize))
+			b, err := io.ReadAll(io.LimitReader(f, c.maxMeta))
 			f.Close()
 			if err == nil {
 				if e, err := decodeMeta(key, b); err == nil {
@@ -259,7 +290,7 @@ func (c *Core) loadMeta(ctx context.Context, key string, skipDisk bool) *metaEnt
 	}
 	c.metrics.hit("storage")
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxMetaSize))
+	b, err := io.ReadAll(io.LimitReader(rc, c.maxMeta))
 	if err != nil {
 		c.log.Warn("storage read failed; asking the upstream", "key", key, "err", err)
 		return nil
@@ -278,6 +309,12 @@ func (c *Core) loadMeta(ctx context.Context, key string, skipDisk bool) *metaEnt
 func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, error) {
 	now := c.now()
 	e, ok := c.mem.Get(src.key)
+	if ok && e.rejected != nil {
+		if c.fresh(e, src, now) {
+			return metaResult{entry: e}, nil
+		}
+		e, ok = nil, false
+	}
 	if ok && !e.notFound {
 		c.metrics.hit("memory")
 	} else {
@@ -337,6 +374,17 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 			req.Header.Set("If-None-Match", e.header.ETag)
 		}
 	}
+	// Fetches at once are bounded: each may hold a document (up to
+	// MAX_METADATA_BYTES) and its parsed form in memory.
+	select {
+	case c.fetchSem <- struct{}{}:
+		defer func() { <-c.fetchSem }()
+	case <-ctx.Done():
+		if have {
+			return metaResult{entry: e, stale: true}, nil
+		}
+		return metaResult{}, &upstreamError{status: http.StatusServiceUnavailable, retryAfter: "5", msg: "too many metadata fetches at once; retry shortly"}
+	}
 	resp, err := src.client.Do(req)
 	if err == nil {
 		defer resp.Body.Close()
@@ -368,7 +416,20 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 	case resp.StatusCode != http.StatusOK:
 		return fail(statusError(src.url, resp))
 	}
-	body, err := readBody(resp)
+	// reject records a refused document for a short while: the same
+	// bytes would be refused again.
+	reject := func(uerr *upstreamError) (metaResult, error) {
+		if !have {
+			rej := &metaEntry{key: src.key, rejected: uerr}
+			rej.checked.Store(now.UnixNano())
+			c.mem.Add(src.key, rej, 64)
+		}
+		return fail(uerr)
+	}
+	body, err := readBody(resp, c.maxMeta)
+	if errors.Is(err, errTooLarge) {
+		return reject(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream document %s is %v (MAX_METADATA_BYTES=%d)", safeURL(src.url), err, c.maxMeta)})
+	}
 	if err != nil {
 		return fail(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("reading %s: %v", safeURL(src.url), err)})
 	}
@@ -386,7 +447,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 	c.metrics.upstream.with("metadata", "ok").Add(1)
 	if src.transform != nil {
 		if body, err = src.transform(body, resp); err != nil {
-			return fail(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream document %s rejected: %v", safeURL(src.url), err)})
+			return reject(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream document %s rejected: %v", safeURL(src.url), err)})
 		}
 	}
 	ne, err := encodeMeta(src.key, body, envelope{
@@ -421,7 +482,10 @@ func (c *Core) shareChecked(ctx context.Context, src *metaSource, e *metaEntry, 
 	}
 }
 
-func readBody(resp *http.Response) ([]byte, error) {
+// readBody reads a metadata response, decompressing as it reads, and
+// stops as soon as the document passes max bytes (a gzip bomb costs at
+// most max).
+func readBody(resp *http.Response, max int64) ([]byte, error) {
 	var r io.Reader = resp.Body
 	if strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
 		zr, err := gzip.NewReader(resp.Body)
@@ -430,12 +494,19 @@ func readBody(resp *http.Response) ([]byte, error) {
 		}
 		r = zr
 	}
-	b, err := io.ReadAll(io.LimitReader(r, maxMetaSize+1))
+	if resp.ContentLength > max && resp.Header.Get("Content-Encoding") == "" {
+		return nil, errTooLarge
+	}
+	var buf bytes.Buffer
+	if resp.ContentLength > 0 && resp.ContentLength <= max {
+		buf.Grow(int(resp.ContentLength))
+	}
+	n, err := buf.ReadFrom(io.LimitReader(r, max+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > maxMetaSize {
-		return nil, fmt.Errorf("document larger than %d bytes", maxMetaSize)
+	if n > max {
+		return nil, errTooLarge
 	}
-	return b, nil
+	return buf.Bytes(), nil
 }

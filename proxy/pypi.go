@@ -129,7 +129,7 @@ func (pm *pypiMirror) projectPage(ctx context.Context, name string) (metaResult,
 	if err != nil {
 		return res, nil, err
 	}
-	v, err := res.entry.parse(func(b []byte) (any, error) {
+	v, err := pm.s.core.parse(res.entry, func(b []byte) (any, error) {
 		p, err := pypi.Unmarshal(b)
 		if err != nil {
 			return nil, err
@@ -190,7 +190,7 @@ func (pm *pypiMirror) root(c echo.Context) error {
 		}
 		return err
 	}
-	v, err := res.entry.parse(func(b []byte) (any, error) {
+	v, err := pm.s.core.parse(res.entry, func(b []byte) (any, error) {
 		idx := pypi.UnmarshalIndex(b)
 		return &rendered{json: newDoc(idx.RenderJSON(), "j"), html: newDoc(idx.RenderHTML(), "h")}, nil
 	})

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -332,5 +333,64 @@ func TestSlowRequestBodiesAreCutOff(t *testing.T) {
 				t.Fatalf("a trickling body still holds the connection after 5 s")
 			}
 		}
+	}
+}
+
+// A gzip bomb costs at most MAX_METADATA_BYTES of memory, answers 502,
+// and is not refetched by the next requests.
+func TestGzipBombIsBoundedAndNotRefetched(t *testing.T) {
+	e := newHostile(t, "composer", "", func(o *proxy.Options) { o.MaxMetadataBytes = 1 << 20 })
+	e.up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
+	e.up.Handle("/p2/*", hostile.GzipBomb("application/json", 200<<20))
+	do(t, "GET", e.base+"/m/packages.json")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < 3; i++ {
+		resp, body, _ := do(t, "GET", e.base+"/m/p2/a/bomb.json")
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "MAX_METADATA_BYTES") {
+			t.Fatalf("gzip bomb: %d %s", resp.StatusCode, body)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
+		t.Errorf("a 200 MB gzip bomb cost %d MB of allocations", alloc>>20)
+	}
+	if n := e.up.HitsPrefix("/p2/"); n != 1 {
+		t.Errorf("the refused document was fetched %d times, want once", n)
+	}
+}
+
+// The memory cache's budget counts the indexes built from documents, not
+// only the stored bytes.
+func TestMemoryBudgetCountsParsedPages(t *testing.T) {
+	e := newHostile(t, "pypi", "/simple", func(o *proxy.Options) { o.MemoryCacheBytes = 2 << 20 })
+	e.up.Handle("/simple/*", func(w http.ResponseWriter, r *http.Request) {
+		name := strings.Trim(strings.TrimPrefix(r.URL.Path, "/simple/"), "/")
+		var sb strings.Builder
+		sb.WriteString(`{"meta":{"api-version":"1.1"},"name":"` + name + `","files":[`)
+		for i := 0; i < 3000; i++ {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, `{"filename":"%s-%d.0.tar.gz","url":"/f/%s-%d.0.tar.gz","hashes":{"sha256":"%064x"},"size":%d,"upload-time":"2024-01-01T00:00:00Z"}`,
+				name, i, name, i, i*7919+len(name), i)
+		}
+		sb.WriteString("]}")
+		w.Header().Set("Content-Type", pypiJSON)
+		io.WriteString(w, sb.String())
+	})
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < 30; i++ {
+		resp, _, _ := do(t, "GET", fmt.Sprintf("%s/m/simple/p%d/", e.base, i), "Accept", pypiJSON)
+		if resp.StatusCode != 200 {
+			t.Fatalf("page %d: %d", i, resp.StatusCode)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 24<<20 {
+		t.Errorf("a 2 MiB memory cache retains %d MB after 30 large pages", grown>>20)
 	}
 }

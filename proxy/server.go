@@ -67,6 +67,12 @@ type Options struct {
 	// LeaseWait bounds how long a request waits for another replica's
 	// download before answering 503 (default 60 s).
 	LeaseWait time.Duration
+	// MaxMetadataBytes caps one upstream metadata document, decompressed
+	// (default 64 MiB).
+	MaxMetadataBytes int64
+	// MetadataFetches bounds the upstream metadata fetches running at
+	// once in this process (default 16).
+	MetadataFetches int
 	// BodyReadTimeout bounds the time a request body may take to arrive
 	// (default 30 s).
 	BodyReadTimeout time.Duration
@@ -89,6 +95,12 @@ func New(o Options) *Server {
 	}
 	if o.MemoryCacheBytes == 0 {
 		o.MemoryCacheBytes = 256 << 20
+	}
+	if o.MaxMetadataBytes <= 0 {
+		o.MaxMetadataBytes = defaultMaxMeta
+	}
+	if o.MetadataFetches <= 0 {
+		o.MetadataFetches = 16
 	}
 	if o.BodyReadTimeout <= 0 {
 		o.BodyReadTimeout = 30 * time.Second

@@ -141,6 +141,7 @@ func serve() error {
 		Store: store, MetaPrefix: cfg.MetaPrefix, DistPrefix: cfg.DistPrefix,
 		Mirrors: cfg.ProxyMirrors(), MemoryCacheBytes: int64(cfg.MemCacheBytes),
 		UpstreamTimeout: cfg.UpstreamTimeout, Logger: log, Ready: ready, LeaseWait: cfg.LeaseWait, PublicURL: cfg.PublicURL,
+		MaxMetadataBytes: int64(cfg.MaxMetadataBytes), MetadataFetches: cfg.MetadataFetches,
 	}
 	if cfg.RedisURL != "" {
 		coord, err := newCoordinator(cfg.RedisURL)
