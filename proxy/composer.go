@@ -208,13 +208,31 @@ func (cm *composerMirror) dist(c echo.Context) error {
 			return fileSource{}, errNotFound
 		}
 		d, ok := composer.FindDist(versions, version, ref)
-		if !ok || (d.Type != "" && d.Type != typ) {
+		if !ok || d.Version == "" {
 			if firstErr != nil {
 				return fileSource{}, firstErr
 			}
-			return fileSource{}, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no dist of %s with version %q and reference %q in the mirrored metadata", name, version, ref))
+			return fileSource{}, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no dist of %s with version %s and reference %s in the mirrored metadata", name, quoteName(version), quoteName(ref)))
 		}
-		return fileSource{url: d.URL, client: cm.client, sha1: d.Shasum}, nil
+		// A dist is stored once, under the version and type the metadata
+		// gives: any other version segment or type that names the same
+		// reference is redirected there, so that clients cannot multiply
+		// stored copies by varying the URL.
+		canonType := d.Type
+		if canonType == "" {
+			canonType = "zip"
+		}
+		if d.Version != version || canonType != typ {
+			prefix := routePrefix(c.Request().URL.Path, cm.m.Name)
+			return fileSource{}, &redirectTo{url: prefix + "/zipball/" + name + "/" + d.Version + "/ref" + ref + "." + canonType}
+		}
+		src := fileSource{url: d.URL, client: cm.client, sha1: d.Shasum}
+		if !composer.ValidSHA1(d.Shasum) {
+			// No digest to verify against: check at least that the archive
+			// is complete and intact before it is stored.
+			src.sha1, src.check = "", archiveCheck(canonType)
+		}
+		return src, nil
 	})
 }
 

@@ -37,6 +37,8 @@ type Core struct {
 	upstreamTimeout time.Duration
 	downloadTimeout time.Duration
 	maxMeta         int64         // MAX_METADATA_BYTES
+	maxFile         int64         // MAX_FILE_BYTES
+	finishShare     float64       // DOWNLOAD_FINISH_SHARE
 	fetchSem        chan struct{} // bounds metadata fetches at once
 
 	// bg is the parent of detached downloads; cancelled only when a
@@ -69,7 +71,7 @@ func newCore(o *Options) *Core {
 		metaDisk: o.MetaCache, distDisk: o.DistCache, log: o.Logger, now: time.Now,
 		flights: map[string]*flight{}, spoolDir: spool,
 		upstreamTimeout: o.UpstreamTimeout, downloadTimeout: 2 * time.Hour,
-		maxMeta: o.MaxMetadataBytes, fetchSem: make(chan struct{}, o.MetadataFetches),
+		maxMeta: o.MaxMetadataBytes, maxFile: o.MaxFileBytes, finishShare: o.FinishShare, fetchSem: make(chan struct{}, o.MetadataFetches),
 		bg: bg, cancelBg: cancel,
 	}
 	if c.leaseWait <= 0 {

@@ -78,6 +78,11 @@ func httpError(err error) *echo.HTTPError {
 	return echo.NewHTTPError(http.StatusBadGateway, err.Error())
 }
 
+// redirectTo sends the client to the canonical URL of what it asked for.
+type redirectTo struct{ url string }
+
+func (r *redirectTo) Error() string { return "moved to " + r.url }
+
 func retryAfterOf(err error) string {
 	var ue *upstreamError
 	if errors.As(err, &ue) {

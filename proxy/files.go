@@ -27,6 +27,13 @@ type fileSource struct {
 	client *http.Client
 	sha1   string // expected hex digests; empty when the metadata has none
 	sha256 string
+	// size is the file's size as the metadata gives it (PyPI's "size");
+	// 0 when unknown. A download of another size is refused.
+	size int64
+	// check, when set, inspects the complete download (the spool, n
+	// bytes) before anything is committed: the structural check of an
+	// archive the metadata gives no digest for.
+	check func(r io.ReaderAt, n int64) error
 }
 
 // copyBufs are the 64 KiB buffers that downloads and responses copy
@@ -63,13 +70,20 @@ type flight struct {
 	err      error
 	refs     int
 	modTime  time.Time
+	// abandon is called when every client has left a running download;
+	// it stops the download unless it is far enough along to finish.
+	abandon func()
 }
 
 func (f *flight) release() {
 	f.mu.Lock()
 	f.refs--
 	last := f.refs == 0
+	abandoned := f.refs == 1 && !f.finished && f.abandon != nil
 	f.mu.Unlock()
+	if abandoned {
+		f.abandon()
+	}
 	if last && f.file != nil {
 		f.file.Close()
 		if f.path != "" {
@@ -82,7 +96,8 @@ func (f *flight) release() {
 type tail struct {
 	f        *flight
 	off      int64
-	holdBack bool // withhold the last byte until the download is verified
+	holdBack bool            // withhold the last byte until the download is verified
+	ctx      context.Context // the reader's: a client that left stops waiting
 }
 
 func (t *tail) Read(p []byte) (int, error) {
@@ -90,6 +105,10 @@ func (t *tail) Read(p []byte) (int, error) {
 	f.mu.Lock()
 	var avail int64
 	for {
+		if err := t.ctx.Err(); err != nil {
+			f.mu.Unlock()
+			return 0, err
+		}
 		if f.finished && f.err != nil {
 			f.mu.Unlock()
 			return 0, f.err
@@ -119,7 +138,17 @@ func (t *tail) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (f *flight) reader(holdBack bool) *tail { return &tail{f: f, holdBack: holdBack} }
+// reader reads the spool until the download ends or ctx does.
+func (f *flight) reader(ctx context.Context, holdBack bool) (*tail, func()) {
+	// Wake the reader when ctx ends: a stalled download must not hold a
+	// client that has gone.
+	stop := context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		f.cond.Broadcast()
+		f.mu.Unlock()
+	})
+	return &tail{f: f, holdBack: holdBack, ctx: ctx}, func() { stop() }
+}
 
 // joinFlight returns the running download for key, or starts one.
 func (c *Core) joinFlight(key string, src fileSource) *flight {
@@ -208,6 +237,19 @@ func (c *Core) download(f *flight, src fileSource) {
 	defer c.endFlight(f)
 	ctx, cancel := context.WithTimeout(c.bg, c.downloadTimeout)
 	defer cancel()
+	f.mu.Lock()
+	f.abandon = func() {
+		// The only reference left is the download's own: every client
+		// left. Finish only a download past FinishShare of a known size.
+		f.mu.Lock()
+		keep := f.size > 0 && float64(f.written) >= c.finishShare*float64(f.size)
+		f.mu.Unlock()
+		if !keep {
+			c.log.Info("every client left a download; stopped", "key", f.key)
+			cancel()
+		}
+	}
+	f.mu.Unlock()
 	readyOnce := sync.OnceFunc(func() { close(f.ready) })
 	finish := func(err error) {
 		if err != nil {
@@ -284,6 +326,23 @@ func (c *Core) download(f *flight, src fileSource) {
 		}
 		c.metrics.upstream.with("file", "ok").Add(1)
 		body, size = resp.Body, resp.ContentLength
+		switch {
+		case src.size > 0 && size >= 0 && size != src.size:
+			resp.Body.Close()
+			finish(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s is %d bytes, the metadata says %d; nothing was stored", safeURL(src.url), size, src.size)})
+			return
+		case size > c.maxFile || src.size > c.maxFile:
+			resp.Body.Close()
+			finish(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s is larger than MAX_FILE_BYTES (%d)", safeURL(src.url), c.maxFile)})
+			return
+		case size < 0 && src.size > 0:
+			size = src.size
+		}
+	}
+	// limit: no download grows past its announced size or MAX_FILE_BYTES.
+	limit := c.maxFile
+	if size >= 0 {
+		limit = size
 	}
 	defer body.Close()
 	f.mu.Lock()
@@ -299,7 +358,11 @@ func (c *Core) download(f *flight, src fileSource) {
 		putDone <- storage.ErrExists
 	} else {
 		opts := storage.PutOptions{Size: size, CreateOnly: true, ContentType: contentType(f.key)}
-		go func() { putDone <- c.store.Put(ctx, f.key, f.reader(false), opts) }()
+		go func() {
+			r, stop := f.reader(ctx, false)
+			defer stop()
+			putDone <- c.store.Put(ctx, f.key, r, opts)
+		}()
 	}
 
 	var hashes []hash.Hash
@@ -329,6 +392,10 @@ func (c *Core) download(f *flight, src fileSource) {
 			f.cond.Broadcast()
 			f.mu.Unlock()
 		}
+		if f.written > limit {
+			dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s sent more than %d bytes (its announced size or MAX_FILE_BYTES); nothing was stored", safeURL(src.url), limit)}
+			break
+		}
 		if rerr == io.EOF {
 			break
 		}
@@ -346,6 +413,11 @@ func (c *Core) download(f *flight, src fileSource) {
 	for i, h := range hashes {
 		if got := hex.EncodeToString(h.Sum(nil)); dlErr == nil && got != sums[i] {
 			dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%v: %s has digest %s, the metadata says %s; nothing was stored", errChecksum, safeURL(src.url), got, sums[i])}
+		}
+	}
+	if dlErr == nil && src.check != nil && !landed {
+		if err := src.check(spool, f.written); err != nil {
+			dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s is not a complete archive (%v); nothing was stored", safeURL(src.url), err)}
 		}
 	}
 	if dlErr != nil {
@@ -417,10 +489,10 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 	if finished && ferr != nil {
 		return ferr
 	}
-	if size < 0 || size < smallFile || r.Header.Get("Range") != "" {
-		// Without a length, for a range, or for a small file, wait for the
-		// verified whole file: a failure is then a clean 502, not an
-		// aborted transfer.
+	if size < 0 || size < smallFile || r.Header.Get("Range") != "" || r.Method == http.MethodHead {
+		// Without a length, for a range, for a HEAD (whose 200 promises an
+		// immutable file) or for a small file, wait for the verified whole
+		// file: a failure is then a clean 502, not an aborted transfer.
 		select {
 		case <-f.done:
 		case <-ctx.Done():
@@ -441,7 +513,9 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	if _, err := io.CopyBuffer(w, f.reader(true), *bp); err != nil {
+	tr, stop := f.reader(ctx, true)
+	defer stop()
+	if _, err := io.CopyBuffer(w, tr, *bp); err != nil {
 		// Abort the connection: the client must see a truncated transfer.
 		panic(http.ErrAbortHandler)
 	}

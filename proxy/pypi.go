@@ -243,6 +243,9 @@ func (pm *pypiMirror) file(c echo.Context) error {
 		if !strings.HasPrefix(key, "u-") {
 			src.sha256 = key
 		}
+		if f.Size != nil && *f.Size > 0 {
+			src.size = *f.Size
+		}
 		return src, nil
 	})
 	return err

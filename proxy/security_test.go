@@ -1,13 +1,18 @@
 package proxy_test
 
 import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"runtime"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +20,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/internal/hostile"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
+	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
@@ -145,7 +151,7 @@ func TestFileURLsCannotReachInternalHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer inside.Stop()
-	inside.Handle("/*", hostile.Body("application/zip", "internal secret"))
+	inside.Handle("/*", hostile.Bytes(makeZip(t, "secret.txt", "internal secret")))
 	_, port, _ := strings.Cut(inside.Addr(), ":")
 	for _, tc := range []struct {
 		name, fileHosts string
@@ -392,5 +398,153 @@ func TestMemoryBudgetCountsParsedPages(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 24<<20 {
 		t.Errorf("a 2 MiB memory cache retains %d MB after 30 large pages", grown>>20)
+	}
+}
+
+// makeZip is a zip holding one file.
+func makeZip(t testing.TB, name, content string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create(name)
+	io.WriteString(w, content)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// storedKeys lists what the proxy stored under prefix (uploads end just
+// after the response: a short wait lets them land).
+func storedKeys(t testing.TB, st storage.Store, prefix string) []string {
+	t.Helper()
+	time.Sleep(100 * time.Millisecond)
+	var keys []string
+	_ = st.List(context.Background(), prefix, func(i storage.Info) error { keys = append(keys, i.Key); return nil })
+	return keys
+}
+
+// Files larger than the metadata says, or than MAX_FILE_BYTES when it
+// says nothing, are refused and never stored.
+func TestOversizedFilesAreRefused(t *testing.T) {
+	t.Run("pypi size", func(t *testing.T) {
+		e := newHostile(t, "pypi", "/simple", nil)
+		e.up.Handle("/simple/p/", hostile.Body(pypiJSON, `{"meta":{"api-version":"1.1"},"name":"p","files":[
+		  {"filename":"p-1.0.tar.gz","url":"/f/p-1.0.tar.gz","hashes":{},"size":100}]}`))
+		e.up.Handle("/f/p-1.0.tar.gz", hostile.Bytes(bytes.Repeat([]byte("x"), 200)))
+		_, page, _ := do(t, "GET", e.base+"/m/simple/p/", "Accept", pypiJSON)
+		var doc struct{ Files []struct{ URL string } }
+		if err := json.Unmarshal(page, &doc); err != nil || len(doc.Files) != 1 {
+			t.Fatalf("page: %v %s", err, page)
+		}
+		pageURL, _ := neturl.Parse(e.base + "/m/simple/p/")
+		fileURL, _ := pageURL.Parse(doc.Files[0].URL)
+		resp, body, _ := do(t, "GET", fileURL.String())
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("a 200-byte file listed with size 100: %d %q", resp.StatusCode, body)
+		}
+		if k := storedKeys(t, e.store, "mirror-dist/"); len(k) != 0 {
+			t.Errorf("stored: %v", k)
+		}
+	})
+	t.Run("endless body", func(t *testing.T) {
+		e := newHostile(t, "composer", "", func(o *proxy.Options) { o.MaxFileBytes = 4 << 20 })
+		e.up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
+		e.up.Handle("/p2/a/endless.json", hostile.Body("application/json", p2JSON("a/endless", e.up.URL()+"/dl/endless.zip", "")))
+		e.up.Handle("/dl/endless.zip", hostile.Endless())
+		resp, body, err := do(t, "GET", e.base+"/m/zipball/a/endless/1.0.0.0/refabc.zip")
+		if err == nil && resp.StatusCode == 200 {
+			t.Errorf("an endless body was served cleanly (%d bytes)", len(body))
+		}
+		if k := storedKeys(t, e.store, "mirror-dist/"); len(k) != 0 {
+			t.Errorf("stored: %v", k)
+		}
+	})
+}
+
+// A download every client has left stops, unless it is nearly done.
+func TestAbandonedDownloadStops(t *testing.T) {
+	e := newHostile(t, "composer", "", nil)
+	e.up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
+	e.up.Handle("/p2/a/slow.json", hostile.Body("application/json", p2JSON("a/slow", e.up.URL()+"/dl/slow.zip", "")))
+	gone := make(chan struct{})
+	e.up.Handle("/dl/slow.zip", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(20<<20))
+		w.Write(make([]byte, 2<<20))
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			close(gone)
+		case <-time.After(20 * time.Second):
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.base+"/m/zipball/a/slow/1.0.0.0/refabc.zip", nil)
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadFull(resp.Body, make([]byte, 1<<20))
+	cancel()
+	resp.Body.Close()
+	select {
+	case <-gone:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the upstream download went on after its only client left at 10%%")
+	}
+}
+
+// A dist URL naming a known reference with another version segment or
+// type is redirected to the canonical URL: one stored copy per dist.
+func TestDistURLVariantsAreRedirected(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	canon := e.distURL(t, "acme/foo", "1.1.0")
+	i := strings.Index(canon, "/1.1.0.0/")
+	for _, variant := range []string{canon[:i] + "/junk1/" + canon[i+len("/1.1.0.0/"):], canon[:i] + "/junk2/" + canon[i+len("/1.1.0.0/"):],
+		strings.TrimSuffix(canon, ".zip") + ".tar"} {
+		resp, _, _ := do(t, "GET", variant)
+		if resp.StatusCode != http.StatusMovedPermanently || !strings.HasSuffix(canon, resp.Header.Get("Location")) {
+			t.Errorf("%s: %d → %q, want 301 to %s", variant, resp.StatusCode, resp.Header.Get("Location"), canon)
+		}
+	}
+	if resp, _, _ := do(t, "GET", canon); resp.StatusCode != 200 {
+		t.Fatalf("canonical: %d", resp.StatusCode)
+	}
+	if k := storedKeys(t, e.store, "mirror-dist/"); len(k) != 1 {
+		t.Errorf("stored %v, want the one canonical dist", k)
+	}
+}
+
+// A dist without a shasum is stored only when it is a complete, intact
+// archive; a HEAD of a cold file answers only once the file is verified.
+func TestUnverifiableDistsAreCheckedAsArchives(t *testing.T) {
+	e := newHostile(t, "composer", "", nil)
+	good := makeZip(t, "a.txt", strings.Repeat("content ", 200000))
+	bad := append([]byte{}, good...)
+	bad[len(bad)/3] ^= 0xff // same length, damaged data
+	big := bytes.Repeat([]byte("y"), 3<<20)
+	e.up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
+	e.up.Handle("/p2/a/bad.json", hostile.Body("application/json", p2JSON("a/bad", e.up.URL()+"/dl/bad.zip", "")))
+	e.up.Handle("/p2/a/cut.json", hostile.Body("application/json", p2JSON("a/cut", e.up.URL()+"/dl/cut.zip", "")))
+	e.up.Handle("/p2/a/good.json", hostile.Body("application/json", p2JSON("a/good", e.up.URL()+"/dl/good.zip", "")))
+	e.up.Handle("/p2/a/big.json", hostile.Body("application/json", p2JSON("a/big", e.up.URL()+"/dl/big.zip", strings.Repeat("0", 40))))
+	e.up.Handle("/dl/bad.zip", hostile.Bytes(bad))
+	e.up.Handle("/dl/cut.zip", hostile.Bytes(good[:len(good)-30]))
+	e.up.Handle("/dl/good.zip", hostile.Bytes(good))
+	e.up.Handle("/dl/big.zip", hostile.Bytes(big))
+	for _, pkg := range []string{"a/bad", "a/cut"} {
+		resp, body, err := do(t, "GET", e.base+"/m/zipball/"+pkg+"/1.0.0.0/refabc.zip")
+		if err == nil && resp.StatusCode == 200 && len(body) == int(resp.ContentLength) {
+			t.Errorf("%s: a damaged archive was served cleanly", pkg)
+		}
+	}
+	if resp, body, _ := do(t, "GET", e.base+"/m/zipball/a/good/1.0.0.0/refabc.zip"); resp.StatusCode != 200 || !bytes.Equal(body, good) {
+		t.Errorf("good archive: %d", resp.StatusCode)
+	}
+	if resp, _, _ := do(t, "HEAD", e.base+"/m/zipball/a/big/1.0.0.0/refabc.zip"); resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("HEAD of a cold file with a wrong sha1: %d, want 502", resp.StatusCode)
+	}
+	if k := storedKeys(t, e.store, "mirror-dist/"); len(k) != 1 || !strings.Contains(k[0], "a/good") {
+		t.Errorf("stored %v, want only the good archive", k)
 	}
 }

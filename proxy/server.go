@@ -70,6 +70,13 @@ type Options struct {
 	// MaxMetadataBytes caps one upstream metadata document, decompressed
 	// (default 64 MiB).
 	MaxMetadataBytes int64
+	// MaxFileBytes caps one downloaded file when the metadata gives no
+	// size (default 2 GiB).
+	MaxFileBytes int64
+	// FinishShare: a download every client has left goes on only if it is
+	// past this share of its size (0 means the default, 0.5; negative
+	// finishes every download of a known size, above 1 stops them all).
+	FinishShare float64
 	// MetadataFetches bounds the upstream metadata fetches running at
 	// once in this process (default 16).
 	MetadataFetches int
@@ -98,6 +105,12 @@ func New(o Options) *Server {
 	}
 	if o.MaxMetadataBytes <= 0 {
 		o.MaxMetadataBytes = defaultMaxMeta
+	}
+	if o.MaxFileBytes <= 0 {
+		o.MaxFileBytes = 2 << 30
+	}
+	if o.FinishShare == 0 {
+		o.FinishShare = 0.5
 	}
 	if o.MetadataFetches <= 0 {
 		o.MetadataFetches = 16
@@ -206,6 +219,11 @@ func (s *Server) readyz(c echo.Context) error {
 // handleError is the one place where errors become responses.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
+		return
+	}
+	var rd *redirectTo
+	if errors.As(err, &rd) {
+		_ = c.Redirect(http.StatusMovedPermanently, rd.url)
 		return
 	}
 	var he *echo.HTTPError

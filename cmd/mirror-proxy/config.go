@@ -47,6 +47,8 @@ type Config struct {
 	MetadataTTL      time.Duration `envconfig:"METADATA_TTL" desc:"time metadata is served before it is revalidated upstream (default: 5m for composer, 10m for pypi)"`
 	NotFoundTTL      time.Duration `envconfig:"NOT_FOUND_TTL" default:"1m" desc:"default time an upstream 404 is remembered"`
 	MaxMetadataBytes Bytes         `envconfig:"MAX_METADATA_BYTES" default:"64MiB" desc:"largest upstream metadata document accepted, after decompression (a larger one is a 502, remembered for 30s)"`
+	MaxFileBytes     Bytes         `envconfig:"MAX_FILE_BYTES" default:"2GiB" desc:"largest file downloaded when the metadata gives no size (PyPI's size is enforced exactly)"`
+	FinishShare      float64       `envconfig:"DOWNLOAD_FINISH_SHARE" default:"0.5" desc:"a download that every client has left is finished only when past this share of its size (0: always finish; 1.01: never)"`
 	MetadataFetches  int           `envconfig:"METADATA_FETCHES" default:"16" desc:"upstream metadata fetches running at once per process (more wait)"`
 	UpstreamTimeout  time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s" desc:"connect and response-header timeout for upstream requests"`
 	ShutdownTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"60s" desc:"how long SIGTERM waits for in-flight requests and downloads"`

@@ -142,6 +142,7 @@ func serve() error {
 		Mirrors: cfg.ProxyMirrors(), MemoryCacheBytes: int64(cfg.MemCacheBytes),
 		UpstreamTimeout: cfg.UpstreamTimeout, Logger: log, Ready: ready, LeaseWait: cfg.LeaseWait, PublicURL: cfg.PublicURL,
 		MaxMetadataBytes: int64(cfg.MaxMetadataBytes), MetadataFetches: cfg.MetadataFetches,
+		MaxFileBytes: int64(cfg.MaxFileBytes), FinishShare: cfg.FinishShare,
 	}
 	if cfg.RedisURL != "" {
 		coord, err := newCoordinator(cfg.RedisURL)
@@ -174,6 +175,9 @@ func serve() error {
 		}
 		go http.Serve(dl, http.DefaultServeMux) // net/http/pprof registers there
 		log.Info("profiles on /debug/pprof/", "addr", dl.Addr().String())
+	}
+	if opts.FinishShare == 0 {
+		opts.FinishShare = -1 // proxy.Options: negative finishes every download
 	}
 	srv := proxy.New(opts)
 	l, err := net.Listen("tcp", cfg.ListenAddr)

@@ -227,7 +227,14 @@ type Dist struct {
 	URL       string
 	Reference string
 	Shasum    string
+	// Version is the %version% segment of the version the dist belongs
+	// to (MirrorVersion of its normalized version); "" when it has none.
+	Version string
 }
+
+// ValidSHA1 reports whether s is a sha1 hex digest (Packagist leaves
+// shasum empty for most dists).
+func ValidSHA1(s string) bool { return len(s) == 40 && hexRe.MatchString(strings.ToLower(s)) }
 
 func str(m map[string]any, k string) string { s, _ := m[k].(string); return s }
 
@@ -266,7 +273,10 @@ func FindDist(versions []Version, version, ref string) (Dist, bool) {
 		}
 		dist := Dist{Type: str(d, "type"), URL: str(d, "url"), Reference: str(d, "reference"), Shasum: str(d, "shasum")}
 		vn := str(v, "version_normalized")
-		verOK := vn != "" && MirrorVersion(vn) == version
+		if vn != "" {
+			dist.Version = MirrorVersion(vn)
+		}
+		verOK := vn != "" && dist.Version == version
 		src, _ := v["source"].(map[string]any)
 		// %reference% is the dist's reference; the source's stands in only
 		// when the dist has none.
