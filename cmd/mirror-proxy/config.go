@@ -34,6 +34,8 @@ type Config struct {
 	PartSize       Bytes   `envconfig:"STORAGE_AWS_PART_SIZE" default:"8MiB" desc:"S3 multipart part size (min 5MiB)"`
 	UploadBuffers  int     `envconfig:"STORAGE_AWS_UPLOAD_BUFFERS" default:"4" desc:"S3 part buffers held at once by all uploads (memory = this × part size); more uploads wait"`
 
+	StorageTimeout time.Duration `envconfig:"STORAGE_TIMEOUT" default:"5s" desc:"time to the first byte of a storage read (and no-progress limit of a body); after 3 failures in a row storage is not asked for 5s and requests fall back to the caches and the upstream"`
+
 	MetaCacheDir   string `envconfig:"MIRROR_METADATA_CACHE_DIR" desc:"optional disk cache of metadata (empty: none)"`
 	MetaCacheBytes Bytes  `envconfig:"MIRROR_METADATA_CACHE_MAX_BYTES" default:"1GiB" desc:"size limit of the metadata disk cache (least recently used files are evicted)"`
 	DistCacheDir   string `envconfig:"MIRROR_DIST_CACHE_DIR" desc:"optional disk cache of files (empty: none)"`
@@ -180,6 +182,8 @@ type configError struct{ Var, Msg string }
 
 func (e configError) Error() string { return "invalid configuration: " + e.Var + ": " + e.Msg }
 
+var bucketRe = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
 // secretVars may carry passwords or keys: their values are never printed.
 var secretVars = map[string]bool{"MIRRORS": true, "STORAGE_AWS_ARGS": true, "REDIS_URL": true}
 
@@ -229,6 +233,9 @@ func (c *Config) validate() error {
 	case "s3":
 		if c.Bucket == "" {
 			return configError{"STORAGE_AWS_BUCKET", "required with STORAGE_SOURCE=s3"}
+		}
+		if !bucketRe.MatchString(c.Bucket) || strings.Contains(c.Bucket, "..") {
+			return configError{"STORAGE_AWS_BUCKET", fmt.Sprintf("%q is not a valid bucket name (3 to 63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit)", c.Bucket)}
 		}
 		if c.AWSArgs.Endpoint != "" {
 			if u, err := url.Parse(c.AWSArgs.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

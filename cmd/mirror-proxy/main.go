@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -27,6 +28,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
+	"github.com/mirror-proxy/mirror-proxy/storage/breaker"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
 	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
 )
@@ -122,7 +124,15 @@ func serve() error {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err = s.Check(cctx, cfg.MetaPrefix)
 		cancel()
-		if err != nil {
+		switch {
+		case errors.Is(err, s3store.ErrUnreachable):
+			// A store that does not answer may be down for a while: start
+			// degraded (caches and upstreams serve) and keep checking, so
+			// that the fleet can grow during an outage. A store that
+			// answers with a refusal is a configuration error: exit.
+			log.Warn("storage unreachable at start; serving degraded until it answers", "err", err)
+			go recheck(ctx, log, s, cfg.MetaPrefix)
+		case err != nil:
 			return err
 		}
 		store, ready = s, s.Ping
@@ -137,8 +147,15 @@ func serve() error {
 		log.Info("storage: local directory", "dir", s.Dir())
 	}
 
+	guarded := breaker.New(store, breaker.Options{Timeout: cfg.StorageTimeout, OnChange: func(open bool) {
+		if open {
+			log.Warn("storage keeps failing; not asking it for a while (serving from caches and upstreams)")
+		} else {
+			log.Info("storage answers again")
+		}
+	}})
 	opts := proxy.Options{
-		Store: store, MetaPrefix: cfg.MetaPrefix, DistPrefix: cfg.DistPrefix,
+		Store: guarded, MetaPrefix: cfg.MetaPrefix, DistPrefix: cfg.DistPrefix,
 		Mirrors: cfg.ProxyMirrors(), MemoryCacheBytes: int64(cfg.MemCacheBytes),
 		UpstreamTimeout: cfg.UpstreamTimeout, Logger: log, Ready: ready, LeaseWait: cfg.LeaseWait, PublicURL: cfg.PublicURL,
 		MaxMetadataBytes: int64(cfg.MaxMetadataBytes), MetadataFetches: cfg.MetadataFetches,
@@ -190,6 +207,28 @@ func serve() error {
 	}
 	log.Info("listening", "addr", l.Addr().String(), "mirrors", strings.Join(names, " "))
 	return srv.Serve(ctx, l, cfg.ShutdownTimeout)
+}
+
+// recheck runs the startup check of an S3 store that was unreachable at
+// start until it passes.
+func recheck(ctx context.Context, log *slog.Logger, s *s3store.Store, prefix string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := s.Check(cctx, prefix)
+		cancel()
+		if err == nil {
+			log.Info("storage reachable; startup check passed")
+			return
+		}
+		if !errors.Is(err, s3store.ErrUnreachable) {
+			log.Error("storage answers but refuses the proxy", "err", err)
+		}
+	}
 }
 
 // newCoordinator connects to REDIS_URL; its error never repeats the URL.

@@ -5,12 +5,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
+
+// ErrUnreachable: the store did not answer at all (down, or a wrong
+// endpoint), as opposed to answering with a refusal.
+var ErrUnreachable = errors.New("s3 storage: cannot reach the store")
 
 // Check verifies at startup that the bucket exists and that the credentials
 // hold every permission the proxy needs, so that a misconfiguration fails
@@ -25,7 +30,7 @@ func (s *Store) Check(ctx context.Context, probePrefix string) error {
 		case 403, 401:
 			return fmt.Errorf("s3 storage: access to bucket %q denied (HeadBucket/ListBucket): grant s3:ListBucket or fix the credentials in STORAGE_AWS_ARGS", s.bucket)
 		}
-		return fmt.Errorf("s3 storage: cannot reach bucket %q: %v (check the endpoint in STORAGE_AWS_ARGS)", s.bucket, err)
+		return fmt.Errorf("%w: bucket %q: %v (check the endpoint in STORAGE_AWS_ARGS)", ErrUnreachable, s.bucket, err)
 	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
@@ -47,7 +52,7 @@ func (s *Store) Check(ctx context.Context, probePrefix string) error {
 	// same whoever wins, so a race there costs an upload, not correctness.
 	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &key, IfNoneMatch: aws.String("*"),
 		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body)))})
-	s.createOnly = err != nil && (statusOf(err) == 412 || codeOf(err) == "PreconditionFailed")
+	s.createOnly.Store(err != nil && (statusOf(err) == 412 || codeOf(err) == "PreconditionFailed"))
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
 		return deny("GetObject", err)
@@ -71,7 +76,7 @@ func (s *Store) Check(ctx context.Context, probePrefix string) error {
 
 // CreateOnlySupported reports whether Check found that the store honours
 // If-None-Match: * (true until Check runs).
-func (s *Store) CreateOnlySupported() bool { return s.createOnly }
+func (s *Store) CreateOnlySupported() bool { return s.createOnly.Load() }
 
 // Ping is a cheap reachability check for readiness probes.
 func (s *Store) Ping(ctx context.Context) error {

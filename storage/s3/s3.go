@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -66,7 +67,7 @@ type Store struct {
 	sem    chan struct{}
 	part   int64
 	// createOnly: the store honours If-None-Match: * (see Check).
-	createOnly bool
+	createOnly atomic.Bool
 }
 
 // New builds the client. It does not contact the store; call Check for that.
@@ -133,8 +134,9 @@ func New(ctx context.Context, c Config) (*Store, error) {
 	if nbuf <= 0 {
 		nbuf = 4
 	}
-	s := &Store{client: client, bucket: c.Bucket, part: part, createOnly: true, sem: make(chan struct{}, nbuf)}
+	s := &Store{client: client, bucket: c.Bucket, part: part, sem: make(chan struct{}, nbuf)}
 	s.pool.New = func() any { b := make([]byte, part); return &b }
+	s.createOnly.Store(true) // until Check finds otherwise
 	return s, nil
 }
 
@@ -271,7 +273,7 @@ func (s *Store) putSingle(ctx context.Context, key string, body []byte, opts sto
 		in.ContentType = &opts.ContentType
 	}
 	if opts.CreateOnly {
-		if !s.createOnly {
+		if !s.createOnly.Load() {
 			if _, err := s.Stat(ctx, key); err == nil {
 				return fmt.Errorf("s3 PutObject %s/%s: %w", s.bucket, key, storage.ErrExists)
 			}
@@ -343,7 +345,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, r io.Reader, first
 		Bucket: &s.bucket, Key: &key, UploadId: uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	}
-	if opts.CreateOnly && s.createOnly {
+	if opts.CreateOnly && s.createOnly.Load() {
 		in.IfNoneMatch = aws.String("*")
 	}
 	if _, err = s.client.CompleteMultipartUpload(ctx, in); err != nil {
