@@ -246,6 +246,9 @@ func (d *Disk) Remove(key string) {
 	d.lru.Remove(key)
 }
 
+// Max is the cache's size limit.
+func (d *Disk) Max() int64 { return d.max }
+
 // Used is the total size of the cached files.
 func (d *Disk) Used() int64 {
 	d.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -84,7 +85,22 @@ type Lease struct {
 	token string
 	stop  chan struct{}
 	once  sync.Once
+	// Once RequireProgress is called, the lease is renewed only if
+	// Progress was called since the last renewal: a holder stuck on a
+	// stalled transfer lets its lease lapse, and another replica takes
+	// over.
+	needProgress atomic.Bool
+	progressed   atomic.Bool
 }
+
+// RequireProgress makes renewals depend on Progress from now on.
+func (l *Lease) RequireProgress() {
+	l.progressed.Store(true)
+	l.needProgress.Store(true)
+}
+
+// Progress reports that the work the lease guards moved forward.
+func (l *Lease) Progress() { l.progressed.Store(true) }
 
 var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`)
 var refreshScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end`)
@@ -113,6 +129,9 @@ func (c *Coordinator) TryLease(ctx context.Context, name string, ttl time.Durati
 			case <-l.stop:
 				return
 			case <-t.C:
+				if l.needProgress.Load() && !l.progressed.Swap(false) {
+					continue // stalled: let the lease lapse
+				}
 				rctx, cancel := c.ctx(context.Background())
 				_ = c.result(refreshScript.Run(rctx, c.rdb, []string{key}, token, ttl.Milliseconds()).Err())
 				cancel()

@@ -235,9 +235,18 @@ func TestThreeReplicasOneBucket(t *testing.T) {
 			if err := fetch(c.index(i)+"foo-bar/", nil); err != nil {
 				t.Errorf("replica %d, warm page with S3 down: %v", i, err)
 			}
-			_, _, body := get(t, c.px[i].URL+"/readyz")
-			if !bytes.Contains(body, []byte(`"degraded"`)) {
-				t.Errorf("replica %d /readyz does not report degraded storage: %s", i, body)
+			// Readiness comes from a background check every 2 s.
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				_, _, body := get(t, c.px[i].URL+"/readyz")
+				if bytes.Contains(body, []byte(`"degraded"`)) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("replica %d /readyz does not report degraded storage: %s", i, body)
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
 			}
 		}
 		up.Publish("dep-pkg", fakepypi.Release{Version: "4.0"})

@@ -13,10 +13,12 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -194,7 +196,7 @@ var errLeaseTimeout = &upstreamError{status: http.StatusServiceUnavailable, retr
 // (this process downloads; nil without Redis or when Redis fails, which
 // degrades to in-process single-flight), or landed=true when another
 // replica stored the object meanwhile, or errLeaseTimeout.
-func (c *Core) claim(ctx context.Context, key string) (lease interface{ Release() }, landed bool, err error) {
+func (c *Core) claim(ctx context.Context, key string) (lease *cache.Lease, landed bool, err error) {
 	if c.coord == nil {
 		return nil, false, nil
 	}
@@ -265,22 +267,6 @@ func (c *Core) download(f *flight, src fileSource) {
 		close(f.done)
 	}
 
-	spool, err := os.CreateTemp(c.spoolDir, "spool-*")
-	if err != nil {
-		finish(fmt.Errorf("create spool file in %s: %w", c.spoolDir, err))
-		return
-	}
-	f.file = spool
-	if c.distDisk != nil {
-		// Kept by name, to be linked into the disk cache once verified; a
-		// leftover of a killed process is cleared when the cache opens.
-		f.path = spool.Name()
-	} else {
-		// Unlinked at once: the open file lives as long as its readers,
-		// and a killed process leaves nothing behind.
-		os.Remove(spool.Name())
-	}
-
 	lease, landed, err := c.claim(ctx, f.key)
 	if err != nil {
 		finish(err)
@@ -345,11 +331,27 @@ func (c *Core) download(f *flight, src fileSource) {
 		limit = size
 	}
 	defer body.Close()
+	spool, err := c.createSpool(f, size)
+	if err != nil {
+		finish(err)
+		return
+	}
 	f.mu.Lock()
+	f.file = spool
 	f.size = size
 	f.modTime = time.Now()
 	f.mu.Unlock()
 	readyOnce()
+	if lease != nil {
+		// From now on the lease is renewed only while bytes arrive.
+		lease.RequireProgress()
+	}
+	// A body that delivers nothing for UpstreamIdleTimeout is given up:
+	// a stalled upstream must not hold the file (and, through the lease,
+	// every replica) for the whole download timeout.
+	var stalled atomic.Bool
+	idle := time.AfterFunc(c.idleTimeout, func() { stalled.Store(true); cancel() })
+	defer idle.Stop()
 
 	// Storage reads the spool concurrently and commits only on io.EOF,
 	// which it gets only after verification.
@@ -380,6 +382,10 @@ func (c *Core) download(f *flight, src fileSource) {
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
+			idle.Reset(c.idleTimeout)
+			if lease != nil {
+				lease.Progress()
+			}
 			if _, werr := spool.Write(buf[:n]); werr != nil { // readers' ReadAt is safe alongside
 				dlErr = fmt.Errorf("write spool file: %w", werr)
 				break
@@ -400,10 +406,14 @@ func (c *Core) download(f *flight, src fileSource) {
 			break
 		}
 		if rerr != nil {
+			if stalled.Load() {
+				rerr = fmt.Errorf("no data for %v (UPSTREAM_IDLE_TIMEOUT)", c.idleTimeout)
+			}
 			dlErr = transportError(src.url, rerr)
 			break
 		}
 	}
+	idle.Stop() // the storage write below may take longer than a read
 	if !landed {
 		c.metrics.upstreamBytes.Add(float64(f.written))
 	}
@@ -434,13 +444,43 @@ func (c *Core) download(f *flight, src fileSource) {
 	switch {
 	case dlErr != nil:
 	case perr == nil || errors.Is(perr, storage.ErrExists):
-		if c.distDisk != nil {
-			_ = c.distDisk.PutFile(f.key, f.path)
+		if c.distDisk != nil && f.path != "" {
+			if err := c.distDisk.PutFile(f.key, f.path); err != nil {
+				c.metrics.cacheWriteErrors.Inc()
+				c.log.Warn("disk cache write failed", "key", f.key, "err", err)
+			}
 		}
 	default:
 		c.metrics.notStored.with("file").Add(1)
 		c.log.Warn("storage write failed; the file was served but not stored", "key", f.key, "err", perr)
 	}
+}
+
+// createSpool creates the file a download is written to. With a disk
+// cache it goes into the cache's directory (a verified download is then
+// linked in, not copied) when that filesystem has room for it; otherwise,
+// and for downloads of unknown size, into the system's temp directory,
+// so that a full cache disk never fails a download.
+func (c *Core) createSpool(f *flight, size int64) (*os.File, error) {
+	if c.distDisk != nil && size >= 0 && size <= c.distDisk.Max() {
+		if free := freeBytes(c.spoolDir); free < 0 || free > size+(64<<20) {
+			if spool, err := os.CreateTemp(c.spoolDir, "spool-*"); err == nil {
+				// Kept by name, to be linked into the disk cache once
+				// verified; a leftover of a killed process is cleared when
+				// the cache opens.
+				f.path = spool.Name()
+				return spool, nil
+			}
+		}
+	}
+	spool, err := os.CreateTemp(os.TempDir(), "mirror-spool-*")
+	if err != nil {
+		return nil, fmt.Errorf("create spool file in %s: %w", os.TempDir(), err)
+	}
+	// Unlinked at once: the open file lives as long as its readers, and a
+	// killed process leaves nothing behind.
+	os.Remove(spool.Name())
+	return spool, nil
 }
 
 // serveFile serves the immutable file key: from the disk cache, storage,
@@ -467,7 +507,11 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 	}
 	if info, err := c.store.Stat(ctx, key); err == nil {
 		c.metrics.hit("storage")
-		return c.serveStored(ec, info)
+		served, err := c.serveStored(ec, info)
+		if served {
+			return err
+		}
+		c.log.Warn("storage read failed; trying the upstream", "key", key, "err", err)
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		c.log.Warn("storage unavailable; trying the upstream", "key", key, "err", err)
 	}
@@ -517,52 +561,105 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 	defer stop()
 	if _, err := io.CopyBuffer(w, tr, *bp); err != nil {
 		// Abort the connection: the client must see a truncated transfer.
-		panic(http.ErrAbortHandler)
+		reason := "download failed"
+		if ctx.Err() != nil {
+			reason = "client gone"
+		}
+		abortResponse(ec, reason, err)
 	}
 	return nil
 }
 
+// abortResponse ends a response whose headers are sent by cutting the
+// connection, so that the client sees a truncated transfer, never a
+// clean one; the request log and metrics record it with reason.
+func abortResponse(ec echo.Context, reason string, err error) {
+	ec.Set(abortKey, abortInfo{reason, err})
+	panic(http.ErrAbortHandler)
+}
+
+const abortKey = "mirror.abort"
+
+type abortInfo struct {
+	reason string
+	err    error
+}
+
+// softWriter copies into the disk cache as long as that works: a cache
+// that fails (full disk) stops being filled, and never fails the
+// response it is filled from.
+type softWriter struct {
+	w      io.Writer
+	failed error
+}
+
+func (s *softWriter) Write(p []byte) (int, error) {
+	if s.failed == nil {
+		if _, err := s.w.Write(p); err != nil {
+			s.failed = err
+		}
+	}
+	return len(p), nil
+}
+
 // serveStored serves an object from storage, with Range and HEAD. A
 // whole-file GET also fills the disk cache as it streams, so that the
-// replica keeps serving the file if storage becomes unreachable.
-func (c *Core) serveStored(ec echo.Context, info storage.Info) error {
+// replica keeps serving the file if storage becomes unreachable. It
+// returns served=false when storage failed before anything was sent:
+// the caller can still fetch the file from its upstream.
+func (c *Core) serveStored(ec echo.Context, info storage.Info) (served bool, err error) {
 	r, w := ec.Request(), ec.Response()
+	whole := r.Header.Get("Range") == ""
+	var rc io.ReadCloser
+	if r.Method == http.MethodGet && whole {
+		// Opened before any header is sent, so that a failing store is a
+		// fallback, not a broken response.
+		if rc, _, err = c.store.Get(r.Context(), info.Key, storage.Whole); err != nil {
+			return false, err
+		}
+	}
 	setImmutable(w.Header())
-	if c.distDisk != nil && r.Method == http.MethodGet && r.Header.Get("Range") == "" &&
-		r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == "" {
+	if rc != nil && c.distDisk != nil && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == "" {
 		if dw, err := c.distDisk.Create(info.Key); err == nil {
-			rc, _, err := c.store.Get(r.Context(), info.Key, storage.Whole)
-			if err != nil {
-				dw.Abort()
-				return err
-			}
 			defer rc.Close()
 			w.Header().Set("Last-Modified", info.ModTime.UTC().Format(http.TimeFormat))
 			w.Header().Set("Content-Length", fmt.Sprint(info.Size))
 			w.WriteHeader(http.StatusOK)
 			bp := copyBufs.Get().(*[]byte)
 			defer copyBufs.Put(bp)
-			n, err := io.CopyBuffer(w, io.TeeReader(rc, dw), *bp)
+			sw := &softWriter{w: dw}
+			n, err := io.CopyBuffer(w, io.TeeReader(rc, sw), *bp)
 			if err != nil || n != info.Size {
 				dw.Abort()
-				panic(http.ErrAbortHandler)
+				reason := "storage read failed"
+				if r.Context().Err() != nil {
+					reason = "client gone"
+				}
+				abortResponse(ec, reason, err)
+			}
+			if sw.failed != nil {
+				dw.Abort()
+				c.metrics.cacheWriteErrors.Inc()
+				c.log.Warn("disk cache write failed; file served from storage only", "key", info.Key, "err", sw.failed)
+				return true, nil
 			}
 			_ = dw.Commit(info.Size)
-			return nil
+			return true, nil
 		}
 	}
-	rs := &storageSeeker{ctx: r.Context(), store: c.store, key: info.Key, size: info.Size}
+	rs := &storageSeeker{ctx: r.Context(), store: c.store, key: info.Key, size: info.Size, rc: rc}
 	defer rs.Close()
 	http.ServeContent(w, r, "", info.ModTime, rs)
 	if rs.err != nil && !errors.Is(rs.err, context.Canceled) {
 		c.log.Warn("storage read failed mid-response; aborting it", "key", info.Key, "err", rs.err)
-		panic(http.ErrAbortHandler)
+		abortResponse(ec, "storage read failed", rs.err)
 	}
-	return nil
+	return true, nil
 }
 
 // storageSeeker is an io.ReadSeeker over a stored object that opens a
-// ranged Get at the position http.ServeContent seeks to.
+// ranged Get at the position http.ServeContent reads from (rc, when set,
+// is already open at rcPos).
 type storageSeeker struct {
 	ctx   context.Context
 	store storage.Store
@@ -570,6 +667,7 @@ type storageSeeker struct {
 	size  int64
 	pos   int64
 	rc    io.ReadCloser
+	rcPos int64
 	err   error
 }
 
@@ -584,11 +682,7 @@ func (s *storageSeeker) Seek(off int64, whence int) (int64, error) {
 	if off < 0 {
 		return 0, errors.New("negative position")
 	}
-	if off != s.pos && s.rc != nil {
-		s.rc.Close()
-		s.rc = nil
-	}
-	s.pos = off
+	s.pos = off // the open reader, if any, is replaced on the next Read if it is elsewhere
 	return off, nil
 }
 
@@ -596,16 +690,21 @@ func (s *storageSeeker) Read(p []byte) (int, error) {
 	if s.pos >= s.size {
 		return 0, io.EOF
 	}
+	if s.rc != nil && s.rcPos != s.pos {
+		s.rc.Close()
+		s.rc = nil
+	}
 	if s.rc == nil {
 		rc, _, err := s.store.Get(s.ctx, s.key, storage.Range{Offset: s.pos, Length: -1})
 		if err != nil {
 			s.err = err
 			return 0, err
 		}
-		s.rc = rc
+		s.rc, s.rcPos = rc, s.pos
 	}
 	n, err := s.rc.Read(p)
 	s.pos += int64(n)
+	s.rcPos = s.pos
 	if err != nil && err != io.EOF {
 		s.err = err
 	}

@@ -90,42 +90,48 @@ func (g *gauge) Set(v float64) { g.v.Store(int64(v)); g.set.Store(true) }
 
 // metrics are exported on GET /metrics in Prometheus' text format.
 type metrics struct {
-	requests      *counterVec
-	reqCounters   sync.Map // reqKey → *atomic.Int64 of requests
-	cache         *counterVec
-	memHit        *atomic.Int64
-	memMiss       *atomic.Int64
-	upstream      *counterVec
-	upstreamBytes counter
-	storageOps    *counterVec
-	flightWaits   counter
-	leaseWaits    counter
-	leaseTimeouts counter
-	redisErrors   counter
-	redisUp       *gauge
-	stale         counter
-	notStored     *counterVec
-	families      []interface{ write(io.Writer) }
+	requests         *counterVec
+	reqCounters      sync.Map // reqKey → *atomic.Int64 of requests
+	cache            *counterVec
+	memHit           *atomic.Int64
+	memMiss          *atomic.Int64
+	upstream         *counterVec
+	upstreamBytes    counter
+	storageOps       *counterVec
+	flightWaits      counter
+	leaseWaits       counter
+	leaseTimeouts    counter
+	redisErrors      counter
+	redisUp          *gauge
+	storageUp        *gauge
+	stale            counter
+	notStored        *counterVec
+	aborted          *counterVec
+	cacheWriteErrors counter
+	families         []interface{ write(io.Writer) }
 }
 
 func newMetrics() *metrics {
 	m := &metrics{
-		requests:      newCounterVec("mirror_http_requests_total", "HTTP requests by route template, method and status.", "route", "method", "status"),
-		cache:         newCounterVec("mirror_cache_lookups_total", "Lookups per tier (memory, disk, storage) and result (hit, miss).", "tier", "result"),
-		upstream:      newCounterVec("mirror_upstream_fetches_total", "Upstream requests by kind (metadata, file) and result (ok, not_modified, not_found, error).", "kind", "result"),
-		upstreamBytes: newCounter("mirror_upstream_file_bytes_total", "Bytes of files downloaded from upstreams."),
-		storageOps:    newCounterVec("mirror_storage_operations_total", "Storage calls by operation and result (ok, not_found, exists, error).", "op", "result"),
-		flightWaits:   newCounter("mirror_singleflight_waits_total", "Requests that joined a download already running in this process."),
-		leaseWaits:    newCounter("mirror_lease_waits_total", "Downloads that waited for another replica's lease."),
-		leaseTimeouts: newCounter("mirror_lease_timeouts_total", "Waits for another replica's lease that gave up (503 to the client)."),
-		redisErrors:   newCounter("mirror_redis_errors_total", "Redis calls that failed (the proxy carries on without coordination)."),
-		redisUp:       &gauge{name: "mirror_redis_up", help: "1 when the last Redis call succeeded, 0 when it failed; absent without REDIS_URL."},
-		stale:         newCounter("mirror_stale_responses_total", "Metadata responses served stale because the upstream failed."),
-		notStored:     newCounterVec("mirror_not_stored_total", "Documents and files served to clients but not stored (storage failed).", "kind"),
+		requests:         newCounterVec("mirror_http_requests_total", "HTTP requests by route template, method and status.", "route", "method", "status"),
+		cache:            newCounterVec("mirror_cache_lookups_total", "Lookups per tier (memory, disk, storage) and result (hit, miss).", "tier", "result"),
+		upstream:         newCounterVec("mirror_upstream_fetches_total", "Upstream requests by kind (metadata, file) and result (ok, not_modified, not_found, error).", "kind", "result"),
+		upstreamBytes:    newCounter("mirror_upstream_file_bytes_total", "Bytes of files downloaded from upstreams."),
+		storageOps:       newCounterVec("mirror_storage_operations_total", "Storage calls by operation and result (ok, not_found, exists, error).", "op", "result"),
+		flightWaits:      newCounter("mirror_singleflight_waits_total", "Requests that joined a download already running in this process."),
+		leaseWaits:       newCounter("mirror_lease_waits_total", "Downloads that waited for another replica's lease."),
+		leaseTimeouts:    newCounter("mirror_lease_timeouts_total", "Waits for another replica's lease that gave up (503 to the client)."),
+		redisErrors:      newCounter("mirror_redis_errors_total", "Redis calls that failed (the proxy carries on without coordination)."),
+		redisUp:          &gauge{name: "mirror_redis_up", help: "1 when the last Redis call succeeded, 0 when it failed; absent without REDIS_URL."},
+		storageUp:        &gauge{name: "mirror_storage_up", help: "1 when the last background storage check succeeded, else 0."},
+		stale:            newCounter("mirror_stale_responses_total", "Metadata responses served stale because the upstream failed."),
+		aborted:          newCounterVec("mirror_aborted_responses_total", "Responses cut after their headers were sent, by reason (client gone, download failed, storage read failed).", "reason"),
+		cacheWriteErrors: newCounter("mirror_disk_cache_write_errors_total", "Disk cache writes that failed (the response was served anyway)."),
+		notStored:        newCounterVec("mirror_not_stored_total", "Documents and files served to clients but not stored (storage failed).", "kind"),
 	}
 	m.memHit, m.memMiss = m.cache.with("memory", "hit"), m.cache.with("memory", "miss")
 	m.families = []interface{ write(io.Writer) }{m.requests, m.cache, m.upstream, m.upstreamBytes, m.storageOps,
-		m.flightWaits, m.leaseWaits, m.leaseTimeouts, m.redisErrors, m.stale, m.notStored}
+		m.flightWaits, m.leaseWaits, m.leaseTimeouts, m.redisErrors, m.stale, m.notStored, m.aborted, m.cacheWriteErrors}
 	return m
 }
 
@@ -137,8 +143,10 @@ func (m *metrics) handler() echo.HandlerFunc {
 		for _, f := range m.families {
 			f.write(w)
 		}
-		if m.redisUp.set.Load() {
-			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", m.redisUp.name, m.redisUp.help, m.redisUp.name, m.redisUp.name, m.redisUp.v.Load())
+		for _, g := range []*gauge{m.redisUp, m.storageUp} {
+			if g.set.Load() {
+				fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", g.name, g.help, g.name, g.name, g.v.Load())
+			}
 		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)

@@ -306,10 +306,10 @@ func writeGzipDoc(c echo.Context, gz []byte, gzLen, rawLen []string) error {
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(gz))
 	if err != nil {
-		panic(http.ErrAbortHandler)
+		abortResponse(c, "stored document unreadable", err)
 	}
 	if _, err := io.Copy(w, zr); err != nil {
-		panic(http.ErrAbortHandler)
+		abortResponse(c, "client gone", err)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -70,6 +71,9 @@ type Options struct {
 	// MaxMetadataBytes caps one upstream metadata document, decompressed
 	// (default 64 MiB).
 	MaxMetadataBytes int64
+	// UpstreamIdleTimeout gives up a file download whose body delivers
+	// nothing for this long (default: UpstreamTimeout).
+	UpstreamIdleTimeout time.Duration
 	// MaxFileBytes caps one downloaded file when the metadata gives no
 	// size (default 2 GiB).
 	MaxFileBytes int64
@@ -90,6 +94,9 @@ type Server struct {
 	e    *echo.Echo
 	core *Core
 	opts Options
+
+	storageHealth atomic.Pointer[string] // "ok" or what failed, from the background check
+	redisHealth   atomic.Pointer[string]
 }
 
 // New builds the server and its routes.
@@ -105,6 +112,9 @@ func New(o Options) *Server {
 	}
 	if o.MaxMetadataBytes <= 0 {
 		o.MaxMetadataBytes = defaultMaxMeta
+	}
+	if o.UpstreamIdleTimeout <= 0 {
+		o.UpstreamIdleTimeout = o.UpstreamTimeout
 	}
 	if o.MaxFileBytes <= 0 {
 		o.MaxFileBytes = 2 << 30
@@ -128,6 +138,7 @@ func New(o Options) *Server {
 	e.Use(middleware.Recover())
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.readyz)
+	go s.watchHealth(s.core.bg)
 	e.GET("/metrics", s.core.metrics.handler())
 	for _, m := range o.Mirrors {
 		m = splitUserinfo(m)
@@ -189,28 +200,69 @@ func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 // Handler is the server as an http.Handler.
 func (s *Server) Handler() http.Handler { return s.e }
 
+// healthInterval is how often storage and Redis are checked in the
+// background; /readyz answers from the last result at once, so a probe
+// with a short timeout never waits on a hanging store.
+const healthInterval = 2 * time.Second
+
+// watchHealth checks storage and Redis every healthInterval until ctx ends.
+func (s *Server) watchHealth(ctx context.Context) {
+	for {
+		s.checkHealth(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(healthInterval):
+		}
+	}
+}
+
+func (s *Server) checkHealth(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, healthInterval)
+	defer cancel()
+	st := "ok"
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(cctx); err != nil {
+			st = err.Error()
+		}
+	}
+	s.storageHealth.Store(&st)
+	if st == "ok" {
+		s.core.metrics.storageUp.Set(1)
+	} else {
+		s.core.metrics.storageUp.Set(0)
+	}
+	if s.opts.Coordinator != nil {
+		// Also keeps mirror_redis_up true to Redis on an idle replica.
+		rs := "ok"
+		if err := s.opts.Coordinator.Ping(cctx); err != nil {
+			rs = "unreachable (coordination is local only): " + err.Error()
+		}
+		s.redisHealth.Store(&rs)
+	}
+}
+
 // readyz answers 200 while the process can serve. Unreachable storage is
 // reported as degraded, not as unready: the caches and the upstream still
 // serve clients, and failing every replica's readiness at once would take
 // the whole fleet out of its load balancer. ?strict=1 turns degraded
-// storage into a 503.
+// storage into a 503. It answers at once from the last background check.
 func (s *Server) readyz(c echo.Context) error {
-	status := map[string]string{"status": "ready", "storage": "ok"}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
-	defer cancel()
-	if s.opts.Ready != nil {
-		if err := s.opts.Ready(ctx); err != nil {
-			status["status"], status["storage"] = "degraded", err.Error()
-		}
+	status := map[string]string{"status": "ready", "storage": "not checked yet"}
+	if p := s.storageHealth.Load(); p != nil {
+		status["storage"] = *p
+	}
+	if st := status["storage"]; st != "ok" && st != "not checked yet" {
+		status["status"] = "degraded"
 	}
 	if s.opts.Coordinator != nil {
-		status["redis"] = "ok"
-		if err := s.opts.Coordinator.Ping(ctx); err != nil {
-			status["redis"] = "unreachable (coordination is local only): " + err.Error()
+		status["redis"] = "not checked yet"
+		if p := s.redisHealth.Load(); p != nil {
+			status["redis"] = *p
 		}
 	}
 	code := http.StatusOK
-	if status["storage"] != "ok" && c.QueryParam("strict") != "" {
+	if status["status"] != "ready" && c.QueryParam("strict") != "" {
 		code = http.StatusServiceUnavailable
 	}
 	return c.JSON(code, status)
@@ -248,6 +300,26 @@ func (s *Server) handleError(err error, c echo.Context) {
 func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
+		defer func() {
+			// An aborted response (http.ErrAbortHandler) is logged and
+			// counted like any other, then the abort goes on.
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					info, _ := c.Get(abortKey).(abortInfo)
+					if info.reason == "" {
+						info.reason = "aborted"
+					}
+					s.core.metrics.aborted.with(info.reason).Add(1)
+					req, res := c.Request(), c.Response()
+					s.opts.Logger.Warn("response aborted",
+						"request_id", res.Header().Get(echo.HeaderXRequestID),
+						"method", req.Method, "path", req.URL.Path, "status", res.Status,
+						"bytes", res.Size, "duration_ms", time.Since(start).Milliseconds(),
+						"reason", info.reason, "err", fmt.Sprint(info.err), "remote", c.RealIP())
+				}
+				panic(p)
+			}
+		}()
 		err := next(c)
 		if err != nil {
 			c.Error(err)
