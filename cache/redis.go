@@ -189,6 +189,25 @@ func (c *Coordinator) LastChecked(ctx context.Context, key string) (t time.Time,
 	return time.Unix(0, ns), ver, true
 }
 
+// SetFailed records for keep that the file key failed verification, with
+// the message clients get.
+func (c *Coordinator) SetFailed(ctx context.Context, key, msg string, keep time.Duration) {
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	_ = c.result(c.rdb.Set(cctx, c.prefix+"failed:"+key, msg, keep).Err())
+}
+
+// Failed returns the message of a recent verification failure of key.
+func (c *Coordinator) Failed(ctx context.Context, key string) (string, bool) {
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	v, err := c.rdb.Get(cctx, c.prefix+"failed:"+key).Result()
+	if c.result(err) != nil || err != nil {
+		return "", false
+	}
+	return v, true
+}
+
 // Invalidate tells every replica that key changed.
 func (c *Coordinator) Invalidate(ctx context.Context, key string) {
 	cctx, cancel := c.ctx(ctx)

@@ -39,8 +39,11 @@ type Core struct {
 	maxMeta         int64         // MAX_METADATA_BYTES
 	maxFile         int64         // MAX_FILE_BYTES
 	idleTimeout     time.Duration // UPSTREAM_IDLE_TIMEOUT
-	finishShare     float64       // DOWNLOAD_FINISH_SHARE
-	fetchSem        chan struct{} // bounds metadata fetches at once
+	// badFiles: key → badFile, recent verification failures.
+	badFiles         sync.Map
+	verifyFailureTTL time.Duration
+	finishShare      float64       // DOWNLOAD_FINISH_SHARE
+	fetchSem         chan struct{} // bounds metadata fetches at once
 
 	// bg is the parent of detached downloads; cancelled only when a
 	// shutdown's grace period is over. wg counts running downloads.
@@ -72,7 +75,7 @@ func newCore(o *Options) *Core {
 		metaDisk: o.MetaCache, distDisk: o.DistCache, log: o.Logger, now: time.Now,
 		flights: map[string]*flight{}, spoolDir: spool,
 		upstreamTimeout: o.UpstreamTimeout, downloadTimeout: 2 * time.Hour,
-		maxMeta: o.MaxMetadataBytes, maxFile: o.MaxFileBytes, idleTimeout: o.UpstreamIdleTimeout, finishShare: o.FinishShare, fetchSem: make(chan struct{}, o.MetadataFetches),
+		maxMeta: o.MaxMetadataBytes, maxFile: o.MaxFileBytes, idleTimeout: o.UpstreamIdleTimeout, verifyFailureTTL: o.VerifyFailureTTL, finishShare: o.FinishShare, fetchSem: make(chan struct{}, o.MetadataFetches),
 		bg: bg, cancelBg: cancel,
 	}
 	if c.leaseWait <= 0 {

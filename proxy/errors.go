@@ -21,6 +21,7 @@ type upstreamError struct {
 	status     int // 502, 503 or 504
 	msg        string
 	retryAfter string
+	verify     bool // the bytes failed verification (digest, size, archive check)
 }
 
 func (e *upstreamError) Error() string { return e.msg }

@@ -315,7 +315,7 @@ func (c *Core) download(f *flight, src fileSource) {
 		switch {
 		case src.size > 0 && size >= 0 && size != src.size:
 			resp.Body.Close()
-			finish(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s is %d bytes, the metadata says %d; nothing was stored", safeURL(src.url), size, src.size)})
+			finish(c.rememberFailure(f.key, &upstreamError{status: http.StatusBadGateway, verify: true, msg: fmt.Sprintf("%s is %d bytes, the metadata says %d; nothing was stored", safeURL(src.url), size, src.size)}))
 			return
 		case size > c.maxFile || src.size > c.maxFile:
 			resp.Body.Close()
@@ -422,13 +422,16 @@ func (c *Core) download(f *flight, src fileSource) {
 	}
 	for i, h := range hashes {
 		if got := hex.EncodeToString(h.Sum(nil)); dlErr == nil && got != sums[i] {
-			dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%v: %s has digest %s, the metadata says %s; nothing was stored", errChecksum, safeURL(src.url), got, sums[i])}
+			dlErr = &upstreamError{status: http.StatusBadGateway, verify: true, msg: fmt.Sprintf("%v: %s has digest %s, the metadata says %s; nothing was stored", errChecksum, safeURL(src.url), got, sums[i])}
 		}
 	}
 	if dlErr == nil && src.check != nil && !landed {
 		if err := src.check(spool, f.written); err != nil {
-			dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s is not a complete archive (%v); nothing was stored", safeURL(src.url), err)}
+			dlErr = &upstreamError{status: http.StatusBadGateway, verify: true, msg: fmt.Sprintf("%s is not a complete archive (%v); nothing was stored", safeURL(src.url), err)}
 		}
+	}
+	if dlErr != nil && verifyErr(dlErr) {
+		c.rememberFailure(f.key, dlErr)
 	}
 	if dlErr != nil {
 		c.log.Warn("download failed; nothing stored", "key", f.key, "url", safeURL(src.url), "err", dlErr)
@@ -454,6 +457,51 @@ func (c *Core) download(f *flight, src fileSource) {
 		c.metrics.notStored.with("file").Add(1)
 		c.log.Warn("storage write failed; the file was served but not stored", "key", f.key, "err", perr)
 	}
+}
+
+// verifyErr reports a download that failed verification (digest, size,
+// archive structure): the same bytes would fail again.
+func verifyErr(err error) bool {
+	var ue *upstreamError
+	return errors.As(err, &ue) && ue.verify
+}
+
+// rememberFailure records a verification failure of key for
+// VerifyFailureTTL, in this process and (through Redis) for every
+// replica, so that the file is not fetched again and again meanwhile.
+func (c *Core) rememberFailure(key string, err error) error {
+	if c.verifyFailureTTL <= 0 {
+		return err
+	}
+	msg := err.Error()
+	c.badFiles.Store(key, badFile{msg: msg, until: c.now().Add(c.verifyFailureTTL)})
+	if c.coord != nil {
+		c.coord.SetFailed(c.bg, key, msg, c.verifyFailureTTL)
+	}
+	return err
+}
+
+// recentFailure returns the recorded verification failure of key, if any
+// is recent.
+func (c *Core) recentFailure(ctx context.Context, key string) error {
+	if v, ok := c.badFiles.Load(key); ok {
+		b := v.(badFile)
+		if c.now().Before(b.until) {
+			return &upstreamError{status: http.StatusBadGateway, msg: b.msg + " (recently; not fetched again yet)"}
+		}
+		c.badFiles.CompareAndDelete(key, v)
+	}
+	if c.coord != nil {
+		if msg, ok := c.coord.Failed(ctx, key); ok {
+			return &upstreamError{status: http.StatusBadGateway, msg: msg + " (seen by another replica; not fetched again yet)"}
+		}
+	}
+	return nil
+}
+
+type badFile struct {
+	msg   string
+	until time.Time
 }
 
 // createSpool creates the file a download is written to. With a disk
@@ -516,6 +564,9 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 		c.log.Warn("storage unavailable; trying the upstream", "key", key, "err", err)
 	}
 	c.metrics.miss("storage")
+	if err := c.recentFailure(ctx, key); err != nil {
+		return err
+	}
 	src, err := resolve(ctx)
 	if err != nil {
 		return err

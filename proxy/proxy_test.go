@@ -95,7 +95,7 @@ func (e *env) distURL(t *testing.T, name, version string) string {
 }
 
 func TestChecksumMismatchStoresNothingAndHeals(t *testing.T) {
-	e := newEnv(t, time.Minute)
+	e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.VerifyFailureTTL = 300 * time.Millisecond })
 	url := e.distURL(t, "acme/foo", "1.1.0")
 	e.up.Corrupt("acme/foo", "1.1.0", true)
 	resp, body, err := do(t, "GET", url)
@@ -111,6 +111,10 @@ func TestChecksumMismatchStoresNothingAndHeals(t *testing.T) {
 		t.Fatalf("a dist with a wrong sha1 was stored")
 	}
 	e.up.Corrupt("acme/foo", "1.1.0", false)
+	if resp, _, _ := do(t, "GET", url); resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("right after a mismatch: %d, want the same 502 without a refetch", resp.StatusCode)
+	}
+	time.Sleep(400 * time.Millisecond) // VerifyFailureTTL
 	resp, body, err = do(t, "GET", url)
 	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, e.up.Zip("acme/foo", "1.1.0")) {
 		t.Fatalf("after the upstream was fixed: %d, %v", resp.StatusCode, err)
@@ -297,7 +301,10 @@ func (s slowPut) Put(ctx context.Context, key string, r io.Reader, o storage.Put
 // A request right after a failed download starts a new one; it does not
 // join the failed one while its storage write is still unwinding.
 func TestRequestAfterFailedDownloadTriesAgain(t *testing.T) {
-	e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.Store = slowPut{o.Store} })
+	e := newEnvWith(t, time.Minute, func(o *proxy.Options) {
+		o.Store = slowPut{o.Store}
+		o.VerifyFailureTTL = -1 // the failure is not remembered: this is about the flight
+	})
 	up := e.up
 	url := e.distURL(t, "acme/foo", "1.1.0")
 	up.Corrupt("acme/foo", "1.1.0", true)

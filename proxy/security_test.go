@@ -4,6 +4,9 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -56,14 +59,23 @@ func newHostile(t *testing.T, typ, path string, mod func(*proxy.Options)) *hosti
 		t.Fatal(err)
 	}
 	t.Cleanup(up.Stop)
-	st, err := local.New(t.TempDir())
+	e := newProxy(t, t.TempDir(), typ, up.URL()+path, mod)
+	e.up = up
+	return e
+}
+
+// newProxy starts a proxy with one mirror "m" of type typ on upstream,
+// storing in the local directory dir.
+func newProxy(t *testing.T, dir, typ, upstream string, mod func(*proxy.Options)) *hostileEnv {
+	t.Helper()
+	st, err := local.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &logBuf{}
 	opts := proxy.Options{
 		Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
-		Mirrors:         []proxy.Mirror{{Name: "m", Type: typ, URL: up.URL() + path, TTL: time.Minute, NotFoundTTL: time.Second}},
+		Mirrors:         []proxy.Mirror{{Name: "m", Type: typ, URL: upstream, TTL: time.Minute, NotFoundTTL: time.Second}},
 		UpstreamTimeout: 3 * time.Second,
 		Logger:          slog.New(slog.NewTextHandler(logs, nil)),
 	}
@@ -73,7 +85,7 @@ func newHostile(t *testing.T, typ, path string, mod func(*proxy.Options)) *hosti
 	srv := proxy.New(opts)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return &hostileEnv{up: up, store: st, srv: srv, base: hs.URL, logs: logs}
+	return &hostileEnv{store: st, srv: srv, base: hs.URL, logs: logs}
 }
 
 const pypiJSON = "application/vnd.pypi.simple.v1+json"
@@ -548,3 +560,11 @@ func TestUnverifiableDistsAreCheckedAsArchives(t *testing.T) {
 		t.Errorf("stored %v, want only the good archive", k)
 	}
 }
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func sha1hex(b []byte) string { s := sha1.Sum(b); return hex.EncodeToString(s[:]) }

@@ -71,6 +71,10 @@ type Options struct {
 	// MaxMetadataBytes caps one upstream metadata document, decompressed
 	// (default 64 MiB).
 	MaxMetadataBytes int64
+	// VerifyFailureTTL is how long a file that failed verification is
+	// answered with the same 502 without being fetched again, by every
+	// replica when Redis is there (default 30 s; negative: not at all).
+	VerifyFailureTTL time.Duration
 	// UpstreamIdleTimeout gives up a file download whose body delivers
 	// nothing for this long (default: UpstreamTimeout).
 	UpstreamIdleTimeout time.Duration
@@ -112,6 +116,9 @@ func New(o Options) *Server {
 	}
 	if o.MaxMetadataBytes <= 0 {
 		o.MaxMetadataBytes = defaultMaxMeta
+	}
+	if o.VerifyFailureTTL == 0 {
+		o.VerifyFailureTTL = 30 * time.Second
 	}
 	if o.UpstreamIdleTimeout <= 0 {
 		o.UpstreamIdleTimeout = o.UpstreamTimeout

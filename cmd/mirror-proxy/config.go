@@ -45,18 +45,20 @@ type Config struct {
 	RedisURL  string        `envconfig:"REDIS_URL" desc:"optional Redis for coordinating replicas (redis://host:6379/0); empty: none"`
 	LeaseWait time.Duration `envconfig:"LEASE_WAIT" default:"60s" desc:"how long a request waits for another replica's download of the same file before a 503"`
 
-	Mirrors          Mirrors       `envconfig:"MIRRORS" desc:"JSON array of mirrors: [{\"name\",\"type\":\"composer|pypi\",\"url\",\"ttl\",\"notFoundTtl\",\"auth\":[...]}]; see the README"`
-	MetadataTTL      time.Duration `envconfig:"METADATA_TTL" desc:"time metadata is served before it is revalidated upstream (default: 5m for composer, 10m for pypi)"`
-	NotFoundTTL      time.Duration `envconfig:"NOT_FOUND_TTL" default:"1m" desc:"default time an upstream 404 is remembered"`
-	MaxMetadataBytes Bytes         `envconfig:"MAX_METADATA_BYTES" default:"64MiB" desc:"largest upstream metadata document accepted, after decompression (a larger one is a 502, remembered for 30s)"`
-	MaxFileBytes     Bytes         `envconfig:"MAX_FILE_BYTES" default:"2GiB" desc:"largest file downloaded when the metadata gives no size (PyPI's size is enforced exactly)"`
-	FinishShare      float64       `envconfig:"DOWNLOAD_FINISH_SHARE" default:"0.5" desc:"a download that every client has left is finished only when past this share of its size (0: always finish; 1.01: never)"`
-	MetadataFetches  int           `envconfig:"METADATA_FETCHES" default:"16" desc:"upstream metadata fetches running at once per process (more wait)"`
-	UpstreamTimeout  time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s" desc:"connect and response-header timeout for upstream requests"`
-	ShutdownTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"60s" desc:"how long SIGTERM waits for in-flight requests and downloads"`
-	DebugAddr        string        `envconfig:"DEBUG_ADDR" desc:"optional address for Go's pprof profiles (/debug/pprof/), e.g. 127.0.0.1:6060; empty: off"`
-	LogLevel         string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
-	LogFormat        string        `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
+	Mirrors             Mirrors       `envconfig:"MIRRORS" desc:"JSON array of mirrors: [{\"name\",\"type\":\"composer|pypi\",\"url\",\"ttl\",\"notFoundTtl\",\"auth\":[...]}]; see the README"`
+	MetadataTTL         time.Duration `envconfig:"METADATA_TTL" desc:"time metadata is served before it is revalidated upstream (default: 5m for composer, 10m for pypi)"`
+	NotFoundTTL         time.Duration `envconfig:"NOT_FOUND_TTL" default:"1m" desc:"default time an upstream 404 is remembered"`
+	MaxMetadataBytes    Bytes         `envconfig:"MAX_METADATA_BYTES" default:"64MiB" desc:"largest upstream metadata document accepted, after decompression (a larger one is a 502, remembered for 30s)"`
+	MaxFileBytes        Bytes         `envconfig:"MAX_FILE_BYTES" default:"2GiB" desc:"largest file downloaded when the metadata gives no size (PyPI's size is enforced exactly)"`
+	FinishShare         float64       `envconfig:"DOWNLOAD_FINISH_SHARE" default:"0.5" desc:"a download that every client has left is finished only when past this share of its size (0: always finish; 1.01: never)"`
+	MetadataFetches     int           `envconfig:"METADATA_FETCHES" default:"16" desc:"upstream metadata fetches running at once per process (more wait)"`
+	UpstreamIdleTimeout time.Duration `envconfig:"UPSTREAM_IDLE_TIMEOUT" desc:"a file download whose body delivers nothing for this long is given up (default: UPSTREAM_TIMEOUT)"`
+	VerifyFailureTTL    time.Duration `envconfig:"VERIFY_FAILURE_TTL" default:"30s" desc:"how long a file that failed verification (digest, size, archive check) is answered 502 without being fetched again, by every replica with Redis (0: not remembered)"`
+	UpstreamTimeout     time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s" desc:"connect and response-header timeout for upstream requests"`
+	ShutdownTimeout     time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"60s" desc:"how long SIGTERM waits for in-flight requests and downloads"`
+	DebugAddr           string        `envconfig:"DEBUG_ADDR" desc:"optional address for Go's pprof profiles (/debug/pprof/), e.g. 127.0.0.1:6060; empty: off"`
+	LogLevel            string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat           string        `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
 }
 
 // defaultTTL is each type's metadata TTL when METADATA_TTL is unset:

@@ -160,6 +160,7 @@ func serve() error {
 		UpstreamTimeout: cfg.UpstreamTimeout, Logger: log, Ready: ready, LeaseWait: cfg.LeaseWait, PublicURL: cfg.PublicURL,
 		MaxMetadataBytes: int64(cfg.MaxMetadataBytes), MetadataFetches: cfg.MetadataFetches,
 		MaxFileBytes: int64(cfg.MaxFileBytes), FinishShare: cfg.FinishShare,
+		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, VerifyFailureTTL: cfg.VerifyFailureTTL,
 	}
 	if cfg.RedisURL != "" {
 		coord, err := newCoordinator(cfg.RedisURL)
@@ -192,6 +193,9 @@ func serve() error {
 		}
 		go http.Serve(dl, http.DefaultServeMux) // net/http/pprof registers there
 		log.Info("profiles on /debug/pprof/", "addr", dl.Addr().String())
+	}
+	if opts.VerifyFailureTTL == 0 {
+		opts.VerifyFailureTTL = -1 // proxy.Options: negative turns it off
 	}
 	if opts.FinishShare == 0 {
 		opts.FinishShare = -1 // proxy.Options: negative finishes every download

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -184,4 +185,19 @@ func (s *S3) Keys(t testing.TB, bucket string) []string {
 		}
 	}
 	return keys
+}
+
+// Pause freezes the server (SIGSTOP): connections are accepted by the
+// kernel but nothing answers, like a hung store. Resume undoes it.
+func (s *S3) Pause() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+}
+
+// Resume lets a paused server go on (SIGCONT).
+func (s *S3) Resume() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	}
 }

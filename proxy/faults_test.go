@@ -1,0 +1,235 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/internal/hostile"
+	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
+	"github.com/mirror-proxy/mirror-proxy/proxy"
+	"github.com/mirror-proxy/mirror-proxy/storage/breaker"
+	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
+)
+
+// timedGet is a GET with a deadline; it reports the status (0 on error).
+func timedGet(t testing.TB, url string, d time.Duration) (int, []byte, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, time.Since(start)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		return 0, nil, time.Since(start)
+	}
+	return resp.StatusCode, buf.Bytes(), time.Since(start)
+}
+
+// A stalled S3 (versitygw under SIGSTOP) costs a request at most the
+// storage timeout, then the proxy serves from the upstream; once the
+// circuit is open requests do not wait at all, and /readyz answers at
+// once and reports the store degraded.
+func TestStalledStorageFallsBackQuickly(t *testing.T) {
+	srv := testenv.StartS3(t)
+	bucket := srv.NewBucket(t)
+	st, err := s3store.New(context.Background(), s3store.Config{Bucket: bucket, Endpoint: srv.Endpoint, Region: srv.Region,
+		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	guarded := breaker.New(st, breaker.Options{Timeout: 500 * time.Millisecond, OpenFor: 2 * time.Second})
+	e := newEnvWith(t, 50*time.Millisecond, func(o *proxy.Options) {
+		o.Store = guarded
+		o.Ready = func(ctx context.Context) error { return st.Ping(ctx) }
+	})
+	base := strings.TrimSuffix(e.url, "/packagist")
+	var urls []string
+	for _, v := range []string{"1.0.0", "1.1.0"} {
+		u := e.distURL(t, "acme/foo", v)
+		if code, _, _ := timedGet(t, u, 10*time.Second); code != 200 {
+			t.Fatalf("warm-up %s: %d", u, code)
+		}
+		urls = append(urls, u)
+	}
+	time.Sleep(200 * time.Millisecond) // the uploads land
+	e.srv.ExpireMemory()
+	srv.Pause()
+	defer srv.Resume()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var slow []string
+	for i := 0; i < 6; i++ {
+		wg.Go(func() {
+			u := urls[i%len(urls)]
+			code, _, d := timedGet(t, u, 10*time.Second)
+			mu.Lock()
+			defer mu.Unlock()
+			if code != 200 || d > 4*time.Second {
+				slow = append(slow, fmt.Sprintf("%s: %d after %v", u, code, d))
+			}
+		})
+	}
+	wg.Wait()
+	if len(slow) > 0 {
+		t.Errorf("with S3 stalled, files served before were slow or failed:\n%s", strings.Join(slow, "\n"))
+	}
+	if code, _, _ := timedGet(t, e.url+"/p2/acme/foo.json", 5*time.Second); code != 200 {
+		t.Errorf("metadata with S3 stalled: %d", code)
+	}
+	// With the circuit open, a warm request does not wait on storage.
+	if code, _, d := timedGet(t, urls[0], 5*time.Second); code != 200 || d > time.Second {
+		t.Errorf("with the circuit open: %d after %v", code, d)
+	}
+	deadline := time.Now().Add(6 * time.Second)
+	for {
+		code, body, d := timedGet(t, base+"/readyz", 5*time.Second)
+		if d > time.Second {
+			t.Errorf("/readyz took %v with S3 stalled", d)
+		}
+		if code == 200 && bytes.Contains(body, []byte(`"degraded"`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never reported degraded storage: %d %s", code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("stalled-store phase took %v", time.Since(start))
+	srv.Resume()
+	deadline = time.Now().Add(10 * time.Second)
+	for guarded.Open() || !strings.Contains(string(must(timedGet(t, base+"/readyz", 5*time.Second))), `"storage":"ok"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("storage did not come back: open=%v", guarded.Open())
+		}
+		timedGet(t, urls[0], 5*time.Second)
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func must(_ int, b []byte, _ time.Duration) []byte { return b }
+
+// A dist that failed verification is remembered for a while, through
+// Redis by every replica: the others answer the same 502 without fetching
+// it again.
+func TestVerificationFailureIsShared(t *testing.T) {
+	r := testenv.StartRedis(t)
+	up := hostile.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
+	up.Handle("/p2/a/bad.json", hostile.Body("application/json", p2JSON("a/bad", up.URL()+"/dl/bad.zip", strings.Repeat("0", 40))))
+	up.Handle("/dl/bad.zip", hostile.Bytes(bytes.Repeat([]byte("z"), 2<<20)))
+	dir := t.TempDir()
+	var bases []string
+	for i := 0; i < 3; i++ {
+		coord, err := cache.NewCoordinator(r.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { coord.Close() })
+		bases = append(bases, startProxyOn(t, dir, up.URL(), func(o *proxy.Options) { o.Coordinator = coord }))
+	}
+	for _, b := range bases {
+		code, _, _ := timedGet(t, b+"/m/zipball/a/bad/1.0.0.0/refabc.zip", 10*time.Second)
+		if code == 200 {
+			t.Errorf("%s: a corrupt file was served cleanly", b)
+		}
+	}
+	if n := up.HitsPrefix("/dl/"); n != 1 {
+		t.Errorf("a file that failed verification was fetched %d times by 3 replicas, want 1", n)
+	}
+}
+
+// startProxyOn starts a proxy mirroring a composer upstream as "m" on the
+// local store in dir, returning its base URL.
+func startProxyOn(t *testing.T, dir, upstream string, mod func(*proxy.Options)) string {
+	t.Helper()
+	return newProxy(t, dir, "composer", upstream, mod).base
+}
+
+// A disk cache on a full disk never fails a response: files already in
+// storage are served whole, and cold files are served and stored.
+func TestFullDiskCacheNeverFailsAFile(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	cacheDir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", cacheDir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", cacheDir).Run() })
+	disk, err := cache.NewDisk(cacheDir, 1<<30) // the limit says 1 GiB; the disk has 8 MiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newHostile(t, "composer", "", func(o *proxy.Options) { o.DistCache, o.DistCacheDir = disk, cacheDir })
+	big := makeZip(t, "big.bin", string(randomBytes(12<<20)))
+	up := e.up
+	up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
+	up.Handle("/p2/a/big.json", hostile.Body("application/json", p2JSON("a/big", up.URL()+"/dl/big.zip", sha1hex(big))))
+	up.Handle("/dl/big.zip", hostile.Bytes(big))
+	url := e.base + "/m/zipball/a/big/1.0.0.0/refabc.zip"
+	for i := 0; i < 3; i++ { // cold, then from storage (filling the cache fails)
+		code, body, _ := timedGet(t, url, 20*time.Second)
+		if code != 200 || !bytes.Equal(body, big) {
+			t.Fatalf("request %d with a full cache disk: %d, %d of %d bytes", i, code, len(body), len(big))
+		}
+		e.srv.ExpireMemory()
+	}
+	if k := storedKeys(t, e.store, "mirror-dist/"); len(k) != 1 {
+		t.Errorf("stored %v", k)
+	}
+}
+
+// A download whose body stalls is given up after UpstreamIdleTimeout,
+// not after the download timeout.
+func TestStalledUpstreamBodyIsGivenUp(t *testing.T) {
+	e := newHostile(t, "composer", "", func(o *proxy.Options) { o.UpstreamIdleTimeout = 500 * time.Millisecond })
+	e.up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
+	e.up.Handle("/p2/a/stall.json", hostile.Body("application/json", p2JSON("a/stall", e.up.URL()+"/dl/stall.zip", "")))
+	e.up.Handle("/dl/stall.zip", hostile.Stall(make([]byte, 2<<20), make([]byte, 1<<20), time.Minute))
+	code, _, d := timedGet(t, e.base+"/m/zipball/a/stall/1.0.0.0/refabc.zip", 30*time.Second)
+	if code == 200 || d > 5*time.Second {
+		t.Errorf("a stalled upstream body: %d after %v", code, d)
+	}
+	if !strings.Contains(e.logs.String(), "UPSTREAM_IDLE_TIMEOUT") {
+		t.Errorf("the log does not say why:\n%s", e.logs.String())
+	}
+}
+
+// An aborted response is logged and counted with its reason.
+func TestAbortedResponsesAreLoggedAndCounted(t *testing.T) {
+	e := newHostile(t, "composer", "", nil)
+	e.up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
+	e.up.Handle("/p2/a/bad.json", hostile.Body("application/json", p2JSON("a/bad", e.up.URL()+"/dl/bad.zip", strings.Repeat("0", 40))))
+	e.up.Handle("/dl/bad.zip", hostile.Bytes(bytes.Repeat([]byte("z"), 3<<20)))
+	code, _, _ := timedGet(t, e.base+"/m/zipball/a/bad/1.0.0.0/refabc.zip", 10*time.Second)
+	if code == 200 {
+		t.Fatalf("corrupt file served cleanly")
+	}
+	time.Sleep(100 * time.Millisecond)
+	_, metrics, _ := timedGet(t, e.base+"/metrics", 5*time.Second)
+	if !strings.Contains(string(metrics), `mirror_aborted_responses_total{reason="download failed"} 1`) {
+		t.Errorf("the abort is not counted:\n%s", metrics)
+	}
+	if !strings.Contains(e.logs.String(), "response aborted") {
+		t.Errorf("the abort is not logged:\n%s", e.logs.String())
+	}
+}
