@@ -233,3 +233,33 @@ func TestAbortedResponsesAreLoggedAndCounted(t *testing.T) {
 		t.Errorf("the abort is not logged:\n%s", e.logs.String())
 	}
 }
+
+// An idle replica notices that Redis died: mirror_redis_up follows a
+// periodic check, not only the requests that happen to use Redis.
+func TestIdleReplicaNoticesRedisDown(t *testing.T) {
+	r := testenv.StartRedis(t)
+	coord, err := cache.NewCoordinator(r.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coord.Close()
+	e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.Coordinator = coord })
+	base := strings.TrimSuffix(e.url, "/packagist")
+	wait := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(8 * time.Second)
+		for {
+			_, m, _ := timedGet(t, base+"/metrics", 5*time.Second)
+			if strings.Contains(string(m), want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("metrics never showed %q", want)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	wait("mirror_redis_up 1")
+	r.Stop()
+	wait("mirror_redis_up 0")
+}

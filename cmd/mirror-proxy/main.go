@@ -121,7 +121,7 @@ func serve() error {
 		if err != nil {
 			return err
 		}
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err = s.Check(cctx, cfg.MetaPrefix)
 		cancel()
 		switch {
