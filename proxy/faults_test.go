@@ -263,3 +263,48 @@ func TestIdleReplicaNoticesRedisDown(t *testing.T) {
 	r.Stop()
 	wait("mirror_redis_up 0")
 }
+
+// The first fetch of a cold metadata document is shared by the replicas:
+// one asks the upstream, the others read what it stored.
+func TestColdMetadataFetchedOnceAcrossReplicas(t *testing.T) {
+	r := testenv.StartRedis(t)
+	up := hostile.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
+	up.Handle("/p2/*", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(500 * time.Millisecond)
+		name := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/p2/"), ".json")
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(p2JSON(name, up.URL()+"/dl/x.zip", "")))
+	})
+	dir := t.TempDir()
+	var bases []string
+	for i := 0; i < 3; i++ {
+		coord, err := cache.NewCoordinator(r.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { coord.Close() })
+		bases = append(bases, startProxyOn(t, dir, up.URL(), func(o *proxy.Options) { o.Coordinator = coord }))
+	}
+	for _, b := range bases { // roots warm, so that only the p2 files are cold
+		timedGet(t, b+"/m/packages.json", 5*time.Second)
+	}
+	var wg sync.WaitGroup
+	for _, name := range []string{"a/one", "a/two", "a/three"} {
+		for _, b := range bases {
+			wg.Go(func() {
+				if code, _, _ := timedGet(t, b+"/m/p2/"+name+".json", 10*time.Second); code != 200 {
+					t.Errorf("%s on %s: %d", name, b, code)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if n := up.HitsPrefix("/p2/"); n != 3 {
+		t.Errorf("3 cold documents on 3 replicas made %d upstream fetches, want 3", n)
+	}
+}

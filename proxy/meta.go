@@ -357,6 +357,20 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 		}
 	}
 
+	if !have && c.coord != nil {
+		// A cold document: one replica fetches it, the others wait for it
+		// to land in storage (and fetch it themselves only if it does not).
+		lease, ok, err := c.coord.TryLease(ctx, "revalidate:"+src.key, 10*time.Second)
+		if err == nil && !ok {
+			if ne := c.awaitMeta(ctx, src.key); ne != nil {
+				return metaResult{entry: ne}, nil
+			}
+		}
+		if lease != nil {
+			defer lease.Release()
+		}
+	}
+
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.url, nil)
 	if err != nil {
 		return metaResult{}, &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("bad upstream URL %q: %v", safeURL(src.url), err)}
@@ -472,6 +486,27 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 	}
 	c.mem.Add(src.key, ne, int64(len(ne.gz)))
 	return metaResult{entry: ne}, nil
+}
+
+// awaitMeta waits (a bounded time) for the document key that another
+// replica is fetching to appear in storage; nil when it does not.
+func (c *Core) awaitMeta(ctx context.Context, key string) *metaEntry {
+	deadline := time.Now().Add(min(c.upstreamTimeout, 10*time.Second))
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+		if ne := c.loadMeta(ctx, key, true); ne != nil {
+			c.mem.Add(key, ne, int64(len(ne.gz)))
+			return ne
+		}
+		if held, err := c.coord.Held(ctx, "revalidate:"+key); err != nil || !held {
+			return nil // it gave up (or found nothing to store): ask ourselves
+		}
+	}
+	return nil
 }
 
 // shareChecked tells the other replicas that the stored version of a
