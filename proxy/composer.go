@@ -183,6 +183,8 @@ func (cm *composerMirror) dist(c echo.Context) error {
 	}
 	key := storage.Join(cm.s.opts.DistPrefix, cm.m.Name, name, version, file)
 	return cm.s.core.serveFile(c, key, func(ctx context.Context) (fileSource, error) {
+		// Stable versions first: most dists are found there, and the ~dev
+		// file is fetched only when they are not.
 		var versions []composer.Version
 		var firstErr error
 		found := false
@@ -200,6 +202,9 @@ func (cm *composerMirror) dist(c echo.Context) error {
 				return fileSource{}, &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("metadata of %s: %v", name, err)}
 			}
 			versions = append(versions, vs.([]composer.Version)...)
+			if d, ok := composer.FindDist(versions, version, ref); ok && d.Version == version {
+				break // an exact match: the ~dev file cannot do better
+			}
 		}
 		if !found {
 			if firstErr != nil {

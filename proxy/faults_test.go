@@ -308,3 +308,21 @@ func TestColdMetadataFetchedOnceAcrossReplicas(t *testing.T) {
 		t.Errorf("3 cold documents on 3 replicas made %d upstream fetches, want 3", n)
 	}
 }
+
+// Upstream waits do not add up: a dist whose metadata hangs fails after
+// about one upstream timeout, not one per document it looks at.
+func TestDistRequestTimeIsBounded(t *testing.T) {
+	e := newHostile(t, "composer", "", func(o *proxy.Options) { o.UpstreamTimeout = 2 * time.Second })
+	e.up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
+	e.up.Handle("/p2/*", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(30 * time.Second):
+		case <-r.Context().Done():
+		}
+	})
+	timedGet(t, e.base+"/m/packages.json", 5*time.Second)
+	code, body, d := timedGet(t, e.base+"/m/zipball/a/hang/1.0.0.0/refabc.zip", 20*time.Second)
+	if code < 500 || d > 3500*time.Millisecond {
+		t.Errorf("a dist with hanging metadata: %d %s after %v, want a 5xx after about 2 s", code, body, d)
+	}
+}

@@ -567,8 +567,15 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 	if err := c.recentFailure(ctx, key); err != nil {
 		return err
 	}
-	src, err := resolve(ctx)
+	// Finding the file in the metadata gets one upstream timeout in all,
+	// however many documents it needs: upstream waits must not add up.
+	rctx, cancel := context.WithTimeout(ctx, c.upstreamTimeout)
+	src, err := resolve(rctx)
+	cancel()
 	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return &upstreamError{status: http.StatusGatewayTimeout, msg: fmt.Sprintf("the upstream metadata for this file did not arrive within %v", c.upstreamTimeout)}
+		}
 		return err
 	}
 	f := c.joinFlight(key, src)
