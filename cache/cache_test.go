@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -99,5 +100,31 @@ func TestDiskPutFileLinksACompleteFile(t *testing.T) {
 	entries, _ := os.ReadDir(dir + "/.tmp")
 	if len(entries) != 1 {
 		t.Errorf("PutFile left temp files behind: %v", entries)
+	}
+}
+
+// Files being written count against the limit: reserving room evicts
+// cached files first.
+func TestDiskReserveMakesRoom(t *testing.T) {
+	d, err := NewDisk(t.TempDir(), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		if err := d.Put(fmt.Sprintf("k/%d", i), strings.NewReader(strings.Repeat("x", 200))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release, ok := d.Reserve(500)
+	if !ok || d.Used() > 500 {
+		t.Fatalf("after reserving 500 of 1000 bytes, %d bytes stay cached", d.Used())
+	}
+	if _, ok := d.Reserve(2000); ok {
+		t.Errorf("a reservation larger than the cache was granted")
+	}
+	release()
+	release()
+	if err := d.Put("k/new", strings.NewReader(strings.Repeat("y", 400))); err != nil || d.Used() > 1000 {
+		t.Fatalf("after the release: %v, %d used", err, d.Used())
 	}
 }

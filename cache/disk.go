@@ -27,6 +27,9 @@ type Disk struct {
 	mu   sync.Mutex
 	lru  *simplelru.LRU[string, int64]
 	used int64
+	// reserved counts files being written into the cache (or spooled in
+	// its directory): room is made for them before they are written.
+	reserved int64
 }
 
 // NewDisk opens (creating if needed) a disk cache in dir holding at most
@@ -230,9 +233,15 @@ func (d *Disk) addLocked(key string, size int64) {
 	}
 	d.lru.Add(key, size)
 	d.used += size
-	for d.used > d.max {
+	d.evictLocked(key)
+}
+
+// evictLocked drops least recently used files until the cached and the
+// reserved bytes fit (keep is never dropped).
+func (d *Disk) evictLocked(keep string) {
+	for d.used+d.reserved > d.max {
 		k, _, ok := d.lru.GetOldest()
-		if !ok || k == key {
+		if !ok || k == keep {
 			break
 		}
 		d.lru.RemoveOldest()
@@ -244,6 +253,28 @@ func (d *Disk) Remove(key string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lru.Remove(key)
+}
+
+// Reserve makes room for n bytes about to be written into the cache's
+// directory, evicting as needed; release gives the room back (call it
+// once the file is committed or dropped). ok is false when n can never
+// fit.
+func (d *Disk) Reserve(n int64) (release func(), ok bool) {
+	if n < 0 || n > d.max {
+		return func() {}, false
+	}
+	d.mu.Lock()
+	d.reserved += n
+	d.evictLocked("")
+	d.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			d.mu.Lock()
+			d.reserved -= n
+			d.mu.Unlock()
+		})
+	}, true
 }
 
 // Max is the cache's size limit.

@@ -331,11 +331,12 @@ func (c *Core) download(f *flight, src fileSource) {
 		limit = size
 	}
 	defer body.Close()
-	spool, err := c.createSpool(f, size)
+	spool, releaseRoom, err := c.createSpool(f, size)
 	if err != nil {
 		finish(err)
 		return
 	}
+	defer releaseRoom()
 	f.mu.Lock()
 	f.file = spool
 	f.size = size
@@ -372,9 +373,11 @@ func (c *Core) download(f *flight, src fileSource) {
 	if src.sha1 != "" {
 		hashes, sums = append(hashes, sha1.New()), append(sums, strings.ToLower(src.sha1))
 	}
-	if src.sha256 != "" {
-		hashes, sums = append(hashes, sha256.New()), append(sums, strings.ToLower(src.sha256))
-	}
+	// The sha256 of every download is computed (and logged when stored),
+	// so that what was stored can be audited even where the metadata
+	// gave no digest.
+	stored256 := sha256.New()
+	hashes, sums = append(hashes, stored256), append(sums, strings.ToLower(src.sha256))
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -421,6 +424,9 @@ func (c *Core) download(f *flight, src fileSource) {
 		dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s: got %d of %d bytes", safeURL(src.url), f.written, size)}
 	}
 	for i, h := range hashes {
+		if sums[i] == "" {
+			continue // computed, not checked
+		}
 		if got := hex.EncodeToString(h.Sum(nil)); dlErr == nil && got != sums[i] {
 			dlErr = &upstreamError{status: http.StatusBadGateway, verify: true, msg: fmt.Sprintf("%v: %s has digest %s, the metadata says %s; nothing was stored", errChecksum, safeURL(src.url), got, sums[i])}
 		}
@@ -447,6 +453,16 @@ func (c *Core) download(f *flight, src fileSource) {
 	switch {
 	case dlErr != nil:
 	case perr == nil || errors.Is(perr, storage.ErrExists):
+		if perr == nil {
+			verified := "sha1/sha256 from the metadata"
+			switch {
+			case src.sha1 == "" && src.sha256 == "" && src.check != nil:
+				verified = "archive structure only (no digest in the metadata)"
+			case src.sha1 == "" && src.sha256 == "":
+				verified = "size only (no digest in the metadata)"
+			}
+			c.log.Info("file stored", "key", f.key, "bytes", f.written, "sha256", hex.EncodeToString(stored256.Sum(nil)), "verified", verified)
+		}
 		if c.distDisk != nil && f.path != "" {
 			if err := c.distDisk.PutFile(f.key, f.path); err != nil {
 				c.metrics.cacheWriteErrors.Inc()
@@ -509,26 +525,29 @@ type badFile struct {
 // linked in, not copied) when that filesystem has room for it; otherwise,
 // and for downloads of unknown size, into the system's temp directory,
 // so that a full cache disk never fails a download.
-func (c *Core) createSpool(f *flight, size int64) (*os.File, error) {
+func (c *Core) createSpool(f *flight, size int64) (*os.File, func(), error) {
 	if c.distDisk != nil && size >= 0 && size <= c.distDisk.Max() {
 		if free := freeBytes(c.spoolDir); free < 0 || free > size+(64<<20) {
+			// Room is made in the cache for the file while it is written.
+			release, _ := c.distDisk.Reserve(size)
 			if spool, err := os.CreateTemp(c.spoolDir, "spool-*"); err == nil {
 				// Kept by name, to be linked into the disk cache once
 				// verified; a leftover of a killed process is cleared when
 				// the cache opens.
 				f.path = spool.Name()
-				return spool, nil
+				return spool, release, nil
 			}
+			release()
 		}
 	}
 	spool, err := os.CreateTemp(os.TempDir(), "mirror-spool-*")
 	if err != nil {
-		return nil, fmt.Errorf("create spool file in %s: %w", os.TempDir(), err)
+		return nil, nil, fmt.Errorf("create spool file in %s: %w", os.TempDir(), err)
 	}
 	// Unlinked at once: the open file lives as long as its readers, and a
 	// killed process leaves nothing behind.
 	os.Remove(spool.Name())
-	return spool, nil
+	return spool, func() {}, nil
 }
 
 // serveFile serves the immutable file key: from the disk cache, storage,
@@ -677,7 +696,14 @@ func (c *Core) serveStored(ec echo.Context, info storage.Info) (served bool, err
 		}
 	}
 	setImmutable(w.Header())
+	var release func()
 	if rc != nil && c.distDisk != nil && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == "" {
+		release, _ = c.distDisk.Reserve(info.Size) // a file that can never fit is not written
+	}
+	if release != nil {
+		defer release()
+	}
+	if release != nil && info.Size <= c.distDisk.Max() {
 		if dw, err := c.distDisk.Create(info.Key); err == nil {
 			defer rc.Close()
 			w.Header().Set("Last-Modified", info.ModTime.UTC().Format(http.TimeFormat))
