@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -266,6 +267,9 @@ func (c *Config) validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return configError{"LOG_FORMAT", fmt.Sprintf("%q: must be json or text", c.LogFormat)}
 	}
+	if err := c.checkDirs(); err != nil {
+		return err
+	}
 	if len(c.Mirrors) == 0 {
 		return configError{"MIRRORS", "no mirror configured"}
 	}
@@ -305,6 +309,45 @@ func (c *Config) validate() error {
 		for _, a := range m.Auth {
 			if err := a.Validate(); err != nil {
 				return configError{"MIRRORS", where + ": auth: " + err.Error()}
+			}
+		}
+	}
+	return nil
+}
+
+// checkDirs refuses directories that overlap: a cache evicts by deleting
+// files, so a cache inside the local storage (or the other cache) would
+// delete objects that are not its own.
+func (c *Config) checkDirs() error {
+	type dir struct{ name, path string }
+	var dirs []dir
+	if c.StorageSource == "local" {
+		dirs = append(dirs, dir{"STORAGE_LOCAL_DIR", c.StorageLocalDir})
+	}
+	if c.MetaCacheDir != "" {
+		dirs = append(dirs, dir{"MIRROR_METADATA_CACHE_DIR", c.MetaCacheDir})
+	}
+	if c.DistCacheDir != "" {
+		dirs = append(dirs, dir{"MIRROR_DIST_CACHE_DIR", c.DistCacheDir})
+	}
+	for i := range dirs {
+		abs, err := filepath.Abs(dirs[i].path)
+		if err != nil {
+			return configError{dirs[i].name, err.Error()}
+		}
+		if r, err := filepath.EvalSymlinks(abs); err == nil {
+			abs = r
+		}
+		dirs[i].path = abs
+	}
+	within := func(a, b string) bool { // a is b or inside it
+		rel, err := filepath.Rel(b, a)
+		return err == nil && (rel == "." || (rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))))
+	}
+	for i := len(dirs) - 1; i >= 0; i-- { // caches first: the message names the cache
+		for j := range dirs {
+			if i != j && within(dirs[i].path, dirs[j].path) {
+				return configError{dirs[i].name, fmt.Sprintf("%q is (inside) %s %q: caches delete files when they evict, so each must have a directory of its own", dirs[i].path, dirs[j].name, dirs[j].path)}
 			}
 		}
 	}

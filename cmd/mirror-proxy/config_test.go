@@ -37,6 +37,9 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"PUBLIC_URL", "mirror.example.com", "PUBLIC_URL"},
 		{"PUBLIC_URL", "https://mirror.example.com/sub", "without a path"},
 		{"MIRROR_DIST_CACHE_MAX_BYTES", "big", "MIRROR_DIST_CACHE_MAX_BYTES"},
+		{"MIRROR_DIST_CACHE_DIR", "./data", "is (inside) STORAGE_LOCAL_DIR"},
+		{"MIRROR_DIST_CACHE_DIR", "./data/cache", "is (inside) STORAGE_LOCAL_DIR"},
+		{"MIRROR_METADATA_CACHE_DIR", "./data/../data/meta", "is (inside) STORAGE_LOCAL_DIR"},
 	}
 	for _, c := range cases {
 		t.Run(c.k, func(t *testing.T) {
