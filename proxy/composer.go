@@ -166,8 +166,18 @@ func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (me
 	if res, ok := cm.s.core.freshInMemory(key, cm.m.TTL); ok {
 		return res, nil
 	}
-	return cm.s.core.meta(ctx, cm.source(key, strings.Replace(root.p2tmpl, "%package%", strings.TrimSuffix(file, ".json"), 1),
-		func(b []byte, _ *http.Response) ([]byte, error) { return b, composer.CheckP2(b) }))
+	src := cm.source(key, strings.Replace(root.p2tmpl, "%package%", strings.TrimSuffix(file, ".json"), 1),
+		func(b []byte, _ *http.Response) ([]byte, error) { return b, composer.CheckP2(b) })
+	src.replaced = func(ctx context.Context, old, new []byte) {
+		for _, d := range composer.ChangedDists(old, new, name) {
+			typ := d.Type
+			if typ == "" {
+				typ = "zip"
+			}
+			cm.s.core.dropFile(ctx, storage.Join(cm.s.opts.DistPrefix, cm.m.Name, name, d.Version, "ref"+composer.MirrorReference(d.Reference)+"."+typ))
+		}
+	}
+	return cm.s.core.meta(ctx, src)
 }
 
 // dist serves /zipball/{vendor}/{package}/{version}/ref{reference}.{type}.

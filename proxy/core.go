@@ -106,4 +106,7 @@ func (c *Core) invalidated(msg string) {
 	if c.metaDisk != nil {
 		c.metaDisk.Remove(key)
 	}
+	if c.distDisk != nil {
+		c.distDisk.Remove(key) // a file dropped by another replica
+	}
 }

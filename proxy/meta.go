@@ -194,6 +194,10 @@ type metaSource struct {
 	// staleWhileRevalidate serves an expired entry at once and refreshes it
 	// in the background (for big documents nobody should wait for).
 	staleWhileRevalidate bool
+	// replaced, when set, is told the previous and the new body when a
+	// stored document is replaced by a newer one (to drop stored files
+	// whose digest the new document changed).
+	replaced func(ctx context.Context, old, new []byte)
 }
 
 // metaResult is what meta returns: the entry, and whether it is stale
@@ -485,7 +489,28 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 		_ = c.metaDisk.Put(src.key, bytes.NewReader(ne.gz))
 	}
 	c.mem.Add(src.key, ne, int64(len(ne.gz)))
+	if have && src.replaced != nil {
+		if old, err := e.body(); err == nil {
+			src.replaced(ctx, old, body)
+		}
+	}
 	return metaResult{entry: ne}, nil
+}
+
+// dropFile removes a stored file that the metadata no longer vouches for
+// (its digest changed upstream), from storage and from every replica's
+// disk cache, so that the next request fetches and verifies it afresh.
+func (c *Core) dropFile(ctx context.Context, key string) {
+	if err := c.store.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		c.log.Warn("could not drop a file whose digest changed upstream", "key", key, "err", err)
+	}
+	if c.distDisk != nil {
+		c.distDisk.Remove(key)
+	}
+	if c.coord != nil {
+		c.coord.Invalidate(ctx, c.id+" "+key)
+	}
+	c.log.Info("the upstream changed this file's digest; the stored copy was dropped", "key", key)
 }
 
 // awaitMeta waits (a bounded time) for the document key that another

@@ -568,3 +568,38 @@ func randomBytes(n int) []byte {
 }
 
 func sha1hex(b []byte) string { s := sha1.Sum(b); return hex.EncodeToString(s[:]) }
+
+// When the upstream changes the shasum of a version and reference, the
+// stored copy is dropped, and the next request gets the bytes the
+// metadata now vouches for.
+func TestChangedShasumDropsTheStoredDist(t *testing.T) {
+	e := newHostile(t, "composer", "", func(o *proxy.Options) { o.Mirrors[0].TTL = 100 * time.Millisecond })
+	first, second := makeZip(t, "a.txt", "first"), makeZip(t, "a.txt", "second, re-tagged")
+	var mu sync.Mutex
+	current := first
+	e.up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
+	e.up.Handle("/p2/a/retag.json", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, p2JSON("a/retag", e.up.URL()+"/dl/retag.zip", sha1hex(current)))
+	})
+	e.up.Handle("/dl/retag.zip", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Write(current)
+	})
+	url := e.base + "/m/zipball/a/retag/1.0.0.0/refabc.zip"
+	if resp, body, _ := do(t, "GET", url); resp.StatusCode != 200 || !bytes.Equal(body, first) {
+		t.Fatalf("first: %d", resp.StatusCode)
+	}
+	time.Sleep(100 * time.Millisecond) // stored
+	mu.Lock()
+	current = second
+	mu.Unlock()
+	time.Sleep(150 * time.Millisecond) // the metadata expires
+	do(t, "GET", e.base+"/m/p2/a/retag.json")
+	if resp, body, _ := do(t, "GET", url); resp.StatusCode != 200 || !bytes.Equal(body, second) {
+		t.Errorf("after the upstream changed the shasum: %d, %q", resp.StatusCode, body)
+	}
+}

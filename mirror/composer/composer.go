@@ -232,6 +232,44 @@ type Dist struct {
 	Version string
 }
 
+// ChangedDists lists the dists of pkg whose shasum differs between two
+// versions of its p2 file for the same version and reference: the
+// upstream now vouches for other bytes under the same name.
+func ChangedDists(old, new []byte, pkg string) []Dist {
+	ov, err1 := Expand(old, pkg)
+	nv, err2 := Expand(new, pkg)
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	type id struct{ version, ref string }
+	before := map[id]string{}
+	for _, v := range ov {
+		if d := distOf(v); d.Shasum != "" {
+			before[id{d.Version, d.Reference}] = d.Shasum
+		}
+	}
+	var out []Dist
+	for _, v := range nv {
+		d := distOf(v)
+		if prev, ok := before[id{d.Version, d.Reference}]; ok && d.Shasum != "" && !strings.EqualFold(prev, d.Shasum) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func distOf(v Version) Dist {
+	d, _ := v["dist"].(map[string]any)
+	if d == nil {
+		return Dist{}
+	}
+	out := Dist{Type: str(d, "type"), URL: str(d, "url"), Reference: str(d, "reference"), Shasum: str(d, "shasum")}
+	if vn := str(v, "version_normalized"); vn != "" {
+		out.Version = MirrorVersion(vn)
+	}
+	return out
+}
+
 // ValidSHA1 reports whether s is a sha1 hex digest (Packagist leaves
 // shasum empty for most dists).
 func ValidSHA1(s string) bool { return len(s) == 40 && hexRe.MatchString(strings.ToLower(s)) }
