@@ -3,12 +3,15 @@ package proxy_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/internal/hostile"
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
+	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/breaker"
 	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
 )
@@ -325,4 +329,45 @@ func TestDistRequestTimeIsBounded(t *testing.T) {
 	if code < 500 || d > 3500*time.Millisecond {
 		t.Errorf("a dist with hanging metadata: %d %s after %v, want a 5xx after about 2 s", code, body, d)
 	}
+}
+
+// failingGet is a store whose reads fail (S3 dying between a Stat and
+// the Get that follows).
+type failingGet struct{ storage.Store }
+
+func (f failingGet) Get(ctx context.Context, key string, r storage.Range) (io.ReadCloser, storage.Info, error) {
+	if strings.HasPrefix(key, "mirror-dist/") {
+		return nil, storage.Info{}, errors.New("connection reset by peer")
+	}
+	return f.Store.Get(ctx, key, r)
+}
+
+// A stored file whose read fails before the first byte is served from
+// the upstream instead of failing the request.
+func TestStorageReadFailureFallsBackToUpstream(t *testing.T) {
+	var broken atomic.Bool
+	e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.Store = switchable{o.Store, &broken} })
+	url := e.distURL(t, "acme/foo", "1.1.0")
+	if code, _, _ := timedGet(t, url, 10*time.Second); code != 200 {
+		t.Fatalf("warm-up: %d", code)
+	}
+	time.Sleep(100 * time.Millisecond)
+	broken.Store(true)
+	code, body, _ := timedGet(t, url, 10*time.Second)
+	if code != 200 || !bytes.Equal(body, e.up.Zip("acme/foo", "1.1.0")) {
+		t.Errorf("with storage reads failing: %d", code)
+	}
+}
+
+// switchable fails dist reads while broken is set.
+type switchable struct {
+	storage.Store
+	broken *atomic.Bool
+}
+
+func (s switchable) Get(ctx context.Context, key string, r storage.Range) (io.ReadCloser, storage.Info, error) {
+	if s.broken.Load() {
+		return failingGet{s.Store}.Get(ctx, key, r)
+	}
+	return s.Store.Get(ctx, key, r)
 }

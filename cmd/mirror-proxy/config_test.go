@@ -50,6 +50,13 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 			}
 		})
 	}
+	t.Run("bucket names are checked", func(t *testing.T) {
+		t.Setenv("STORAGE_SOURCE", "s3")
+		t.Setenv("STORAGE_AWS_BUCKET", "My_Bucket")
+		if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "not a valid bucket name") {
+			t.Errorf("got %v", err)
+		}
+	})
 	t.Run("s3 needs a bucket", func(t *testing.T) {
 		t.Setenv("STORAGE_SOURCE", "s3")
 		if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "STORAGE_AWS_BUCKET") {
