@@ -140,16 +140,7 @@ func TestVerificationFailureIsShared(t *testing.T) {
 	up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
 	up.Handle("/p2/a/bad.json", hostile.Body("application/json", p2JSON("a/bad", up.URL()+"/dl/bad.zip", strings.Repeat("0", 40))))
 	up.Handle("/dl/bad.zip", hostile.Bytes(bytes.Repeat([]byte("z"), 2<<20)))
-	dir := t.TempDir()
-	var bases []string
-	for i := 0; i < 3; i++ {
-		coord, err := cache.NewCoordinator(r.URL, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { coord.Close() })
-		bases = append(bases, startProxyOn(t, dir, up.URL(), func(o *proxy.Options) { o.Coordinator = coord }))
-	}
+	bases := replicas(t, 3, r.URL, up.URL())
 	for _, b := range bases {
 		code, _, _ := timedGet(t, b+"/m/zipball/a/bad/1.0.0.0/refabc.zip", 10*time.Second)
 		if code == 200 {
@@ -161,11 +152,22 @@ func TestVerificationFailureIsShared(t *testing.T) {
 	}
 }
 
-// startProxyOn starts a proxy mirroring a composer upstream as "m" on the
-// local store in dir, returning its base URL.
-func startProxyOn(t *testing.T, dir, upstream string, mod func(*proxy.Options)) string {
+// replicas starts n proxies mirroring a composer upstream as "m" on one
+// local store, coordinated through the Redis at redisURL, and returns
+// their base URLs.
+func replicas(t *testing.T, n int, redisURL, upstream string) []string {
 	t.Helper()
-	return newProxy(t, dir, "composer", upstream, mod).base
+	dir := t.TempDir()
+	var bases []string
+	for i := 0; i < n; i++ {
+		coord, err := cache.NewCoordinator(redisURL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { coord.Close() })
+		bases = append(bases, newProxy(t, dir, "composer", upstream, func(o *proxy.Options) { o.Coordinator = coord }).base)
+	}
+	return bases
 }
 
 // A disk cache on a full disk never fails a response: files already in
@@ -284,16 +286,7 @@ func TestColdMetadataFetchedOnceAcrossReplicas(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(p2JSON(name, up.URL()+"/dl/x.zip", "")))
 	})
-	dir := t.TempDir()
-	var bases []string
-	for i := 0; i < 3; i++ {
-		coord, err := cache.NewCoordinator(r.URL, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { coord.Close() })
-		bases = append(bases, startProxyOn(t, dir, up.URL(), func(o *proxy.Options) { o.Coordinator = coord }))
-	}
+	bases := replicas(t, 3, r.URL, up.URL())
 	for _, b := range bases { // roots warm, so that only the p2 files are cold
 		timedGet(t, b+"/m/packages.json", 5*time.Second)
 	}

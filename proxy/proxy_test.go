@@ -62,17 +62,7 @@ func newEnvWith(t testing.TB, ttl time.Duration, mod func(*proxy.Options)) *env 
 
 func do(t testing.TB, method, url string, hdr ...string) (*http.Response, []byte, error) {
 	t.Helper()
-	req, _ := http.NewRequest(method, url, nil)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp, b, err
+	return doBody(t, method, url, "", hdr...)
 }
 
 // distURL finds the proxy URL of name@version's dist from the p2 file.
