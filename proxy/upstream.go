@@ -45,6 +45,9 @@ func (a HostAuth) Validate() error {
 	if kinds != 1 {
 		return errors.New("each entry needs exactly one of username/password, bearer or githubToken")
 	}
+	if a.Host == "" {
+		return nil // the mirror's own origin
+	}
 	if _, err := originOf(a.Host, "https", ""); err != nil {
 		return err
 	}

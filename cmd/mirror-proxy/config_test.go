@@ -92,6 +92,19 @@ func TestConfigErrorsNeverPrintSecrets(t *testing.T) {
 	}
 }
 
+// Auth entries with and without a host are accepted; a host with a path
+// is not.
+func TestMirrorAuthHosts(t *testing.T) {
+	t.Setenv("MIRRORS", `[{"name":"a","type":"composer","url":"https://x","auth":[{"username":"u","password":"p"},{"host":"cdn.x:8443","bearer":"t"},{"host":"http://cdn2.x","bearer":"t"}],"fileHosts":["cdn.x","*"]}]`)
+	if _, err := LoadConfig(); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MIRRORS", `[{"name":"a","type":"composer","url":"https://x","auth":[{"host":"cdn.x/path","bearer":"t"}]}]`)
+	if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "auth") {
+		t.Fatalf("a host with a path: %v", err)
+	}
+}
+
 func TestAWSArgsEmptyForms(t *testing.T) {
 	for _, v := range []string{"", "[]", "{}", " [] "} {
 		var a AWSArgs
