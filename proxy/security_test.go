@@ -603,3 +603,21 @@ func TestChangedShasumDropsTheStoredDist(t *testing.T) {
 		t.Errorf("after the upstream changed the shasum: %d, %q", resp.StatusCode, body)
 	}
 }
+
+// A request whose body arrived in time is not cut when its handler takes
+// longer than the body deadline (the advisories POST waits on the
+// upstream).
+func TestBodyDeadlineIsLiftedOnceTheBodyArrived(t *testing.T) {
+	e := newHostile(t, "composer", "", func(o *proxy.Options) { o.BodyReadTimeout = 200 * time.Millisecond })
+	root := strings.Replace(composerRoot, "API", e.up.URL()+"/api", 1)
+	e.up.Handle("/packages.json", hostile.Body("application/json", root))
+	e.up.Handle("/api", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(600 * time.Millisecond)
+		io.WriteString(w, `{"advisories":{}}`)
+	})
+	do(t, "GET", e.base+"/m/packages.json")
+	resp, body, err := doBody(t, "POST", e.base+"/m/api/security-advisories/", "packages[]=a/b", "Content-Type", "application/x-www-form-urlencoded")
+	if err != nil || resp.StatusCode != 200 || !strings.Contains(string(body), "advisories") {
+		t.Errorf("a slow upstream answer to a quick body: %d %v %s", resp.StatusCode, err, body)
+	}
+}

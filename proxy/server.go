@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
@@ -197,11 +198,33 @@ func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 			// A body that trickles in must not hold a connection for long:
-			// the whole body has BodyReadTimeout to arrive.
-			_ = http.NewResponseController(c.Response().Writer).SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout))
+			// the whole body has BodyReadTimeout to arrive. Once it has,
+			// the deadline is lifted: net/http cancels a request whose
+			// connection times out while its handler still works.
+			rc := http.NewResponseController(c.Response().Writer)
+			if rc.SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout)) == nil {
+				r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+			}
 		}
 		return next(c)
 	}
+}
+
+// deadlineBody lifts the connection's read deadline once the body has
+// been read to its end.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // Handler is the server as an http.Handler.
