@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"archive/zip"
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -284,7 +285,19 @@ func TestHostileClientsGetBoundedAnswers(t *testing.T) {
 		t.Errorf("a sane request id was not kept: %q", id)
 	}
 
-	for _, host := range []string{strings.Repeat("h", 5000) + ".example", "a b", "x\"y"} {
+	// An HTTP/1.0 probe without a Host header is still answered.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(conn, "GET /healthz HTTP/1.0\r\n\r\n")
+	status, _ := bufio.NewReader(conn).ReadString('\n')
+	conn.Close()
+	if !strings.Contains(status, " 200 ") {
+		t.Errorf("HTTP/1.0 without Host: %q", status)
+	}
+
+	for _, host := range []string{strings.Repeat("h", 5000) + ".example", "a_b..c:99999999", "[zz]"} {
 		req, _ := http.NewRequest("GET", e.url+"/packages.json", nil)
 		req.Host = host
 		resp, err := http.DefaultTransport.RoundTrip(req)

@@ -166,7 +166,7 @@ var knownMethods = map[string]bool{http.MethodGet: true, http.MethodHead: true, 
 	http.MethodPut: true, http.MethodDelete: true, http.MethodPatch: true, http.MethodOptions: true}
 
 // hostRe is a host header the proxy accepts: a DNS name or an IP literal,
-// with an optional port.
+// with an optional port, or none at all (HTTP/1.0 probes send none).
 var hostRe = regexp.MustCompile(`^([A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?$`)
 
 // requestIDRe is a client's X-Request-Id the proxy adopts; any other (or
@@ -188,7 +188,7 @@ func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 		switch {
 		case !knownMethods[r.Method]:
 			refused = echo.NewHTTPError(http.StatusMethodNotAllowed, "method not allowed")
-		case !hostRe.MatchString(r.Host):
+		case r.Host != "" && !hostRe.MatchString(r.Host):
 			refused = echo.NewHTTPError(http.StatusBadRequest, "malformed Host header")
 		}
 		if refused != nil {
