@@ -97,6 +97,7 @@ func testPyPI(t *testing.T, s3 *testenv.S3, htmlOnly bool) {
 			"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": bucket, "STORAGE_AWS_ARGS": s3.ArgsJSON(),
 			"MIRRORS":                   `[{"name":"pypi","type":"pypi","url":"` + up.IndexURL() + `","ttl":"1s","notFoundTtl":"30s"}]`,
 			"MIRROR_METADATA_CACHE_DIR": t.TempDir(), "MIRROR_DIST_CACHE_DIR": t.TempDir(),
+			"VERIFY_FAILURE_TTL": "1s",
 		}
 	}
 	top := t
@@ -317,6 +318,7 @@ func testPyPI(t *testing.T, s3 *testenv.S3, htmlOnly bool) {
 			}
 		}
 		up.Corrupt(f, false)
+		time.Sleep(1100 * time.Millisecond) // the failure is remembered for VERIFY_FAILURE_TTL
 		mustPip(t, index, "install", "--target", dir, "dep-pkg==1.5")
 	})
 
