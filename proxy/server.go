@@ -9,7 +9,6 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -165,13 +164,62 @@ func New(o Options) *Server {
 var knownMethods = map[string]bool{http.MethodGet: true, http.MethodHead: true, http.MethodPost: true,
 	http.MethodPut: true, http.MethodDelete: true, http.MethodPatch: true, http.MethodOptions: true}
 
-// hostRe is a host header the proxy accepts: a DNS name or an IP literal,
-// with an optional port, or none at all (HTTP/1.0 probes send none).
-var hostRe = regexp.MustCompile(`^([A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?$`)
+// validHost reports whether a Host header is one the proxy accepts: a
+// DNS name or an IP literal of at most 253 characters, with an optional
+// port. Checked by hand: it runs on every request.
+func validHost(h string) bool {
+	name, port := h, ""
+	if strings.HasPrefix(h, "[") { // [IPv6]:port
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return false
+		}
+		for i := 1; i < end; i++ {
+			if c := h[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':' || c == '.') {
+				return false
+			}
+		}
+		name, port = "", h[end+1:]
+		if port != "" && port[0] != ':' {
+			return false
+		}
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		name, port = h[:i], h[i:]
+	}
+	if len(port) > 6 || port == ":" {
+		return false
+	}
+	for i := 1; i < len(port); i++ {
+		if port[i] < '0' || port[i] > '9' {
+			return false
+		}
+	}
+	if len(name) > 253 || (name == "" && !strings.HasPrefix(h, "[")) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
 
-// requestIDRe is a client's X-Request-Id the proxy adopts; any other (or
-// none) is replaced by a fresh one.
-var requestIDRe = regexp.MustCompile(`^[A-Za-z0-9._:+/=-]{1,128}$`)
+// validRequestID reports whether a client's X-Request-Id is adopted: 1 to
+// 128 characters of [A-Za-z0-9._:+/=-]; any other (or none) is replaced.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._:+/=-", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
 
 // guard runs before routing: it refuses what no route can take (an
 // unknown method, a malformed or huge Host), gives the request its id and
@@ -180,7 +228,7 @@ func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		id := r.Header.Get(echo.HeaderXRequestID)
-		if !requestIDRe.MatchString(id) {
+		if !validRequestID(id) {
 			id = randomID()
 		}
 		c.Response().Header()[echo.HeaderXRequestID] = []string{id}
@@ -188,7 +236,7 @@ func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 		switch {
 		case !knownMethods[r.Method]:
 			refused = echo.NewHTTPError(http.StatusMethodNotAllowed, "method not allowed")
-		case r.Host != "" && !hostRe.MatchString(r.Host):
+		case r.Host != "" && !validHost(r.Host):
 			refused = echo.NewHTTPError(http.StatusBadRequest, "malformed Host header")
 		}
 		if refused != nil {
