@@ -86,8 +86,8 @@ func (ri *rootInfo) clientRoot(prefix, adv string) (*doc, error) {
 	if ri.rendered == nil || len(ri.rendered) >= maxRenderedRoots {
 		ri.rendered = map[string]*doc{}
 	}
-	ri.rendered[k] = &nd
-	return &nd, nil
+	ri.rendered[k] = nd
+	return nd, nil
 }
 
 // upstreamRoot returns the upstream's packages.json, parsed once per version.
@@ -136,7 +136,7 @@ func (cm *composerMirror) root(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return serveMetaBody(c, res, hvJSON, d.gz, d.gzLen, d.rawLen)
+	return serveMetaBody(c, res, hvJSON, &d.gzBody, nil)
 }
 
 func (cm *composerMirror) p2(c echo.Context) error {
@@ -150,7 +150,7 @@ func (cm *composerMirror) p2(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return serveMeta(c, res, hvJSON)
+	return cm.s.core.serveMeta(c, res, hvJSON)
 }
 
 func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (metaResult, error) {
@@ -305,14 +305,14 @@ var (
 // Last-Modified comes from the stored object, so replicas agree, and
 // If-Modified-Since gets a 304. Headers are assigned in canonical form
 // from precomputed values: this is the hottest path of the proxy.
-func serveMeta(c echo.Context, res metaResult, ctype []string) error {
+func (core *Core) serveMeta(c echo.Context, res metaResult, ctype []string) error {
 	e := res.entry
-	return serveMetaBody(c, res, ctype, e.gz, e.gzLength, e.plainLength)
+	return serveMetaBody(c, res, ctype, &e.gzBody, func() { core.reweigh(e) })
 }
 
 // serveMetaBody is serveMeta for a body derived from the entry (rendered
 // from it), with the entry's validators.
-func serveMetaBody(c echo.Context, res metaResult, ctype []string, gz []byte, gzLen, rawLen []string) error {
+func serveMetaBody(c echo.Context, res metaResult, ctype []string, b *gzBody, made func()) error {
 	e := res.entry
 	h := c.Response().Header()
 	h["Content-Type"] = ctype
@@ -325,7 +325,7 @@ func serveMetaBody(c echo.Context, res metaResult, ctype []string, gz []byte, gz
 	if notModified(c.Request(), e.mod) {
 		return c.NoContent(http.StatusNotModified)
 	}
-	return writeGzipDoc(c, gz, gzLen, rawLen)
+	return writeGzipDoc(c, b, made)
 }
 
 func notModified(r *http.Request, mod time.Time) bool {

@@ -15,3 +15,6 @@ func (s *Server) RenderedRoots(mirror string) int {
 	defer ri.mu.Unlock()
 	return len(ri.rendered)
 }
+
+// MemoryUsed is what the memory cache counts (tests).
+func (s *Server) MemoryUsed() int64 { return s.core.mem.Used() }

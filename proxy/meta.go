@@ -36,9 +36,11 @@ const retryAfterFailure = 30 * time.Second
 // validators carried in the gzip header's comment. The stored object is
 // thus a plain .gz file that zcat can read.
 type metaEntry struct {
-	key      string
-	gz       []byte // the stored object: gzip of the (rewritten) body
-	size     int64  // uncompressed size
+	key string
+	// gzBody holds the stored object (gzip of the (rewritten) body) and,
+	// once a client without gzip asked, the plain body.
+	gzBody
+	size     int64 // uncompressed size
 	header   envelope
 	notFound bool
 	// rejected is set on an entry that records a document the proxy
@@ -52,15 +54,29 @@ type metaEntry struct {
 	// header values below are computed once (warm hits are hot).
 	mod          time.Time
 	lastModified []string
-	gzLength     []string
-	plainLength  []string
 
 	checked atomic.Int64 // unix nanos: last time the upstream confirmed it
 	failed  atomic.Int64 // unix nanos: last failed revalidation
 
-	parseOnce sync.Once
-	parsed    any
-	parseErr  error
+	parseOnce  sync.Once
+	parsed     any
+	parseErr   error
+	parsedDone atomic.Bool
+}
+
+// weight is what the memory cache counts for the entry: the stored bytes,
+// the plain body once kept, and an estimate of the index built from it
+// (parsed models hold every string of the document and the rendered
+// pages; three times the uncompressed size covers the measured cases).
+func (e *metaEntry) weight() int64 {
+	w := int64(len(e.gz))
+	if e.plain.Load() != nil {
+		w += e.size
+	}
+	if e.parsedDone.Load() {
+		w += 3 * e.size
+	}
+	return max(w, 64)
 }
 
 // envelope is what the gzip comment holds.
@@ -80,18 +96,48 @@ func (e *metaEntry) finish() *metaEntry {
 		e.mod = t.UTC()
 	}
 	e.lastModified = []string{e.mod.Format(http.TimeFormat)}
-	e.gzLength = []string{strconv.Itoa(len(e.gz))}
-	e.plainLength = []string{strconv.FormatInt(e.size, 10)}
+	e.gzLen = []string{strconv.Itoa(len(e.gz))}
+	e.rawLen = []string{strconv.FormatInt(e.size, 10)}
 	return e
 }
 
 // body returns the uncompressed document.
 func (e *metaEntry) body() ([]byte, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(e.gz))
+	if p := e.plain.Load(); p != nil {
+		return *p, nil
+	}
+	return gunzip(e.gz)
+}
+
+func gunzip(gz []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
 	if err != nil {
 		return nil, err
 	}
 	return io.ReadAll(zr)
+}
+
+// gzBody is a document kept gzip-compressed, which clients that accept
+// gzip get as is (a memory copy), with its header values; its plain bytes
+// are made once, on the first request of a client that does not accept
+// gzip, and kept beside, so that such clients get a memory copy too.
+type gzBody struct {
+	gz            []byte
+	gzLen, rawLen []string // Content-Length values, computed once
+	plain         atomic.Pointer[[]byte]
+}
+
+// identity returns the plain bytes; made reports that this call made
+// them (the owner may count the memory).
+func (b *gzBody) identity() (plain []byte, made bool, err error) {
+	if p := b.plain.Load(); p != nil {
+		return *p, false, nil
+	}
+	p, err := gunzip(b.gz)
+	if err != nil {
+		return nil, false, err
+	}
+	return p, b.plain.CompareAndSwap(nil, &p), nil
 }
 
 // parse runs fn once per entry and keeps its result (an index built from
@@ -104,15 +150,15 @@ func (e *metaEntry) parse(fn func([]byte) (any, error)) (any, error) {
 			return
 		}
 		e.parsed, e.parseErr = fn(b)
+		e.parsedDone.Store(e.parseErr == nil)
 	})
 	return e.parsed, e.parseErr
 }
 
-// parsedWeight is what the memory cache counts for an entry once its
-// index is built: the stored bytes plus an estimate of the index (parsed
-// models hold every string of the document and the rendered pages; three
-// times the uncompressed size covers the measured cases).
-func parsedWeight(e *metaEntry) int64 { return int64(len(e.gz)) + 3*e.size }
+// reweigh makes the memory cache count what e retains now.
+func (c *Core) reweigh(e *metaEntry) {
+	c.mem.Resize(e.key, func(x *metaEntry) bool { return x == e }, e.weight())
+}
 
 // parse builds (once) the index of an entry and makes the memory cache
 // count what the entry now retains.
@@ -120,7 +166,7 @@ func (c *Core) parse(e *metaEntry, fn func([]byte) (any, error)) (any, error) {
 	first := false
 	v, err := e.parse(func(b []byte) (any, error) { first = true; return fn(b) })
 	if first && err == nil {
-		c.mem.Resize(e.key, func(x *metaEntry) bool { return x == e }, parsedWeight(e))
+		c.reweigh(e)
 	}
 	return v, err
 }
@@ -150,7 +196,7 @@ func encodeMeta(key string, body []byte, env envelope) (*metaEntry, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
-	e := (&metaEntry{key: key, gz: buf.Bytes(), size: env.Size, header: env}).finish()
+	e := (&metaEntry{key: key, gzBody: gzBody{gz: buf.Bytes()}, size: env.Size, header: env}).finish()
 	e.checked.Store(time.Unix(env.Fetched, 0).UnixNano())
 	return e, nil
 }
@@ -169,7 +215,7 @@ func decodeMeta(key string, gz []byte) (*metaEntry, error) {
 	if err != nil || n != env.Size {
 		return nil, fmt.Errorf("stored metadata %s is damaged (%d of %d bytes): %v", key, n, env.Size, err)
 	}
-	e := (&metaEntry{key: key, gz: gz, size: env.Size, header: env}).finish()
+	e := (&metaEntry{key: key, gzBody: gzBody{gz: gz}, size: env.Size, header: env}).finish()
 	e.checked.Store(time.Unix(env.Fetched, 0).UnixNano())
 	return e, nil
 }
@@ -325,7 +371,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 		c.metrics.miss("memory")
 		if loaded := c.loadMeta(ctx, src.key, false); loaded != nil {
 			e = loaded
-			c.mem.Add(src.key, e, int64(len(e.gz)))
+			c.mem.Add(src.key, e, e.weight())
 		}
 	}
 	if e != nil && c.fresh(e, src, now) {
@@ -346,7 +392,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 			}
 			if ne := c.loadMeta(ctx, src.key, true); ne != nil && ne.header.Fetched >= version {
 				ne.checked.Store(t.UnixNano())
-				c.mem.Add(src.key, ne, int64(len(ne.gz)))
+				c.mem.Add(src.key, ne, ne.weight())
 				return metaResult{entry: ne}, nil
 			}
 		}
@@ -488,7 +534,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 	if c.metaDisk != nil {
 		_ = c.metaDisk.Put(src.key, bytes.NewReader(ne.gz))
 	}
-	c.mem.Add(src.key, ne, int64(len(ne.gz)))
+	c.mem.Add(src.key, ne, ne.weight())
 	if have && src.replaced != nil {
 		if old, err := e.body(); err == nil {
 			src.replaced(ctx, old, body)
@@ -524,7 +570,7 @@ func (c *Core) awaitMeta(ctx context.Context, key string) *metaEntry {
 		case <-time.After(100 * time.Millisecond):
 		}
 		if ne := c.loadMeta(ctx, key, true); ne != nil {
-			c.mem.Add(key, ne, int64(len(ne.gz)))
+			c.mem.Add(key, ne, ne.weight())
 			return ne
 		}
 		if held, err := c.coord.Held(ctx, "revalidate:"+key); err != nil || !held {

@@ -330,3 +330,33 @@ func TestAdvisoriesURLUsesPublicURL(t *testing.T) {
 		}
 	}
 }
+
+// A client that does not accept gzip gets the plain document, made once
+// and kept (and counted) beside the gzip bytes, not decompressed per
+// request.
+func TestIdentityClientsGetKeptPlainBytes(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	u := e.url + "/p2/acme/foo.json"
+	resp, gz, _ := do(t, "GET", u, "Accept-Encoding", "gzip")
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("gzip client: %v", resp.Header)
+	}
+	zr, _ := gzip.NewReader(bytes.NewReader(gz))
+	want, _ := io.ReadAll(zr)
+	before := e.srv.MemoryUsed()
+	for i := 0; i < 3; i++ {
+		resp, body, _ := do(t, "GET", u, "Accept-Encoding", "identity") // Go's client would ask for gzip itself
+		if resp.Header.Get("Content-Encoding") != "" || !bytes.Equal(body, want) || resp.ContentLength != int64(len(want)) {
+			t.Fatalf("identity client: %v, %d bytes", resp.Header, len(body))
+		}
+	}
+	if grown := e.srv.MemoryUsed() - before; grown != int64(len(want)) {
+		t.Errorf("the kept plain bytes count %d in the memory budget, want %d", grown, len(want))
+	}
+	for _, page := range []string{e.url + "/packages.json"} {
+		resp, body, _ := do(t, "GET", page, "Accept-Encoding", "identity")
+		if resp.StatusCode != 200 || !json.Valid(body) {
+			t.Errorf("%s without gzip: %d", page, resp.StatusCode)
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -74,25 +73,28 @@ func (pm *pypiMirror) redirectProject(c echo.Context) error {
 // rendered is a page in both formats, gzip-compressed once per stored
 // version, so that a warm request is a memory copy.
 type rendered struct {
-	json, html doc
+	json, html *doc
 	project    *pypi.Project
 }
 
+// doc is a page rendered from a stored document, in both encodings (its
+// weight is counted in the entry's, as part of the parsed index).
 type doc struct {
-	gz                   []byte
-	etag                 string
-	etagH, gzLen, rawLen []string // header values, computed once
+	gzBody
+	etag  string
+	etagH []string
 }
 
-func newDoc(body []byte, tag string) doc {
+func newDoc(body []byte, tag string) *doc {
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	zw.Write(body)
 	zw.Close()
 	sum := sha256.Sum256(body)
 	etag := `"` + tag + hex.EncodeToString(sum[:12]) + `"`
-	return doc{gz: buf.Bytes(), etag: etag, etagH: []string{etag},
-		gzLen: []string{strconv.Itoa(buf.Len())}, rawLen: []string{strconv.Itoa(len(body))}}
+	d := &doc{gzBody: gzBody{gz: buf.Bytes(), gzLen: []string{strconv.Itoa(buf.Len())}, rawLen: []string{strconv.Itoa(len(body))}},
+		etag: etag, etagH: []string{etag}}
+	return d
 }
 
 var (
@@ -254,7 +256,7 @@ func (pm *pypiMirror) file(c echo.Context) error {
 // serveDoc sends a rendered page: gzip bytes as they are when accepted,
 // with an ETag per format (If-None-Match → 304) and Last-Modified from the
 // stored page.
-func serveDoc(c echo.Context, d doc, ctype string, res metaResult) error {
+func serveDoc(c echo.Context, d *doc, ctype string, res metaResult) error {
 	h := c.Response().Header()
 	h["Content-Type"] = hvTypes[ctype]
 	h["Vary"] = hvVaryAccept
@@ -271,7 +273,7 @@ func serveDoc(c echo.Context, d doc, ctype string, res metaResult) error {
 	} else if notModified(c.Request(), res.entry.mod) {
 		return c.NoContent(http.StatusNotModified)
 	}
-	return writeGzipDoc(c, d.gz, d.gzLen, d.rawLen)
+	return writeGzipDoc(c, &d.gzBody, nil)
 }
 
 func etagMatch(header, etag string) bool {
@@ -284,32 +286,36 @@ func etagMatch(header, etag string) bool {
 	return false
 }
 
-// writeGzipDoc sends gz as is when the client accepts gzip, else the
-// decompressed bytes, always with a Content-Length (gzLen or rawLen).
-func writeGzipDoc(c echo.Context, gz []byte, gzLen, rawLen []string) error {
+// writeGzipDoc sends the gzip bytes as they are when the client accepts
+// gzip, else the plain bytes (made once and kept), always from memory and
+// with a Content-Length. made, when set, is told when the plain bytes are
+// first made, so that the owner can count them.
+func writeGzipDoc(c echo.Context, b *gzBody, made func()) error {
 	h := c.Response().Header()
 	w := c.Response()
-	if acceptsGzip(c.Request()) {
+	r := c.Request()
+	if acceptsGzip(r) {
 		h["Content-Encoding"] = hvGzip
-		h["Content-Length"] = gzLen
-		if c.Request().Method == http.MethodHead {
+		h["Content-Length"] = b.gzLen
+		if r.Method == http.MethodHead {
 			w.WriteHeader(http.StatusOK)
 			return nil
 		}
-		writeCorked(w, c.Request(), gz)
+		writeCorked(w, r, b.gz)
 		return nil
 	}
-	h["Content-Length"] = rawLen
-	w.WriteHeader(http.StatusOK)
-	if c.Request().Method == http.MethodHead {
+	h["Content-Length"] = b.rawLen
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	plain, first, err := b.identity()
 	if err != nil {
-		abortResponse(c, "stored document unreadable", err)
+		return &upstreamError{status: http.StatusBadGateway, msg: "stored document unreadable: " + err.Error()}
 	}
-	if _, err := io.Copy(w, zr); err != nil {
-		abortResponse(c, "client gone", err)
+	if first && made != nil {
+		made()
 	}
+	writeCorked(w, r, plain)
 	return nil
 }
