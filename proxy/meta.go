@@ -574,7 +574,13 @@ func (c *Core) awaitMeta(ctx context.Context, key string) *metaEntry {
 			return ne
 		}
 		if held, err := c.coord.Held(ctx, "revalidate:"+key); err != nil || !held {
-			return nil // it gave up (or found nothing to store): ask ourselves
+			// Done: it stored the document just now, or gave up (or found
+			// nothing to store), and then we ask ourselves.
+			if ne := c.loadMeta(ctx, key, true); ne != nil {
+				c.mem.Add(key, ne, ne.weight())
+				return ne
+			}
+			return nil
 		}
 	}
 	return nil
