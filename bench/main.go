@@ -33,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -93,12 +94,28 @@ type env struct {
 	pack      *fakepackagist.Server
 }
 
+// stop ends every process the run started: SIGTERM first (SIGQUIT for
+// nginx: its graceful stop, which also ends its workers), then, after a grace
+// period, SIGKILL to the whole process group, so that no worker is
+// orphaned and left listening.
 func (e *env) stop() {
 	for _, p := range e.procs {
-		if p.Process != nil {
-			p.Process.Kill()
-			p.Wait()
+		if p.Process == nil {
+			continue
 		}
+		sig := syscall.SIGTERM
+		if strings.Contains(filepath.Base(p.Path), "nginx") {
+			sig = syscall.SIGQUIT // nginx's graceful stop
+		}
+		_ = p.Process.Signal(sig)
+		done := make(chan struct{})
+		go func() { p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+		_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL) // the group: workers included
+		<-done
 	}
 	os.RemoveAll(e.dir)
 }
@@ -147,6 +164,8 @@ func waitHTTP(u string) error {
 func (e *env) start(name string, cmd *exec.Cmd) error {
 	logf, _ := os.Create(filepath.Join(e.dir, name+".log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group, so that stop can end its children too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
