@@ -128,7 +128,7 @@ func (cm *composerMirror) root(c echo.Context) error {
 	if root.advURL != "" {
 		base := cm.s.opts.PublicURL
 		if base == "" {
-			base = c.Scheme() + "://" + c.Request().Host
+			base = requestScheme(c) + "://" + c.Request().Host
 		}
 		adv = base + prefix + "/api/security-advisories/"
 	}

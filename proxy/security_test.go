@@ -634,3 +634,17 @@ func TestBodyDeadlineIsLiftedOnceTheBodyArrived(t *testing.T) {
 		t.Errorf("a slow upstream answer to a quick body: %d %v %s", resp.StatusCode, err, body)
 	}
 }
+
+// Behind a load balancer on a private address, the client's address
+// comes from X-Forwarded-For and its scheme from X-Forwarded-Proto.
+func TestForwardedHeadersFromALoadBalancer(t *testing.T) {
+	logs := &logBuf{}
+	e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
+	_, body, _ := do(t, "GET", e.url+"/packages.json", "X-Forwarded-For", "203.0.113.9", "X-Forwarded-Proto", "https")
+	if !strings.Contains(string(body), `"api-url":"https://`) {
+		t.Errorf("X-Forwarded-Proto from a private address is not honoured: %s", body)
+	}
+	if !strings.Contains(logs.String(), "remote=203.0.113.9") {
+		t.Errorf("the log does not name the client behind the balancer:\n%s", logs.String())
+	}
+}

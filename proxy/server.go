@@ -139,7 +139,10 @@ func New(o Options) *Server {
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.IPExtractor = echo.ExtractIPDirect()
+	// The client's address is taken from X-Forwarded-For only when the
+	// request comes from a loopback, link-local or private address (a
+	// load balancer); from anywhere else the header is ignored.
+	e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	e.Pre(s.guard)
 	e.Use(s.logRequests)
 	e.Use(middleware.Recover())
@@ -460,6 +463,32 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration)
 func (s *Server) Close() {
 	s.core.cancelBg()
 	s.core.wg.Wait()
+}
+
+// requestScheme is the scheme the client used: X-Forwarded-Proto when the
+// request comes from a trusted (loopback, link-local or private) address,
+// else the connection's own.
+func requestScheme(c echo.Context) string {
+	r := c.Request()
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); (p == "http" || p == "https") && fromTrusted(r.RemoteAddr) {
+		scheme = p
+	}
+	return scheme
+}
+
+// fromTrusted reports whether a peer address is loopback, link-local or
+// private: where a load balancer in front of the proxy would be.
+func fromTrusted(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast())
 }
 
 // truncate caps s at n bytes (client input echoed in messages).

@@ -79,3 +79,12 @@ func TestValidHostAndRequestID(t *testing.T) {
 		}
 	}
 }
+
+func TestFromTrusted(t *testing.T) {
+	for addr, want := range map[string]bool{"127.0.0.1:5": true, "10.1.2.3:80": true, "192.168.0.9:1": true, "[::1]:8": true,
+		"[fe80::1]:8": true, "203.0.113.9:443": false, "8.8.8.8:53": false, "garbage": false} {
+		if got := fromTrusted(addr); got != want {
+			t.Errorf("fromTrusted(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
