@@ -15,6 +15,14 @@ import (
 // metadata). It is the only error reported to clients as 404.
 var errNotFound = errors.New("not found")
 
+// upstream404 is errNotFound naming the upstream URL that answered 404,
+// so that a mirror URL missing a path segment (a PyPI index without
+// /simple) shows in the answer.
+type upstream404 struct{ url string }
+
+func (e *upstream404) Error() string        { return "not found: the upstream answered 404 for " + e.url }
+func (e *upstream404) Is(target error) bool { return target == errNotFound }
+
 // upstreamError: the upstream failed and nothing stored could be served.
 // Never a 404: a 404 makes Composer drop the package.
 type upstreamError struct {
@@ -68,7 +76,7 @@ func httpError(err error) *echo.HTTPError {
 	var ue *upstreamError
 	switch {
 	case errors.Is(err, errNotFound):
-		return echo.NewHTTPError(http.StatusNotFound, "not found")
+		return echo.NewHTTPError(http.StatusNotFound, err.Error())
 	case errors.As(err, &ue):
 		return echo.NewHTTPError(ue.status, ue.msg)
 	case errors.Is(err, context.Canceled):

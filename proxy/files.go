@@ -302,7 +302,7 @@ func (c *Core) download(f *flight, src fileSource) {
 		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 			resp.Body.Close()
 			c.metrics.upstream.with("file", "not_found").Add(1)
-			finish(errNotFound)
+			finish(&upstream404{url: safeURL(src.url)})
 			return
 		case resp.StatusCode != http.StatusOK:
 			resp.Body.Close()

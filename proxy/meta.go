@@ -310,7 +310,7 @@ func entryResult(e *metaEntry, stale bool) (metaResult, error) {
 		return metaResult{}, e.rejected
 	}
 	if e.notFound {
-		return metaResult{}, errNotFound
+		return metaResult{}, &upstream404{url: e.header.URL}
 	}
 	return metaResult{entry: e, stale: stale}, nil
 }
@@ -473,7 +473,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 		return metaResult{entry: e}, nil
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		c.metrics.upstream.with("metadata", "not_found").Add(1)
-		neg := &metaEntry{key: src.key, notFound: true}
+		neg := &metaEntry{key: src.key, notFound: true, header: envelope{URL: safeURL(src.url)}}
 		neg.checked.Store(now.UnixNano())
 		c.mem.Add(src.key, neg, 64)
 		return metaResult{entry: neg}, nil

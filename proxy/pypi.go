@@ -113,6 +113,9 @@ func (pm *pypiMirror) projectSource(name string) *metaSource {
 			if err != nil {
 				return nil, err
 			}
+			if p.Name == "" {
+				p.Name = name // an HTML page carries no name: the request's (normalized) one
+			}
 			if p.Skipped > 0 {
 				pm.s.opts.Logger.Warn("upstream page lists files the proxy cannot serve (no usable name or URL); left out",
 					"mirror", pm.m.Name, "project", name, "skipped", p.Skipped)
@@ -135,6 +138,9 @@ func (pm *pypiMirror) projectPage(ctx context.Context, name string) (metaResult,
 		p, err := pypi.Unmarshal(b)
 		if err != nil {
 			return nil, err
+		}
+		if p.Name == "" {
+			p.Name = name // pages stored from an HTML upstream before names were filled in
 		}
 		return &rendered{json: newDoc(p.RenderJSON(name), "j"), html: newDoc(p.RenderHTML(name), "h"), project: p}, nil
 	})

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,5 +46,37 @@ func TestOlderSerialNeverReplacesAPage(t *testing.T) {
 	_, body, _ = do(t, "GET", page)
 	if !bytes.Contains(body, []byte("dep_pkg-3.0")) {
 		t.Fatalf("a page with a newer serial was not taken")
+	}
+}
+
+// An HTML-only upstream's pages get their name from the request; a 404
+// names the upstream URL that answered (a mirror URL without /simple).
+func TestHTMLUpstreamNamesAndUpstream404(t *testing.T) {
+	up := fakepypi.New(true)
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	st, _ := local.New(t.TempDir())
+	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d",
+		Mirrors: []proxy.Mirror{
+			{Name: "pypi", Type: "pypi", URL: up.IndexURL(), TTL: time.Minute, NotFoundTTL: time.Second},
+			{Name: "nosimple", Type: "pypi", URL: strings.TrimSuffix(up.IndexURL(), "/simple"), TTL: time.Minute, NotFoundTTL: time.Second},
+		},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	defer srv.Close()
+	_, body, _ := do(t, "GET", hs.URL+"/pypi/simple/dep-pkg/", "Accept", "application/vnd.pypi.simple.v1+json")
+	if !strings.Contains(string(body), `"name":"dep-pkg"`) {
+		t.Errorf("JSON from an HTML upstream: %s", body)
+	}
+	_, body, _ = do(t, "GET", hs.URL+"/pypi/simple/dep-pkg/", "Accept", "text/html")
+	if !strings.Contains(string(body), "<title>Links for dep-pkg</title>") {
+		t.Errorf("HTML from an HTML upstream: %s", body)
+	}
+	resp, body, _ := do(t, "GET", hs.URL+"/nosimple/simple/dep-pkg/")
+	if resp.StatusCode != 404 || !strings.Contains(string(body), up.Addr()+"/dep-pkg/") {
+		t.Errorf("a mirror URL without /simple: %d %s, want a 404 naming the upstream URL", resp.StatusCode, body)
 	}
 }
