@@ -28,6 +28,18 @@ type env struct {
 	store *local.Store
 	srv   *proxy.Server
 	url   string
+	opts  proxy.Options
+}
+
+// restart replaces the proxy by a new one on the same storage and
+// options (empty memory, no download in flight): what it serves comes
+// from storage.
+func (e *env) restart(t testing.TB) {
+	t.Helper()
+	srv := proxy.New(e.opts)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	e.srv, e.url = srv, hs.URL+"/packagist"
 }
 
 func newEnv(t testing.TB, ttl time.Duration) *env { t.Helper(); return newEnvWith(t, ttl, nil) }
@@ -57,7 +69,7 @@ func newEnvWith(t testing.TB, ttl time.Duration, mod func(*proxy.Options)) *env 
 	srv := proxy.New(opts)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return &env{up: up, store: st, srv: srv, url: hs.URL + "/packagist"}
+	return &env{up: up, store: st, srv: srv, url: hs.URL + "/packagist", opts: opts}
 }
 
 func do(t testing.TB, method, url string, hdr ...string) (*http.Response, []byte, error) {
@@ -154,7 +166,25 @@ func TestStoredDistHeadRangeAndGzipMetadata(t *testing.T) {
 	if resp, body, _ := do(t, "GET", url); resp.StatusCode != 200 || !bytes.Equal(body, want) {
 		t.Fatalf("cold GET: %d", resp.StatusCode)
 	}
+	// Once the dist is committed, a new proxy on the same storage serves
+	// everything below from storage alone (serveStored, storageSeeker,
+	// decodeMeta), not from the download's spool or memory.
+	key := "mirror-dist/packagist/acme/foo/" + url[strings.Index(url, "/zipball/acme/foo/")+len("/zipball/acme/foo/"):]
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := e.store.Stat(context.Background(), key); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was not stored", key)
+		}
+	}
 	e.up.Stop()
+	old := e.url
+	e.restart(t)
+	url = e.url + strings.TrimPrefix(url, old)
+	if resp, body, _ := do(t, "GET", url); resp.StatusCode != 200 || !bytes.Equal(body, want) {
+		t.Fatalf("GET from storage: %d", resp.StatusCode)
+	}
 	resp, body, _ := do(t, "HEAD", url)
 	if resp.StatusCode != 200 || resp.ContentLength != int64(len(want)) || resp.Header.Get("Accept-Ranges") != "bytes" || len(body) != 0 {
 		t.Errorf("HEAD: %d, length %d (want %d), Accept-Ranges %q", resp.StatusCode, resp.ContentLength, len(want), resp.Header.Get("Accept-Ranges"))
@@ -176,7 +206,7 @@ func TestStoredDistHeadRangeAndGzipMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	plain, _ := io.ReadAll(zr)
-	_, direct, _ := do(t, "GET", e.url+"/p2/acme/foo.json")
+	_, direct, _ := do(t, "GET", e.url+"/p2/acme/foo.json", "Accept-Encoding", "identity")
 	if !bytes.Equal(plain, direct) || !json.Valid(direct) {
 		t.Errorf("gzip and plain bodies differ")
 	}
