@@ -26,7 +26,7 @@ type composerMirror struct {
 }
 
 func registerComposer(s *Server, m Mirror) {
-	cm := &composerMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, m)}
+	cm := &composerMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, m, s.core.metrics.upstreamTime.WithLabelValues(m.Name))}
 	cm.rootKey = cm.metaKey("packages.json")
 	for _, prefix := range []string{"/" + m.Name, "/mirror/" + m.Name} {
 		g := s.e.Group(prefix)

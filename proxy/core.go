@@ -68,7 +68,7 @@ func newCore(o *Options) *Core {
 		spool = filepath.Join(o.DistCacheDir, ".tmp")
 	}
 	bg, cancel := context.WithCancel(context.Background())
-	m := newMetrics()
+	m := newMetrics(o.Coordinator != nil)
 	c := &Core{
 		store: countedStore{o.Store, m}, metrics: m, mem: cache.NewMemory[*metaEntry](o.MemoryCacheBytes),
 		coord: o.Coordinator, id: randomID(), leaseTTL: 10 * time.Second, leaseWait: o.LeaseWait,
@@ -84,9 +84,9 @@ func newCore(o *Options) *Core {
 	if c.coord != nil {
 		c.coord.OnError = func(err error) {
 			m.redisErrors.Inc()
-			m.redisUp.Set(0)
+			m.setRedisUp(false)
 		}
-		c.coord.OnOK = func() { m.redisUp.Set(1) }
+		c.coord.OnOK = func() { m.setRedisUp(true) }
 		go c.coord.Subscribe(bg, c.invalidated, func() {
 			// Invalidations sent while we were disconnected are lost.
 			c.mem.Purge()

@@ -300,8 +300,11 @@ func TestWarmHitsMakeNoStorageCalls(t *testing.T) {
 	if after != before {
 		t.Errorf("200 warm requests made %d storage calls, want 0", after-before)
 	}
-	for _, want := range []string{`mirror_cache_lookups_total{tier="memory",result="hit"}`, `mirror_http_requests_total{route="/packagist/p2/:vendor/:file",method="GET",status="200"} 102`,
-		`mirror_upstream_fetches_total{kind="metadata",result="ok"}`, "# TYPE mirror_storage_operations_total counter"} {
+	for _, want := range []string{`mirror_cache_lookups_total{result="hit",tier="memory"}`, `mirror_http_requests_total{method="GET",route="/packagist/p2/:vendor/:file",status="200"} 102`,
+		`mirror_upstream_fetches_total{kind="metadata",result="ok"}`, "# TYPE mirror_storage_operations_total counter",
+		`mirror_http_request_duration_seconds_bucket{class="2xx",route="/packagist/p2/:vendor/:file",le="0.005"}`,
+		`mirror_upstream_request_duration_seconds_count{mirror="packagist"}`, `mirror_http_response_bytes_total{route="/packagist/packages.json"}`,
+		"go_goroutines", "process_resident_memory_bytes"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s:\n%s", want, m)
 		}

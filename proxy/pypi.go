@@ -36,7 +36,7 @@ type pypiMirror struct {
 const rootTTL = time.Hour
 
 func registerPyPI(s *Server, m Mirror) {
-	pm := &pypiMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, m)}
+	pm := &pypiMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, m, s.core.metrics.upstreamTime.WithLabelValues(m.Name))}
 	g := s.e.Group("/" + m.Name)
 	for _, method := range []string{http.MethodGet, http.MethodHead} {
 		g.Add(method, "/simple", pm.redirectRoot)

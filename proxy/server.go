@@ -244,7 +244,7 @@ func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if refused != nil {
 			c.Error(refused)
-			s.core.metrics.observe(c)
+			s.core.metrics.observe(c, 0)
 			return nil
 		}
 		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
@@ -308,11 +308,7 @@ func (s *Server) checkHealth(ctx context.Context) {
 		}
 	}
 	s.storageHealth.Store(&st)
-	if st == "ok" {
-		s.core.metrics.storageUp.Set(1)
-	} else {
-		s.core.metrics.storageUp.Set(0)
-	}
+	s.core.metrics.storageUp.Set(b2f(st == "ok"))
 	if s.opts.Coordinator != nil {
 		// Also keeps mirror_redis_up true to Redis on an idle replica.
 		rs := "ok"
@@ -390,7 +386,8 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 					if info.reason == "" {
 						info.reason = "aborted"
 					}
-					s.core.metrics.aborted.with(info.reason).Add(1)
+					s.core.metrics.aborted.with(info.reason).Inc()
+					s.core.metrics.observe(c, time.Since(start))
 					req, res := c.Request(), c.Response()
 					s.opts.Logger.Warn("response aborted",
 						"request_id", res.Header().Get(echo.HeaderXRequestID),
@@ -405,7 +402,7 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err)
 		}
-		s.core.metrics.observe(c)
+		s.core.metrics.observe(c, time.Since(start))
 		if _, stale := c.Response().Header()["X-Mirror-Stale"]; stale {
 			s.core.metrics.stale.Inc()
 		}

@@ -205,6 +205,7 @@ type upstreamTransport struct {
 	base   http.RoundTripper
 	creds  map[string]string // "scheme://host:port" → Authorization value
 	policy *hostPolicy
+	took   interface{ Observe(float64) } // time to response headers; may be nil
 }
 
 func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -219,12 +220,17 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 			r.Header.Set("Authorization", auth)
 		}
 	}
-	return t.base.RoundTrip(r)
+	start := time.Now()
+	resp, err := t.base.RoundTrip(r)
+	if t.took != nil {
+		t.took.Observe(time.Since(start).Seconds())
+	}
+	return resp, err
 }
 
 // newUpstreamClient is the HTTP client a mirror uses for its upstream and
 // the file URLs its metadata names.
-func newUpstreamClient(timeout time.Duration, m Mirror) *http.Client {
+func newUpstreamClient(timeout time.Duration, m Mirror, took interface{ Observe(float64) }) *http.Client {
 	mu, _ := url.Parse(m.URL)
 	policy := newHostPolicy(mu.Hostname(), m.Type, m.FileHosts)
 	base := &http.Transport{
@@ -255,7 +261,7 @@ func newUpstreamClient(timeout time.Duration, m Mirror) *http.Client {
 		}
 	}
 	return &http.Client{
-		Transport: &upstreamTransport{base: base, creds: creds, policy: policy},
+		Transport: &upstreamTransport{base: base, creds: creds, policy: policy, took: took},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 10 {
 				return errors.New("stopped after 10 redirects")
