@@ -80,6 +80,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func TestThreeReplicasOneBucket(t *testing.T) {
+	testenv.Deadline(t, 4*time.Minute)
 	s3 := testenv.StartS3(t)
 	redis := testenv.StartRedis(t)
 	up := fakepypi.New(false)

@@ -18,6 +18,7 @@ import (
 // TestComposerMirrorOnS3 walks a user's story with the real composer CLI,
 // the real proxy binary, a real S3 server and a fake Packagist.
 func TestComposerMirrorOnS3(t *testing.T) {
+	testenv.Deadline(t, 4*time.Minute)
 	if _, ok := testenv.LookPath("composer"); !ok {
 		testenv.Missing(t, "composer", "apt-get install composer php-cli php-zip unzip")
 	}

@@ -114,6 +114,7 @@ func randomName() string {
 // real S3 server, then brings up the compose stack, replaces its proxy
 // containers and installs from the bucket alone.
 func TestDocker(t *testing.T) {
+	testenv.Deadline(t, 8*time.Minute)
 	if testing.Short() {
 		t.Skip("docker tests skipped in -short")
 	}

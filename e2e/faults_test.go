@@ -13,6 +13,7 @@ import (
 // during an outage), serves from the upstream meanwhile, and reports
 // storage ok once S3 is back.
 func TestStartsDegradedWhileS3IsDown(t *testing.T) {
+	testenv.Deadline(t, time.Minute)
 	s3 := testenv.StartS3(t)
 	bucket := s3.NewBucket(t)
 	up := fakepypi.New(false)

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -57,7 +58,7 @@ func startProxy(t *testing.T, env map[string]string) *proc {
 	logPath := filepath.Join(t.TempDir(), "proxy.log")
 	lf, _ := os.Create(logPath)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
+	if err := testenv.Start(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	p := &proc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, t: t}
@@ -77,7 +78,7 @@ func startProxy(t *testing.T, env map[string]string) *proc {
 				return p
 			}
 		}
-		if cmd.ProcessState != nil || time.Now().After(deadline) {
+		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(logPath)
 			t.Fatalf("proxy did not start: %v\n%s", err, b)
 		}
@@ -95,27 +96,33 @@ func tailLines(s string, n int) string {
 
 // Stop sends SIGTERM and waits.
 func (p *proc) Stop() {
-	if p.cmd.Process == nil || p.cmd.ProcessState != nil {
+	if !testenv.Alive(p.cmd) {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
+	go func() { _ = testenv.Wait(p.cmd); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
+		testenv.KillGroup(p.cmd)
 		<-done
 	}
 }
 
-// Kill sends SIGKILL.
+// Kill sends SIGKILL (to its whole process group).
 func (p *proc) Kill() {
-	if p.cmd.Process == nil || p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
+	testenv.KillGroup(p.cmd)
+}
+
+// output runs a client (composer, pip) in its own process group, so that a
+// test that passes its deadline kills it, and returns what it printed.
+func output(t *testing.T, cmd *exec.Cmd) (string, error) {
+	t.Helper()
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err := testenv.Run(t, cmd)
+	return buf.String(), err
 }
 
 // get does a GET with headers and returns status, headers and body.
@@ -169,8 +176,7 @@ func composer(t *testing.T, dir string, args ...string) (string, error) {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "COMPOSER_HOME="+home, "COMPOSER_CACHE_DIR="+filepath.Join(home, "cache"),
 		"COMPOSER_NO_INTERACTION=1", "COMPOSER_ALLOW_SUPERUSER=1", "COMPOSER_NO_AUDIT=1", "COMPOSER_DISABLE_NETWORK=0")
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return output(t, cmd)
 }
 
 func mustComposer(t *testing.T, dir string, args ...string) string {

@@ -32,8 +32,7 @@ func pip(t *testing.T, index string, args ...string) (string, error) {
 	cmd.Args = append([]string{py, "-m", "pip", args[0], "--isolated", "--disable-pip-version-check", "--no-cache-dir",
 		"--retries", "0", "--timeout", "20", "--index-url", index}, args[1:]...)
 	cmd.Env = append(os.Environ(), "PIP_NO_INPUT=1")
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return output(t, cmd)
 }
 
 func mustPip(t *testing.T, index string, args ...string) string {
@@ -75,6 +74,7 @@ func resolveURL(t *testing.T, base, ref string) string {
 func sha256hex(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
 func TestPyPIMirrorOnS3(t *testing.T) {
+	testenv.Deadline(t, 5*time.Minute)
 	if out, err := exec.Command("python3", "-m", "pip", "--version").CombinedOutput(); err != nil {
 		testenv.Missing(t, "python3 -m pip", "apt-get install python3-pip: "+string(out))
 	}

@@ -44,7 +44,7 @@ func (r *Redis) Start() {
 	cmd := exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.dir)
 	logf, _ := os.Create(filepath.Join(r.dir, "redis.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	if err := Start(r.t, cmd); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
 	}
 	r.cmd = cmd
@@ -64,9 +64,8 @@ func (r *Redis) Start() {
 
 // Stop kills the server.
 func (r *Redis) Stop() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_, _ = r.cmd.Process.Wait()
+	if r.cmd != nil {
+		KillGroup(r.cmd)
 		r.cmd = nil
 	}
 }

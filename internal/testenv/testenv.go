@@ -118,7 +118,7 @@ func (s *S3) Start() {
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 	logf, _ := os.Create(filepath.Join(s.Dir, "versitygw.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	if err := Start(t, cmd); err != nil {
 		t.Fatalf("start versitygw: %v", err)
 	}
 	s.cmd = cmd
@@ -139,9 +139,9 @@ func (s *S3) Start() {
 
 // Stop stops the server (its data stays).
 func (s *S3) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_, _ = s.cmd.Process.Wait()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGCONT) // a paused server dies too
+		KillGroup(s.cmd)
 		s.cmd = nil
 	}
 }
