@@ -104,9 +104,13 @@ func TestThreeReplicasOneBucket(t *testing.T) {
 	}
 
 	t.Run("1 one upstream download for 100 cold requests over three replicas", func(t *testing.T) {
-		fn := fakepypi.Filename("big-wheel", "1.0")
+		// 2 MB: large enough to stream while it downloads (over 1 MiB),
+		// small enough that 100 copies cost seconds, not minutes; the point
+		// is one upstream fetch, not volume.
+		up.Publish("big-wheel", fakepypi.Release{Version: "1.5", Size: 2 << 20})
+		fn := fakepypi.Filename("big-wheel", "1.5")
 		want := up.Wheel(fn)
-		urls := []string{c.fileURL(0, "big-wheel", "1.0"), c.fileURL(1, "big-wheel", "1.0"), c.fileURL(2, "big-wheel", "1.0")}
+		urls := []string{c.fileURL(0, "big-wheel", "1.5"), c.fileURL(1, "big-wheel", "1.5"), c.fileURL(2, "big-wheel", "1.5")}
 		up.SetDelay(time.Second)
 		defer up.SetDelay(0)
 		var wg sync.WaitGroup

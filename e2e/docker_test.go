@@ -145,7 +145,11 @@ func TestDocker(t *testing.T) {
 	t.Run("no env: embedded default, read-only root", func(t *testing.T) {
 		port := testenv.FreePort(t)
 		name := "mp-e2e-default-" + randomName()
-		run(t, "docker", "run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "mirror-proxy:"+imageTag)
+		// The README's command for local storage: a named volume on /data
+		// (the image declares no VOLUME, so nothing anonymous is left).
+		run(t, "docker", "run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "-v", name+":/data",
+			"-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "mirror-proxy:"+imageTag)
+		defer exec.Command("docker", "volume", "rm", "-f", name).Run()
 		defer exec.Command("docker", "rm", "-f", "-v", name).Run()
 		waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), 30*time.Second)
 	})
