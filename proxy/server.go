@@ -28,6 +28,9 @@ type Mirror struct {
 	TTL         time.Duration
 	NotFoundTTL time.Duration
 	Auth        []HostAuth
+	// Public lets anonymous clients read the mirror when tokens are
+	// configured (writes always need a write token).
+	Public bool
 	// FileHosts are the hosts, besides the mirror's own and its type's
 	// defaults, that files named in its metadata may come from ("*": any
 	// public host). Listed hosts may be on private addresses.
@@ -88,6 +91,9 @@ type Options struct {
 	// MetadataFetches bounds the upstream metadata fetches running at
 	// once in this process (default 16).
 	MetadataFetches int
+	// Tokens, when any, are required by every request to a mirror (see
+	// authorize); none: reads are open and writes refused.
+	Tokens []Token
 	// BodyReadTimeout bounds the time a request body may take to arrive
 	// (default 30 s).
 	BodyReadTimeout time.Duration
@@ -101,6 +107,9 @@ type Server struct {
 
 	storageHealth atomic.Pointer[string] // "ok" or what failed, from the background check
 	redisHealth   atomic.Pointer[string]
+
+	mirrors     map[string]Mirror // by name
+	writeRoutes map[string]bool   // "METHOD route template" of routes that write (need the write scope)
 }
 
 // New builds the server and its routes.
@@ -146,12 +155,15 @@ func New(o Options) *Server {
 	e.Pre(s.guard)
 	e.Use(s.logRequests)
 	e.Use(middleware.Recover())
+	e.Use(s.authorize)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.readyz)
 	go s.watchHealth(s.core.bg)
 	e.GET("/metrics", s.core.metrics.handler())
+	s.mirrors, s.writeRoutes = map[string]Mirror{}, map[string]bool{}
 	for _, m := range o.Mirrors {
 		m = splitUserinfo(m)
+		s.mirrors[m.Name] = m
 		reg := ecosystems[m.Type]
 		if reg == nil {
 			o.Logger.Warn("mirror type not served yet; mirror skipped", "mirror", m.Name, "type", m.Type)

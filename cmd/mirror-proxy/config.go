@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -42,6 +43,9 @@ type Config struct {
 	DistCacheDir   string `envconfig:"MIRROR_DIST_CACHE_DIR" desc:"optional disk cache of files (empty: none)"`
 	DistCacheBytes Bytes  `envconfig:"MIRROR_DIST_CACHE_MAX_BYTES" default:"10GiB" desc:"size limit of the file disk cache (least recently used files are evicted)"`
 	MemCacheBytes  Bytes  `envconfig:"MEMORY_CACHE_MAX_BYTES" default:"256MiB" desc:"size limit of the in-memory metadata cache"`
+
+	AuthTokens     TokenSpecs `envconfig:"AUTH_TOKENS" desc:"JSON array of access tokens: [{\"name\",\"token\" (or \"sha256:<hex>\"),\"scopes\":[\"read\",\"write\"],\"mirrors\":[...]}]; empty: reads open, uploads refused"`
+	AuthTokensFile string     `envconfig:"AUTH_TOKENS_FILE" desc:"file holding the AUTH_TOKENS JSON (a mounted secret); used when AUTH_TOKENS is empty"`
 
 	RedisURL  string        `envconfig:"REDIS_URL" desc:"optional Redis for coordinating replicas (redis://host:6379/0); empty: none"`
 	LeaseWait time.Duration `envconfig:"LEASE_WAIT" default:"60s" desc:"how long a request waits for another replica's download of the same file before a 503"`
@@ -159,6 +163,34 @@ type MirrorSpec struct {
 	NotFoundTTL string           `json:"notFoundTtl"`
 	Auth        []proxy.HostAuth `json:"auth"`
 	FileHosts   []string         `json:"fileHosts"`
+	Public      bool             `json:"public"`
+}
+
+// TokenSpec is one access token as users write it.
+type TokenSpec struct {
+	Name    string   `json:"name"`
+	Token   string   `json:"token"`
+	Scopes  []string `json:"scopes"`
+	Mirrors []string `json:"mirrors"`
+}
+
+// TokenSpecs is the AUTH_TOKENS JSON array.
+type TokenSpecs []TokenSpec
+
+func (ts *TokenSpecs) Decode(v string) error {
+	if strings.TrimSpace(v) == "" {
+		*ts = nil
+		return nil
+	}
+	dec := json.NewDecoder(strings.NewReader(v))
+	dec.DisallowUnknownFields()
+	var specs []TokenSpec
+	if err := dec.Decode(&specs); err != nil {
+		// The value holds secrets: the decoder's message names no value.
+		return fmt.Errorf("not a JSON array of tokens (%v); example: [{\"name\":\"ci\",\"token\":\"sha256:...\",\"scopes\":[\"read\",\"write\"]}]", err)
+	}
+	*ts = specs
+	return nil
 }
 
 func (m *Mirrors) Decode(v string) error {
@@ -188,7 +220,7 @@ func (e configError) Error() string { return "invalid configuration: " + e.Var +
 var bucketRe = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 
 // secretVars may carry passwords or keys: their values are never printed.
-var secretVars = map[string]bool{"MIRRORS": true, "STORAGE_AWS_ARGS": true, "REDIS_URL": true}
+var secretVars = map[string]bool{"MIRRORS": true, "STORAGE_AWS_ARGS": true, "REDIS_URL": true, "AUTH_TOKENS": true}
 
 var hostRe = regexp.MustCompile(`^(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[[0-9a-fA-F:.]+\])$`)
 
@@ -208,6 +240,15 @@ func LoadConfig() (*Config, error) {
 	}
 	if c.Mirrors == nil {
 		_ = c.Mirrors.Decode("")
+	}
+	if c.AuthTokens == nil && c.AuthTokensFile != "" {
+		b, err := os.ReadFile(c.AuthTokensFile)
+		if err != nil {
+			return nil, configError{"AUTH_TOKENS_FILE", err.Error()}
+		}
+		if err := c.AuthTokens.Decode(string(b)); err != nil {
+			return nil, configError{"AUTH_TOKENS_FILE", err.Error()}
+		}
 	}
 	return &c, c.validate()
 }
@@ -268,6 +309,9 @@ func (c *Config) validate() error {
 		return configError{"LOG_FORMAT", fmt.Sprintf("%q: must be json or text", c.LogFormat)}
 	}
 	if err := c.checkDirs(); err != nil {
+		return err
+	}
+	if _, err := c.Tokens(); err != nil {
 		return err
 	}
 	if len(c.Mirrors) == 0 {
@@ -354,11 +398,57 @@ func (c *Config) checkDirs() error {
 	return nil
 }
 
+// Tokens turns the token specs into the proxy's tokens (secrets hashed).
+func (c *Config) Tokens() ([]proxy.Token, error) {
+	known := map[string]bool{}
+	for _, m := range c.Mirrors {
+		known[m.Name] = true
+	}
+	var out []proxy.Token
+	seen := map[string]bool{}
+	for i, ts := range c.AuthTokens {
+		where := fmt.Sprintf("token %d (%q)", i, ts.Name)
+		if ts.Name == "" || seen[ts.Name] {
+			return nil, configError{"AUTH_TOKENS", where + ": each token needs a name of its own (it appears in logs, never the token)"}
+		}
+		seen[ts.Name] = true
+		sum, err := proxy.ParseTokenSecret(ts.Token)
+		if err != nil {
+			return nil, configError{"AUTH_TOKENS", where + ": " + err.Error()}
+		}
+		t := proxy.Token{Name: ts.Name, SHA256: sum}
+		for _, sc := range ts.Scopes {
+			switch sc {
+			case "read":
+				t.Read = true
+			case "write":
+				t.Write = true
+			default:
+				return nil, configError{"AUTH_TOKENS", fmt.Sprintf("%s: unknown scope %q (read, write)", where, sc)}
+			}
+		}
+		if !t.Read && !t.Write {
+			return nil, configError{"AUTH_TOKENS", where + `: scopes must hold "read", "write" or both`}
+		}
+		if ts.Mirrors != nil {
+			t.Mirrors = map[string]bool{}
+			for _, m := range ts.Mirrors {
+				if !known[m] {
+					return nil, configError{"AUTH_TOKENS", fmt.Sprintf("%s: unknown mirror %q", where, m)}
+				}
+				t.Mirrors[m] = true
+			}
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
 // ProxyMirrors turns the specs into the proxy's mirror definitions.
 func (c *Config) ProxyMirrors() []proxy.Mirror {
 	var out []proxy.Mirror
 	for _, m := range c.Mirrors {
-		pm := proxy.Mirror{Name: m.Name, Type: m.Type, URL: strings.TrimRight(m.URL, "/"), TTL: c.MetadataTTL, NotFoundTTL: c.NotFoundTTL, Auth: m.Auth, FileHosts: m.FileHosts}
+		pm := proxy.Mirror{Name: m.Name, Type: m.Type, URL: strings.TrimRight(m.URL, "/"), TTL: c.MetadataTTL, NotFoundTTL: c.NotFoundTTL, Auth: m.Auth, FileHosts: m.FileHosts, Public: m.Public}
 		if pm.TTL <= 0 {
 			pm.TTL = defaultTTL[m.Type]
 		}

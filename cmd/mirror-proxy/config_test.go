@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -77,6 +78,9 @@ func TestConfigErrorsNeverPrintSecrets(t *testing.T) {
 		{"STORAGE_AWS_ARGS", `{"accessKeySecret":"hunter2",`},
 		{"STORAGE_AWS_ARGS", `{"accessKeySecret":"hunter2","pathStyleEndpoint":"maybe"}`},
 		{"REDIS_URL", "redis://:hunter2@host:notaport/0"},
+		{"AUTH_TOKENS", `[{"name":"ci","token":"hunter2hunter2hunter2","scopes":["admin"]}]`},
+		{"AUTH_TOKENS", `[{"name":"ci","token":"hunter2"}]`},
+		{"AUTH_TOKENS", `[{"token":"hunter2hunter2hunter2","scopes":["read"]}`},
 	}
 	for _, c := range cases {
 		t.Run(c.k, func(t *testing.T) {
@@ -102,6 +106,33 @@ func TestMirrorAuthHosts(t *testing.T) {
 	t.Setenv("MIRRORS", `[{"name":"a","type":"composer","url":"https://x","auth":[{"host":"cdn.x/path","bearer":"t"}]}]`)
 	if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "auth") {
 		t.Fatalf("a host with a path: %v", err)
+	}
+}
+
+// Tokens come from AUTH_TOKENS or a file; secrets are kept as sha256.
+func TestTokens(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/tokens.json"
+	os.WriteFile(file, []byte(`[{"name":"ci","token":"sha256:`+strings.Repeat("ab", 32)+`","scopes":["read","write"],"mirrors":["pypi"]}]`), 0o600)
+	t.Setenv("AUTH_TOKENS_FILE", file)
+	c, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, _ := c.Tokens()
+	if len(toks) != 1 || !toks[0].Write || !toks[0].Mirrors["pypi"] || toks[0].Mirrors["packagist"] {
+		t.Errorf("tokens from the file: %+v", toks)
+	}
+	for _, bad := range []string{
+		`[{"name":"a","token":"0123456789abcdef","scopes":["read"],"mirrors":["nope"]}]`,
+		`[{"name":"a","token":"0123456789abcdef","scopes":[]}]`,
+		`[{"name":"a","token":"sha256:zz","scopes":["read"]}]`,
+		`[{"name":"a","token":"0123456789abcdef","scopes":["read"]},{"name":"a","token":"0123456789abcdeg","scopes":["read"]}]`,
+	} {
+		t.Setenv("AUTH_TOKENS", bad)
+		if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "AUTH_TOKENS") {
+			t.Errorf("%s: %v", bad, err)
+		}
 	}
 }
 

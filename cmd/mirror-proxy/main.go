@@ -194,6 +194,9 @@ func serve() error {
 		go http.Serve(dl, http.DefaultServeMux) // net/http/pprof registers there
 		log.Info("profiles on /debug/pprof/", "addr", dl.Addr().String())
 	}
+	if opts.Tokens, err = cfg.Tokens(); err != nil {
+		return err
+	}
 	if opts.VerifyFailureTTL == 0 {
 		opts.VerifyFailureTTL = -1 // proxy.Options: negative turns it off
 	}

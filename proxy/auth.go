@@ -1,0 +1,142 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Token is an access token as configured (AUTH_TOKENS): only the sha256
+// of the secret is kept in memory.
+type Token struct {
+	Name    string
+	SHA256  [32]byte
+	Read    bool
+	Write   bool
+	Mirrors map[string]bool // nil: every mirror
+}
+
+// ParseTokenSecret turns a configured token value into its sha256: the
+// token itself, or "sha256:<hex>" of it (so that the configuration holds
+// no secret).
+func ParseTokenSecret(v string) ([32]byte, error) {
+	var sum [32]byte
+	if h, ok := strings.CutPrefix(v, "sha256:"); ok {
+		b, err := hex.DecodeString(strings.ToLower(h))
+		if err != nil || len(b) != 32 {
+			return sum, errors.New(`"sha256:" must be followed by 64 hex digits`)
+		}
+		copy(sum[:], b)
+		return sum, nil
+	}
+	if len(v) < 16 {
+		return sum, errors.New("a token must be at least 16 characters (or given as sha256:<hex>)")
+	}
+	return sha256.Sum256([]byte(v)), nil
+}
+
+// realm is what 401 answers announce.
+const realm = `Basic realm="mirror-proxy"`
+
+// presentedToken is the token a request carries: the password of HTTP
+// Basic (any username: composer's http-basic, pip's __token__:TOKEN@host,
+// twine's -u __token__), or a Bearer token.
+func presentedToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, rest, ok := strings.Cut(h, " ")
+	if !ok {
+		return "", false
+	}
+	switch strings.ToLower(scheme) {
+	case "bearer":
+		return strings.TrimSpace(rest), rest != ""
+	case "basic":
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(rest))
+		if err != nil {
+			return "", false
+		}
+		_, pw, ok := strings.Cut(string(b), ":")
+		return pw, ok && pw != ""
+	}
+	return "", false
+}
+
+// lookupToken finds the configured token whose secret is presented,
+// comparing against every one in constant time.
+func (s *Server) lookupToken(presented string) *Token {
+	sum := sha256.Sum256([]byte(presented))
+	var found *Token
+	for i := range s.opts.Tokens {
+		t := &s.opts.Tokens[i]
+		if subtle.ConstantTimeCompare(sum[:], t.SHA256[:]) == 1 && found == nil {
+			found = t
+		}
+	}
+	return found
+}
+
+// mirrorOfRoute is the mirror a route template belongs to ("/N/..." or
+// "/mirror/N/..."), or "" for the server's own routes.
+func mirrorOfRoute(route string) string {
+	rest := strings.TrimPrefix(route, "/")
+	first, rest, _ := strings.Cut(rest, "/")
+	if first == "mirror" {
+		first, _, _ = strings.Cut(rest, "/")
+	}
+	return first
+}
+
+// authorize runs after routing: with tokens configured, every request to
+// a mirror needs a valid token (reads of a "public" mirror excepted), and
+// writes need a write token; without tokens reads are open and writes
+// refused. /healthz, /readyz and /metrics are always open. Tokens never
+// appear in logs or answers.
+func (s *Server) authorize(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		name := mirrorOfRoute(c.Path())
+		m, isMirror := s.mirrors[name]
+		if !isMirror {
+			return next(c)
+		}
+		write := s.writeRoutes[c.Request().Method+" "+c.Path()]
+		if len(s.opts.Tokens) == 0 {
+			if write {
+				return echo.NewHTTPError(http.StatusForbidden, "uploads need a token with the write scope: configure AUTH_TOKENS (see the README)")
+			}
+			return next(c)
+		}
+		if !write && m.Public {
+			return next(c)
+		}
+		presented, ok := presentedToken(c.Request())
+		var t *Token
+		if ok {
+			t = s.lookupToken(presented)
+		}
+		if t == nil {
+			c.Response().Header().Set("WWW-Authenticate", realm)
+			if ok {
+				return echo.NewHTTPError(http.StatusUnauthorized, "invalid token")
+			}
+			return echo.NewHTTPError(http.StatusUnauthorized, "authentication required: send a token as the password of HTTP Basic or as a Bearer token")
+		}
+		if t.Mirrors != nil && !t.Mirrors[name] {
+			return echo.NewHTTPError(http.StatusForbidden, fmt.Sprintf("token %q may not use mirror %q", t.Name, name))
+		}
+		if (write && !t.Write) || (!write && !t.Read) {
+			scope := "read"
+			if write {
+				scope = "write"
+			}
+			return echo.NewHTTPError(http.StatusForbidden, fmt.Sprintf("token %q lacks the %s scope", t.Name, scope))
+		}
+		return next(c)
+	}
+}
