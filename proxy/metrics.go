@@ -66,7 +66,7 @@ func newMetrics(withRedis bool) *metrics {
 		upstream:         f.counterVec("mirror_upstream_fetches_total", "Upstream requests by kind (metadata, file) and result (ok, not_modified, not_found, error).", "kind", "result"),
 		upstreamTime:     f.histogramVec("mirror_upstream_request_duration_seconds", "Time from an upstream request to its response headers, by mirror.", prometheus.DefBuckets, "mirror"),
 		upstreamBytes:    f.counter("mirror_upstream_file_bytes_total", "Bytes of files downloaded from upstreams."),
-		storageOps:       f.counterVec("mirror_storage_operations_total", "Storage calls by operation and result (ok, not_found, exists, error).", "op", "result"),
+		storageOps:       f.counterVec("mirror_storage_operations_total", "Storage calls by operation and result (ok, not_found, exists, precondition_failed, error).", "op", "result"),
 		flightWaits:      f.counter("mirror_singleflight_waits_total", "Requests that joined a download already running in this process."),
 		leaseWaits:       f.counter("mirror_lease_waits_total", "Downloads that waited for another replica's lease."),
 		leaseTimeouts:    f.counter("mirror_lease_timeouts_total", "Waits for another replica's lease that gave up (503 to the client)."),
@@ -197,6 +197,8 @@ func storageResult(err error) string {
 		return "not_found"
 	case errors.Is(err, storage.ErrExists):
 		return "exists"
+	case errors.Is(err, storage.ErrPreconditionFailed):
+		return "precondition_failed"
 	}
 	return "error"
 }

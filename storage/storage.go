@@ -23,6 +23,9 @@ var (
 	ErrExists = errors.New("object already exists")
 	// ErrInvalidRange: the requested range starts beyond the object's end.
 	ErrInvalidRange = errors.New("range not satisfiable")
+	// ErrPreconditionFailed: a Put with IfMatch found another version of
+	// the object (or none): nothing was written; read it again and retry.
+	ErrPreconditionFailed = errors.New("precondition failed: the object changed")
 )
 
 // Info describes a stored object.
@@ -30,6 +33,9 @@ type Info struct {
 	Key     string
 	Size    int64
 	ModTime time.Time
+	// ETag identifies this version of the object (opaque; changes with
+	// every write): what PutOptions.IfMatch names.
+	ETag string
 }
 
 // Range selects bytes [Offset, Offset+Length) of an object; Length < 0 means
@@ -52,6 +58,12 @@ type PutOptions struct {
 	CreateOnly bool
 	// ContentType is recorded where the backend supports it.
 	ContentType string
+	// IfMatch, when set, makes the Put commit only if the object's current
+	// ETag is this one (If-Match on S3), else fail with
+	// ErrPreconditionFailed: indexes that several replicas update are
+	// read, changed and written back under this guard, never blindly.
+	// Bodies of conditional Puts must be smaller than one S3 part.
+	IfMatch string
 }
 
 // Store is the object store. Implementations must be safe for concurrent use.

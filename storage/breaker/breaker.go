@@ -101,7 +101,7 @@ func (s *Store) admit() (probe bool, err error) {
 // cancelled say nothing about the store's health.
 func (s *Store) done(probe bool, err error, callerCtx context.Context) {
 	failed := err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrExists) &&
-		!errors.Is(err, storage.ErrInvalidRange) && callerCtx.Err() == nil
+		!errors.Is(err, storage.ErrInvalidRange) && !errors.Is(err, storage.ErrPreconditionFailed) && callerCtx.Err() == nil
 	s.mu.Lock()
 	if probe {
 		s.probing = false

@@ -6,6 +6,8 @@ package local
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -77,7 +80,19 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
 	if fi.IsDir() {
 		return storage.Info{}, fmt.Errorf("local storage: %s: %w", key, storage.ErrNotFound)
 	}
-	return storage.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+	return infoOf(key, fi), nil
+}
+
+// infoOf describes a stored file. Its ETag is made of the inode, size and
+// modification time: every write renames a new file into place, so every
+// version has a new one.
+func infoOf(key string, fi fs.FileInfo) storage.Info {
+	var ino uint64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = uint64(st.Ino)
+	}
+	return storage.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(),
+		ETag: fmt.Sprintf(`"%x-%x-%x"`, ino, fi.Size(), fi.ModTime().UnixNano())}
 }
 
 type section struct {
@@ -99,7 +114,7 @@ func (s *Store) Get(ctx context.Context, key string, rng storage.Range) (io.Read
 		f.Close()
 		return nil, storage.Info{}, fmt.Errorf("local storage: %s: %w", key, storage.ErrNotFound)
 	}
-	info := storage.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}
+	info := infoOf(key, fi)
 	if rng.Offset == 0 && rng.Length < 0 {
 		return f, info, nil
 	}
@@ -170,10 +185,44 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 		os.Remove(tmp.Name())
 		return nil
 	}
+	if opts.IfMatch != "" {
+		// Compare and swap under an exclusive lock of the key, which every
+		// process on this directory takes for conditional writes.
+		unlock, err := s.lock(key)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		cur, err := s.Stat(ctx, key)
+		if err != nil || cur.ETag != opts.IfMatch {
+			err = fmt.Errorf("local storage: %s: %w", key, storage.ErrPreconditionFailed)
+			return err
+		}
+	}
 	if err = os.Rename(tmp.Name(), p); err != nil {
 		return fmt.Errorf("local storage: commit %s: %w", key, err)
 	}
 	return nil
+}
+
+// lock takes an exclusive flock(2) on a lock file of key in <dir>/.locks
+// (named by the key's hash, so no key escapes it; never cleared, so that
+// every process locks the same file).
+func (s *Store) lock(key string) (func(), error) {
+	sum := sha256.Sum256([]byte(key))
+	dir := filepath.Join(s.root, ".locks")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("local storage: lock %s: %w", key, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, hex.EncodeToString(sum[:12])), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("local storage: lock %s: %w", key, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("local storage: lock %s: %w", key, err)
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
 
 func (s *Store) Delete(ctx context.Context, key string) error {

@@ -179,7 +179,7 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
 	if err != nil {
 		return storage.Info{}, s.wrap("HeadObject", key, err)
 	}
-	return storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
+	return storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified), ETag: aws.ToString(out.ETag)}, nil
 }
 
 func (s *Store) Get(ctx context.Context, key string, rng storage.Range) (io.ReadCloser, storage.Info, error) {
@@ -210,7 +210,7 @@ func (s *Store) Get(ctx context.Context, key string, rng storage.Range) (io.Read
 	if err != nil {
 		return nil, storage.Info{}, s.wrap("GetObject", key, err)
 	}
-	info := storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}
+	info := storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified), ETag: aws.ToString(out.ETag)}
 	if cr := aws.ToString(out.ContentRange); cr != "" {
 		// "bytes a-b/total"
 		if i := strings.LastIndexByte(cr, '/'); i >= 0 {
@@ -281,13 +281,27 @@ func (s *Store) putSingle(ctx context.Context, key string, body []byte, opts sto
 			in.IfNoneMatch = aws.String("*")
 		}
 	}
+	if opts.IfMatch != "" {
+		in.IfMatch = aws.String(opts.IfMatch)
+	}
 	if _, err := s.client.PutObject(ctx, in); err != nil {
+		if opts.IfMatch != "" {
+			// 412 (another version), 409 (a racing write) or 404 (none).
+			switch code, status := codeOf(err), statusOf(err); {
+			case status == 412 || status == 409 || status == 404 || code == "PreconditionFailed" ||
+				code == "ConditionalRequestConflict" || code == "NoSuchKey":
+				return fmt.Errorf("s3 PutObject %s/%s: %w", s.bucket, key, storage.ErrPreconditionFailed)
+			}
+		}
 		return s.wrap("PutObject", key, err)
 	}
 	return nil
 }
 
 func (s *Store) putMultipart(ctx context.Context, key string, r io.Reader, first []byte, opts storage.PutOptions) (err error) {
+	if opts.IfMatch != "" {
+		return fmt.Errorf("s3 PutObject %s/%s: a conditional write must fit in one part (%d bytes)", s.bucket, key, s.part)
+	}
 	if opts.CreateOnly {
 		// The condition is only checked at completion; skip the upload when
 		// the object is plainly there already.

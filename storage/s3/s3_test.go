@@ -26,7 +26,11 @@ func newStore(t *testing.T, srv *testenv.S3, bucket string) *s3store.Store {
 func TestConformance(t *testing.T) {
 	srv := testenv.StartS3(t)
 	st := newStore(t, srv, srv.NewBucket(t))
-	storagetest.Run(t, func(t *testing.T) storage.Store { return st })
+	// versitygw v1.8.0 answers 412 to a stale If-Match, but two writes
+	// racing over one version can both succeed (seen in IfMatchRace):
+	// indexes that replicas update on it need a lease around the write.
+	storagetest.RunWith(t, func(t *testing.T) storage.Store { return st },
+		storagetest.Options{IfMatchNotAtomic: "versitygw v1.8.0 checks If-Match, but not atomically against a racing write"})
 }
 
 func TestCheck(t *testing.T) {

@@ -21,7 +21,19 @@ import (
 // Run runs the suite. newStore returns the store under test; the suite keeps
 // every key under a random prefix so that one store (one bucket) can serve
 // all subtests.
-func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
+func Run(t *testing.T, newStore func(t *testing.T) storage.Store) { RunWith(t, newStore, Options{}) }
+
+// Options describe what a backend is known not to do.
+type Options struct {
+	// IfMatchNotAtomic, when set, says why the backend checks IfMatch but
+	// not atomically (two racing conditional writes over one version may
+	// both succeed): the race test is skipped with that reason, and
+	// callers must serialise such writes by other means (a Redis lease).
+	IfMatchNotAtomic string
+}
+
+// RunWith runs the suite with what the backend is known not to do.
+func RunWith(t *testing.T, newStore func(t *testing.T) storage.Store, o Options) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, s storage.Store, root string)
@@ -38,9 +50,14 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"ListIsolation", testList},
 		{"InvalidKeys", testInvalidKeys},
 		{"Delete", testDelete},
+		{"IfMatch", testIfMatch},
+		{"IfMatchRace", testIfMatchRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "IfMatchRace" && o.IfMatchNotAtomic != "" {
+				t.Skip(o.IfMatchNotAtomic)
+			}
 			s := newStore(t)
 			var rnd [6]byte
 			_, _ = rand.Read(rnd[:])
@@ -321,5 +338,86 @@ func testDelete(t *testing.T, s storage.Store, root string) {
 	wantNotFound(t, "Stat after Delete", err)
 	if _, err := s.Stat(ctx, root+"/del-keep"); err != nil {
 		t.Fatalf("Delete removed a neighbour: %v", err)
+	}
+}
+
+// testIfMatch: a Put with IfMatch commits only over the version it names;
+// a Put over another version, or over a missing object, changes nothing.
+func testIfMatch(t *testing.T, s storage.Store, root string) {
+	key := root + "/index.json"
+	put(t, s, key, []byte("v1"))
+	info, err := s.Stat(ctx, key)
+	if err != nil || info.ETag == "" {
+		t.Fatalf("Stat after Put: %v, ETag %q", err, info.ETag)
+	}
+	if _, gi := get(t, s, key, storage.Whole); gi.ETag != info.ETag {
+		t.Errorf("Get and Stat disagree on the ETag: %q vs %q", gi.ETag, info.ETag)
+	}
+	if err := s.Put(ctx, key, bytes.NewReader([]byte("v2")), storage.PutOptions{Size: 2, IfMatch: info.ETag}); err != nil {
+		t.Fatalf("Put over the named version: %v", err)
+	}
+	info2, _ := s.Stat(ctx, key)
+	if info2.ETag == info.ETag {
+		t.Fatalf("the ETag did not change with the content")
+	}
+	err = s.Put(ctx, key, bytes.NewReader([]byte("v3")), storage.PutOptions{Size: 2, IfMatch: info.ETag})
+	if !errors.Is(err, storage.ErrPreconditionFailed) {
+		t.Fatalf("Put over a stale version: got %v, want ErrPreconditionFailed", err)
+	}
+	if b, _ := get(t, s, key, storage.Whole); string(b) != "v2" {
+		t.Fatalf("a failed conditional Put changed the object to %q", b)
+	}
+	err = s.Put(ctx, root+"/missing", bytes.NewReader([]byte("x")), storage.PutOptions{Size: 1, IfMatch: info.ETag})
+	if !errors.Is(err, storage.ErrPreconditionFailed) {
+		t.Fatalf("conditional Put of a missing object: got %v, want ErrPreconditionFailed", err)
+	}
+}
+
+// testIfMatchRace: writers that read, modify and write back one index
+// with IfMatch, retrying on ErrPreconditionFailed, all get their entry
+// in: none is lost.
+func testIfMatchRace(t *testing.T, s storage.Store, root string) {
+	key := root + "/index"
+	if err := s.Put(ctx, key, bytes.NewReader(nil), storage.PutOptions{Size: 0, CreateOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	const writers = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := 0; i < writers; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for attempt := 0; attempt < 200; attempt++ {
+				rc, info, err := s.Get(ctx, key, storage.Whole)
+				if err != nil {
+					errs <- err
+					return
+				}
+				cur, _ := io.ReadAll(rc)
+				rc.Close()
+				next := append(cur, []byte(fmt.Sprintf("w%d\n", i))...)
+				err = s.Put(ctx, key, bytes.NewReader(next), storage.PutOptions{Size: int64(len(next)), IfMatch: info.ETag})
+				if err == nil {
+					return
+				}
+				if !errors.Is(err, storage.ErrPreconditionFailed) {
+					errs <- err
+					return
+				}
+			}
+			errs <- fmt.Errorf("writer %d gave up", i)
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	b, _ := get(t, s, key, storage.Whole)
+	for i := 0; i < writers; i++ {
+		if !bytes.Contains(b, []byte(fmt.Sprintf("w%d\n", i))) {
+			t.Errorf("writer %d's entry was lost: %q", i, b)
+		}
 	}
 }
