@@ -141,6 +141,25 @@ func (c *Coordinator) TryLease(ctx context.Context, name string, ttl time.Durati
 	return l, true, nil
 }
 
+// Lock waits until it holds the lease name (a lock across replicas; it
+// lapses 10 s after a holder dies) or ctx ends; unlock releases it.
+func (c *Coordinator) Lock(ctx context.Context, name string) (unlock func(), err error) {
+	for {
+		l, ok, err := c.TryLease(ctx, "lock:"+name, 10*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return l.Release, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // Held reports whether anyone holds the lease name.
 func (c *Coordinator) Held(ctx context.Context, name string) (bool, error) {
 	cctx, cancel := c.ctx(ctx)
