@@ -132,11 +132,7 @@ func must(_ int, b []byte, _ time.Duration) []byte { return b }
 // it again.
 func TestVerificationFailureIsShared(t *testing.T) {
 	r := testenv.StartRedis(t)
-	up := hostile.New()
-	if err := up.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer up.Stop()
+	up := startHostile(t)
 	up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
 	up.Handle("/p2/a/bad.json", hostile.Body("application/json", p2JSON("a/bad", up.URL()+"/dl/bad.zip", strings.Repeat("0", 40))))
 	up.Handle("/dl/bad.zip", hostile.Bytes(bytes.Repeat([]byte("z"), 2<<20)))
@@ -274,11 +270,7 @@ func TestIdleReplicaNoticesRedisDown(t *testing.T) {
 // one asks the upstream, the others read what it stored.
 func TestColdMetadataFetchedOnceAcrossReplicas(t *testing.T) {
 	r := testenv.StartRedis(t)
-	up := hostile.New()
-	if err := up.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer up.Stop()
+	up := startHostile(t)
 	up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
 	up.Handle("/p2/*", func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(500 * time.Millisecond)

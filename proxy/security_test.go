@@ -55,14 +55,21 @@ type hostileEnv struct {
 // type typ whose URL is the upstream's plus path; mod adjusts the options.
 func newHostile(t *testing.T, typ, path string, mod func(*proxy.Options)) *hostileEnv {
 	t.Helper()
+	up := startHostile(t)
+	e := newProxy(t, t.TempDir(), typ, up.URL()+path, mod)
+	e.up = up
+	return e
+}
+
+// startHostile starts a hostile upstream on loopback for the test.
+func startHostile(t testing.TB) *hostile.Server {
+	t.Helper()
 	up := hostile.New()
 	if err := up.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(up.Stop)
-	e := newProxy(t, t.TempDir(), typ, up.URL()+path, mod)
-	e.up = up
-	return e
+	return up
 }
 
 // newProxy starts a proxy with one mirror "m" of type typ on upstream,
@@ -159,11 +166,7 @@ const composerRoot = `{"packages":[],"metadata-url":"/p2/%package%.json","securi
 // its configuration allows, on every redirect hop; a host other than the
 // mirror's never reaches a loopback or private address unless listed.
 func TestFileURLsCannotReachInternalHosts(t *testing.T) {
-	inside := hostile.New() // an internal service, on another port
-	if err := inside.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer inside.Stop()
+	inside := startHostile(t) // an internal service, on another port
 	inside.Handle("/*", hostile.Bytes(makeZip(t, "secret.txt", "internal secret")))
 	_, port, _ := strings.Cut(inside.Addr(), ":")
 	for _, tc := range []struct {
