@@ -179,10 +179,11 @@ func (s *Store) Get(ctx context.Context, key string, rng storage.Range) (io.Read
 		b.stalled.Store(true)
 		cancel()
 	})
+	b.idle.Stop() // armed only while a Read waits on the store
 	return b, info, nil
 }
 
-// body cuts a read that makes no progress for IdleTimeout.
+// body cuts a read from the store that makes no progress for IdleTimeout.
 type body struct {
 	s       *Store
 	rc      io.ReadCloser
@@ -194,11 +195,13 @@ type body struct {
 	once    sync.Once
 }
 
+// Read waits at most IdleTimeout for the store. Only the time inside the
+// store's Read counts: a slow client that keeps the caller from reading
+// for a while (a full TCP window) must not cut its own download.
 func (b *body) Read(p []byte) (int, error) {
+	b.idle.Reset(b.s.o.IdleTimeout)
 	n, err := b.rc.Read(p)
-	if n > 0 {
-		b.idle.Reset(b.s.o.IdleTimeout)
-	}
+	b.idle.Stop()
 	if err != nil && err != io.EOF {
 		if b.stalled.Load() {
 			err = fmt.Errorf("storage read stalled for %v: %w", b.s.o.IdleTimeout, context.DeadlineExceeded)

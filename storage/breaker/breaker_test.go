@@ -142,3 +142,34 @@ func TestStalledBodyIsCut(t *testing.T) {
 		t.Fatalf("stalled body: %v after %v", err, time.Since(start))
 	}
 }
+
+// A reader that pauses between reads (a slow client downstream) is not
+// cut: only the time the store takes counts.
+func TestSlowConsumerIsNotCut(t *testing.T) {
+	l, _ := local.New(t.TempDir())
+	if err := l.Put(context.Background(), "k", bytes.NewReader(make([]byte, 3<<10)), storage.PutOptions{Size: 3 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	s := breaker.New(l, breaker.Options{Timeout: time.Second, IdleTimeout: 50 * time.Millisecond})
+	rc, _, err := s.Get(context.Background(), "k", storage.Whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	buf := make([]byte, 1<<10)
+	total := 0
+	for {
+		time.Sleep(150 * time.Millisecond) // longer than IdleTimeout, between reads
+		n, err := rc.Read(buf)
+		total += n
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("a slow consumer was cut after %d bytes: %v", total, err)
+		}
+	}
+	if total != 3<<10 {
+		t.Fatalf("read %d bytes", total)
+	}
+}
