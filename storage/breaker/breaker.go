@@ -231,9 +231,30 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 		defer cancel()
 		cctx = c
 	}
-	err = timedOut(cctx, s.next.Put(cctx, key, r, opts))
+	body := &trackedReader{r: r}
+	err = timedOut(cctx, s.next.Put(cctx, key, body, opts))
+	if err != nil && body.err != nil {
+		// The body failed (a download that broke or failed verification):
+		// that says nothing about the store.
+		s.done(probe, nil, ctx)
+		return err
+	}
 	s.done(probe, err, ctx)
 	return err
+}
+
+// trackedReader remembers an error of the body a Put reads.
+type trackedReader struct {
+	r   io.Reader
+	err error
+}
+
+func (t *trackedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		t.err = err
+	}
+	return n, err
 }
 
 func (s *Store) Delete(ctx context.Context, key string) error {

@@ -173,3 +173,25 @@ func TestSlowConsumerIsNotCut(t *testing.T) {
 		t.Fatalf("read %d bytes", total)
 	}
 }
+
+type failingBody struct{}
+
+func (failingBody) Read([]byte) (int, error) { return 0, errors.New("checksum mismatch") }
+
+// Puts whose bodies fail (downloads that broke or failed verification)
+// are not store failures: they never open the circuit.
+func TestFailingBodiesDoNotOpenTheCircuit(t *testing.T) {
+	l, _ := local.New(t.TempDir())
+	s := breaker.New(l, breaker.Options{Failures: 2})
+	for i := 0; i < 5; i++ {
+		if err := s.Put(context.Background(), "k", failingBody{}, storage.PutOptions{Size: -1}); err == nil {
+			t.Fatal("a failing body was committed")
+		}
+	}
+	if s.Open() {
+		t.Fatal("failing bodies opened the circuit")
+	}
+	if _, err := s.Stat(context.Background(), "k"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("after failed Puts: %v", err)
+	}
+}
