@@ -259,6 +259,9 @@ func (c *Core) download(f *flight, src fileSource) {
 			// it: they try again (the storage write may still be unwinding).
 			c.forgetFlight(f)
 		}
+		if verifyErr(err) {
+			c.rememberFailure(f.key, err)
+		}
 		f.mu.Lock()
 		f.finished, f.err = true, err
 		f.cond.Broadcast()
@@ -315,7 +318,7 @@ func (c *Core) download(f *flight, src fileSource) {
 		switch {
 		case src.size > 0 && size >= 0 && size != src.size:
 			resp.Body.Close()
-			finish(c.rememberFailure(f.key, &upstreamError{status: http.StatusBadGateway, verify: true, msg: fmt.Sprintf("%s is %d bytes, the metadata says %d; nothing was stored", safeURL(src.url), size, src.size)}))
+			finish(&upstreamError{status: http.StatusBadGateway, verify: true, msg: fmt.Sprintf("%s is %d bytes, the metadata says %d; nothing was stored", safeURL(src.url), size, src.size)})
 			return
 		case size > c.maxFile || src.size > c.maxFile:
 			resp.Body.Close()
@@ -436,9 +439,6 @@ func (c *Core) download(f *flight, src fileSource) {
 			dlErr = &upstreamError{status: http.StatusBadGateway, verify: true, msg: fmt.Sprintf("%s is not a complete archive (%v); nothing was stored", safeURL(src.url), err)}
 		}
 	}
-	if dlErr != nil && verifyErr(dlErr) {
-		c.rememberFailure(f.key, dlErr)
-	}
 	if dlErr != nil {
 		c.log.Warn("download failed; nothing stored", "key", f.key, "url", safeURL(src.url), "err", dlErr)
 	}
@@ -485,16 +485,15 @@ func verifyErr(err error) bool {
 // rememberFailure records a verification failure of key for
 // VerifyFailureTTL, in this process and (through Redis) for every
 // replica, so that the file is not fetched again and again meanwhile.
-func (c *Core) rememberFailure(key string, err error) error {
+func (c *Core) rememberFailure(key string, err error) {
 	if c.verifyFailureTTL <= 0 {
-		return err
+		return
 	}
 	msg := err.Error()
 	c.badFiles.Store(key, badFile{msg: msg, until: c.now().Add(c.verifyFailureTTL)})
 	if c.coord != nil {
 		c.coord.SetFailed(c.bg, key, msg, c.verifyFailureTTL)
 	}
-	return err
 }
 
 // recentFailure returns the recorded verification failure of key, if any
