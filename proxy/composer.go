@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -23,13 +24,21 @@ type composerMirror struct {
 	m       Mirror
 	client  *http.Client
 	rootKey string
+	repo    *hosted.Repo // hosted packages; nil when the mirror hosts none
+	roots   hostedRoots  // packages.json of a mirror without upstream
 }
 
 func registerComposer(s *Server, m Mirror) {
 	cm := &composerMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, m, s.core.metrics.upstreamTime.WithLabelValues(m.Name))}
 	cm.rootKey = cm.metaKey("packages.json")
+	if m.Hosted {
+		cm.repo = s.newRepo(m)
+	}
 	for _, prefix := range []string{"/" + m.Name, "/mirror/" + m.Name} {
 		g := s.e.Group(prefix)
+		if cm.repo != nil {
+			cm.registerHosted(g, prefix)
+		}
 		g.GET("/packages.json", cm.root)
 		g.HEAD("/packages.json", cm.root)
 		g.GET("/p2/:vendor/:file", cm.p2)
@@ -68,8 +77,13 @@ const maxRenderedRoots = 16
 
 // clientRoot returns the root rendered for prefix and adv, rendering it
 // at most once while it stays among the kept ones.
-func (ri *rootInfo) clientRoot(prefix, adv string) (*doc, error) {
+func (ri *rootInfo) clientRoot(prefix, adv string, hostedNames *hosted.Names) (*doc, error) {
 	k := prefix + " " + adv
+	_, listed := ri.root["available-packages"]
+	listed = listed && hostedNames != nil && len(hostedNames.List) > 0
+	if listed {
+		k += " " + hostedNames.Gen
+	}
 	ri.mu.Lock()
 	d, ok := ri.rendered[k]
 	ri.mu.Unlock()
@@ -79,6 +93,11 @@ func (ri *rootInfo) clientRoot(prefix, adv string) (*doc, error) {
 	body, err := ri.root.ClientRoot(prefix, adv)
 	if err != nil {
 		return nil, err
+	}
+	if listed {
+		// The upstream lists its names, and a client asks for no other:
+		// the hosted ones are added.
+		body = composer.WithAvailable(body, hostedNames.List)
 	}
 	nd := newDoc(body, "r")
 	ri.mu.Lock()
@@ -119,6 +138,17 @@ func (cm *composerMirror) upstreamRoot(ctx context.Context) (metaResult, *rootIn
 }
 
 func (cm *composerMirror) root(c echo.Context) error {
+	if cm.m.URL == "" {
+		return cm.hostedOnlyRoot(c)
+	}
+	var names *hosted.Names
+	if cm.repo != nil {
+		n, err := cm.repo.Names(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		names = n
+	}
 	res, root, err := cm.upstreamRoot(c.Request().Context())
 	if err != nil {
 		return err
@@ -132,7 +162,7 @@ func (cm *composerMirror) root(c echo.Context) error {
 		}
 		adv = base + prefix + "/api/security-advisories/"
 	}
-	d, err := root.clientRoot(prefix, adv)
+	d, err := root.clientRoot(prefix, adv, names)
 	if err != nil {
 		return err
 	}
@@ -145,6 +175,12 @@ func (cm *composerMirror) p2(c echo.Context) error {
 	name := vendor + "/" + pkg
 	if !ok || !composer.ValidName(name) {
 		return echo.NewHTTPError(http.StatusNotFound, quoteName(name)+" is not a valid lowercase vendor/package name")
+	}
+	if owned, err := cm.ownedBy(c.Request().Context(), name); err != nil || owned {
+		if err != nil {
+			return err
+		}
+		return cm.serveHostedP2(c, name, dev)
 	}
 	res, err := cm.p2Meta(c.Request().Context(), name, dev)
 	if err != nil {
@@ -190,6 +226,12 @@ func (cm *composerMirror) dist(c echo.Context) error {
 	ref, typ, ok := composer.ParseDistPath(version, file)
 	if !composer.ValidName(name) || !ok {
 		return echo.NewHTTPError(http.StatusNotFound, "not a dist URL of this mirror: expected /zipball/vendor/package/version/ref<reference>.<type>")
+	}
+	if owned, err := cm.ownedBy(c.Request().Context(), name); err != nil || owned {
+		if err != nil {
+			return err
+		}
+		return cm.hostedDist(c, name, ref, typ)
 	}
 	key := storage.Join(cm.s.opts.DistPrefix, cm.m.Name, name, version, file)
 	return cm.s.core.serveFile(c, key, func(ctx context.Context) (fileSource, error) {
@@ -254,6 +296,9 @@ func (cm *composerMirror) dist(c echo.Context) error {
 // advisories forwards Composer's security advisory query (a POST of
 // packages[]=...) to the upstream's api-url.
 func (cm *composerMirror) advisories(c echo.Context) error {
+	if cm.m.URL == "" {
+		return echo.NewHTTPError(http.StatusNotFound, "a repository without upstream has no security advisories API")
+	}
 	ctx := c.Request().Context()
 	_, root, err := cm.upstreamRoot(ctx)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -57,6 +58,8 @@ type Core struct {
 	// (nil without REDIS_URL). id tells this process's messages apart.
 	coord     *cache.Coordinator
 	id        string
+	reposMu   sync.Mutex
+	repos     []*hosted.Repo // hosted repositories, told of invalidations
 	leaseTTL  time.Duration
 	leaseWait time.Duration
 }
@@ -90,6 +93,7 @@ func newCore(o *Options) *Core {
 		go c.coord.Subscribe(bg, c.invalidated, func() {
 			// Invalidations sent while we were disconnected are lost.
 			c.mem.Purge()
+			c.eachRepo(func(r *hosted.Repo) { r.Forget() })
 			c.log.Info("redis subscription (re)established; memory cache cleared")
 		})
 	}
@@ -103,6 +107,7 @@ func (c *Core) invalidated(msg string) {
 		return
 	}
 	c.mem.Remove(key)
+	c.eachRepo(func(r *hosted.Repo) { r.Invalidated(key) })
 	if c.metaDisk != nil {
 		c.metaDisk.Remove(key)
 	}

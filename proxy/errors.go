@@ -9,6 +9,8 @@ import (
 	neturl "net/url"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/mirror-proxy/mirror-proxy/hosted"
 )
 
 // errNotFound: the upstream said 404 (or the name is not in the mirrored
@@ -79,6 +81,8 @@ func httpError(err error) *echo.HTTPError {
 		return echo.NewHTTPError(http.StatusNotFound, err.Error())
 	case errors.As(err, &ue):
 		return echo.NewHTTPError(ue.status, ue.msg)
+	case errors.Is(err, hosted.ErrUnavailable):
+		return echo.NewHTTPError(http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, context.Canceled):
 		return echo.NewHTTPError(499, "client closed the request")
 	case errors.Is(err, context.DeadlineExceeded):

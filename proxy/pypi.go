@@ -17,6 +17,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -25,9 +26,11 @@ import (
 // project list), /N/simple/<project>/ (JSON or HTML by Accept) and
 // /N/files/<project>/<sha256>/<filename>[.metadata].
 type pypiMirror struct {
-	s      *Server
-	m      Mirror
-	client *http.Client
+	s        *Server
+	m        Mirror
+	client   *http.Client
+	repo     *hosted.Repo // hosted projects; nil when the mirror hosts none
+	rootList hostedRootList
 }
 
 // rootTTL: the upstream's project list (several hundred thousand names on
@@ -38,6 +41,10 @@ const rootTTL = time.Hour
 func registerPyPI(s *Server, m Mirror) {
 	pm := &pypiMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, m, s.core.metrics.upstreamTime.WithLabelValues(m.Name))}
 	g := s.e.Group("/" + m.Name)
+	if m.Hosted {
+		pm.repo = s.newRepo(m)
+		pm.registerHosted(g)
+	}
 	for _, method := range []string{http.MethodGet, http.MethodHead} {
 		g.Add(method, "/simple", pm.redirectRoot)
 		g.Add(method, "/simple/", pm.root)
@@ -75,6 +82,7 @@ func (pm *pypiMirror) redirectProject(c echo.Context) error {
 type rendered struct {
 	json, html *doc
 	project    *pypi.Project
+	names      []string // of the root list
 }
 
 // doc is a page rendered from a stored document, in both encodings (its
@@ -84,6 +92,8 @@ type doc struct {
 	etag  string
 	etagH []string
 }
+
+func sha256Hex(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
 func newDoc(body []byte, tag string) *doc {
 	var buf bytes.Buffer
@@ -163,6 +173,12 @@ func (pm *pypiMirror) project(c echo.Context) error {
 		c.Response().Header().Set("Vary", "Accept")
 		return echo.NewHTTPError(http.StatusNotAcceptable, err.Error())
 	}
+	if owned, err := pm.ownedBy(c.Request().Context(), raw); err != nil || owned {
+		if err != nil {
+			return err
+		}
+		return pm.hostedPage(c, raw, typ)
+	}
 	res, r, err := pm.projectPage(c.Request().Context(), raw)
 	if err != nil {
 		return err
@@ -171,7 +187,7 @@ func (pm *pypiMirror) project(c echo.Context) error {
 	if typ == pypi.JSONType {
 		d = r.json
 	}
-	return serveDoc(c, d, typ, res)
+	return serveDoc(c, d, hvTypes[typ], res)
 }
 
 func (pm *pypiMirror) root(c echo.Context) error {
@@ -179,6 +195,20 @@ func (pm *pypiMirror) root(c echo.Context) error {
 	if err != nil {
 		c.Response().Header().Set("Vary", "Accept")
 		return echo.NewHTTPError(http.StatusNotAcceptable, err.Error())
+	}
+	var names *hosted.Names
+	if pm.repo != nil {
+		if names, err = pm.repo.Names(c.Request().Context()); err != nil {
+			return err
+		}
+		if pm.m.URL == "" {
+			r := pm.rootList.get(nil, nil, names)
+			d := r.html
+			if typ == pypi.JSONType {
+				d = r.json
+			}
+			return serveDoc(c, d, hvTypes[typ], hostedEntry(time.Time{}))
+		}
 	}
 	res, err := pm.s.core.meta(c.Request().Context(), &metaSource{
 		key: pm.metaKey("simple", "index"), url: pm.m.URL + "/", client: pm.client,
@@ -200,17 +230,20 @@ func (pm *pypiMirror) root(c echo.Context) error {
 	}
 	v, err := pm.s.core.parse(res.entry, func(b []byte) (any, error) {
 		idx := pypi.UnmarshalIndex(b)
-		return &rendered{json: newDoc(idx.RenderJSON(), "j"), html: newDoc(idx.RenderHTML(), "h")}, nil
+		return &rendered{json: newDoc(idx.RenderJSON(), "j"), html: newDoc(idx.RenderHTML(), "h"), names: idx.Names}, nil
 	})
 	if err != nil {
 		return err
 	}
 	r := v.(*rendered)
+	if names != nil && len(names.List) > 0 {
+		r = pm.rootList.get(res.entry, r.names, names)
+	}
 	d := r.html
 	if typ == pypi.JSONType {
 		d = r.json
 	}
-	return serveDoc(c, d, typ, res)
+	return serveDoc(c, d, hvTypes[typ], res)
 }
 
 var fileKeyRe = regexp.MustCompile(`^(u-)?[0-9a-f]{64}$`)
@@ -230,6 +263,12 @@ func (pm *pypiMirror) file(c echo.Context) error {
 	h := c.Response().Header()
 	if !isMeta && !strings.HasPrefix(key, "u-") {
 		h.Set("ETag", `"`+key+`"`)
+	}
+	if owned, err := pm.ownedBy(c.Request().Context(), project); err != nil || owned {
+		if err != nil {
+			return err
+		}
+		return pm.hostedFile(c, project, key, filename)
 	}
 	skey := storage.Join(pm.s.opts.DistPrefix, pm.m.Name, project, key, filename)
 	err = pm.s.core.serveFile(c, skey, func(ctx context.Context) (fileSource, error) {
@@ -262,9 +301,9 @@ func (pm *pypiMirror) file(c echo.Context) error {
 // serveDoc sends a rendered page: gzip bytes as they are when accepted,
 // with an ETag per format (If-None-Match → 304) and Last-Modified from the
 // stored page.
-func serveDoc(c echo.Context, d *doc, ctype string, res metaResult) error {
+func serveDoc(c echo.Context, d *doc, ctype []string, res metaResult) error {
 	h := c.Response().Header()
-	h["Content-Type"] = hvTypes[ctype]
+	h["Content-Type"] = ctype
 	h["Vary"] = hvVaryAccept
 	h["Cache-Control"] = hvNoStoreReval
 	h["Etag"] = d.etagH

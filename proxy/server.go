@@ -35,6 +35,9 @@ type Mirror struct {
 	// defaults, that files named in its metadata may come from ("*": any
 	// public host). Listed hosts may be on private addresses.
 	FileHosts []string
+	// Hosted makes the mirror accept uploads, kept under ArtifactPrefix;
+	// URL may then be empty (a repository that only hosts).
+	Hosted bool
 }
 
 // ecosystems maps a mirror type to the function that registers its routes.
@@ -95,8 +98,13 @@ type Options struct {
 	// authorize); none: reads are open and writes refused.
 	Tokens []Token
 	// BodyReadTimeout bounds the time a request body may take to arrive
-	// (default 30 s).
+	// (default 30 s); for uploads, the time it may send nothing.
 	BodyReadTimeout time.Duration
+	// ArtifactPrefix is the key prefix of hosted packages (default
+	// "artifact").
+	ArtifactPrefix string
+	// UploadMaxBytes caps one uploaded file (default 512 MiB).
+	UploadMaxBytes int64
 }
 
 // Server is the proxy's HTTP server.
@@ -143,6 +151,12 @@ func New(o Options) *Server {
 	}
 	if o.BodyReadTimeout <= 0 {
 		o.BodyReadTimeout = 30 * time.Second
+	}
+	if o.ArtifactPrefix == "" {
+		o.ArtifactPrefix = "artifact"
+	}
+	if o.UploadMaxBytes <= 0 {
+		o.UploadMaxBytes = defaultUploadMax
 	}
 	s := &Server{e: echo.New(), core: newCore(&o), opts: o}
 	e := s.e
@@ -279,9 +293,15 @@ type deadlineBody struct {
 	io.ReadCloser
 	rc   *http.ResponseController
 	done bool
+	// idle, once set (uploads), turns the deadline into an idle limit:
+	// each read gives the body this long again.
+	idle atomic.Int64
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
+	if d := b.idle.Load(); d > 0 && !b.done {
+		_ = b.rc.SetReadDeadline(time.Now().Add(time.Duration(d)))
+	}
 	n, err := b.ReadCloser.Read(p)
 	if err == io.EOF && !b.done {
 		b.done = true

@@ -29,7 +29,7 @@ type Config struct {
 
 	Bucket         string  `envconfig:"STORAGE_AWS_BUCKET" desc:"S3 bucket (required with STORAGE_SOURCE=s3)"`
 	Prefix         string  `envconfig:"STORAGE_AWS_PREFIX" default:"packeton" desc:"key prefix of private package dists (Packeton's meaning; reserved, not used yet)"`
-	ArtifactPrefix string  `envconfig:"STORAGE_AWS_ARTIFACT_PREFIX" default:"artifact" desc:"key prefix of uploaded artifacts (reserved, not used yet)"`
+	ArtifactPrefix string  `envconfig:"STORAGE_AWS_ARTIFACT_PREFIX" default:"artifact" desc:"key prefix of published (hosted) packages: <prefix>/<mirror>/... (also used in the local directory)"`
 	MetaPrefix     string  `envconfig:"STORAGE_AWS_MIRROR_META_PREFIX" default:"mirror-meta" desc:"key prefix of mirrored metadata (also used in the local directory)"`
 	DistPrefix     string  `envconfig:"STORAGE_AWS_MIRROR_DIST_PREFIX" default:"mirror-dist" desc:"key prefix of mirrored files (also used in the local directory)"`
 	AWSArgs        AWSArgs `envconfig:"STORAGE_AWS_ARGS" default:"[]" desc:"JSON object: endpoint, accessKeyId, accessKeySecret, sessionToken, region, roleArn, webIdentityTokenFile, roleSessionName, pathStyleEndpoint, profile; what is missing comes from the AWS SDK's default chain"`
@@ -44,13 +44,15 @@ type Config struct {
 	DistCacheBytes Bytes  `envconfig:"MIRROR_DIST_CACHE_MAX_BYTES" default:"10GiB" desc:"size limit of the file disk cache (least recently used files are evicted)"`
 	MemCacheBytes  Bytes  `envconfig:"MEMORY_CACHE_MAX_BYTES" default:"256MiB" desc:"size limit of the in-memory metadata cache"`
 
+	UploadMaxBytes Bytes `envconfig:"UPLOAD_MAX_BYTES" default:"512MiB" desc:"largest file a hosted mirror accepts in one upload (larger: 413)"`
+
 	AuthTokens     TokenSpecs `envconfig:"AUTH_TOKENS" desc:"JSON array of access tokens: [{\"name\",\"token\" (or \"sha256:<hex>\"),\"scopes\":[\"read\",\"write\"],\"mirrors\":[...]}]; empty: reads open, uploads refused"`
 	AuthTokensFile string     `envconfig:"AUTH_TOKENS_FILE" desc:"file holding the AUTH_TOKENS JSON (a mounted secret); used when AUTH_TOKENS is empty"`
 
 	RedisURL  string        `envconfig:"REDIS_URL" desc:"optional Redis for coordinating replicas (redis://host:6379/0); empty: none"`
 	LeaseWait time.Duration `envconfig:"LEASE_WAIT" default:"60s" desc:"how long a request waits for another replica's download of the same file before a 503"`
 
-	Mirrors             Mirrors       `envconfig:"MIRRORS" desc:"JSON array of mirrors: [{\"name\",\"type\":\"composer|pypi\",\"url\",\"ttl\",\"notFoundTtl\",\"auth\":[...]}]; see the README"`
+	Mirrors             Mirrors       `envconfig:"MIRRORS" desc:"JSON array of mirrors: [{\"name\",\"type\":\"composer|pypi\",\"url\",\"ttl\",\"notFoundTtl\",\"auth\":[...],\"hosted\",\"public\",\"fileHosts\"}]; see the README"`
 	MetadataTTL         time.Duration `envconfig:"METADATA_TTL" desc:"time metadata is served before it is revalidated upstream (default: 5m for composer, 10m for pypi)"`
 	NotFoundTTL         time.Duration `envconfig:"NOT_FOUND_TTL" default:"1m" desc:"default time an upstream 404 is remembered"`
 	MaxMetadataBytes    Bytes         `envconfig:"MAX_METADATA_BYTES" default:"64MiB" desc:"largest upstream metadata document accepted, after decompression (a larger one is a 502, remembered for 30s)"`
@@ -164,6 +166,7 @@ type MirrorSpec struct {
 	Auth        []proxy.HostAuth `json:"auth"`
 	FileHosts   []string         `json:"fileHosts"`
 	Public      bool             `json:"public"`
+	Hosted      bool             `json:"hosted"`
 }
 
 // TokenSpec is one access token as users write it.
@@ -289,13 +292,19 @@ func (c *Config) validate() error {
 	default:
 		return configError{"STORAGE_SOURCE", fmt.Sprintf("%q: must be local or s3", c.StorageSource)}
 	}
-	for name, p := range map[string]string{"STORAGE_AWS_MIRROR_META_PREFIX": c.MetaPrefix, "STORAGE_AWS_MIRROR_DIST_PREFIX": c.DistPrefix} {
+	for name, p := range map[string]string{"STORAGE_AWS_MIRROR_META_PREFIX": c.MetaPrefix, "STORAGE_AWS_MIRROR_DIST_PREFIX": c.DistPrefix, "STORAGE_AWS_ARTIFACT_PREFIX": c.ArtifactPrefix} {
 		if p == "" || !regexp.MustCompile(`^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$`).MatchString(p) {
 			return configError{name, fmt.Sprintf("%q: must be non-empty path segments of letters, digits, '_' or '-'", p)}
 		}
 	}
 	if c.MetaPrefix == c.DistPrefix {
 		return configError{"STORAGE_AWS_MIRROR_DIST_PREFIX", "must differ from STORAGE_AWS_MIRROR_META_PREFIX"}
+	}
+	if c.ArtifactPrefix == c.MetaPrefix || c.ArtifactPrefix == c.DistPrefix {
+		return configError{"STORAGE_AWS_ARTIFACT_PREFIX", "must differ from the mirror prefixes: published packages are never mixed with mirrored ones"}
+	}
+	if c.UploadMaxBytes <= 0 {
+		return configError{"UPLOAD_MAX_BYTES", "must be positive"}
 	}
 	if c.StorageSource == "s3" && c.PartSize < 5<<20 {
 		return configError{"STORAGE_AWS_PART_SIZE", "must be at least 5MiB (an S3 limit)"}
@@ -334,7 +343,9 @@ func (c *Config) validate() error {
 			return configError{"MIRRORS", fmt.Sprintf("%s: unknown type %q (known: %s)", where, m.Type, strings.Join(proxy.Types(), ", "))}
 		}
 		u, err := url.Parse(m.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if m.URL == "" && m.Hosted {
+			// A repository that only hosts: no upstream.
+		} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			// The URL may carry a password: it is not repeated.
 			return configError{"MIRRORS", fmt.Sprintf("%s: url is not an http(s) URL", where)}
 		}
@@ -448,7 +459,7 @@ func (c *Config) Tokens() ([]proxy.Token, error) {
 func (c *Config) ProxyMirrors() []proxy.Mirror {
 	var out []proxy.Mirror
 	for _, m := range c.Mirrors {
-		pm := proxy.Mirror{Name: m.Name, Type: m.Type, URL: strings.TrimRight(m.URL, "/"), TTL: c.MetadataTTL, NotFoundTTL: c.NotFoundTTL, Auth: m.Auth, FileHosts: m.FileHosts, Public: m.Public}
+		pm := proxy.Mirror{Name: m.Name, Type: m.Type, URL: strings.TrimRight(m.URL, "/"), TTL: c.MetadataTTL, NotFoundTTL: c.NotFoundTTL, Auth: m.Auth, FileHosts: m.FileHosts, Public: m.Public, Hosted: m.Hosted}
 		if pm.TTL <= 0 {
 			pm.TTL = defaultTTL[m.Type]
 		}

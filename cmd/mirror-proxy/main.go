@@ -161,6 +161,7 @@ func serve() error {
 		MaxMetadataBytes: int64(cfg.MaxMetadataBytes), MetadataFetches: cfg.MetadataFetches,
 		MaxFileBytes: int64(cfg.MaxFileBytes), FinishShare: cfg.FinishShare,
 		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, VerifyFailureTTL: cfg.VerifyFailureTTL,
+		ArtifactPrefix: cfg.ArtifactPrefix, UploadMaxBytes: int64(cfg.UploadMaxBytes),
 	}
 	if cfg.RedisURL != "" {
 		coord, err := newCoordinator(cfg.RedisURL)

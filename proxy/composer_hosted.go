@@ -1,0 +1,235 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
+)
+
+// Composer publishing, as Packeton and Nexus accept it (and the
+// composer-push plugin sends it): PUT or POST
+// /<mirror>/packages/upload/<vendor>/<name>/<version> (also under
+// /<mirror>/api/packages/upload/...), multipart with the zip in "package"
+// and optional src-type, src-url and src-ref. DELETE of the same URL
+// removes the version from the index; its zip stays in storage, so that
+// lock files that name it keep installing.
+
+// registerComposerHosted adds the publish routes of a hosted mirror.
+func (cm *composerMirror) registerHosted(g *echo.Group, prefix string) {
+	for _, base := range []string{"/packages/upload", "/api/packages/upload"} {
+		path := base + "/:vendor/:package/:version"
+		cm.s.writeRoute(g, prefix, http.MethodPut, path, cm.upload)
+		cm.s.writeRoute(g, prefix, http.MethodPost, path, cm.upload)
+		cm.s.writeRoute(g, prefix, http.MethodDelete, path, cm.deleteVersion)
+	}
+	g.GET("/packages/list.json", cm.list)
+	g.HEAD("/packages/list.json", cm.list)
+}
+
+// writeRoute registers a route that writes: it needs a write token.
+func (s *Server) writeRoute(g *echo.Group, prefix, method, path string, h echo.HandlerFunc) {
+	g.Add(method, path, h)
+	s.writeRoutes[method+" "+prefix+path] = true
+}
+
+// errVersionExists: a version is published already.
+var errVersionExists = errors.New("version exists")
+
+func (cm *composerMirror) distPath(name, sha1 string) string {
+	return "dist/" + name + "/" + sha1 + ".zip"
+}
+
+func (cm *composerMirror) upload(c echo.Context) error {
+	name := c.Param("vendor") + "/" + c.Param("package")
+	if !composer.ValidName(name) {
+		return badRequest("%s is not a valid lowercase vendor/package name", quoteName(name))
+	}
+	version := c.Param("version")
+	normalized, err := composer.NormalizeVersion(version)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	u, err := cm.s.readUpload(c, "package")
+	if err != nil {
+		return err
+	}
+	defer u.close()
+	cj, err := composer.ComposerJSON(u.file, u.file.Size)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	if cjName, _ := cj["name"].(string); strings.ToLower(cjName) != name {
+		return badRequest("composer.json names the package %s, the URL %s: they must be the same", quoteName(cjName), quoteName(name))
+	}
+	ctx := c.Request().Context()
+	// Refused before anything is stored when the version is known already.
+	if x, err := cm.repo.Index(ctx, name); err == nil {
+		if idx, err := composer.ParseHostedIndex(x.Body, name); err == nil && idx.Versions[normalized] != nil {
+			return cm.exists(name, version)
+		}
+	}
+	var source map[string]any
+	if t, u2, ref := u.fields["src-type"], u.fields["src-url"], u.fields["src-ref"]; t != "" && u2 != "" && ref != "" {
+		source = map[string]any{"type": t, "url": u2, "reference": ref}
+	}
+	if err := cm.repo.PutFile(ctx, cm.distPath(name, u.file.SHA1), u.file.Reader(), u.file.Size, "application/zip"); err != nil {
+		return err
+	}
+	distURL := "/" + cm.m.Name + "/zipball/" + name + "/" + composer.MirrorVersion(normalized) + "/ref" + u.file.SHA1 + ".zip"
+	entry := composer.HostedVersion(cj, name, version, normalized, distURL, u.file.SHA1,
+		time.Now().UTC().Format(time.RFC3339), source)
+	err = cm.repo.Update(ctx, name, func(old []byte) ([]byte, error) {
+		idx, err := composer.ParseHostedIndex(old, name)
+		if err != nil {
+			return nil, err
+		}
+		if idx.Versions[normalized] != nil {
+			return nil, errVersionExists
+		}
+		idx.Versions[normalized] = entry
+		return idx.Marshal(), nil
+	})
+	if errors.Is(err, errVersionExists) {
+		return cm.exists(name, version)
+	}
+	if err != nil {
+		return err
+	}
+	cm.s.opts.Logger.Info("package published", "mirror", cm.m.Name, "package", name, "version", normalized, "sha1", u.file.SHA1, "bytes", u.file.Size)
+	return c.JSON(http.StatusCreated, map[string]string{"name": name, "version": version, "version_normalized": normalized, "shasum": u.file.SHA1})
+}
+
+func (cm *composerMirror) exists(name, version string) error {
+	return echo.NewHTTPError(http.StatusConflict, fmt.Sprintf("%s %s is published already; versions are immutable (publish a new version)", name, quoteName(version)))
+}
+
+func (cm *composerMirror) deleteVersion(c echo.Context) error {
+	name := c.Param("vendor") + "/" + c.Param("package")
+	if !composer.ValidName(name) {
+		return badRequest("%s is not a valid lowercase vendor/package name", quoteName(name))
+	}
+	normalized, err := composer.NormalizeVersion(c.Param("version"))
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	errMissing := errors.New("missing")
+	err = cm.repo.Update(c.Request().Context(), name, func(old []byte) ([]byte, error) {
+		idx, err := composer.ParseHostedIndex(old, name)
+		if err != nil {
+			return nil, err
+		}
+		if idx.Versions[normalized] == nil {
+			return nil, errMissing
+		}
+		delete(idx.Versions, normalized)
+		return idx.Marshal(), nil
+	})
+	if errors.Is(err, errMissing) {
+		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%s has no published version %s", name, normalized))
+	}
+	if err != nil {
+		return err
+	}
+	cm.s.opts.Logger.Info("package version deleted", "mirror", cm.m.Name, "package", name, "version", normalized)
+	return c.JSON(http.StatusOK, map[string]string{"deleted": name + " " + normalized})
+}
+
+// list answers Packagist's list.json shape with the hosted names.
+func (cm *composerMirror) list(c echo.Context) error {
+	n, err := cm.repo.Names(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string][]string{"packageNames": append([]string{}, n.List...)})
+}
+
+// hostedP2 are the two p2 files of one index version.
+type hostedP2 struct{ stable, dev *doc }
+
+// hostedP2 serves the p2 file of a published package.
+func (cm *composerMirror) serveHostedP2(c echo.Context, name string, dev bool) error {
+	x, err := cm.repo.Index(c.Request().Context(), name)
+	if err != nil {
+		return err
+	}
+	v, err := x.Parsed(func(b []byte) (any, error) {
+		idx, err := composer.ParseHostedIndex(b, name)
+		if err != nil {
+			return nil, err
+		}
+		return &hostedP2{stable: newDoc(idx.P2(false), "s"), dev: newDoc(idx.P2(true), "d")}, nil
+	})
+	if err != nil {
+		return &upstreamError{status: http.StatusInternalServerError, msg: err.Error()}
+	}
+	d := v.(*hostedP2).stable
+	if dev {
+		d = v.(*hostedP2).dev
+	}
+	return serveDoc(c, d, hvJSON, hostedEntry(x.ModTime))
+}
+
+// hostedDist serves a published zip: /zipball/<name>/<version>/ref<sha1>.zip.
+func (cm *composerMirror) hostedDist(c echo.Context, name, ref, typ string) error {
+	if typ != "zip" || !composer.ValidSHA1(ref) {
+		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%s is published here; no such dist", name))
+	}
+	return cm.s.core.serveHostedFile(c, cm.repo, cm.distPath(name, ref))
+}
+
+// hostedRoots caches the packages.json of a repository that only hosts,
+// per mount prefix and names version.
+type hostedRoots struct {
+	mu   sync.Mutex
+	gen  string
+	docs map[string]*doc
+}
+
+func (h *hostedRoots) get(prefix string, n *hosted.Names) *doc {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gen != n.Gen || h.docs == nil {
+		h.gen, h.docs = n.Gen, map[string]*doc{}
+	}
+	d := h.docs[prefix]
+	if d == nil {
+		d = newDoc(composer.HostedRoot(prefix, n.List), "r")
+		h.docs[prefix] = d
+	}
+	return d
+}
+
+// hostedOnlyRoot serves packages.json of a mirror without upstream.
+func (cm *composerMirror) hostedOnlyRoot(c echo.Context) error {
+	n, err := cm.repo.Names(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	d := cm.roots.get(routePrefix(c.Request().URL.Path, cm.m.Name), n)
+	return serveDoc(c, d, hvJSON, hostedEntry(time.Time{}))
+}
+
+// ownedBy reports whether name is published here; with no upstream,
+// every name is.
+func (cm *composerMirror) ownedBy(ctx context.Context, name string) (bool, error) {
+	if cm.repo == nil {
+		return false, nil
+	}
+	owns, err := cm.repo.Owns(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	if !owns && cm.m.URL == "" {
+		return false, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%s is not published on this repository", quoteName(name)))
+	}
+	return owns, nil
+}

@@ -1,0 +1,204 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/storage"
+)
+
+// Hosted packages: a mirror with "hosted": true accepts uploads (the
+// ecosystems' own publish APIs, in composer_hosted.go and pypi_hosted.go)
+// and serves what was published from the same URLs as what it mirrors.
+// A published name is owned: its metadata and files come only from
+// <ARTIFACT_PREFIX>/<mirror>/, never from the upstream.
+
+// defaultUploadMax is UPLOAD_MAX_BYTES' default.
+const defaultUploadMax = 512 << 20
+
+// newRepo opens the hosted repository of mirror m.
+func (s *Server) newRepo(m Mirror) *hosted.Repo {
+	o := hosted.Options{Store: s.core.store, Prefix: storage.Join(s.opts.ArtifactPrefix, m.Name), TTL: m.TTL}
+	if c := s.core.coord; c != nil {
+		// Index updates are serialised through Redis: versitygw (and
+		// other stores) do not check If-Match atomically. With Redis down
+		// an upload is refused (503) rather than risk losing a version.
+		o.Lock = c
+		o.Notify = func(ctx context.Context, key string) { c.Invalidate(ctx, s.core.id+" "+key) }
+	}
+	r := hosted.New(o)
+	s.core.addRepo(r)
+	return r
+}
+
+// addRepo makes a hosted repository follow other replicas' invalidations.
+func (c *Core) addRepo(r *hosted.Repo) {
+	c.reposMu.Lock()
+	defer c.reposMu.Unlock()
+	c.repos = append(c.repos, r)
+}
+
+func (c *Core) eachRepo(fn func(*hosted.Repo)) {
+	c.reposMu.Lock()
+	rs := c.repos
+	c.reposMu.Unlock()
+	for _, r := range rs {
+		fn(r)
+	}
+}
+
+// upload is a multipart upload as read: its text fields and its one file,
+// spooled to a temporary file (never held in memory).
+type upload struct {
+	fields   map[string]string
+	file     *hosted.Spooled
+	filename string
+}
+
+func (u *upload) close() {
+	if u.file != nil {
+		u.file.Remove()
+	}
+}
+
+// Bounds on what an upload's form may hold besides the file.
+const (
+	maxFieldBytes = 64 << 10
+	maxFields     = 256
+)
+
+// badRequest is a 400 whose message names the problem.
+func badRequest(format string, a ...any) error {
+	return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf(format, a...))
+}
+
+// readUpload reads a multipart/form-data request: fileField's part is
+// spooled (UPLOAD_MAX_BYTES at most, else 413), other parts kept as
+// text. The body may take as long as it needs while it keeps arriving.
+func (s *Server) readUpload(c echo.Context, fileField string) (*upload, error) {
+	r := c.Request()
+	max := s.opts.UploadMaxBytes
+	if r.ContentLength > max+(1<<20) {
+		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("upload of %d bytes is larger than UPLOAD_MAX_BYTES (%d)", r.ContentLength, max))
+	}
+	if db, ok := r.Body.(*deadlineBody); ok {
+		db.idle.Store(int64(s.opts.BodyReadTimeout))
+	}
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, max+(1<<20))
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "multipart/form-data" {
+		return nil, badRequest("expected a multipart/form-data upload with the file in the field %q", fileField)
+	}
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return nil, badRequest("malformed multipart body: %v", err)
+	}
+	u := &upload{fields: map[string]string{}}
+	fail := func(err error) (*upload, error) {
+		u.close()
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) || errors.Is(err, hosted.ErrTooLarge) {
+			return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("upload larger than UPLOAD_MAX_BYTES (%d)", max))
+		}
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			return nil, he
+		}
+		return nil, badRequest("the upload was not received completely: %v", err)
+	}
+	for n := 0; ; n++ {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if n >= maxFields {
+			return fail(badRequest("too many form fields (at most %d)", maxFields))
+		}
+		name := p.FormName()
+		if name == fileField {
+			if u.file != nil {
+				return fail(badRequest("more than one %q part", fileField))
+			}
+			dir := s.core.spoolDir
+			_ = os.MkdirAll(dir, 0o700)
+			u.file, err = hosted.Spool(p, dir, max)
+			if err != nil {
+				return fail(err)
+			}
+			u.filename = p.FileName()
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(p, maxFieldBytes+1))
+		if err != nil {
+			return fail(err)
+		}
+		if len(b) > maxFieldBytes {
+			return fail(badRequest("form field %q is larger than %d bytes", truncate(name, 100), maxFieldBytes))
+		}
+		if _, dup := u.fields[name]; !dup { // repeated fields (classifiers): the first is kept
+			u.fields[name] = string(b)
+		}
+	}
+	if u.file == nil {
+		return fail(badRequest("the upload has no %q file part", fileField))
+	}
+	if u.file.Size == 0 {
+		return fail(badRequest("the uploaded file is empty"))
+	}
+	return u, nil
+}
+
+// owner is what a hosted-aware handler needs to know about a name.
+type owner struct {
+	repo *hosted.Repo // nil: the mirror hosts nothing
+}
+
+// owns reports whether name is published on the mirror (then nothing of
+// it comes from the upstream). A replica that cannot read the owned names
+// and never could answers 503 rather than risk serving an upstream's
+// package under a private name.
+func (o owner) owns(ctx context.Context, name string) (bool, error) {
+	if o.repo == nil {
+		return false, nil
+	}
+	return o.repo.Owns(ctx, name)
+}
+
+// serveHostedFile serves a published file (key relative to the
+// repository): from the disk cache or storage, never an upstream.
+func (c *Core) serveHostedFile(ec echo.Context, repo *hosted.Repo, path string) error {
+	key := repo.Key(path)
+	return c.serveFile(ec, key, func(ctx context.Context) (fileSource, error) {
+		_, err := c.store.Stat(ctx, key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			return fileSource{}, echo.NewHTTPError(http.StatusNotFound, "no such published file")
+		case err != nil:
+			return fileSource{}, &upstreamError{status: http.StatusServiceUnavailable, retryAfter: "5", msg: "storage unavailable: " + err.Error()}
+		}
+		// It is there, but could not be read a moment ago.
+		return fileSource{}, &upstreamError{status: http.StatusServiceUnavailable, retryAfter: "5", msg: "storage read failed; retry shortly"}
+	})
+}
+
+// hostedEntry is a metaResult for a document rendered from a hosted
+// index: its Last-Modified is the index's.
+func hostedEntry(mod time.Time) metaResult {
+	if mod.IsZero() {
+		mod = time.Unix(0, 0)
+	}
+	e := (&metaEntry{header: envelope{Fetched: mod.Unix()}}).finish()
+	return metaResult{entry: e}
+}

@@ -1,0 +1,218 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
+)
+
+// PyPI publishing with the legacy upload API that twine, poetry and uv
+// speak: POST /<mirror>/legacy/ (never redirected: twine aborts on any
+// 3xx), multipart with :action=file_upload and the file in "content".
+// A file name is published once: a second upload of it is a 400 "File
+// already exists", which twine --skip-existing passes over.
+
+func (pm *pypiMirror) registerHosted(g *echo.Group) {
+	prefix := "/" + pm.m.Name
+	pm.s.writeRoute(g, prefix, http.MethodPost, "/legacy/", pm.upload)
+	pm.s.writeRoute(g, prefix, http.MethodPost, "/legacy", pm.upload)
+}
+
+var errFileExists = errors.New("File already exists")
+
+func (pm *pypiMirror) filePath(project, sha256, filename string) string {
+	return "files/" + project + "/" + sha256 + "/" + filename
+}
+
+func (pm *pypiMirror) upload(c echo.Context) error {
+	u, err := pm.s.readUpload(c, "content")
+	if err != nil {
+		return err
+	}
+	defer u.close()
+	f := u.fields
+	if a := f[":action"]; a != "file_upload" {
+		return badRequest("unsupported :action %s (only file_upload is)", quoteName(a))
+	}
+	rawName, version := strings.TrimSpace(f["name"]), strings.TrimSpace(f["version"])
+	if !pypi.ValidName(rawName) {
+		return badRequest("%s is not a valid project name", quoteName(rawName))
+	}
+	if version == "" {
+		return badRequest("the form has no version")
+	}
+	project := pypi.Normalize(rawName)
+	df, err := pypi.ParseDistFilename(u.filename)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	if pypi.Normalize(df.Name) != project || !pypi.SameVersion(df.Version, version) {
+		return badRequest("the file name %s does not match the project %s version %s", quoteName(u.filename), quoteName(rawName), quoteName(version))
+	}
+	want := strings.ToLower(strings.TrimSpace(f["sha256_digest"]))
+	if want == "" {
+		return badRequest("the form has no sha256_digest")
+	}
+	if want != u.file.SHA256 {
+		return badRequest("sha256_digest %s does not match the uploaded bytes (sha256 %s)", quoteName(want), u.file.SHA256)
+	}
+	if md5 := strings.ToLower(strings.TrimSpace(f["md5_digest"])); md5 != "" && md5 != u.file.MD5 {
+		return badRequest("md5_digest does not match the uploaded bytes")
+	}
+	var meta []byte
+	if df.Wheel {
+		meta, err = pypi.WheelMetadata(u.file, u.file.Size)
+	} else {
+		meta, err = pypi.SdistMetadata(u.file, u.file.Size, df.Ext)
+	}
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	mh := pypi.MetadataHeader(meta)
+	if n := mh.Get("Name"); n == "" || pypi.Normalize(n) != project || !pypi.SameVersion(mh.Get("Version"), version) {
+		return badRequest("the file's core metadata names %s %s, the form %s %s", quoteName(n), quoteName(mh.Get("Version")), quoteName(rawName), quoteName(version))
+	}
+	hf := pypi.HostedFile{Filename: u.filename, Version: version, SHA256: u.file.SHA256, Size: u.file.Size,
+		UploadTime:     time.Now().UTC().Format("2006-01-02T15:04:05.000000Z"),
+		RequiresPython: strings.TrimSpace(mh.Get("Requires-Python"))}
+	if hf.RequiresPython == "" {
+		hf.RequiresPython = strings.TrimSpace(f["requires_python"])
+	}
+	ctx := c.Request().Context()
+	if x, err := pm.repo.Index(ctx, project); err == nil {
+		if idx, err := pypi.ParseHostedIndex(x.Body, project); err == nil {
+			if _, dup := idx.Find(u.filename); dup {
+				return pm.exists(u.filename)
+			}
+		}
+	}
+	// The file first, then its metadata, then the index that makes them
+	// visible: a reader never finds an index entry without its file.
+	path := pm.filePath(project, u.file.SHA256, u.filename)
+	if err := pm.repo.PutFile(ctx, path, u.file.Reader(), u.file.Size, contentType(u.filename)); err != nil {
+		return err
+	}
+	if df.Wheel || pypi.ReliableMetadata(mh) {
+		sum := sha256Hex(meta)
+		if err := pm.repo.PutFile(ctx, path+".metadata", strings.NewReader(string(meta)), int64(len(meta)), "text/plain"); err != nil {
+			return err
+		}
+		hf.MetadataSHA256 = sum
+	}
+	err = pm.repo.Update(ctx, project, func(old []byte) ([]byte, error) {
+		idx, err := pypi.ParseHostedIndex(old, project)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := idx.Find(u.filename); dup {
+			return nil, errFileExists
+		}
+		idx.Files = append(idx.Files, hf)
+		return idx.Marshal(), nil
+	})
+	if errors.Is(err, errFileExists) {
+		return pm.exists(u.filename)
+	}
+	if err != nil {
+		return err
+	}
+	pm.s.opts.Logger.Info("file published", "mirror", pm.m.Name, "project", project, "file", u.filename, "sha256", u.file.SHA256, "bytes", u.file.Size)
+	return c.String(http.StatusOK, "OK\n")
+}
+
+func (pm *pypiMirror) exists(filename string) error {
+	return badRequest("File already exists: %s is published already; files are immutable (upload a new version)", quoteName(filename))
+}
+
+// ownedBy reports whether project is published here; with no upstream,
+// every project is.
+func (pm *pypiMirror) ownedBy(ctx context.Context, project string) (bool, error) {
+	if pm.repo == nil {
+		return false, nil
+	}
+	owns, err := pm.repo.Owns(ctx, project)
+	if err != nil {
+		return false, err
+	}
+	if !owns && pm.m.URL == "" {
+		return false, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%s is not published on this repository", quoteName(project)))
+	}
+	return owns, nil
+}
+
+// hostedPage serves the simple page of a published project.
+func (pm *pypiMirror) hostedPage(c echo.Context, project, typ string) error {
+	r, x, err := pm.hostedProject(c.Request().Context(), project)
+	if err != nil {
+		return err
+	}
+	d := r.html
+	if typ == pypi.JSONType {
+		d = r.json
+	}
+	return serveDoc(c, d, hvTypes[typ], hostedEntry(x.ModTime))
+}
+
+func (pm *pypiMirror) hostedProject(ctx context.Context, project string) (*rendered, *hosted.Index, error) {
+	x, err := pm.repo.Index(ctx, project)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := x.Parsed(func(b []byte) (any, error) {
+		idx, err := pypi.ParseHostedIndex(b, project)
+		if err != nil {
+			return nil, err
+		}
+		p := idx.Project()
+		return &rendered{json: newDoc(p.RenderJSON(project), "j"), html: newDoc(p.RenderHTML(project), "h"), project: p}, nil
+	})
+	if err != nil {
+		return nil, nil, &upstreamError{status: http.StatusInternalServerError, msg: err.Error()}
+	}
+	return v.(*rendered), x, nil
+}
+
+// hostedFile serves a published file or its core metadata.
+func (pm *pypiMirror) hostedFile(c echo.Context, project, key, filename string) error {
+	return pm.s.core.serveHostedFile(c, pm.repo, pm.filePath(project, key, filename))
+}
+
+// hostedRootList is the project list of a mirror: the upstream's names
+// (none without upstream) and the published ones, rendered once per
+// version of each.
+type hostedRootList struct {
+	mu       sync.Mutex
+	upstream *metaEntry
+	gen      string
+	r        *rendered
+}
+
+func (h *hostedRootList) get(upstream *metaEntry, upstreamNames []string, n *hosted.Names) *rendered {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.r != nil && h.upstream == upstream && h.gen == n.Gen {
+		return h.r
+	}
+	idx := &pypi.Index{Names: append([]string{}, upstreamNames...)}
+	seen := map[string]bool{}
+	for _, x := range upstreamNames {
+		seen[pypi.Normalize(x)] = true
+	}
+	for _, x := range n.List {
+		if !seen[x] {
+			idx.Names = append(idx.Names, x)
+		}
+	}
+	h.upstream, h.gen = upstream, n.Gen
+	h.r = &rendered{json: newDoc(idx.RenderJSON(), "j"), html: newDoc(idx.RenderHTML(), "h")}
+	return h.r
+}
