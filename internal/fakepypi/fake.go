@@ -7,8 +7,10 @@
 package fakepypi
 
 import (
+	"archive/tar"
 	"archive/zip"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -105,6 +107,41 @@ func (s *Server) add(p Project) {
 }
 
 func distName(name string) string { return strings.ToLower(runs.ReplaceAllString(name, "_")) }
+
+// BuildWheel is buildWheel for tests that publish a wheel themselves.
+func BuildWheel(name string, r Release) (wheel, metadata []byte, filename string) {
+	return buildWheel(name, r)
+}
+
+// BuildSdist writes an sdist (.tar.gz) with PKG-INFO (metadata 2.2) and a
+// setup.py, as a build backend would.
+func BuildSdist(name string, r Release) (sdist []byte, filename string) {
+	dist := distName(name)
+	top := fmt.Sprintf("%s-%s", dist, r.Version)
+	var md strings.Builder
+	fmt.Fprintf(&md, "Metadata-Version: 2.2\nName: %s\nVersion: %s\n", name, r.Version)
+	if r.RequiresPython != "" {
+		fmt.Fprintf(&md, "Requires-Python: %s\n", r.RequiresPython)
+	}
+	for _, d := range r.RequiresDist {
+		fmt.Fprintf(&md, "Requires-Dist: %s\n", d)
+	}
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for _, m := range []struct{ path, body string }{
+		{top + "/PKG-INFO", md.String()},
+		{top + "/setup.py", fmt.Sprintf("from setuptools import setup\nsetup(name=%q, version=%q)\n", name, r.Version)},
+		{top + "/" + dist + "/__init__.py", fmt.Sprintf("VERSION = %q\n", r.Version)},
+	} {
+		tw.WriteHeader(&tar.Header{Name: m.path, Mode: 0o644, Size: int64(len(m.body)), Typeflag: tar.TypeReg,
+			ModTime: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)})
+		tw.Write([]byte(m.body))
+	}
+	tw.Close()
+	gz.Close()
+	return buf.Bytes(), top + ".tar.gz"
+}
 
 // buildWheel writes a py3-none-any wheel by hand: a zip with the package,
 // METADATA, WHEEL and RECORD.
