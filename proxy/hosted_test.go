@@ -8,9 +8,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	neturl "net/url"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
@@ -443,5 +446,78 @@ func TestPyPIBadUploadsStoreNothing(t *testing.T) {
 	}
 	if keys := artifactKeys(t, st); len(keys) != 0 {
 		t.Errorf("bad uploads stored %v", keys)
+	}
+}
+
+// An upload cut off half-way stores nothing.
+func TestCutOffUploadStoresNothing(t *testing.T) {
+	e := hostedComposerEnv(t, nil)
+	ct, body := multipartBody(nil, "package", "p.zip", composerZip(t, "acme/lib", `,"description":"`+randomText(200<<10)+`"`))
+	u, _ := neturl.Parse(e.url)
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := body.Bytes()
+	fmt.Fprintf(conn, "PUT /packagist/packages/upload/acme/lib/1.0.0 HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nAuthorization: Bearer %s\r\n\r\n",
+		u.Host, ct, len(full), writeSecret)
+	conn.Write(full[:len(full)/2])
+	time.Sleep(100 * time.Millisecond)
+	conn.Close()
+	time.Sleep(300 * time.Millisecond)
+	if keys := artifactKeys(t, e.store); len(keys) != 0 {
+		t.Errorf("a cut-off upload stored %v", keys)
+	}
+}
+
+// An upload that keeps sending may take longer than the body deadline
+// (which then bounds silence, not the whole transfer).
+func TestSlowUploadThatKeepsSendingIsAccepted(t *testing.T) {
+	e := hostedComposerEnv(t, func(o *proxy.Options) { o.BodyReadTimeout = 500 * time.Millisecond })
+	ct, body := multipartBody(nil, "package", "p.zip", composerZip(t, "acme/lib", ""))
+	full := body.Bytes()
+	pr, pw := io.Pipe()
+	go func() {
+		for i := 0; i < len(full); i += len(full)/8 + 1 {
+			pw.Write(full[i:min(len(full), i+len(full)/8+1)])
+			time.Sleep(200 * time.Millisecond) // 8 × 200 ms: well past the deadline in all
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest(http.MethodPut, e.url+"/packages/upload/acme/lib/1.0.0", pr)
+	req.ContentLength = int64(len(full))
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set("Authorization", "Bearer "+writeSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("slow upload: %d %s", resp.StatusCode, b)
+	}
+}
+
+// With Redis configured but down, a publish is refused with a 503 (the
+// index lock cannot be taken), never half-done; reads go on.
+func TestPublishWithRedisDownIs503(t *testing.T) {
+	coord, err := cache.NewCoordinator("redis://127.0.0.1:1/0", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { coord.Close() })
+	e := hostedComposerEnv(t, func(o *proxy.Options) { o.Coordinator = coord })
+	resp, body := publishComposer(t, e.url, writeSecret, "acme/lib", "1.0.0", composerZip(t, "acme/lib", ""))
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("publish with Redis down: %d %s", resp.StatusCode, body)
+	}
+	for _, k := range artifactKeys(t, e.store) {
+		if strings.Contains(k, "/index/") || strings.HasSuffix(k, "names.json") {
+			t.Errorf("an index was written without the lock: %s", k)
+		}
+	}
+	if resp, body := authGet(t, e.url+"/p2/acme/foo.json"); resp.StatusCode != 200 {
+		t.Errorf("reads with Redis down: %d %s", resp.StatusCode, body)
 	}
 }
