@@ -131,7 +131,10 @@ func TestComposerPublishServesFromTheSameURLs(t *testing.T) {
 	if !strings.Contains(body, hex.EncodeToString(sum[:])) || !strings.Contains(body, `"version_normalized":"1.0.0.0"`) {
 		t.Errorf("publish answer: %s", body)
 	}
-	if resp, body := publishComposer(t, e.url, writeSecret, "acme/private-lib", "1.1.0", composerZip(t, "acme/private-lib", `,"version":"7.7.7"`)); resp.StatusCode != 201 {
+	// Packeton's other spelling: POST under /api/.
+	ct, mb := multipartBody([][2]string{{"src-type", "git"}, {"src-url", "https://git.example.com/lib.git"}, {"src-ref", "abc123"}},
+		"package", "p.zip", composerZip(t, "acme/private-lib", `,"version":"7.7.7"`))
+	if resp, body := send(t, http.MethodPost, e.url+"/api/packages/upload/acme/private-lib/1.1.0", writeSecret, ct, mb); resp.StatusCode != 201 {
 		t.Fatalf("publish 1.1.0: %d %s", resp.StatusCode, body)
 	}
 	// The upstream now publishes the same name, higher.
@@ -143,6 +146,9 @@ func TestComposerPublishServesFromTheSameURLs(t *testing.T) {
 	vs, err := composer.Expand([]byte(p2), "acme/private-lib")
 	if err != nil || len(vs) != 2 {
 		t.Fatalf("p2 versions: %v %v\n%s", len(vs), err, p2)
+	}
+	if !strings.Contains(p2, `"source":{"reference":"abc123","type":"git","url":"https://git.example.com/lib.git"}`) {
+		t.Errorf("p2 lacks the source given with src-*: %s", p2)
 	}
 	if strings.Contains(p2, "9.0.0") || strings.Contains(p2, "not-for-clients") || strings.Contains(p2, "7.7.7") {
 		t.Errorf("p2 leaks the upstream's version, extra.push or the file's version: %s", p2)
@@ -299,6 +305,32 @@ func TestHostedOnlyComposerRepository(t *testing.T) {
 	}
 	if resp, body := authGet(t, base+"/p2/acme/lib.json"); resp.StatusCode != 200 || !strings.Contains(body, "2.0.0.0-beta1") {
 		t.Errorf("p2: %d %s", resp.StatusCode, body)
+	}
+}
+
+// A PyPI mirror without upstream lists its published projects and
+// answers 404 for any other.
+func TestHostedOnlyPyPIRepository(t *testing.T) {
+	st, _ := local.New(t.TempDir())
+	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
+		Mirrors: []proxy.Mirror{{Name: "private", Type: "pypi", Hosted: true, TTL: time.Minute}},
+		Tokens:  hostedTokens(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	base := hs.URL + "/private"
+	filename, whl := wheel(t, "Private.Pkg", "1.0", ">=3.8")
+	ct, body := twineForm("Private.Pkg", "1.0", filename, whl)
+	if resp, msg := send(t, http.MethodPost, base+"/legacy", writeSecret, ct, body); resp.StatusCode != 200 {
+		t.Fatalf("upload: %d %s", resp.StatusCode, msg)
+	}
+	if resp, root := authGet(t, base+"/simple/"); resp.StatusCode != 200 || !strings.Contains(root, `href="private-pkg/"`) {
+		t.Errorf("root: %d %s", resp.StatusCode, root)
+	}
+	if resp, page := authGet(t, base+"/simple/private-pkg/"); resp.StatusCode != 200 || !strings.Contains(page, filename) {
+		t.Errorf("page: %d %s", resp.StatusCode, page)
+	}
+	if resp, body := authGet(t, base+"/simple/requests/"); resp.StatusCode != 404 {
+		t.Errorf("unknown project: %d %s", resp.StatusCode, body)
 	}
 }
 
