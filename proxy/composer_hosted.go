@@ -218,18 +218,7 @@ func (cm *composerMirror) hostedOnlyRoot(c echo.Context) error {
 	return serveDoc(c, d, hvJSON, hostedEntry(time.Time{}))
 }
 
-// ownedBy reports whether name is published here; with no upstream,
-// every name is.
+// ownedBy reports whether name is published here.
 func (cm *composerMirror) ownedBy(ctx context.Context, name string) (bool, error) {
-	if cm.repo == nil {
-		return false, nil
-	}
-	owns, err := cm.repo.Owns(ctx, name)
-	if err != nil {
-		return false, err
-	}
-	if !owns && cm.m.URL == "" {
-		return false, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%s is not published on this repository", quoteName(name)))
-	}
-	return owns, nil
+	return owns(ctx, cm.repo, cm.m.URL == "", name)
 }

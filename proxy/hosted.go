@@ -160,20 +160,23 @@ func (s *Server) readUpload(c echo.Context, fileField string) (*upload, error) {
 	return u, nil
 }
 
-// owner is what a hosted-aware handler needs to know about a name.
-type owner struct {
-	repo *hosted.Repo // nil: the mirror hosts nothing
-}
-
-// owns reports whether name is published on the mirror (then nothing of
-// it comes from the upstream). A replica that cannot read the owned names
-// and never could answers 503 rather than risk serving an upstream's
-// package under a private name.
-func (o owner) owns(ctx context.Context, name string) (bool, error) {
-	if o.repo == nil {
+// owns reports whether name is published on repo (nil: a mirror that
+// hosts nothing), so that nothing of it comes from the upstream. Without
+// an upstream every other name is a 404. A replica that cannot read the
+// owned names and never could answers 503 rather than risk serving an
+// upstream's package under a private name.
+func owns(ctx context.Context, repo *hosted.Repo, noUpstream bool, name string) (bool, error) {
+	if repo == nil {
 		return false, nil
 	}
-	return o.repo.Owns(ctx, name)
+	owned, err := repo.Owns(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	if !owned && noUpstream {
+		return false, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%s is not published on this repository", quoteName(name)))
+	}
+	return owned, nil
 }
 
 // serveHostedFile serves a published file (key relative to the

@@ -389,8 +389,7 @@ func TestPyPILegacyUpload(t *testing.T) {
 		t.Fatalf("upload: %d %s", resp.StatusCode, msg)
 	}
 	up.Publish("dep-pkg", fakepypi.Release{Version: "99.0"})
-	resp, page := send(t, http.MethodGet, base+"/simple/dep-pkg/", readSecret, "", nil)
-	_ = resp
+	_, page := send(t, http.MethodGet, base+"/simple/dep-pkg/", readSecret, "", nil)
 	req, _ := http.NewRequest("GET", base+"/simple/dep-pkg/", nil)
 	req.Header.Set("Accept", "application/vnd.pypi.simple.v1+json")
 	req.SetBasicAuth("x", readSecret)

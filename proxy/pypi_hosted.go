@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -133,20 +132,9 @@ func (pm *pypiMirror) exists(filename string) error {
 	return badRequest("File already exists: %s is published already; files are immutable (upload a new version)", quoteName(filename))
 }
 
-// ownedBy reports whether project is published here; with no upstream,
-// every project is.
+// ownedBy reports whether project is published here.
 func (pm *pypiMirror) ownedBy(ctx context.Context, project string) (bool, error) {
-	if pm.repo == nil {
-		return false, nil
-	}
-	owns, err := pm.repo.Owns(ctx, project)
-	if err != nil {
-		return false, err
-	}
-	if !owns && pm.m.URL == "" {
-		return false, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%s is not published on this repository", quoteName(project)))
-	}
-	return owns, nil
+	return owns(ctx, pm.repo, pm.m.URL == "", project)
 }
 
 // hostedPage serves the simple page of a published project.

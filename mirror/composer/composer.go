@@ -134,14 +134,7 @@ var passThrough = []string{"available-packages", "available-package-patterns", "
 // absolute, points at the proxy's advisories route (advisoriesURL; empty
 // drops it).
 func (r Root) ClientRoot(prefix, advisoriesURL string) ([]byte, error) {
-	out := map[string]any{
-		"packages":     []any{},
-		"metadata-url": prefix + "/p2/%package%.json",
-		"mirrors": []map[string]any{{
-			"dist-url":  prefix + "/zipball/%package%/%version%/ref%reference%.%type%",
-			"preferred": true,
-		}},
-	}
+	out := rootFor(prefix)
 	for _, k := range passThrough {
 		if v, ok := r[k]; ok {
 			out[k] = v
@@ -163,6 +156,21 @@ func (r Root) ClientRoot(prefix, advisoriesURL string) ([]byte, error) {
 		}
 	}
 	return json.Marshal(out)
+}
+
+// rootFor is the packages.json every client gets from the proxy mounted
+// at prefix: metadata through metadata-url, dists through a preferred
+// mirror (path-absolute values, which Composer resolves against the
+// repository's own origin).
+func rootFor(prefix string) map[string]any {
+	return map[string]any{
+		"packages":     []any{},
+		"metadata-url": prefix + "/p2/%package%.json",
+		"mirrors": []map[string]any{{
+			"dist-url":  prefix + "/zipball/%package%/%version%/ref%reference%.%type%",
+			"preferred": true,
+		}},
+	}
 }
 
 // CheckP2 validates an upstream p2 file before it is stored: a JSON object

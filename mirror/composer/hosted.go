@@ -253,15 +253,8 @@ func (x *HostedIndex) HasReference(ref string) bool {
 // same shape as a mirrored one (metadata-url and a preferred dist mirror
 // at prefix), listing the names it has.
 func HostedRoot(prefix string, names []string) []byte {
-	out := map[string]any{
-		"packages":     []any{},
-		"metadata-url": prefix + "/p2/%package%.json",
-		"mirrors": []map[string]any{{
-			"dist-url":  prefix + "/zipball/%package%/%version%/ref%reference%.%type%",
-			"preferred": true,
-		}},
-		"available-packages": append([]string{}, names...),
-	}
+	out := rootFor(prefix)
+	out["available-packages"] = append([]string{}, names...)
 	b, _ := json.Marshal(out)
 	return b
 }
