@@ -177,6 +177,32 @@ func TestHostedPackagesWithRealClients(t *testing.T) {
 		}
 	})
 
+	t.Run("poetry publish", func(t *testing.T) {
+		bin, ok := testenv.LookPath("poetry")
+		if !ok {
+			testenv.Missing(t, "poetry", "apt-get install python3-poetry")
+		}
+		proj := t.TempDir()
+		os.WriteFile(filepath.Join(proj, "pyproject.toml"), []byte("[tool.poetry]\nname = \"poetry-pkg\"\nversion = \"0.1.0\"\n"+
+			"description = \"published with poetry\"\nauthors = [\"CI <ci@example.com>\"]\n\n[tool.poetry.dependencies]\npython = \">=3.7\"\n\n"+
+			"[build-system]\nrequires = [\"poetry-core\"]\nbuild-backend = \"poetry.core.masonry.api\"\n"), 0o644)
+		os.MkdirAll(filepath.Join(proj, "poetry_pkg"), 0o755)
+		os.WriteFile(filepath.Join(proj, "poetry_pkg", "__init__.py"), []byte("X = 1\n"), 0o644)
+		cmd := exec.Command(bin, "publish", "--build", "-r", "private", "-n")
+		cmd.Dir = proj
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "PYTHON_KEYRING_BACKEND=keyring.backends.null.Keyring",
+			"POETRY_REPOSITORIES_PRIVATE_URL="+legacy, "POETRY_HTTP_BASIC_PRIVATE_USERNAME=__token__",
+			"POETRY_HTTP_BASIC_PRIVATE_PASSWORD="+e2eWrite, "POETRY_VIRTUALENVS_CREATE=false")
+		if out, err := output(t, cmd); err != nil {
+			t.Fatalf("poetry publish: %v\n%s", err, tailLines(out, 30))
+		}
+		target := t.TempDir()
+		mustPip(t, withUser(t, index, e2eRead), "install", "--target", target, "poetry-pkg")
+		if got := installed(t, target); !strings.Contains(got, "poetry_pkg-0.1.0") {
+			t.Errorf("pip installed %q, want poetry_pkg-0.1.0", got)
+		}
+	})
+
 	// The upstreams now publish the private names, higher.
 	pack.Publish("acme/private-lib", fakepackagist.Version{Version: "9.0.0"})
 	py.Publish("private-pkg", fakepypi.Release{Version: "99.0"})
