@@ -17,6 +17,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/mirror-proxy/mirror-proxy/cork"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
 	"github.com/mirror-proxy/mirror-proxy/storage"
@@ -346,7 +347,7 @@ func writeGzipDoc(c echo.Context, b *gzBody, made func()) error {
 			w.WriteHeader(http.StatusOK)
 			return nil
 		}
-		writeCorked(w, r, b.gz)
+		cork.Write(w, r, b.gz)
 		return nil
 	}
 	h["Content-Length"] = b.rawLen
@@ -361,6 +362,6 @@ func writeGzipDoc(c echo.Context, b *gzBody, made func()) error {
 	if first && made != nil {
 		made()
 	}
-	writeCorked(w, r, plain)
+	cork.Write(w, r, plain)
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/cork"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -458,13 +459,13 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration) error {
 	hs := &http.Server{
 		Handler:           s.e,
-		ConnContext:       withCork,
+		ConnContext:       cork.ConnContext,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(corkListener{l}) }()
+	go func() { errc <- hs.Serve(cork.Listener{Listener: l}) }()
 	select {
 	case err := <-errc:
 		return err

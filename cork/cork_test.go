@@ -1,4 +1,4 @@
-package proxy
+package cork
 
 import (
 	"bytes"
@@ -32,11 +32,11 @@ func TestCorkedResponseIsOneWrite(t *testing.T) {
 	body := bytes.Repeat([]byte("0123456789abcdef"), 700) // 11.2 KB
 	var writes atomic.Int32
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	srv := &http.Server{ConnContext: withCork, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{ConnContext: ConnContext, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "11200")
-		writeCorked(w, r, body)
+		Write(w, r, body)
 	})}
-	go srv.Serve(corkListener{countingListener{l, &writes}})
+	go srv.Serve(Listener{countingListener{l, &writes}})
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
 	for i := 0; i < 3; i++ {

@@ -1,4 +1,7 @@
-package proxy
+// Package cork sends a complete in-memory response in one write(2):
+// connections are wrapped so that a handler's headers and body can be held
+// back and released together (see Listener, ConnContext and Write).
+package cork
 
 import (
 	"context"
@@ -15,10 +18,10 @@ import (
 // sent with one write: the connection is "corked" while the handler writes
 // and flushes it, then released. Everything else passes straight through.
 
-// corkListener wraps accepted connections in corkConns.
-type corkListener struct{ net.Listener }
+// Listener wraps accepted connections in corkConns.
+type Listener struct{ net.Listener }
 
-func (l corkListener) Accept() (net.Conn, error) {
+func (l Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
@@ -77,18 +80,18 @@ type writerOnly struct{ io.Writer }
 
 type corkKey struct{}
 
-// withCork is http.Server.ConnContext: it makes the connection reachable
+// ConnContext is http.Server.ConnContext: it makes the connection reachable
 // from its requests.
-func withCork(ctx context.Context, c net.Conn) context.Context {
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	if cc, ok := c.(*corkConn); ok {
 		return context.WithValue(ctx, corkKey{}, cc)
 	}
 	return ctx
 }
 
-// writeCorked writes a complete response (status and headers already set)
+// Write writes a complete response (status and headers already set)
 // with body as one write on the connection, when it can.
-func writeCorked(w http.ResponseWriter, r *http.Request, body []byte) {
+func Write(w http.ResponseWriter, r *http.Request, body []byte) {
 	cc, _ := r.Context().Value(corkKey{}).(*corkConn)
 	if cc == nil || len(body) < 3<<10 || len(body) > 1<<20 {
 		w.WriteHeader(http.StatusOK)
