@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
 	"github.com/mirror-proxy/mirror-proxy/storage"
@@ -35,17 +33,14 @@ func registerComposer(s *Server, m Mirror) {
 		cm.repo = s.newRepo(m)
 	}
 	for _, prefix := range []string{"/" + m.Name, "/mirror/" + m.Name} {
-		g := s.e.Group(prefix)
+		rt := s.router(prefix)
 		if cm.repo != nil {
-			cm.registerHosted(g, prefix)
+			cm.registerHosted(rt)
 		}
-		g.GET("/packages.json", cm.root)
-		g.HEAD("/packages.json", cm.root)
-		g.GET("/p2/:vendor/:file", cm.p2)
-		g.HEAD("/p2/:vendor/:file", cm.p2)
-		g.GET("/zipball/:vendor/:package/:version/:file", cm.dist)
-		g.HEAD("/zipball/:vendor/:package/:version/:file", cm.dist)
-		g.POST("/api/security-advisories/", cm.advisories)
+		rt.Read("/packages.json", cm.root)
+		rt.Read("/p2/{vendor}/{file}", cm.p2)
+		rt.Read("/zipball/{vendor}/{package}/{version}/{file}", cm.dist)
+		rt.Handle(http.MethodPost, "/api/security-advisories/", cm.advisories)
 	}
 }
 
@@ -137,28 +132,28 @@ func (cm *composerMirror) upstreamRoot(ctx context.Context) (metaResult, *rootIn
 	return res, ri.(*rootInfo), nil
 }
 
-func (cm *composerMirror) root(c echo.Context) error {
+func (cm *composerMirror) root(w http.ResponseWriter, r *http.Request) error {
 	if cm.m.URL == "" {
-		return cm.hostedOnlyRoot(c)
+		return cm.hostedOnlyRoot(w, r)
 	}
 	var names *hosted.Names
 	if cm.repo != nil {
-		n, err := cm.repo.Names(c.Request().Context())
+		n, err := cm.repo.Names(r.Context())
 		if err != nil {
 			return err
 		}
 		names = n
 	}
-	res, root, err := cm.upstreamRoot(c.Request().Context())
+	res, root, err := cm.upstreamRoot(r.Context())
 	if err != nil {
 		return err
 	}
-	prefix := routePrefix(c.Request().URL.Path, cm.m.Name)
+	prefix := routePrefix(r.URL.Path, cm.m.Name)
 	adv := ""
 	if root.advURL != "" {
 		base := cm.s.opts.PublicURL
 		if base == "" {
-			base = requestScheme(c) + "://" + c.Request().Host
+			base = requestScheme(r) + "://" + r.Host
 		}
 		adv = base + prefix + "/api/security-advisories/"
 	}
@@ -166,27 +161,27 @@ func (cm *composerMirror) root(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return serveMetaBody(c, res, hvJSON, &d.gzBody, nil)
+	return serveMetaBody(w, r, res, hvJSON, &d.gzBody, nil)
 }
 
-func (cm *composerMirror) p2(c echo.Context) error {
-	vendor := c.Param("vendor")
-	pkg, dev, ok := composer.ParseP2File(c.Param("file"))
+func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
+	vendor := r.PathValue("vendor")
+	pkg, dev, ok := composer.ParseP2File(r.PathValue("file"))
 	name := vendor + "/" + pkg
 	if !ok || !composer.ValidName(name) {
-		return echo.NewHTTPError(http.StatusNotFound, quoteName(name)+" is not a valid lowercase vendor/package name")
+		return newHTTPError(http.StatusNotFound, quoteName(name)+" is not a valid lowercase vendor/package name")
 	}
-	if owned, err := cm.ownedBy(c.Request().Context(), name); err != nil || owned {
+	if owned, err := cm.ownedBy(r.Context(), name); err != nil || owned {
 		if err != nil {
 			return err
 		}
-		return cm.serveHostedP2(c, name, dev)
+		return cm.serveHostedP2(w, r, name, dev)
 	}
-	res, err := cm.p2Meta(c.Request().Context(), name, dev)
+	res, err := cm.p2Meta(r.Context(), name, dev)
 	if err != nil {
 		return err
 	}
-	return cm.s.core.serveMeta(c, res, hvJSON)
+	return cm.s.core.serveMeta(w, r, res, hvJSON)
 }
 
 func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (metaResult, error) {
@@ -220,21 +215,21 @@ func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (me
 // The object key is the URL's own path, so a stored dist is served without
 // metadata; a missing one is resolved in the mirrored metadata (stable and
 // dev) and only a URL found there is downloaded.
-func (cm *composerMirror) dist(c echo.Context) error {
-	name := c.Param("vendor") + "/" + c.Param("package")
-	version, file := c.Param("version"), c.Param("file")
+func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("vendor") + "/" + r.PathValue("package")
+	version, file := r.PathValue("version"), r.PathValue("file")
 	ref, typ, ok := composer.ParseDistPath(version, file)
 	if !composer.ValidName(name) || !ok {
-		return echo.NewHTTPError(http.StatusNotFound, "not a dist URL of this mirror: expected /zipball/vendor/package/version/ref<reference>.<type>")
+		return newHTTPError(http.StatusNotFound, "not a dist URL of this mirror: expected /zipball/vendor/package/version/ref<reference>.<type>")
 	}
-	if owned, err := cm.ownedBy(c.Request().Context(), name); err != nil || owned {
+	if owned, err := cm.ownedBy(r.Context(), name); err != nil || owned {
 		if err != nil {
 			return err
 		}
-		return cm.hostedDist(c, name, ref, typ)
+		return cm.hostedDist(w, r, name, ref, typ)
 	}
 	key := storage.Join(cm.s.opts.DistPrefix, cm.m.Name, name, version, file)
-	return cm.s.core.serveFile(c, key, func(ctx context.Context) (fileSource, error) {
+	return cm.s.core.serveFile(w, r, key, func(ctx context.Context) (fileSource, error) {
 		// Stable versions first: most dists are found there, and the ~dev
 		// file is fetched only when they are not.
 		var versions []composer.Version
@@ -269,7 +264,7 @@ func (cm *composerMirror) dist(c echo.Context) error {
 			if firstErr != nil {
 				return fileSource{}, firstErr
 			}
-			return fileSource{}, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no dist of %s with version %s and reference %s in the mirrored metadata", name, quoteName(version), quoteName(ref)))
+			return fileSource{}, newHTTPError(http.StatusNotFound, fmt.Sprintf("no dist of %s with version %s and reference %s in the mirrored metadata", name, quoteName(version), quoteName(ref)))
 		}
 		// A dist is stored once, under the version and type the metadata
 		// gives: any other version segment or type that names the same
@@ -280,7 +275,7 @@ func (cm *composerMirror) dist(c echo.Context) error {
 			canonType = "zip"
 		}
 		if d.Version != version || canonType != typ {
-			prefix := routePrefix(c.Request().URL.Path, cm.m.Name)
+			prefix := routePrefix(r.URL.Path, cm.m.Name)
 			return fileSource{}, &redirectTo{url: prefix + "/zipball/" + name + "/" + d.Version + "/ref" + ref + "." + canonType}
 		}
 		src := fileSource{url: d.URL, client: cm.client, sha1: d.Shasum}
@@ -295,25 +290,25 @@ func (cm *composerMirror) dist(c echo.Context) error {
 
 // advisories forwards Composer's security advisory query (a POST of
 // packages[]=...) to the upstream's api-url.
-func (cm *composerMirror) advisories(c echo.Context) error {
+func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) error {
 	if cm.m.URL == "" {
-		return echo.NewHTTPError(http.StatusNotFound, "a repository without upstream has no security advisories API")
+		return newHTTPError(http.StatusNotFound, "a repository without upstream has no security advisories API")
 	}
-	ctx := c.Request().Context()
+	ctx := r.Context()
 	_, root, err := cm.upstreamRoot(ctx)
 	if err != nil {
 		return err
 	}
 	target := root.advURL
 	if target == "" {
-		return echo.NewHTTPError(http.StatusNotFound, "the upstream publishes no security advisories API")
+		return newHTTPError(http.StatusNotFound, "the upstream publishes no security advisories API")
 	}
-	c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20)
-	if err := c.Request().ParseForm(); err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest, "bad form: "+err.Error())
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	if err := r.ParseForm(); err != nil {
+		return newHTTPError(http.StatusBadRequest, "bad form: "+err.Error())
 	}
 	form := url.Values{}
-	for _, p := range c.Request().PostForm["packages[]"] {
+	for _, p := range r.PostForm["packages[]"] {
 		if composer.ValidName(strings.ToLower(p)) {
 			form.Add("packages[]", p)
 		}
@@ -333,7 +328,7 @@ func (cm *composerMirror) advisories(c echo.Context) error {
 	if err != nil {
 		return transportError(target, err)
 	}
-	return c.Blob(http.StatusOK, "application/json", body)
+	return writeBlob(w, http.StatusOK, "application/json", body)
 }
 
 // Header values shared by every response (never mutated).
@@ -350,16 +345,16 @@ var (
 // Last-Modified comes from the stored object, so replicas agree, and
 // If-Modified-Since gets a 304. Headers are assigned in canonical form
 // from precomputed values: this is the hottest path of the proxy.
-func (core *Core) serveMeta(c echo.Context, res metaResult, ctype []string) error {
+func (core *Core) serveMeta(w http.ResponseWriter, r *http.Request, res metaResult, ctype []string) error {
 	e := res.entry
-	return serveMetaBody(c, res, ctype, &e.gzBody, func() { core.reweigh(e) })
+	return serveMetaBody(w, r, res, ctype, &e.gzBody, func() { core.reweigh(e) })
 }
 
 // serveMetaBody is serveMeta for a body derived from the entry (rendered
 // from it), with the entry's validators.
-func serveMetaBody(c echo.Context, res metaResult, ctype []string, b *gzBody, made func()) error {
+func serveMetaBody(w http.ResponseWriter, r *http.Request, res metaResult, ctype []string, b *gzBody, made func()) error {
 	e := res.entry
-	h := c.Response().Header()
+	h := w.Header()
 	h["Content-Type"] = ctype
 	h["Vary"] = hvVaryEncoding
 	h["Cache-Control"] = hvRevalidate
@@ -367,10 +362,10 @@ func serveMetaBody(c echo.Context, res metaResult, ctype []string, b *gzBody, ma
 		h["X-Mirror-Stale"] = hvTrue
 	}
 	h["Last-Modified"] = e.lastModified
-	if notModified(c.Request(), e.mod) {
-		return c.NoContent(http.StatusNotModified)
+	if notModified(r, e.mod) {
+		return noContent(w, http.StatusNotModified)
 	}
-	return writeGzipDoc(c, b, made)
+	return writeGzipDoc(w, r, b, made)
 }
 
 func notModified(r *http.Request, mod time.Time) bool {

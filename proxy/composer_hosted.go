@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
 )
@@ -23,22 +21,15 @@ import (
 // removes the version from the index; its zip stays in storage, so that
 // lock files that name it keep installing.
 
-// registerComposerHosted adds the publish routes of a hosted mirror.
-func (cm *composerMirror) registerHosted(g *echo.Group, prefix string) {
+// registerHosted adds the publish routes of a hosted mirror.
+func (cm *composerMirror) registerHosted(rt Router) {
 	for _, base := range []string{"/packages/upload", "/api/packages/upload"} {
-		path := base + "/:vendor/:package/:version"
-		cm.s.writeRoute(g, prefix, http.MethodPut, path, cm.upload)
-		cm.s.writeRoute(g, prefix, http.MethodPost, path, cm.upload)
-		cm.s.writeRoute(g, prefix, http.MethodDelete, path, cm.deleteVersion)
+		path := base + "/{vendor}/{package}/{version}"
+		rt.Write(http.MethodPut, path, cm.upload)
+		rt.Write(http.MethodPost, path, cm.upload)
+		rt.Write(http.MethodDelete, path, cm.deleteVersion)
 	}
-	g.GET("/packages/list.json", cm.list)
-	g.HEAD("/packages/list.json", cm.list)
-}
-
-// writeRoute registers a route that writes: it needs a write token.
-func (s *Server) writeRoute(g *echo.Group, prefix, method, path string, h echo.HandlerFunc) {
-	g.Add(method, path, h)
-	s.writeRoutes[method+" "+prefix+path] = true
+	rt.Read("/packages/list.json", cm.list)
 }
 
 // errVersionExists: a version is published already.
@@ -48,17 +39,17 @@ func (cm *composerMirror) distPath(name, sha1 string) string {
 	return "dist/" + name + "/" + sha1 + ".zip"
 }
 
-func (cm *composerMirror) upload(c echo.Context) error {
-	name := c.Param("vendor") + "/" + c.Param("package")
+func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("vendor") + "/" + r.PathValue("package")
 	if !composer.ValidName(name) {
 		return badRequest("%s is not a valid lowercase vendor/package name", quoteName(name))
 	}
-	version := c.Param("version")
+	version := r.PathValue("version")
 	normalized, err := composer.NormalizeVersion(version)
 	if err != nil {
 		return badRequest("%v", err)
 	}
-	u, err := cm.s.readUpload(c, "package")
+	u, err := cm.s.readUpload(w, r, "package")
 	if err != nil {
 		return err
 	}
@@ -70,7 +61,7 @@ func (cm *composerMirror) upload(c echo.Context) error {
 	if cjName, _ := cj["name"].(string); strings.ToLower(cjName) != name {
 		return badRequest("composer.json names the package %s, the URL %s: they must be the same", quoteName(cjName), quoteName(name))
 	}
-	ctx := c.Request().Context()
+	ctx := r.Context()
 	// Refused before anything is stored when the version is known already.
 	if x, err := cm.repo.Index(ctx, name); err == nil {
 		if idx, err := composer.ParseHostedIndex(x.Body, name); err == nil && idx.Versions[normalized] != nil {
@@ -105,24 +96,24 @@ func (cm *composerMirror) upload(c echo.Context) error {
 		return err
 	}
 	cm.s.opts.Logger.Info("package published", "mirror", cm.m.Name, "package", name, "version", normalized, "sha1", u.file.SHA1, "bytes", u.file.Size)
-	return c.JSON(http.StatusCreated, map[string]string{"name": name, "version": version, "version_normalized": normalized, "shasum": u.file.SHA1})
+	return writeJSON(w, http.StatusCreated, map[string]string{"name": name, "version": version, "version_normalized": normalized, "shasum": u.file.SHA1})
 }
 
 func (cm *composerMirror) exists(name, version string) error {
-	return echo.NewHTTPError(http.StatusConflict, fmt.Sprintf("%s %s is published already; versions are immutable (publish a new version)", name, quoteName(version)))
+	return newHTTPError(http.StatusConflict, fmt.Sprintf("%s %s is published already; versions are immutable (publish a new version)", name, quoteName(version)))
 }
 
-func (cm *composerMirror) deleteVersion(c echo.Context) error {
-	name := c.Param("vendor") + "/" + c.Param("package")
+func (cm *composerMirror) deleteVersion(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("vendor") + "/" + r.PathValue("package")
 	if !composer.ValidName(name) {
 		return badRequest("%s is not a valid lowercase vendor/package name", quoteName(name))
 	}
-	normalized, err := composer.NormalizeVersion(c.Param("version"))
+	normalized, err := composer.NormalizeVersion(r.PathValue("version"))
 	if err != nil {
 		return badRequest("%v", err)
 	}
 	errMissing := errors.New("missing")
-	err = cm.repo.Update(c.Request().Context(), name, func(old []byte) ([]byte, error) {
+	err = cm.repo.Update(r.Context(), name, func(old []byte) ([]byte, error) {
 		idx, err := composer.ParseHostedIndex(old, name)
 		if err != nil {
 			return nil, err
@@ -134,30 +125,30 @@ func (cm *composerMirror) deleteVersion(c echo.Context) error {
 		return idx.Marshal(), nil
 	})
 	if errors.Is(err, errMissing) {
-		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%s has no published version %s", name, normalized))
+		return newHTTPError(http.StatusNotFound, fmt.Sprintf("%s has no published version %s", name, normalized))
 	}
 	if err != nil {
 		return err
 	}
 	cm.s.opts.Logger.Info("package version deleted", "mirror", cm.m.Name, "package", name, "version", normalized)
-	return c.JSON(http.StatusOK, map[string]string{"deleted": name + " " + normalized})
+	return writeJSON(w, http.StatusOK, map[string]string{"deleted": name + " " + normalized})
 }
 
 // list answers Packagist's list.json shape with the hosted names.
-func (cm *composerMirror) list(c echo.Context) error {
-	n, err := cm.repo.Names(c.Request().Context())
+func (cm *composerMirror) list(w http.ResponseWriter, r *http.Request) error {
+	n, err := cm.repo.Names(r.Context())
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string][]string{"packageNames": append([]string{}, n.List...)})
+	return writeJSON(w, http.StatusOK, map[string][]string{"packageNames": append([]string{}, n.List...)})
 }
 
 // hostedP2 are the two p2 files of one index version.
 type hostedP2 struct{ stable, dev *doc }
 
 // hostedP2 serves the p2 file of a published package.
-func (cm *composerMirror) serveHostedP2(c echo.Context, name string, dev bool) error {
-	x, err := cm.repo.Index(c.Request().Context(), name)
+func (cm *composerMirror) serveHostedP2(w http.ResponseWriter, r *http.Request, name string, dev bool) error {
+	x, err := cm.repo.Index(r.Context(), name)
 	if err != nil {
 		return err
 	}
@@ -175,15 +166,15 @@ func (cm *composerMirror) serveHostedP2(c echo.Context, name string, dev bool) e
 	if dev {
 		d = v.(*hostedP2).dev
 	}
-	return serveDoc(c, d, hvJSON, hostedEntry(x.ModTime))
+	return serveDoc(w, r, d, hvJSON, hostedEntry(x.ModTime))
 }
 
 // hostedDist serves a published zip: /zipball/<name>/<version>/ref<sha1>.zip.
-func (cm *composerMirror) hostedDist(c echo.Context, name, ref, typ string) error {
+func (cm *composerMirror) hostedDist(w http.ResponseWriter, r *http.Request, name, ref, typ string) error {
 	if typ != "zip" || !composer.ValidSHA1(ref) {
-		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%s is published here; no such dist", name))
+		return newHTTPError(http.StatusNotFound, fmt.Sprintf("%s is published here; no such dist", name))
 	}
-	return cm.s.core.serveHostedFile(c, cm.repo, cm.distPath(name, ref))
+	return cm.s.core.serveHostedFile(w, r, cm.repo, cm.distPath(name, ref))
 }
 
 // hostedRoots caches the packages.json of a repository that only hosts,
@@ -209,13 +200,13 @@ func (h *hostedRoots) get(prefix string, n *hosted.Names) *doc {
 }
 
 // hostedOnlyRoot serves packages.json of a mirror without upstream.
-func (cm *composerMirror) hostedOnlyRoot(c echo.Context) error {
-	n, err := cm.repo.Names(c.Request().Context())
+func (cm *composerMirror) hostedOnlyRoot(w http.ResponseWriter, r *http.Request) error {
+	n, err := cm.repo.Names(r.Context())
 	if err != nil {
 		return err
 	}
-	d := cm.roots.get(routePrefix(c.Request().URL.Path, cm.m.Name), n)
-	return serveDoc(c, d, hvJSON, hostedEntry(time.Time{}))
+	d := cm.roots.get(routePrefix(r.URL.Path, cm.m.Name), n)
+	return serveDoc(w, r, d, hvJSON, hostedEntry(time.Time{}))
 }
 
 // ownedBy reports whether name is published here.

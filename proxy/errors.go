@@ -8,7 +8,6 @@ import (
 	"net/http"
 	neturl "net/url"
 
-	"github.com/labstack/echo/v4"
 
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 )
@@ -74,21 +73,24 @@ func statusError(u string, resp *http.Response) *upstreamError {
 
 // httpError maps an error of the fetch-through core to the one response
 // clients see. It is the only place where errors become status codes.
-func httpError(err error) *echo.HTTPError {
+func httpError(err error) *HTTPError {
 	var ue *upstreamError
+	var he *HTTPError
 	switch {
+	case errors.As(err, &he):
+		return he
 	case errors.Is(err, errNotFound):
-		return echo.NewHTTPError(http.StatusNotFound, err.Error())
+		return &HTTPError{http.StatusNotFound, err.Error()}
 	case errors.As(err, &ue):
-		return echo.NewHTTPError(ue.status, ue.msg)
+		return &HTTPError{ue.status, ue.msg}
 	case errors.Is(err, hosted.ErrUnavailable):
-		return echo.NewHTTPError(http.StatusServiceUnavailable, err.Error())
+		return &HTTPError{http.StatusServiceUnavailable, err.Error()}
 	case errors.Is(err, context.Canceled):
-		return echo.NewHTTPError(499, "client closed the request")
+		return &HTTPError{499, "client closed the request"}
 	case errors.Is(err, context.DeadlineExceeded):
-		return echo.NewHTTPError(http.StatusGatewayTimeout, "timed out")
+		return &HTTPError{http.StatusGatewayTimeout, "timed out"}
 	}
-	return echo.NewHTTPError(http.StatusBadGateway, err.Error())
+	return &HTTPError{http.StatusBadGateway, err.Error()}
 }
 
 // redirectTo sends the client to the canonical URL of what it asked for.

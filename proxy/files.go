@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -551,8 +549,7 @@ func (c *Core) createSpool(f *flight, size int64) (*os.File, func(), error) {
 
 // serveFile serves the immutable file key: from the disk cache, storage,
 // or (cold) from its upstream, resolved by resolve only when needed.
-func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.Context) (fileSource, error)) error {
-	r, w := ec.Request(), ec.Response()
+func (c *Core) serveFile(w http.ResponseWriter, r *http.Request, key string, resolve func(ctx context.Context) (fileSource, error)) error {
 	ctx := r.Context()
 	h := w.Header()
 	h.Set("Content-Type", contentType(key))
@@ -573,7 +570,7 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 	}
 	if info, err := c.store.Stat(ctx, key); err == nil {
 		c.metrics.hit("storage")
-		served, err := c.serveStored(ec, info)
+		served, err := c.serveStored(w, r, info)
 		if served {
 			return err
 		}
@@ -641,7 +638,7 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 		if ctx.Err() != nil {
 			reason = "client gone"
 		}
-		abortResponse(ec, reason, err)
+		abortResponse(w, r, reason, err)
 	}
 	return nil
 }
@@ -649,14 +646,16 @@ func (c *Core) serveFile(ec echo.Context, key string, resolve func(ctx context.C
 // abortResponse ends a response whose headers are sent by cutting the
 // connection, so that the client sees a truncated transfer, never a
 // clean one; the request log and metrics record it with reason.
-func abortResponse(ec echo.Context, reason string, err error) {
-	ec.Set(abortKey, abortInfo{reason, err})
-	panic(http.ErrAbortHandler)
+func abortResponse(w http.ResponseWriter, r *http.Request, reason string, err error) {
+	panic(&aborted{reason, err})
 }
 
+// abortKey is where the request log finds an aborted response's reason.
 const abortKey = "mirror.abort"
 
-type abortInfo struct {
+// aborted is what abortResponse panics with; the handler's adapter
+// records it and cuts the connection (http.ErrAbortHandler).
+type aborted struct {
 	reason string
 	err    error
 }
@@ -683,8 +682,7 @@ func (s *softWriter) Write(p []byte) (int, error) {
 // replica keeps serving the file if storage becomes unreachable. It
 // returns served=false when storage failed before anything was sent:
 // the caller can still fetch the file from its upstream.
-func (c *Core) serveStored(ec echo.Context, info storage.Info) (served bool, err error) {
-	r, w := ec.Request(), ec.Response()
+func (c *Core) serveStored(w http.ResponseWriter, r *http.Request, info storage.Info) (served bool, err error) {
 	whole := r.Header.Get("Range") == ""
 	var rc io.ReadCloser
 	if r.Method == http.MethodGet && whole {
@@ -718,7 +716,7 @@ func (c *Core) serveStored(ec echo.Context, info storage.Info) (served bool, err
 				if r.Context().Err() != nil {
 					reason = "client gone"
 				}
-				abortResponse(ec, reason, err)
+				abortResponse(w, r, reason, err)
 			}
 			if sw.failed != nil {
 				dw.Abort()
@@ -735,7 +733,7 @@ func (c *Core) serveStored(ec echo.Context, info storage.Info) (served bool, err
 	http.ServeContent(w, r, "", info.ModTime, rs)
 	if rs.err != nil && !errors.Is(rs.err, context.Canceled) {
 		c.log.Warn("storage read failed mid-response; aborting it", "key", info.Key, "err", rs.err)
-		abortResponse(ec, "storage read failed", rs.err)
+		abortResponse(w, r, "storage read failed", rs.err)
 	}
 	return true, nil
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/labstack/echo/v4"
 
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/storage"
@@ -78,22 +77,21 @@ const (
 
 // badRequest is a 400 whose message names the problem.
 func badRequest(format string, a ...any) error {
-	return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf(format, a...))
+	return newHTTPError(http.StatusBadRequest, fmt.Sprintf(format, a...))
 }
 
 // readUpload reads a multipart/form-data request: fileField's part is
 // spooled (UPLOAD_MAX_BYTES at most, else 413), other parts kept as
 // text. The body may take as long as it needs while it keeps arriving.
-func (s *Server) readUpload(c echo.Context, fileField string) (*upload, error) {
-	r := c.Request()
+func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, fileField string) (*upload, error) {
 	max := s.opts.UploadMaxBytes
 	if r.ContentLength > max+(1<<20) {
-		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("upload of %d bytes is larger than UPLOAD_MAX_BYTES (%d)", r.ContentLength, max))
+		return nil, newHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("upload of %d bytes is larger than UPLOAD_MAX_BYTES (%d)", r.ContentLength, max))
 	}
 	if db, ok := r.Body.(*deadlineBody); ok {
 		db.idle.Store(int64(s.opts.BodyReadTimeout))
 	}
-	r.Body = http.MaxBytesReader(c.Response(), r.Body, max+(1<<20))
+	r.Body = http.MaxBytesReader(w, r.Body, max+(1<<20))
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != "multipart/form-data" {
 		return nil, badRequest("expected a multipart/form-data upload with the file in the field %q", fileField)
@@ -107,9 +105,9 @@ func (s *Server) readUpload(c echo.Context, fileField string) (*upload, error) {
 		u.close()
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) || errors.Is(err, hosted.ErrTooLarge) {
-			return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("upload larger than UPLOAD_MAX_BYTES (%d)", max))
+			return nil, newHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("upload larger than UPLOAD_MAX_BYTES (%d)", max))
 		}
-		var he *echo.HTTPError
+		var he *HTTPError
 		if errors.As(err, &he) {
 			return nil, he
 		}
@@ -174,20 +172,20 @@ func owns(ctx context.Context, repo *hosted.Repo, noUpstream bool, name string) 
 		return false, err
 	}
 	if !owned && noUpstream {
-		return false, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%s is not published on this repository", quoteName(name)))
+		return false, newHTTPError(http.StatusNotFound, fmt.Sprintf("%s is not published on this repository", quoteName(name)))
 	}
 	return owned, nil
 }
 
 // serveHostedFile serves a published file (key relative to the
 // repository): from the disk cache or storage, never an upstream.
-func (c *Core) serveHostedFile(ec echo.Context, repo *hosted.Repo, path string) error {
+func (c *Core) serveHostedFile(w http.ResponseWriter, r *http.Request, repo *hosted.Repo, path string) error {
 	key := repo.Key(path)
-	return c.serveFile(ec, key, func(ctx context.Context) (fileSource, error) {
+	return c.serveFile(w, r, key, func(ctx context.Context) (fileSource, error) {
 		_, err := c.store.Stat(ctx, key)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
-			return fileSource{}, echo.NewHTTPError(http.StatusNotFound, "no such published file")
+			return fileSource{}, newHTTPError(http.StatusNotFound, "no such published file")
 		case err != nil:
 			return fileSource{}, &upstreamError{status: http.StatusServiceUnavailable, retryAfter: "5", msg: "storage unavailable: " + err.Error()}
 		}

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/mirror-proxy/mirror-proxy/cork"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
@@ -41,41 +39,39 @@ const rootTTL = time.Hour
 
 func registerPyPI(s *Server, m Mirror) {
 	pm := &pypiMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, m, s.core.metrics.upstreamTime.WithLabelValues(m.Name))}
-	g := s.e.Group("/" + m.Name)
+	rt := s.router("/" + m.Name)
 	if m.Hosted {
 		pm.repo = s.newRepo(m)
-		pm.registerHosted(g)
+		pm.registerHosted(rt)
 	}
-	for _, method := range []string{http.MethodGet, http.MethodHead} {
-		g.Add(method, "/simple", pm.redirectRoot)
-		g.Add(method, "/simple/", pm.root)
-		g.Add(method, "/simple/:project", pm.redirectProject)
-		g.Add(method, "/simple/:project/", pm.project)
-		g.Add(method, "/files/:project/:key/:filename", pm.file)
-	}
+	rt.Read("/simple", pm.redirectRoot)
+	rt.Read("/simple/", pm.root)
+	rt.Read("/simple/{project}", pm.redirectProject)
+	rt.Read("/simple/{project}/", pm.project)
+	rt.Read("/files/{project}/{key}/{filename}", pm.file)
 }
 
 func (pm *pypiMirror) metaKey(dir, name string) string {
 	return pm.s.opts.MetaPrefix + "/" + pm.m.Name + "/" + dir + "/" + name
 }
 
-func (pm *pypiMirror) redirectRoot(c echo.Context) error {
-	return c.Redirect(http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+query(c))
+func (pm *pypiMirror) redirectRoot(w http.ResponseWriter, r *http.Request) error {
+	return redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+query(r))
 }
 
-func query(c echo.Context) string {
-	if q := c.Request().URL.RawQuery; q != "" {
+func query(r *http.Request) string {
+	if q := r.URL.RawQuery; q != "" {
 		return "?" + q
 	}
 	return ""
 }
 
-func (pm *pypiMirror) redirectProject(c echo.Context) error {
-	raw := c.Param("project")
+func (pm *pypiMirror) redirectProject(w http.ResponseWriter, r *http.Request) error {
+	raw := r.PathValue("project")
 	if !pypi.ValidName(raw) {
-		return echo.NewHTTPError(http.StatusNotFound, quoteName(raw)+" is not a valid project name")
+		return newHTTPError(http.StatusNotFound, quoteName(raw)+" is not a valid project name")
 	}
-	return c.Redirect(http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+pypi.Normalize(raw)+"/"+query(c))
+	return redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+pypi.Normalize(raw)+"/"+query(r))
 }
 
 // rendered is a page in both formats, gzip-compressed once per stored
@@ -161,57 +157,57 @@ func (pm *pypiMirror) projectPage(ctx context.Context, name string) (metaResult,
 	return res, v.(*rendered), nil
 }
 
-func (pm *pypiMirror) project(c echo.Context) error {
-	raw := c.Param("project")
+func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
+	raw := r.PathValue("project")
 	if !pypi.ValidName(raw) {
-		return echo.NewHTTPError(http.StatusNotFound, quoteName(raw)+" is not a valid project name")
+		return newHTTPError(http.StatusNotFound, quoteName(raw)+" is not a valid project name")
 	}
 	if name := pypi.Normalize(raw); name != raw {
-		return c.Redirect(http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+name+"/"+query(c))
+		return redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+name+"/"+query(r))
 	}
-	typ, err := pypi.Negotiate(c.Request().Header.Get("Accept"), c.QueryParam("format"))
+	typ, err := pypi.Negotiate(r.Header.Get("Accept"), r.URL.Query().Get("format"))
 	if err != nil {
-		c.Response().Header().Set("Vary", "Accept")
-		return echo.NewHTTPError(http.StatusNotAcceptable, err.Error())
+		w.Header().Set("Vary", "Accept")
+		return newHTTPError(http.StatusNotAcceptable, err.Error())
 	}
-	if owned, err := pm.ownedBy(c.Request().Context(), raw); err != nil || owned {
+	if owned, err := pm.ownedBy(r.Context(), raw); err != nil || owned {
 		if err != nil {
 			return err
 		}
-		return pm.hostedPage(c, raw, typ)
+		return pm.hostedPage(w, r, raw, typ)
 	}
-	res, r, err := pm.projectPage(c.Request().Context(), raw)
+	res, page, err := pm.projectPage(r.Context(), raw)
 	if err != nil {
 		return err
 	}
-	d := r.html
+	d := page.html
 	if typ == pypi.JSONType {
-		d = r.json
+		d = page.json
 	}
-	return serveDoc(c, d, hvTypes[typ], res)
+	return serveDoc(w, r, d, hvTypes[typ], res)
 }
 
-func (pm *pypiMirror) root(c echo.Context) error {
-	typ, err := pypi.Negotiate(c.Request().Header.Get("Accept"), c.QueryParam("format"))
+func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
+	typ, err := pypi.Negotiate(r.Header.Get("Accept"), r.URL.Query().Get("format"))
 	if err != nil {
-		c.Response().Header().Set("Vary", "Accept")
-		return echo.NewHTTPError(http.StatusNotAcceptable, err.Error())
+		w.Header().Set("Vary", "Accept")
+		return newHTTPError(http.StatusNotAcceptable, err.Error())
 	}
 	var names *hosted.Names
 	if pm.repo != nil {
-		if names, err = pm.repo.Names(c.Request().Context()); err != nil {
+		if names, err = pm.repo.Names(r.Context()); err != nil {
 			return err
 		}
 		if pm.m.URL == "" {
-			r := pm.rootList.get(nil, nil, names)
-			d := r.html
+			page := pm.rootList.get(nil, nil, names)
+			d := page.html
 			if typ == pypi.JSONType {
-				d = r.json
+				d = page.json
 			}
-			return serveDoc(c, d, hvTypes[typ], hostedEntry(time.Time{}))
+			return serveDoc(w, r, d, hvTypes[typ], hostedEntry(time.Time{}))
 		}
 	}
-	res, err := pm.s.core.meta(c.Request().Context(), &metaSource{
+	res, err := pm.s.core.meta(r.Context(), &metaSource{
 		key: pm.metaKey("simple", "index"), url: pm.m.URL + "/", client: pm.client,
 		ttl: max(rootTTL, pm.m.TTL), notFoundTTL: pm.m.NotFoundTTL, accept: pypi.UpstreamAccept,
 		staleWhileRevalidate: true,
@@ -236,15 +232,15 @@ func (pm *pypiMirror) root(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	r := v.(*rendered)
+	page := v.(*rendered)
 	if names != nil && len(names.List) > 0 {
-		r = pm.rootList.get(res.entry, r.names, names)
+		page = pm.rootList.get(res.entry, page.names, names)
 	}
-	d := r.html
+	d := page.html
 	if typ == pypi.JSONType {
-		d = r.json
+		d = page.json
 	}
-	return serveDoc(c, d, hvTypes[typ], res)
+	return serveDoc(w, r, d, hvTypes[typ], res)
 }
 
 var fileKeyRe = regexp.MustCompile(`^(u-)?[0-9a-f]{64}$`)
@@ -253,37 +249,37 @@ var fileKeyRe = regexp.MustCompile(`^(u-)?[0-9a-f]{64}$`)
 // the URL's own path, so a stored file needs no metadata lookup; a missing
 // one is looked up in the project's page, and only the URL found there is
 // downloaded, verified against the page's sha256.
-func (pm *pypiMirror) file(c echo.Context) error {
-	project, key := c.Param("project"), c.Param("key")
-	filename, err := url.PathUnescape(c.Param("filename"))
+func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
+	project, key := r.PathValue("project"), r.PathValue("key")
+	filename, err := url.PathUnescape(r.PathValue("filename"))
 	if err != nil || !pypi.ValidName(project) || pypi.Normalize(project) != project ||
 		!fileKeyRe.MatchString(key) || !pypi.ValidFilename(filename) {
-		return echo.NewHTTPError(http.StatusNotFound, "not a file URL of this mirror: expected /files/<project>/<sha256>/<filename>")
+		return newHTTPError(http.StatusNotFound, "not a file URL of this mirror: expected /files/<project>/<sha256>/<filename>")
 	}
 	base, isMeta := strings.CutSuffix(filename, ".metadata")
-	h := c.Response().Header()
+	h := w.Header()
 	if !isMeta && !strings.HasPrefix(key, "u-") {
 		h.Set("ETag", `"`+key+`"`)
 	}
-	if owned, err := pm.ownedBy(c.Request().Context(), project); err != nil || owned {
+	if owned, err := pm.ownedBy(r.Context(), project); err != nil || owned {
 		if err != nil {
 			return err
 		}
-		return pm.hostedFile(c, project, key, filename)
+		return pm.hostedFile(w, r, project, key, filename)
 	}
 	skey := storage.Join(pm.s.opts.DistPrefix, pm.m.Name, project, key, filename)
-	err = pm.s.core.serveFile(c, skey, func(ctx context.Context) (fileSource, error) {
+	err = pm.s.core.serveFile(w, r, skey, func(ctx context.Context) (fileSource, error) {
 		_, r, err := pm.projectPage(ctx, project)
 		if err != nil {
 			return fileSource{}, err
 		}
 		f, ok := r.project.FindFile(key, base)
 		if !ok {
-			return fileSource{}, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("%s is not a file of %s in the mirrored index", base, project))
+			return fileSource{}, newHTTPError(http.StatusNotFound, fmt.Sprintf("%s is not a file of %s in the mirrored index", base, project))
 		}
 		if isMeta {
 			if !f.HasMetadata() {
-				return fileSource{}, echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("the index advertises no core metadata for %s", base))
+				return fileSource{}, newHTTPError(http.StatusNotFound, fmt.Sprintf("the index advertises no core metadata for %s", base))
 			}
 			return fileSource{url: f.URL + ".metadata", client: pm.client, sha256: f.MetadataSHA256()}, nil
 		}
@@ -302,8 +298,8 @@ func (pm *pypiMirror) file(c echo.Context) error {
 // serveDoc sends a rendered page: gzip bytes as they are when accepted,
 // with an ETag per format (If-None-Match → 304) and Last-Modified from the
 // stored page.
-func serveDoc(c echo.Context, d *doc, ctype []string, res metaResult) error {
-	h := c.Response().Header()
+func serveDoc(w http.ResponseWriter, r *http.Request, d *doc, ctype []string, res metaResult) error {
+	h := w.Header()
 	h["Content-Type"] = ctype
 	h["Vary"] = hvVaryAccept
 	h["Cache-Control"] = hvNoStoreReval
@@ -312,14 +308,14 @@ func serveDoc(c echo.Context, d *doc, ctype []string, res metaResult) error {
 		h["X-Mirror-Stale"] = hvTrue
 	}
 	h["Last-Modified"] = res.entry.lastModified
-	if inm := c.Request().Header.Get("If-None-Match"); inm != "" {
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
 		if etagMatch(inm, d.etag) {
-			return c.NoContent(http.StatusNotModified)
+			return noContent(w, http.StatusNotModified)
 		}
-	} else if notModified(c.Request(), res.entry.mod) {
-		return c.NoContent(http.StatusNotModified)
+	} else if notModified(r, res.entry.mod) {
+		return noContent(w, http.StatusNotModified)
 	}
-	return writeGzipDoc(c, &d.gzBody, nil)
+	return writeGzipDoc(w, r, &d.gzBody, nil)
 }
 
 func etagMatch(header, etag string) bool {
@@ -336,10 +332,8 @@ func etagMatch(header, etag string) bool {
 // gzip, else the plain bytes (made once and kept), always from memory and
 // with a Content-Length. made, when set, is told when the plain bytes are
 // first made, so that the owner can count them.
-func writeGzipDoc(c echo.Context, b *gzBody, made func()) error {
-	h := c.Response().Header()
-	w := c.Response()
-	r := c.Request()
+func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *gzBody, made func()) error {
+	h := w.Header()
 	if acceptsGzip(r) {
 		h["Content-Encoding"] = hvGzip
 		h["Content-Length"] = b.gzLen

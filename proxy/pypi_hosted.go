@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
 )
@@ -20,10 +18,9 @@ import (
 // A file name is published once: a second upload of it is a 400 "File
 // already exists", which twine --skip-existing passes over.
 
-func (pm *pypiMirror) registerHosted(g *echo.Group) {
-	prefix := "/" + pm.m.Name
-	pm.s.writeRoute(g, prefix, http.MethodPost, "/legacy/", pm.upload)
-	pm.s.writeRoute(g, prefix, http.MethodPost, "/legacy", pm.upload)
+func (pm *pypiMirror) registerHosted(rt Router) {
+	rt.Write(http.MethodPost, "/legacy/", pm.upload)
+	rt.Write(http.MethodPost, "/legacy", pm.upload)
 }
 
 var errFileExists = errors.New("File already exists")
@@ -32,8 +29,8 @@ func (pm *pypiMirror) filePath(project, sha256, filename string) string {
 	return "files/" + project + "/" + sha256 + "/" + filename
 }
 
-func (pm *pypiMirror) upload(c echo.Context) error {
-	u, err := pm.s.readUpload(c, "content")
+func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
+	u, err := pm.s.readUpload(w, r, "content")
 	if err != nil {
 		return err
 	}
@@ -86,7 +83,7 @@ func (pm *pypiMirror) upload(c echo.Context) error {
 	if hf.RequiresPython == "" {
 		hf.RequiresPython = strings.TrimSpace(f["requires_python"])
 	}
-	ctx := c.Request().Context()
+	ctx := r.Context()
 	if x, err := pm.repo.Index(ctx, project); err == nil {
 		if idx, err := pypi.ParseHostedIndex(x.Body, project); err == nil {
 			if _, dup := idx.Find(u.filename); dup {
@@ -125,7 +122,7 @@ func (pm *pypiMirror) upload(c echo.Context) error {
 		return err
 	}
 	pm.s.opts.Logger.Info("file published", "mirror", pm.m.Name, "project", project, "file", u.filename, "sha256", u.file.SHA256, "bytes", u.file.Size)
-	return c.String(http.StatusOK, "OK\n")
+	return writeText(w, http.StatusOK, "OK\n")
 }
 
 func (pm *pypiMirror) exists(filename string) error {
@@ -138,16 +135,16 @@ func (pm *pypiMirror) ownedBy(ctx context.Context, project string) (bool, error)
 }
 
 // hostedPage serves the simple page of a published project.
-func (pm *pypiMirror) hostedPage(c echo.Context, project, typ string) error {
-	r, x, err := pm.hostedProject(c.Request().Context(), project)
+func (pm *pypiMirror) hostedPage(w http.ResponseWriter, r *http.Request, project, typ string) error {
+	page, x, err := pm.hostedProject(r.Context(), project)
 	if err != nil {
 		return err
 	}
-	d := r.html
+	d := page.html
 	if typ == pypi.JSONType {
-		d = r.json
+		d = page.json
 	}
-	return serveDoc(c, d, hvTypes[typ], hostedEntry(x.ModTime))
+	return serveDoc(w, r, d, hvTypes[typ], hostedEntry(x.ModTime))
 }
 
 func (pm *pypiMirror) hostedProject(ctx context.Context, project string) (*rendered, *hosted.Index, error) {
@@ -170,8 +167,8 @@ func (pm *pypiMirror) hostedProject(ctx context.Context, project string) (*rende
 }
 
 // hostedFile serves a published file or its core metadata.
-func (pm *pypiMirror) hostedFile(c echo.Context, project, key, filename string) error {
-	return pm.s.core.serveHostedFile(c, pm.repo, pm.filePath(project, key, filename))
+func (pm *pypiMirror) hostedFile(w http.ResponseWriter, r *http.Request, project, key, filename string) error {
+	return pm.s.core.serveHostedFile(w, r, pm.repo, pm.filePath(project, key, filename))
 }
 
 // hostedRootList is the project list of a mirror: the upstream's names

@@ -388,23 +388,27 @@ func (s *Server) handleError(err error, c echo.Context) {
 		_ = c.Redirect(http.StatusMovedPermanently, rd.url)
 		return
 	}
-	var he *echo.HTTPError
-	if !errors.As(err, &he) {
-		he = httpError(err)
+	var code int
+	var msg string
+	if ee := (*echo.HTTPError)(nil); errors.As(err, &ee) { // echo's own: no route, 405
+		code, msg = ee.Code, fmt.Sprint(ee.Message)
+	} else {
+		he := httpError(err)
+		code, msg = he.Code, he.Msg
 	}
 	if ra := retryAfterOf(err); ra != "" {
 		c.Response().Header().Set("Retry-After", ra)
 	}
-	msg := truncate(fmt.Sprint(he.Message), 1000)
-	if he.Code >= 500 {
-		s.opts.Logger.Warn("request failed", "path", c.Request().URL.Path, "status", he.Code, "err", msg,
+	msg = truncate(msg, 1000)
+	if code >= 500 {
+		s.opts.Logger.Warn("request failed", "path", c.Request().URL.Path, "status", code, "err", msg,
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 	}
 	if c.Request().Method == http.MethodHead {
-		_ = c.NoContent(he.Code)
+		_ = c.NoContent(code)
 		return
 	}
-	_ = c.JSON(he.Code, map[string]string{"error": msg})
+	_ = c.JSON(code, map[string]string{"error": msg})
 }
 
 func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
@@ -415,9 +419,9 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			// counted like any other, then the abort goes on.
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
-					info, _ := c.Get(abortKey).(abortInfo)
-					if info.reason == "" {
-						info.reason = "aborted"
+					info, _ := c.Get(abortKey).(*aborted)
+					if info == nil {
+						info = &aborted{reason: "aborted"}
 					}
 					s.core.metrics.aborted.with(info.reason).Inc()
 					s.core.metrics.observe(c, time.Since(start))
@@ -498,8 +502,7 @@ func (s *Server) Close() {
 // requestScheme is the scheme the client used: X-Forwarded-Proto when the
 // request comes from a trusted (loopback, link-local or private) address,
 // else the connection's own.
-func requestScheme(c echo.Context) string {
-	r := c.Request()
+func requestScheme(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
