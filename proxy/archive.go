@@ -9,14 +9,14 @@ import (
 	"io"
 )
 
-// archiveCheck returns the structural check of a downloaded archive of
+// ArchiveCheck returns the structural check of a downloaded archive of
 // the given dist type, for files the metadata gives no digest for (most
 // of Packagist's dists): a zip must have a readable central directory and
 // every entry must match its CRC-32; a tar (gzip-compressed or not) must
 // read to its end, the gzip trailer's CRC and size included. This catches
 // truncated and corrupted downloads, not a well-formed archive with other
 // contents. Unknown types get no check (nil).
-func archiveCheck(typ string) func(io.ReaderAt, int64) error {
+func ArchiveCheck(typ string) func(io.ReaderAt, int64) error {
 	switch typ {
 	case "zip":
 		return checkZip

@@ -27,7 +27,7 @@ type composerMirror struct {
 }
 
 func registerComposer(s *Server, m Mirror) {
-	cm := &composerMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, m, s.core.metrics.upstreamTime.WithLabelValues(m.Name))}
+	cm := &composerMirror{s: s, m: m, client: NewClient(s.opts.UpstreamTimeout, m, s.core.metrics.upstreamTime.WithLabelValues(m.Name))}
 	cm.rootKey = cm.metaKey("packages.json")
 	if m.Hosted {
 		cm.repo = s.newRepo(m)
@@ -50,9 +50,9 @@ func (cm *composerMirror) metaKey(path string) string {
 	return cm.s.opts.MetaPrefix + "/" + cm.m.Name + "/" + path
 }
 
-func (cm *composerMirror) source(key, url string, transform func([]byte, *http.Response) ([]byte, error)) *metaSource {
-	return &metaSource{key: key, url: url, client: cm.client, ttl: cm.m.TTL, notFoundTTL: cm.m.NotFoundTTL,
-		accept: "application/json", transform: transform}
+func (cm *composerMirror) source(key, url string, transform func([]byte, *http.Response) ([]byte, error)) *MetaSource {
+	return &MetaSource{Key: key, URL: url, Client: cm.client, TTL: cm.m.TTL, NotFoundTTL: cm.m.NotFoundTTL,
+		Accept: "application/json", Transform: transform}
 }
 
 // rootInfo is an upstream root parsed once per stored version, with what
@@ -62,7 +62,7 @@ type rootInfo struct {
 	p2tmpl   string // absolute upstream URL template of p2 files
 	advURL   string // upstream security advisories API, or ""
 	mu       sync.Mutex
-	rendered map[string]*doc // prefix and advisories URL → the client root
+	rendered map[string]*Doc // prefix and advisories URL → the client root
 }
 
 // maxRenderedRoots bounds the client roots kept per stored root: without
@@ -72,7 +72,7 @@ const maxRenderedRoots = 16
 
 // clientRoot returns the root rendered for prefix and adv, rendering it
 // at most once while it stays among the kept ones.
-func (ri *rootInfo) clientRoot(prefix, adv string, hostedNames *hosted.Names) (*doc, error) {
+func (ri *rootInfo) clientRoot(prefix, adv string, hostedNames *hosted.Names) (*Doc, error) {
 	k := prefix + " " + adv
 	_, listed := ri.root["available-packages"]
 	listed = listed && hostedNames != nil && len(hostedNames.List) > 0
@@ -94,32 +94,32 @@ func (ri *rootInfo) clientRoot(prefix, adv string, hostedNames *hosted.Names) (*
 		// the hosted ones are added.
 		body = composer.WithAvailable(body, hostedNames.List)
 	}
-	nd := newDoc(body, "r")
+	nd := NewDoc(body, "r")
 	ri.mu.Lock()
 	defer ri.mu.Unlock()
 	if ri.rendered == nil || len(ri.rendered) >= maxRenderedRoots {
-		ri.rendered = map[string]*doc{}
+		ri.rendered = map[string]*Doc{}
 	}
 	ri.rendered[k] = nd
 	return nd, nil
 }
 
 // upstreamRoot returns the upstream's packages.json, parsed once per version.
-func (cm *composerMirror) upstreamRoot(ctx context.Context) (metaResult, *rootInfo, error) {
-	res, ok := cm.s.core.freshInMemory(cm.rootKey, cm.m.TTL)
+func (cm *composerMirror) upstreamRoot(ctx context.Context) (MetaResult, *rootInfo, error) {
+	res, ok := cm.s.core.FreshInMemory(cm.rootKey, cm.m.TTL)
 	var err error
 	if !ok {
-		res, err = cm.s.core.meta(ctx, cm.source(cm.rootKey, cm.m.URL+"/packages.json",
+		res, err = cm.s.core.Meta(ctx, cm.source(cm.rootKey, cm.m.URL+"/packages.json",
 			func(b []byte, _ *http.Response) ([]byte, error) { _, err := composer.ParseRoot(b); return b, err }))
 	}
 	if err != nil {
-		if errors.Is(err, errNotFound) {
+		if errors.Is(err, ErrNotFound) {
 			// The root is not a package: its absence is an upstream fault.
-			err = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream %s has no packages.json: check the mirror's url", cm.m.URL)}
+			err = &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream %s has no packages.json: check the mirror's url", cm.m.URL)}
 		}
 		return res, nil, err
 	}
-	ri, err := cm.s.core.parse(res.entry, func(b []byte) (any, error) {
+	ri, err := cm.s.core.Parse(res.Entry, func(b []byte) (any, error) {
 		root, err := composer.ParseRoot(b)
 		if err != nil {
 			return nil, err
@@ -148,12 +148,12 @@ func (cm *composerMirror) root(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	prefix := routePrefix(r.URL.Path, cm.m.Name)
+	prefix := RoutePrefix(r.URL.Path, cm.m.Name)
 	adv := ""
 	if root.advURL != "" {
 		base := cm.s.opts.PublicURL
 		if base == "" {
-			base = requestScheme(r) + "://" + r.Host
+			base = RequestScheme(r) + "://" + r.Host
 		}
 		adv = base + prefix + "/api/security-advisories/"
 	}
@@ -161,7 +161,7 @@ func (cm *composerMirror) root(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return serveMetaBody(w, r, res, hvJSON, &d.gzBody, nil)
+	return ServeMetaBody(w, r, res, HeaderJSON, &d.GzBody, nil)
 }
 
 func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
@@ -169,7 +169,7 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 	pkg, dev, ok := composer.ParseP2File(r.PathValue("file"))
 	name := vendor + "/" + pkg
 	if !ok || !composer.ValidName(name) {
-		return newHTTPError(http.StatusNotFound, quoteName(name)+" is not a valid lowercase vendor/package name")
+		return NewError(http.StatusNotFound, QuoteName(name)+" is not a valid lowercase vendor/package name")
 	}
 	if owned, err := cm.ownedBy(r.Context(), name); err != nil || owned {
 		if err != nil {
@@ -181,34 +181,34 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return cm.s.core.serveMeta(w, r, res, hvJSON)
+	return cm.s.core.ServeMeta(w, r, res, HeaderJSON)
 }
 
-func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (metaResult, error) {
+func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (MetaResult, error) {
 	_, root, err := cm.upstreamRoot(ctx)
 	if err != nil {
-		return metaResult{}, err
+		return MetaResult{}, err
 	}
 	file := name + ".json"
 	if dev {
 		file = name + "~dev.json"
 	}
 	key := cm.metaKey("p2/" + file)
-	if res, ok := cm.s.core.freshInMemory(key, cm.m.TTL); ok {
+	if res, ok := cm.s.core.FreshInMemory(key, cm.m.TTL); ok {
 		return res, nil
 	}
 	src := cm.source(key, strings.Replace(root.p2tmpl, "%package%", strings.TrimSuffix(file, ".json"), 1),
 		func(b []byte, _ *http.Response) ([]byte, error) { return b, composer.CheckP2(b) })
-	src.replaced = func(ctx context.Context, old, new []byte) {
+	src.Replaced = func(ctx context.Context, old, new []byte) {
 		for _, d := range composer.ChangedDists(old, new, name) {
 			typ := d.Type
 			if typ == "" {
 				typ = "zip"
 			}
-			cm.s.core.dropFile(ctx, storage.Join(cm.s.opts.DistPrefix, cm.m.Name, name, d.Version, "ref"+composer.MirrorReference(d.Reference)+"."+typ))
+			cm.s.core.DropFile(ctx, storage.Join(cm.s.opts.DistPrefix, cm.m.Name, name, d.Version, "ref"+composer.MirrorReference(d.Reference)+"."+typ))
 		}
 	}
-	return cm.s.core.meta(ctx, src)
+	return cm.s.core.Meta(ctx, src)
 }
 
 // dist serves /zipball/{vendor}/{package}/{version}/ref{reference}.{type}.
@@ -220,7 +220,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 	version, file := r.PathValue("version"), r.PathValue("file")
 	ref, typ, ok := composer.ParseDistPath(version, file)
 	if !composer.ValidName(name) || !ok {
-		return newHTTPError(http.StatusNotFound, "not a dist URL of this mirror: expected /zipball/vendor/package/version/ref<reference>.<type>")
+		return NewError(http.StatusNotFound, "not a dist URL of this mirror: expected /zipball/vendor/package/version/ref<reference>.<type>")
 	}
 	if owned, err := cm.ownedBy(r.Context(), name); err != nil || owned {
 		if err != nil {
@@ -229,7 +229,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 		return cm.hostedDist(w, r, name, ref, typ)
 	}
 	key := storage.Join(cm.s.opts.DistPrefix, cm.m.Name, name, version, file)
-	return cm.s.core.serveFile(w, r, key, func(ctx context.Context) (fileSource, error) {
+	return cm.s.core.ServeFile(w, r, key, func(ctx context.Context) (FileSource, error) {
 		// Stable versions first: most dists are found there, and the ~dev
 		// file is fetched only when they are not.
 		var versions []composer.Version
@@ -238,15 +238,15 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 		for _, dev := range []bool{false, true} {
 			res, err := cm.p2Meta(ctx, name, dev)
 			if err != nil {
-				if !errors.Is(err, errNotFound) && firstErr == nil {
+				if !errors.Is(err, ErrNotFound) && firstErr == nil {
 					firstErr = err
 				}
 				continue
 			}
 			found = true
-			vs, err := cm.s.core.parse(res.entry, func(b []byte) (any, error) { return composer.Expand(b, name) })
+			vs, err := cm.s.core.Parse(res.Entry, func(b []byte) (any, error) { return composer.Expand(b, name) })
 			if err != nil {
-				return fileSource{}, &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("metadata of %s: %v", name, err)}
+				return FileSource{}, &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("metadata of %s: %v", name, err)}
 			}
 			versions = append(versions, vs.([]composer.Version)...)
 			if d, ok := composer.FindDist(versions, version, ref); ok && d.Version == version {
@@ -255,16 +255,16 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 		}
 		if !found {
 			if firstErr != nil {
-				return fileSource{}, firstErr
+				return FileSource{}, firstErr
 			}
-			return fileSource{}, errNotFound
+			return FileSource{}, ErrNotFound
 		}
 		d, ok := composer.FindDist(versions, version, ref)
 		if !ok || d.Version == "" {
 			if firstErr != nil {
-				return fileSource{}, firstErr
+				return FileSource{}, firstErr
 			}
-			return fileSource{}, newHTTPError(http.StatusNotFound, fmt.Sprintf("no dist of %s with version %s and reference %s in the mirrored metadata", name, quoteName(version), quoteName(ref)))
+			return FileSource{}, NewError(http.StatusNotFound, fmt.Sprintf("no dist of %s with version %s and reference %s in the mirrored metadata", name, QuoteName(version), QuoteName(ref)))
 		}
 		// A dist is stored once, under the version and type the metadata
 		// gives: any other version segment or type that names the same
@@ -275,14 +275,14 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 			canonType = "zip"
 		}
 		if d.Version != version || canonType != typ {
-			prefix := routePrefix(r.URL.Path, cm.m.Name)
-			return fileSource{}, &redirectTo{url: prefix + "/zipball/" + name + "/" + d.Version + "/ref" + ref + "." + canonType}
+			prefix := RoutePrefix(r.URL.Path, cm.m.Name)
+			return FileSource{}, &RedirectTo{URL: prefix + "/zipball/" + name + "/" + d.Version + "/ref" + ref + "." + canonType}
 		}
-		src := fileSource{url: d.URL, client: cm.client, sha1: d.Shasum}
+		src := FileSource{URL: d.URL, Client: cm.client, SHA1: d.Shasum}
 		if !composer.ValidSHA1(d.Shasum) {
 			// No digest to verify against: check at least that the archive
 			// is complete and intact before it is stored.
-			src.sha1, src.check = "", archiveCheck(canonType)
+			src.SHA1, src.Check = "", ArchiveCheck(canonType)
 		}
 		return src, nil
 	})
@@ -292,7 +292,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 // packages[]=...) to the upstream's api-url.
 func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) error {
 	if cm.m.URL == "" {
-		return newHTTPError(http.StatusNotFound, "a repository without upstream has no security advisories API")
+		return NewError(http.StatusNotFound, "a repository without upstream has no security advisories API")
 	}
 	ctx := r.Context()
 	_, root, err := cm.upstreamRoot(ctx)
@@ -301,11 +301,11 @@ func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) err
 	}
 	target := root.advURL
 	if target == "" {
-		return newHTTPError(http.StatusNotFound, "the upstream publishes no security advisories API")
+		return NewError(http.StatusNotFound, "the upstream publishes no security advisories API")
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 	if err := r.ParseForm(); err != nil {
-		return newHTTPError(http.StatusBadRequest, "bad form: "+err.Error())
+		return NewError(http.StatusBadRequest, "bad form: "+err.Error())
 	}
 	form := url.Values{}
 	for _, p := range r.PostForm["packages[]"] {
@@ -315,55 +315,55 @@ func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) err
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("User-Agent", userAgent)
+	req.Header.Set("User-Agent", UserAgent)
 	resp, err := cm.client.Do(req)
 	if err != nil {
-		return transportError(target, err)
+		return TransportError(target, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return statusError(target, resp)
+		return StatusError(target, resp)
 	}
-	body, err := readBody(resp, cm.s.opts.MaxMetadataBytes)
+	body, err := ReadBody(resp, cm.s.opts.MaxMetadataBytes)
 	if err != nil {
-		return transportError(target, err)
+		return TransportError(target, err)
 	}
-	return writeBlob(w, http.StatusOK, "application/json", body)
+	return WriteBlob(w, http.StatusOK, "application/json", body)
 }
 
 // Header values shared by every response (never mutated).
 var (
-	hvJSON         = []string{"application/json"}
+	HeaderJSON         = []string{"application/json"}
 	hvVaryEncoding = []string{"Accept-Encoding"}
 	hvRevalidate   = []string{"public, max-age=0, must-revalidate"}
 	hvTrue         = []string{"true"}
 	hvGzip         = []string{"gzip"}
 )
 
-// serveMeta sends a stored metadata document: the stored gzip bytes as they
+// ServeMeta sends a stored metadata document: the stored gzip bytes as they
 // are when the client accepts gzip (a memory copy), else decompressed.
 // Last-Modified comes from the stored object, so replicas agree, and
 // If-Modified-Since gets a 304. Headers are assigned in canonical form
 // from precomputed values: this is the hottest path of the proxy.
-func (core *Core) serveMeta(w http.ResponseWriter, r *http.Request, res metaResult, ctype []string) error {
-	e := res.entry
-	return serveMetaBody(w, r, res, ctype, &e.gzBody, func() { core.reweigh(e) })
+func (core *Core) ServeMeta(w http.ResponseWriter, r *http.Request, res MetaResult, ctype []string) error {
+	e := res.Entry
+	return ServeMetaBody(w, r, res, ctype, &e.GzBody, func() { core.reweigh(e) })
 }
 
-// serveMetaBody is serveMeta for a body derived from the entry (rendered
+// ServeMetaBody is serveMeta for a body derived from the entry (rendered
 // from it), with the entry's validators.
-func serveMetaBody(w http.ResponseWriter, r *http.Request, res metaResult, ctype []string, b *gzBody, made func()) error {
-	e := res.entry
+func ServeMetaBody(w http.ResponseWriter, r *http.Request, res MetaResult, ctype []string, b *GzBody, made func()) error {
+	e := res.Entry
 	h := w.Header()
 	h["Content-Type"] = ctype
 	h["Vary"] = hvVaryEncoding
 	h["Cache-Control"] = hvRevalidate
-	if res.stale {
+	if res.Stale {
 		h["X-Mirror-Stale"] = hvTrue
 	}
 	h["Last-Modified"] = e.lastModified
 	if notModified(r, e.mod) {
-		return noContent(w, http.StatusNotModified)
+		return NoContent(w, http.StatusNotModified)
 	}
 	return writeGzipDoc(w, r, b, made)
 }

@@ -42,24 +42,24 @@ func (cm *composerMirror) distPath(name, sha1 string) string {
 func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("vendor") + "/" + r.PathValue("package")
 	if !composer.ValidName(name) {
-		return badRequest("%s is not a valid lowercase vendor/package name", quoteName(name))
+		return BadRequest("%s is not a valid lowercase vendor/package name", QuoteName(name))
 	}
 	version := r.PathValue("version")
 	normalized, err := composer.NormalizeVersion(version)
 	if err != nil {
-		return badRequest("%v", err)
+		return BadRequest("%v", err)
 	}
 	u, err := cm.s.readUpload(w, r, "package")
 	if err != nil {
 		return err
 	}
-	defer u.close()
-	cj, err := composer.ComposerJSON(u.file, u.file.Size)
+	defer u.Close()
+	cj, err := composer.ComposerJSON(u.File, u.File.Size)
 	if err != nil {
-		return badRequest("%v", err)
+		return BadRequest("%v", err)
 	}
 	if cjName, _ := cj["name"].(string); strings.ToLower(cjName) != name {
-		return badRequest("composer.json names the package %s, the URL %s: they must be the same", quoteName(cjName), quoteName(name))
+		return BadRequest("composer.json names the package %s, the URL %s: they must be the same", QuoteName(cjName), QuoteName(name))
 	}
 	ctx := r.Context()
 	// Refused before anything is stored when the version is known already.
@@ -69,14 +69,14 @@ func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	var source map[string]any
-	if t, u2, ref := u.fields["src-type"], u.fields["src-url"], u.fields["src-ref"]; t != "" && u2 != "" && ref != "" {
+	if t, u2, ref := u.Fields["src-type"], u.Fields["src-url"], u.Fields["src-ref"]; t != "" && u2 != "" && ref != "" {
 		source = map[string]any{"type": t, "url": u2, "reference": ref}
 	}
-	if err := cm.repo.PutFile(ctx, cm.distPath(name, u.file.SHA1), u.file.Reader(), u.file.Size, "application/zip"); err != nil {
+	if err := cm.repo.PutFile(ctx, cm.distPath(name, u.File.SHA1), u.File.Reader(), u.File.Size, "application/zip"); err != nil {
 		return err
 	}
-	distURL := "/" + cm.m.Name + "/zipball/" + name + "/" + composer.MirrorVersion(normalized) + "/ref" + u.file.SHA1 + ".zip"
-	entry := composer.HostedVersion(cj, name, version, normalized, distURL, u.file.SHA1,
+	distURL := "/" + cm.m.Name + "/zipball/" + name + "/" + composer.MirrorVersion(normalized) + "/ref" + u.File.SHA1 + ".zip"
+	entry := composer.HostedVersion(cj, name, version, normalized, distURL, u.File.SHA1,
 		time.Now().UTC().Format(time.RFC3339), source)
 	err = cm.repo.Update(ctx, name, func(old []byte) ([]byte, error) {
 		idx, err := composer.ParseHostedIndex(old, name)
@@ -95,22 +95,22 @@ func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	cm.s.opts.Logger.Info("package published", "mirror", cm.m.Name, "package", name, "version", normalized, "sha1", u.file.SHA1, "bytes", u.file.Size)
-	return writeJSON(w, http.StatusCreated, map[string]string{"name": name, "version": version, "version_normalized": normalized, "shasum": u.file.SHA1})
+	cm.s.opts.Logger.Info("package published", "mirror", cm.m.Name, "package", name, "version", normalized, "sha1", u.File.SHA1, "bytes", u.File.Size)
+	return WriteJSON(w, http.StatusCreated, map[string]string{"name": name, "version": version, "version_normalized": normalized, "shasum": u.File.SHA1})
 }
 
 func (cm *composerMirror) exists(name, version string) error {
-	return newHTTPError(http.StatusConflict, fmt.Sprintf("%s %s is published already; versions are immutable (publish a new version)", name, quoteName(version)))
+	return NewError(http.StatusConflict, fmt.Sprintf("%s %s is published already; versions are immutable (publish a new version)", name, QuoteName(version)))
 }
 
 func (cm *composerMirror) deleteVersion(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("vendor") + "/" + r.PathValue("package")
 	if !composer.ValidName(name) {
-		return badRequest("%s is not a valid lowercase vendor/package name", quoteName(name))
+		return BadRequest("%s is not a valid lowercase vendor/package name", QuoteName(name))
 	}
 	normalized, err := composer.NormalizeVersion(r.PathValue("version"))
 	if err != nil {
-		return badRequest("%v", err)
+		return BadRequest("%v", err)
 	}
 	errMissing := errors.New("missing")
 	err = cm.repo.Update(r.Context(), name, func(old []byte) ([]byte, error) {
@@ -125,13 +125,13 @@ func (cm *composerMirror) deleteVersion(w http.ResponseWriter, r *http.Request) 
 		return idx.Marshal(), nil
 	})
 	if errors.Is(err, errMissing) {
-		return newHTTPError(http.StatusNotFound, fmt.Sprintf("%s has no published version %s", name, normalized))
+		return NewError(http.StatusNotFound, fmt.Sprintf("%s has no published version %s", name, normalized))
 	}
 	if err != nil {
 		return err
 	}
 	cm.s.opts.Logger.Info("package version deleted", "mirror", cm.m.Name, "package", name, "version", normalized)
-	return writeJSON(w, http.StatusOK, map[string]string{"deleted": name + " " + normalized})
+	return WriteJSON(w, http.StatusOK, map[string]string{"deleted": name + " " + normalized})
 }
 
 // list answers Packagist's list.json shape with the hosted names.
@@ -140,11 +140,11 @@ func (cm *composerMirror) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string][]string{"packageNames": append([]string{}, n.List...)})
+	return WriteJSON(w, http.StatusOK, map[string][]string{"packageNames": append([]string{}, n.List...)})
 }
 
 // hostedP2 are the two p2 files of one index version.
-type hostedP2 struct{ stable, dev *doc }
+type hostedP2 struct{ stable, dev *Doc }
 
 // hostedP2 serves the p2 file of a published package.
 func (cm *composerMirror) serveHostedP2(w http.ResponseWriter, r *http.Request, name string, dev bool) error {
@@ -157,24 +157,24 @@ func (cm *composerMirror) serveHostedP2(w http.ResponseWriter, r *http.Request, 
 		if err != nil {
 			return nil, err
 		}
-		return &hostedP2{stable: newDoc(idx.P2(false), "s"), dev: newDoc(idx.P2(true), "d")}, nil
+		return &hostedP2{stable: NewDoc(idx.P2(false), "s"), dev: NewDoc(idx.P2(true), "d")}, nil
 	})
 	if err != nil {
-		return &upstreamError{status: http.StatusInternalServerError, msg: err.Error()}
+		return &UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
 	}
 	d := v.(*hostedP2).stable
 	if dev {
 		d = v.(*hostedP2).dev
 	}
-	return serveDoc(w, r, d, hvJSON, hostedEntry(x.ModTime))
+	return ServeDoc(w, r, d, HeaderJSON, HostedEntry(x.ModTime))
 }
 
 // hostedDist serves a published zip: /zipball/<name>/<version>/ref<sha1>.zip.
 func (cm *composerMirror) hostedDist(w http.ResponseWriter, r *http.Request, name, ref, typ string) error {
 	if typ != "zip" || !composer.ValidSHA1(ref) {
-		return newHTTPError(http.StatusNotFound, fmt.Sprintf("%s is published here; no such dist", name))
+		return NewError(http.StatusNotFound, fmt.Sprintf("%s is published here; no such dist", name))
 	}
-	return cm.s.core.serveHostedFile(w, r, cm.repo, cm.distPath(name, ref))
+	return cm.s.core.ServeHostedFile(w, r, cm.repo, cm.distPath(name, ref))
 }
 
 // hostedRoots caches the packages.json of a repository that only hosts,
@@ -182,18 +182,18 @@ func (cm *composerMirror) hostedDist(w http.ResponseWriter, r *http.Request, nam
 type hostedRoots struct {
 	mu   sync.Mutex
 	gen  string
-	docs map[string]*doc
+	docs map[string]*Doc
 }
 
-func (h *hostedRoots) get(prefix string, n *hosted.Names) *doc {
+func (h *hostedRoots) get(prefix string, n *hosted.Names) *Doc {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.gen != n.Gen || h.docs == nil {
-		h.gen, h.docs = n.Gen, map[string]*doc{}
+		h.gen, h.docs = n.Gen, map[string]*Doc{}
 	}
 	d := h.docs[prefix]
 	if d == nil {
-		d = newDoc(composer.HostedRoot(prefix, n.List), "r")
+		d = NewDoc(composer.HostedRoot(prefix, n.List), "r")
 		h.docs[prefix] = d
 	}
 	return d
@@ -205,11 +205,11 @@ func (cm *composerMirror) hostedOnlyRoot(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return err
 	}
-	d := cm.roots.get(routePrefix(r.URL.Path, cm.m.Name), n)
-	return serveDoc(w, r, d, hvJSON, hostedEntry(time.Time{}))
+	d := cm.roots.get(RoutePrefix(r.URL.Path, cm.m.Name), n)
+	return ServeDoc(w, r, d, HeaderJSON, HostedEntry(time.Time{}))
 }
 
 // ownedBy reports whether name is published here.
 func (cm *composerMirror) ownedBy(ctx context.Context, name string) (bool, error) {
-	return owns(ctx, cm.repo, cm.m.URL == "", name)
+	return Owns(ctx, cm.repo, cm.m.URL == "", name)
 }

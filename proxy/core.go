@@ -19,12 +19,12 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
-const userAgent = "mirror-proxy/1 (+https://github.com/mirror-proxy/mirror-proxy)"
+const UserAgent = "mirror-proxy/1 (+https://github.com/mirror-proxy/mirror-proxy)"
 
 // Core is the fetch-through machinery shared by every mirror.
 type Core struct {
 	store    storage.Store
-	mem      *cache.Memory[*metaEntry]
+	mem      *cache.Memory[*MetaEntry]
 	metaDisk *cache.Disk // nil when not configured
 	distDisk *cache.Disk // nil when not configured
 	log      *slog.Logger
@@ -73,7 +73,7 @@ func newCore(o *Options) *Core {
 	bg, cancel := context.WithCancel(context.Background())
 	m := newMetrics(o.Coordinator != nil)
 	c := &Core{
-		store: countedStore{o.Store, m}, metrics: m, mem: cache.NewMemory[*metaEntry](o.MemoryCacheBytes),
+		store: countedStore{o.Store, m}, metrics: m, mem: cache.NewMemory[*MetaEntry](o.MemoryCacheBytes),
 		coord: o.Coordinator, id: randomID(), leaseTTL: 10 * time.Second, leaseWait: o.LeaseWait,
 		metaDisk: o.MetaCache, distDisk: o.DistCache, log: o.Logger, now: time.Now,
 		flights: map[string]*flight{}, spoolDir: spool,

@@ -20,20 +20,20 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
-// fileSource is where an immutable file comes from, as the mirrored
+// FileSource is where an immutable file comes from, as the mirrored
 // metadata says: the proxy downloads nothing else.
-type fileSource struct {
-	url    string
-	client *http.Client
-	sha1   string // expected hex digests; empty when the metadata has none
-	sha256 string
-	// size is the file's size as the metadata gives it (PyPI's "size");
-	// 0 when unknown. A download of another size is refused.
-	size int64
-	// check, when set, inspects the complete download (the spool, n
-	// bytes) before anything is committed: the structural check of an
+type FileSource struct {
+	URL    string
+	Client *http.Client
+	SHA1   string // expected hex digests; empty when the metadata has none
+	SHA256 string
+	// Size is the file's Size as the metadata gives it (PyPI's "Size");
+	// 0 when unknown. A download of another Size is refused.
+	Size int64
+	// Check, when set, inspects the complete download (the spool, n
+	// bytes) before anything is committed: the structural Check of an
 	// archive the metadata gives no digest for.
-	check func(r io.ReaderAt, n int64) error
+	Check func(r io.ReaderAt, n int64) error
 }
 
 // copyBufs are the 64 KiB buffers that downloads and responses copy
@@ -151,7 +151,7 @@ func (f *flight) reader(ctx context.Context, holdBack bool) (*tail, func()) {
 }
 
 // joinFlight returns the running download for key, or starts one.
-func (c *Core) joinFlight(key string, src fileSource) *flight {
+func (c *Core) joinFlight(key string, src FileSource) *flight {
 	c.flightsMu.Lock()
 	defer c.flightsMu.Unlock()
 	if f, ok := c.flights[key]; ok {
@@ -187,8 +187,8 @@ func (c *Core) forgetFlight(f *flight) {
 
 // errLeaseTimeout: another replica is downloading the file and did not
 // finish within the wait.
-var errLeaseTimeout = &upstreamError{status: http.StatusServiceUnavailable, retryAfter: "5",
-	msg: "another replica is still downloading this file; retry shortly"}
+var errLeaseTimeout = &UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5",
+	Msg: "another replica is still downloading this file; retry shortly"}
 
 // claim decides, across replicas, who downloads key: it returns a lease
 // (this process downloads; nil without Redis or when Redis fails, which
@@ -233,7 +233,7 @@ func (c *Core) claim(ctx context.Context, key string) (lease *cache.Lease, lande
 	}
 }
 
-func (c *Core) download(f *flight, src fileSource) {
+func (c *Core) download(f *flight, src FileSource) {
 	defer c.endFlight(f)
 	ctx, cancel := context.WithTimeout(c.bg, c.downloadTimeout)
 	defer cancel()
@@ -287,43 +287,43 @@ func (c *Core) download(f *flight, src fileSource) {
 		}
 		body, size = rc, info.Size
 	} else {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.url, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 		if err != nil {
-			finish(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("bad file URL %q in metadata: %v", safeURL(src.url), err)})
+			finish(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("bad file URL %q in metadata: %v", SafeURL(src.URL), err)})
 			return
 		}
-		req.Header.Set("User-Agent", userAgent)
-		resp, err := src.client.Do(req)
+		req.Header.Set("User-Agent", UserAgent)
+		resp, err := src.Client.Do(req)
 		if err != nil {
 			c.metrics.upstream.with("file", "error").Add(1)
-			finish(transportError(src.url, err))
+			finish(TransportError(src.URL, err))
 			return
 		}
 		switch {
 		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 			resp.Body.Close()
 			c.metrics.upstream.with("file", "not_found").Add(1)
-			finish(&upstream404{url: safeURL(src.url)})
+			finish(&upstream404{url: SafeURL(src.URL)})
 			return
 		case resp.StatusCode != http.StatusOK:
 			resp.Body.Close()
 			c.metrics.upstream.with("file", "error").Add(1)
-			finish(statusError(src.url, resp))
+			finish(StatusError(src.URL, resp))
 			return
 		}
 		c.metrics.upstream.with("file", "ok").Add(1)
 		body, size = resp.Body, resp.ContentLength
 		switch {
-		case src.size > 0 && size >= 0 && size != src.size:
+		case src.Size > 0 && size >= 0 && size != src.Size:
 			resp.Body.Close()
-			finish(&upstreamError{status: http.StatusBadGateway, verify: true, msg: fmt.Sprintf("%s is %d bytes, the metadata says %d; nothing was stored", safeURL(src.url), size, src.size)})
+			finish(&UpstreamError{Status: http.StatusBadGateway, verify: true, Msg: fmt.Sprintf("%s is %d bytes, the metadata says %d; nothing was stored", SafeURL(src.URL), size, src.Size)})
 			return
-		case size > c.maxFile || src.size > c.maxFile:
+		case size > c.maxFile || src.Size > c.maxFile:
 			resp.Body.Close()
-			finish(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s is larger than MAX_FILE_BYTES (%d)", safeURL(src.url), c.maxFile)})
+			finish(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("%s is larger than MAX_FILE_BYTES (%d)", SafeURL(src.URL), c.maxFile)})
 			return
-		case size < 0 && src.size > 0:
-			size = src.size
+		case size < 0 && src.Size > 0:
+			size = src.Size
 		}
 	}
 	// limit: no download grows past its announced size or MAX_FILE_BYTES.
@@ -371,14 +371,14 @@ func (c *Core) download(f *flight, src fileSource) {
 
 	var hashes []hash.Hash
 	var sums []string
-	if src.sha1 != "" {
-		hashes, sums = append(hashes, sha1.New()), append(sums, strings.ToLower(src.sha1))
+	if src.SHA1 != "" {
+		hashes, sums = append(hashes, sha1.New()), append(sums, strings.ToLower(src.SHA1))
 	}
 	// The sha256 of every download is computed (and logged when stored),
 	// so that what was stored can be audited even where the metadata
 	// gave no digest.
 	stored256 := sha256.New()
-	hashes, sums = append(hashes, stored256), append(sums, strings.ToLower(src.sha256))
+	hashes, sums = append(hashes, stored256), append(sums, strings.ToLower(src.SHA256))
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -403,7 +403,7 @@ func (c *Core) download(f *flight, src fileSource) {
 			f.mu.Unlock()
 		}
 		if f.written > limit {
-			dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s sent more than %d bytes (its announced size or MAX_FILE_BYTES); nothing was stored", safeURL(src.url), limit)}
+			dlErr = &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("%s sent more than %d bytes (its announced size or MAX_FILE_BYTES); nothing was stored", SafeURL(src.URL), limit)}
 			break
 		}
 		if rerr == io.EOF {
@@ -413,7 +413,7 @@ func (c *Core) download(f *flight, src fileSource) {
 			if stalled.Load() {
 				rerr = fmt.Errorf("no data for %v (UPSTREAM_IDLE_TIMEOUT)", c.idleTimeout)
 			}
-			dlErr = transportError(src.url, rerr)
+			dlErr = TransportError(src.URL, rerr)
 			break
 		}
 	}
@@ -422,23 +422,23 @@ func (c *Core) download(f *flight, src fileSource) {
 		c.metrics.upstreamBytes.Add(float64(f.written))
 	}
 	if dlErr == nil && size >= 0 && f.written != size {
-		dlErr = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("%s: got %d of %d bytes", safeURL(src.url), f.written, size)}
+		dlErr = &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("%s: got %d of %d bytes", SafeURL(src.URL), f.written, size)}
 	}
 	for i, h := range hashes {
 		if sums[i] == "" {
 			continue // computed, not checked
 		}
 		if got := hex.EncodeToString(h.Sum(nil)); dlErr == nil && got != sums[i] {
-			dlErr = &upstreamError{status: http.StatusBadGateway, verify: true, msg: fmt.Sprintf("%v: %s has digest %s, the metadata says %s; nothing was stored", errChecksum, safeURL(src.url), got, sums[i])}
+			dlErr = &UpstreamError{Status: http.StatusBadGateway, verify: true, Msg: fmt.Sprintf("%v: %s has digest %s, the metadata says %s; nothing was stored", errChecksum, SafeURL(src.URL), got, sums[i])}
 		}
 	}
-	if dlErr == nil && src.check != nil && !landed {
-		if err := src.check(spool, f.written); err != nil {
-			dlErr = &upstreamError{status: http.StatusBadGateway, verify: true, msg: fmt.Sprintf("%s is not a complete archive (%v); nothing was stored", safeURL(src.url), err)}
+	if dlErr == nil && src.Check != nil && !landed {
+		if err := src.Check(spool, f.written); err != nil {
+			dlErr = &UpstreamError{Status: http.StatusBadGateway, verify: true, Msg: fmt.Sprintf("%s is not a complete archive (%v); nothing was stored", SafeURL(src.URL), err)}
 		}
 	}
 	if dlErr != nil {
-		c.log.Warn("download failed; nothing stored", "key", f.key, "url", safeURL(src.url), "err", dlErr)
+		c.log.Warn("download failed; nothing stored", "key", f.key, "url", SafeURL(src.URL), "err", dlErr)
 	}
 	f.mu.Lock()
 	if dlErr == nil {
@@ -454,9 +454,9 @@ func (c *Core) download(f *flight, src fileSource) {
 		if perr == nil {
 			verified := "sha1/sha256 from the metadata"
 			switch {
-			case src.sha1 == "" && src.sha256 == "" && src.check != nil:
+			case src.SHA1 == "" && src.SHA256 == "" && src.Check != nil:
 				verified = "archive structure only (no digest in the metadata)"
-			case src.sha1 == "" && src.sha256 == "":
+			case src.SHA1 == "" && src.SHA256 == "":
 				verified = "size only (no digest in the metadata)"
 			}
 			c.log.Info("file stored", "key", f.key, "bytes", f.written, "sha256", hex.EncodeToString(stored256.Sum(nil)), "verified", verified)
@@ -476,7 +476,7 @@ func (c *Core) download(f *flight, src fileSource) {
 // verifyErr reports a download that failed verification (digest, size,
 // archive structure): the same bytes would fail again.
 func verifyErr(err error) bool {
-	var ue *upstreamError
+	var ue *UpstreamError
 	return errors.As(err, &ue) && ue.verify
 }
 
@@ -500,13 +500,13 @@ func (c *Core) recentFailure(ctx context.Context, key string) error {
 	if v, ok := c.badFiles.Load(key); ok {
 		b := v.(badFile)
 		if c.now().Before(b.until) {
-			return &upstreamError{status: http.StatusBadGateway, msg: b.msg + " (recently; not fetched again yet)"}
+			return &UpstreamError{Status: http.StatusBadGateway, Msg: b.msg + " (recently; not fetched again yet)"}
 		}
 		c.badFiles.CompareAndDelete(key, v)
 	}
 	if c.coord != nil {
 		if msg, ok := c.coord.Failed(ctx, key); ok {
-			return &upstreamError{status: http.StatusBadGateway, msg: msg + " (seen by another replica; not fetched again yet)"}
+			return &UpstreamError{Status: http.StatusBadGateway, Msg: msg + " (seen by another replica; not fetched again yet)"}
 		}
 	}
 	return nil
@@ -547,9 +547,9 @@ func (c *Core) createSpool(f *flight, size int64) (*os.File, func(), error) {
 	return spool, func() {}, nil
 }
 
-// serveFile serves the immutable file key: from the disk cache, storage,
+// ServeFile serves the immutable file key: from the disk cache, storage,
 // or (cold) from its upstream, resolved by resolve only when needed.
-func (c *Core) serveFile(w http.ResponseWriter, r *http.Request, key string, resolve func(ctx context.Context) (fileSource, error)) error {
+func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, resolve func(ctx context.Context) (FileSource, error)) error {
 	ctx := r.Context()
 	h := w.Header()
 	h.Set("Content-Type", contentType(key))
@@ -589,7 +589,7 @@ func (c *Core) serveFile(w http.ResponseWriter, r *http.Request, key string, res
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return &upstreamError{status: http.StatusGatewayTimeout, msg: fmt.Sprintf("the upstream metadata for this file did not arrive within %v", c.upstreamTimeout)}
+			return &UpstreamError{Status: http.StatusGatewayTimeout, Msg: fmt.Sprintf("the upstream metadata for this file did not arrive within %v", c.upstreamTimeout)}
 		}
 		return err
 	}
@@ -647,17 +647,17 @@ func (c *Core) serveFile(w http.ResponseWriter, r *http.Request, key string, res
 // connection, so that the client sees a truncated transfer, never a
 // clean one; the request log and metrics record it with reason.
 func abortResponse(w http.ResponseWriter, r *http.Request, reason string, err error) {
-	panic(&aborted{reason, err})
+	panic(&Aborted{reason, err})
 }
 
 // abortKey is where the request log finds an aborted response's reason.
 const abortKey = "mirror.abort"
 
-// aborted is what abortResponse panics with; the handler's adapter
+// Aborted is what abortResponse panics with; the handler's adapter
 // records it and cuts the connection (http.ErrAbortHandler).
-type aborted struct {
-	reason string
-	err    error
+type Aborted struct {
+	Reason string
+	Err    error
 }
 
 // softWriter copies into the disk cache as long as that works: a cache

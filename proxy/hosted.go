@@ -55,17 +55,17 @@ func (c *Core) eachRepo(fn func(*hosted.Repo)) {
 	}
 }
 
-// upload is a multipart upload as read: its text fields and its one file,
+// Upload is a multipart Upload as read: its text fields and its one file,
 // spooled to a temporary file (never held in memory).
-type upload struct {
-	fields   map[string]string
-	file     *hosted.Spooled
-	filename string
+type Upload struct {
+	Fields   map[string]string
+	File     *hosted.Spooled
+	Filename string
 }
 
-func (u *upload) close() {
-	if u.file != nil {
-		u.file.Remove()
+func (u *Upload) Close() {
+	if u.File != nil {
+		u.File.Remove()
 	}
 }
 
@@ -75,18 +75,18 @@ const (
 	maxFields     = 256
 )
 
-// badRequest is a 400 whose message names the problem.
-func badRequest(format string, a ...any) error {
-	return newHTTPError(http.StatusBadRequest, fmt.Sprintf(format, a...))
+// BadRequest is a 400 whose message names the problem.
+func BadRequest(format string, a ...any) error {
+	return NewError(http.StatusBadRequest, fmt.Sprintf(format, a...))
 }
 
 // readUpload reads a multipart/form-data request: fileField's part is
 // spooled (UPLOAD_MAX_BYTES at most, else 413), other parts kept as
 // text. The body may take as long as it needs while it keeps arriving.
-func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, fileField string) (*upload, error) {
+func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, fileField string) (*Upload, error) {
 	max := s.opts.UploadMaxBytes
 	if r.ContentLength > max+(1<<20) {
-		return nil, newHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("upload of %d bytes is larger than UPLOAD_MAX_BYTES (%d)", r.ContentLength, max))
+		return nil, NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("upload of %d bytes is larger than UPLOAD_MAX_BYTES (%d)", r.ContentLength, max))
 	}
 	if db, ok := r.Body.(*deadlineBody); ok {
 		db.idle.Store(int64(s.opts.BodyReadTimeout))
@@ -94,24 +94,24 @@ func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, fileField st
 	r.Body = http.MaxBytesReader(w, r.Body, max+(1<<20))
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != "multipart/form-data" {
-		return nil, badRequest("expected a multipart/form-data upload with the file in the field %q", fileField)
+		return nil, BadRequest("expected a multipart/form-data upload with the file in the field %q", fileField)
 	}
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return nil, badRequest("malformed multipart body: %v", err)
+		return nil, BadRequest("malformed multipart body: %v", err)
 	}
-	u := &upload{fields: map[string]string{}}
-	fail := func(err error) (*upload, error) {
-		u.close()
+	u := &Upload{Fields: map[string]string{}}
+	fail := func(err error) (*Upload, error) {
+		u.Close()
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) || errors.Is(err, hosted.ErrTooLarge) {
-			return nil, newHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("upload larger than UPLOAD_MAX_BYTES (%d)", max))
+			return nil, NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("upload larger than UPLOAD_MAX_BYTES (%d)", max))
 		}
 		var he *HTTPError
 		if errors.As(err, &he) {
 			return nil, he
 		}
-		return nil, badRequest("the upload was not received completely: %v", err)
+		return nil, BadRequest("the upload was not received completely: %v", err)
 	}
 	for n := 0; ; n++ {
 		p, err := mr.NextPart()
@@ -122,20 +122,20 @@ func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, fileField st
 			return fail(err)
 		}
 		if n >= maxFields {
-			return fail(badRequest("too many form fields (at most %d)", maxFields))
+			return fail(BadRequest("too many form fields (at most %d)", maxFields))
 		}
 		name := p.FormName()
 		if name == fileField {
-			if u.file != nil {
-				return fail(badRequest("more than one %q part", fileField))
+			if u.File != nil {
+				return fail(BadRequest("more than one %q part", fileField))
 			}
 			dir := s.core.spoolDir
 			_ = os.MkdirAll(dir, 0o700)
-			u.file, err = hosted.Spool(p, dir, max)
+			u.File, err = hosted.Spool(p, dir, max)
 			if err != nil {
 				return fail(err)
 			}
-			u.filename = p.FileName()
+			u.Filename = p.FileName()
 			continue
 		}
 		b, err := io.ReadAll(io.LimitReader(p, maxFieldBytes+1))
@@ -143,27 +143,27 @@ func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, fileField st
 			return fail(err)
 		}
 		if len(b) > maxFieldBytes {
-			return fail(badRequest("form field %q is larger than %d bytes", truncate(name, 100), maxFieldBytes))
+			return fail(BadRequest("form field %q is larger than %d bytes", Truncate(name, 100), maxFieldBytes))
 		}
-		if _, dup := u.fields[name]; !dup { // repeated fields (classifiers): the first is kept
-			u.fields[name] = string(b)
+		if _, dup := u.Fields[name]; !dup { // repeated fields (classifiers): the first is kept
+			u.Fields[name] = string(b)
 		}
 	}
-	if u.file == nil {
-		return fail(badRequest("the upload has no %q file part", fileField))
+	if u.File == nil {
+		return fail(BadRequest("the upload has no %q file part", fileField))
 	}
-	if u.file.Size == 0 {
-		return fail(badRequest("the uploaded file is empty"))
+	if u.File.Size == 0 {
+		return fail(BadRequest("the uploaded file is empty"))
 	}
 	return u, nil
 }
 
-// owns reports whether name is published on repo (nil: a mirror that
+// Owns reports whether name is published on repo (nil: a mirror that
 // hosts nothing), so that nothing of it comes from the upstream. Without
 // an upstream every other name is a 404. A replica that cannot read the
 // owned names and never could answers 503 rather than risk serving an
 // upstream's package under a private name.
-func owns(ctx context.Context, repo *hosted.Repo, noUpstream bool, name string) (bool, error) {
+func Owns(ctx context.Context, repo *hosted.Repo, noUpstream bool, name string) (bool, error) {
 	if repo == nil {
 		return false, nil
 	}
@@ -172,34 +172,34 @@ func owns(ctx context.Context, repo *hosted.Repo, noUpstream bool, name string) 
 		return false, err
 	}
 	if !owned && noUpstream {
-		return false, newHTTPError(http.StatusNotFound, fmt.Sprintf("%s is not published on this repository", quoteName(name)))
+		return false, NewError(http.StatusNotFound, fmt.Sprintf("%s is not published on this repository", QuoteName(name)))
 	}
 	return owned, nil
 }
 
-// serveHostedFile serves a published file (key relative to the
+// ServeHostedFile serves a published file (key relative to the
 // repository): from the disk cache or storage, never an upstream.
-func (c *Core) serveHostedFile(w http.ResponseWriter, r *http.Request, repo *hosted.Repo, path string) error {
+func (c *Core) ServeHostedFile(w http.ResponseWriter, r *http.Request, repo *hosted.Repo, path string) error {
 	key := repo.Key(path)
-	return c.serveFile(w, r, key, func(ctx context.Context) (fileSource, error) {
+	return c.ServeFile(w, r, key, func(ctx context.Context) (FileSource, error) {
 		_, err := c.store.Stat(ctx, key)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
-			return fileSource{}, newHTTPError(http.StatusNotFound, "no such published file")
+			return FileSource{}, NewError(http.StatusNotFound, "no such published file")
 		case err != nil:
-			return fileSource{}, &upstreamError{status: http.StatusServiceUnavailable, retryAfter: "5", msg: "storage unavailable: " + err.Error()}
+			return FileSource{}, &UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5", Msg: "storage unavailable: " + err.Error()}
 		}
 		// It is there, but could not be read a moment ago.
-		return fileSource{}, &upstreamError{status: http.StatusServiceUnavailable, retryAfter: "5", msg: "storage read failed; retry shortly"}
+		return FileSource{}, &UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5", Msg: "storage read failed; retry shortly"}
 	})
 }
 
-// hostedEntry is a metaResult for a document rendered from a hosted
+// HostedEntry is a metaResult for a document rendered from a hosted
 // index: its Last-Modified is the index's.
-func hostedEntry(mod time.Time) metaResult {
+func HostedEntry(mod time.Time) MetaResult {
 	if mod.IsZero() {
 		mod = time.Unix(0, 0)
 	}
-	e := (&metaEntry{header: envelope{Fetched: mod.Unix()}}).finish()
-	return metaResult{entry: e}
+	e := (&MetaEntry{header: envelope{Fetched: mod.Unix()}}).finish()
+	return MetaResult{Entry: e}
 }

@@ -31,15 +31,15 @@ var errTooLarge = errors.New("larger than the configured limit")
 // without waiting on a dead upstream.
 const retryAfterFailure = 30 * time.Second
 
-// metaEntry is one mutable metadata document as stored: the body
+// MetaEntry is one mutable metadata document as stored: the body
 // gzip-compressed, so that a warm hit is a memory copy, with the upstream's
 // validators carried in the gzip header's comment. The stored object is
 // thus a plain .gz file that zcat can read.
-type metaEntry struct {
+type MetaEntry struct {
 	key string
-	// gzBody holds the stored object (gzip of the (rewritten) body) and,
+	// GzBody holds the stored object (gzip of the (rewritten) body) and,
 	// once a client without gzip asked, the plain body.
-	gzBody
+	GzBody
 	size     int64 // uncompressed size
 	header   envelope
 	notFound bool
@@ -68,7 +68,7 @@ type metaEntry struct {
 // the plain body once kept, and an estimate of the index built from it
 // (parsed models hold every string of the document and the rendered
 // pages; three times the uncompressed size covers the measured cases).
-func (e *metaEntry) weight() int64 {
+func (e *MetaEntry) weight() int64 {
 	w := int64(len(e.gz))
 	if e.plain.Load() != nil {
 		w += e.size
@@ -90,7 +90,7 @@ type envelope struct {
 }
 
 // finish computes the values every response of the entry uses.
-func (e *metaEntry) finish() *metaEntry {
+func (e *MetaEntry) finish() *MetaEntry {
 	e.mod = time.Unix(e.header.Fetched, 0).UTC()
 	if t, err := http.ParseTime(e.header.LastModified); err == nil {
 		e.mod = t.UTC()
@@ -102,7 +102,7 @@ func (e *metaEntry) finish() *metaEntry {
 }
 
 // body returns the uncompressed document.
-func (e *metaEntry) body() ([]byte, error) {
+func (e *MetaEntry) body() ([]byte, error) {
 	if p := e.plain.Load(); p != nil {
 		return *p, nil
 	}
@@ -117,11 +117,11 @@ func gunzip(gz []byte) ([]byte, error) {
 	return io.ReadAll(zr)
 }
 
-// gzBody is a document kept gzip-compressed, which clients that accept
+// GzBody is a document kept gzip-compressed, which clients that accept
 // gzip get as is (a memory copy), with its header values; its plain bytes
 // are made once, on the first request of a client that does not accept
 // gzip, and kept beside, so that such clients get a memory copy too.
-type gzBody struct {
+type GzBody struct {
 	gz            []byte
 	gzLen, rawLen []string // Content-Length values, computed once
 	plain         atomic.Pointer[[]byte]
@@ -129,7 +129,7 @@ type gzBody struct {
 
 // identity returns the plain bytes; made reports that this call made
 // them (the owner may count the memory).
-func (b *gzBody) identity() (plain []byte, made bool, err error) {
+func (b *GzBody) identity() (plain []byte, made bool, err error) {
 	if p := b.plain.Load(); p != nil {
 		return *p, false, nil
 	}
@@ -142,7 +142,7 @@ func (b *gzBody) identity() (plain []byte, made bool, err error) {
 
 // parse runs fn once per entry and keeps its result (an index built from
 // the document), so that it is not rebuilt on every request.
-func (e *metaEntry) parse(fn func([]byte) (any, error)) (any, error) {
+func (e *MetaEntry) parse(fn func([]byte) (any, error)) (any, error) {
 	e.parseOnce.Do(func() {
 		b, err := e.body()
 		if err != nil {
@@ -156,13 +156,13 @@ func (e *metaEntry) parse(fn func([]byte) (any, error)) (any, error) {
 }
 
 // reweigh makes the memory cache count what e retains now.
-func (c *Core) reweigh(e *metaEntry) {
-	c.mem.Resize(e.key, func(x *metaEntry) bool { return x == e }, e.weight())
+func (c *Core) reweigh(e *MetaEntry) {
+	c.mem.Resize(e.key, func(x *MetaEntry) bool { return x == e }, e.weight())
 }
 
-// parse builds (once) the index of an entry and makes the memory cache
+// Parse builds (once) the index of an entry and makes the memory cache
 // count what the entry now retains.
-func (c *Core) parse(e *metaEntry, fn func([]byte) (any, error)) (any, error) {
+func (c *Core) Parse(e *MetaEntry, fn func([]byte) (any, error)) (any, error) {
 	first := false
 	v, err := e.parse(func(b []byte) (any, error) { first = true; return fn(b) })
 	if first && err == nil {
@@ -184,7 +184,7 @@ func asciiJSON(v any) string {
 	return sb.String()
 }
 
-func encodeMeta(key string, body []byte, env envelope) (*metaEntry, error) {
+func encodeMeta(key string, body []byte, env envelope) (*MetaEntry, error) {
 	env.Size = int64(len(body))
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
@@ -196,12 +196,12 @@ func encodeMeta(key string, body []byte, env envelope) (*metaEntry, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
-	e := (&metaEntry{key: key, gzBody: gzBody{gz: buf.Bytes()}, size: env.Size, header: env}).finish()
+	e := (&MetaEntry{key: key, GzBody: GzBody{gz: buf.Bytes()}, size: env.Size, header: env}).finish()
 	e.checked.Store(time.Unix(env.Fetched, 0).UnixNano())
 	return e, nil
 }
 
-func decodeMeta(key string, gz []byte) (*metaEntry, error) {
+func decodeMeta(key string, gz []byte) (*MetaEntry, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(gz))
 	if err != nil {
 		return nil, fmt.Errorf("stored metadata %s is not gzip: %w", key, err)
@@ -215,51 +215,51 @@ func decodeMeta(key string, gz []byte) (*metaEntry, error) {
 	if err != nil || n != env.Size {
 		return nil, fmt.Errorf("stored metadata %s is damaged (%d of %d bytes): %v", key, n, env.Size, err)
 	}
-	e := (&metaEntry{key: key, gzBody: gzBody{gz: gz}, size: env.Size, header: env}).finish()
+	e := (&MetaEntry{key: key, GzBody: GzBody{gz: gz}, size: env.Size, header: env}).finish()
 	e.checked.Store(time.Unix(env.Fetched, 0).UnixNano())
 	return e, nil
 }
 
-// metaSource describes one metadata document: where it is kept, where it
+// MetaSource describes one metadata document: where it is kept, where it
 // comes from, and how it is checked and rewritten before it is stored.
-type metaSource struct {
-	key         string
-	url         string
-	client      *http.Client
-	ttl         time.Duration
-	notFoundTTL time.Duration
-	accept      string
-	// transform validates and rewrites the upstream body; nil keeps it.
+type MetaSource struct {
+	Key         string
+	URL         string
+	Client      *http.Client
+	TTL         time.Duration
+	NotFoundTTL time.Duration
+	Accept      string
+	// Transform validates and rewrites the upstream body; nil keeps it.
 	// resp is the final upstream response (after redirects): its URL is the
 	// base for relative links, its Content-Type tells the format.
-	transform func(body []byte, resp *http.Response) ([]byte, error)
-	// serialHeader names a response header carrying a monotonic serial
+	Transform func(body []byte, resp *http.Response) ([]byte, error)
+	// SerialHeader names a response header carrying a monotonic serial
 	// (PyPI's X-PyPI-Last-Serial): a response with an older serial than the
 	// stored one comes from a stale upstream node and is not stored.
-	serialHeader string
-	// staleWhileRevalidate serves an expired entry at once and refreshes it
+	SerialHeader string
+	// StaleWhileRevalidate serves an expired entry at once and refreshes it
 	// in the background (for big documents nobody should wait for).
-	staleWhileRevalidate bool
-	// replaced, when set, is told the previous and the new body when a
-	// stored document is replaced by a newer one (to drop stored files
+	StaleWhileRevalidate bool
+	// Replaced, when set, is told the previous and the new body when a
+	// stored document is Replaced by a newer one (to drop stored files
 	// whose digest the new document changed).
-	replaced func(ctx context.Context, old, new []byte)
+	Replaced func(ctx context.Context, old, new []byte)
 }
 
-// metaResult is what meta returns: the entry, and whether it is stale
+// MetaResult is what meta returns: the entry, and whether it is stale
 // (served because the upstream failed).
-type metaResult struct {
-	entry *metaEntry
-	stale bool
+type MetaResult struct {
+	Entry *MetaEntry
+	Stale bool
 }
 
-func (c *Core) fresh(e *metaEntry, src *metaSource, now time.Time) bool {
-	ttl := src.ttl
+func (c *Core) fresh(e *MetaEntry, src *MetaSource, now time.Time) bool {
+	ttl := src.TTL
 	switch {
 	case e.rejected != nil:
-		ttl = min(retryAfterFailure, src.ttl)
+		ttl = min(retryAfterFailure, src.TTL)
 	case e.notFound:
-		ttl = src.notFoundTTL
+		ttl = src.NotFoundTTL
 	}
 	return now.Sub(time.Unix(0, e.checked.Load())) < ttl
 }
@@ -271,51 +271,51 @@ func (c *Core) fresh(e *metaEntry, src *metaSource, now time.Time) bool {
 // the upstream failed and nothing is stored.
 // fresh returns the memory copy of key while it is fresh: the warm path,
 // which needs no metaSource.
-func (c *Core) freshInMemory(key string, ttl time.Duration) (metaResult, bool) {
+func (c *Core) FreshInMemory(key string, ttl time.Duration) (MetaResult, bool) {
 	if e, ok := c.mem.Get(key); ok && !e.notFound && e.rejected == nil && c.now().Sub(time.Unix(0, e.checked.Load())) < ttl {
 		c.metrics.hit("memory")
-		return metaResult{entry: e}, true
+		return MetaResult{Entry: e}, true
 	}
-	return metaResult{}, false
+	return MetaResult{}, false
 }
 
-func (c *Core) meta(ctx context.Context, src *metaSource) (metaResult, error) {
-	e, ok := c.mem.Get(src.key)
+func (c *Core) Meta(ctx context.Context, src *MetaSource) (MetaResult, error) {
+	e, ok := c.mem.Get(src.Key)
 	if ok && c.fresh(e, src, c.now()) {
 		return entryResult(e, false)
 	}
-	ch := c.sf.DoChan(src.key, func() (any, error) {
+	ch := c.sf.DoChan(src.Key, func() (any, error) {
 		// Detached: one client giving up must not fail the others.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*c.upstreamTimeout+10*time.Second)
 		defer cancel()
 		return c.refreshMeta(rctx, src)
 	})
-	if ok && !e.notFound && e.rejected == nil && src.staleWhileRevalidate {
+	if ok && !e.notFound && e.rejected == nil && src.StaleWhileRevalidate {
 		return entryResult(e, false) // the refresh goes on in the background
 	}
 	select {
 	case r := <-ch:
 		if r.Err != nil {
-			return metaResult{}, r.Err
+			return MetaResult{}, r.Err
 		}
-		res := r.Val.(metaResult)
-		return entryResult(res.entry, res.stale)
+		res := r.Val.(MetaResult)
+		return entryResult(res.Entry, res.Stale)
 	case <-ctx.Done():
-		return metaResult{}, ctx.Err()
+		return MetaResult{}, ctx.Err()
 	}
 }
 
-func entryResult(e *metaEntry, stale bool) (metaResult, error) {
+func entryResult(e *MetaEntry, stale bool) (MetaResult, error) {
 	if e.rejected != nil {
-		return metaResult{}, e.rejected
+		return MetaResult{}, e.rejected
 	}
 	if e.notFound {
-		return metaResult{}, &upstream404{url: e.header.URL}
+		return MetaResult{}, &upstream404{url: e.header.URL}
 	}
-	return metaResult{entry: e, stale: stale}, nil
+	return MetaResult{Entry: e, Stale: stale}, nil
 }
 
-func (c *Core) loadMeta(ctx context.Context, key string, skipDisk bool) *metaEntry {
+func (c *Core) loadMeta(ctx context.Context, key string, skipDisk bool) *MetaEntry {
 	if c.metaDisk != nil && !skipDisk {
 		if f, _, ok := c.metaDisk.Open(key); ok {
 			b, err := io.ReadAll(io.LimitReader(f, c.maxMeta))
@@ -356,12 +356,12 @@ func (c *Core) loadMeta(ctx context.Context, key string, skipDisk bool) *metaEnt
 	return e
 }
 
-func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, error) {
+func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, error) {
 	now := c.now()
-	e, ok := c.mem.Get(src.key)
+	e, ok := c.mem.Get(src.Key)
 	if ok && e.rejected != nil {
 		if c.fresh(e, src, now) {
-			return metaResult{entry: e}, nil
+			return MetaResult{Entry: e}, nil
 		}
 		e, ok = nil, false
 	}
@@ -369,38 +369,38 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 		c.metrics.hit("memory")
 	} else {
 		c.metrics.miss("memory")
-		if loaded := c.loadMeta(ctx, src.key, false); loaded != nil {
+		if loaded := c.loadMeta(ctx, src.Key, false); loaded != nil {
 			e = loaded
-			c.mem.Add(src.key, e, e.weight())
+			c.mem.Add(src.Key, e, e.weight())
 		}
 	}
 	if e != nil && c.fresh(e, src, now) {
-		return metaResult{entry: e}, nil
+		return MetaResult{Entry: e}, nil
 	}
 	have := e != nil && !e.notFound
-	if have && now.Sub(time.Unix(0, e.failed.Load())) < min(retryAfterFailure, src.ttl) {
-		return metaResult{entry: e, stale: true}, nil
+	if have && now.Sub(time.Unix(0, e.failed.Load())) < min(retryAfterFailure, src.TTL) {
+		return MetaResult{Entry: e, Stale: true}, nil
 	}
 	if have && c.coord != nil {
 		// Shared freshness: if any replica confirmed this document within
 		// the TTL, take its word (and its newer copy from storage, when it
 		// stored one) instead of asking the upstream again.
-		if t, version, ok := c.coord.LastChecked(ctx, src.key); ok && now.Sub(t) < src.ttl {
+		if t, version, ok := c.coord.LastChecked(ctx, src.Key); ok && now.Sub(t) < src.TTL {
 			if version == e.header.Fetched {
 				e.checked.Store(t.UnixNano())
-				return metaResult{entry: e}, nil
+				return MetaResult{Entry: e}, nil
 			}
-			if ne := c.loadMeta(ctx, src.key, true); ne != nil && ne.header.Fetched >= version {
+			if ne := c.loadMeta(ctx, src.Key, true); ne != nil && ne.header.Fetched >= version {
 				ne.checked.Store(t.UnixNano())
-				c.mem.Add(src.key, ne, ne.weight())
-				return metaResult{entry: ne}, nil
+				c.mem.Add(src.Key, ne, ne.weight())
+				return MetaResult{Entry: ne}, nil
 			}
 		}
 		// One replica revalidates; the others keep serving their copy,
 		// just expired, for the moment it takes.
-		lease, ok, err := c.coord.TryLease(ctx, "revalidate:"+src.key, 10*time.Second)
+		lease, ok, err := c.coord.TryLease(ctx, "revalidate:"+src.Key, 10*time.Second)
 		if err == nil && !ok {
-			return metaResult{entry: e}, nil
+			return MetaResult{Entry: e}, nil
 		}
 		if lease != nil {
 			defer lease.Release()
@@ -410,10 +410,10 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 	if !have && c.coord != nil {
 		// A cold document: one replica fetches it, the others wait for it
 		// to land in storage (and fetch it themselves only if it does not).
-		lease, ok, err := c.coord.TryLease(ctx, "revalidate:"+src.key, 10*time.Second)
+		lease, ok, err := c.coord.TryLease(ctx, "revalidate:"+src.Key, 10*time.Second)
 		if err == nil && !ok {
-			if ne := c.awaitMeta(ctx, src.key); ne != nil {
-				return metaResult{entry: ne}, nil
+			if ne := c.awaitMeta(ctx, src.Key); ne != nil {
+				return MetaResult{Entry: ne}, nil
 			}
 		}
 		if lease != nil {
@@ -421,14 +421,14 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 		}
 	}
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 	if err != nil {
-		return metaResult{}, &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("bad upstream URL %q: %v", safeURL(src.url), err)}
+		return MetaResult{}, &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("bad upstream URL %q: %v", SafeURL(src.URL), err)}
 	}
 	req.Header.Set("Accept-Encoding", "gzip")
-	req.Header.Set("User-Agent", userAgent)
-	if src.accept != "" {
-		req.Header.Set("Accept", src.accept)
+	req.Header.Set("User-Agent", UserAgent)
+	if src.Accept != "" {
+		req.Header.Set("Accept", src.Accept)
 	}
 	if have {
 		if e.header.LastModified != "" {
@@ -445,108 +445,108 @@ func (c *Core) refreshMeta(ctx context.Context, src *metaSource) (metaResult, er
 		defer func() { <-c.fetchSem }()
 	case <-ctx.Done():
 		if have {
-			return metaResult{entry: e, stale: true}, nil
+			return MetaResult{Entry: e, Stale: true}, nil
 		}
-		return metaResult{}, &upstreamError{status: http.StatusServiceUnavailable, retryAfter: "5", msg: "too many metadata fetches at once; retry shortly"}
+		return MetaResult{}, &UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5", Msg: "too many metadata fetches at once; retry shortly"}
 	}
-	resp, err := src.client.Do(req)
+	resp, err := src.Client.Do(req)
 	if err == nil {
 		defer resp.Body.Close()
 	}
-	fail := func(uerr *upstreamError) (metaResult, error) {
+	fail := func(uerr *UpstreamError) (MetaResult, error) {
 		c.metrics.upstream.with("metadata", "error").Add(1)
 		if have {
 			e.failed.Store(now.UnixNano())
-			c.log.Warn("upstream failed; serving stale metadata", "key", src.key, "url", safeURL(src.url), "err", uerr.msg)
-			return metaResult{entry: e, stale: true}, nil
+			c.log.Warn("upstream failed; serving stale metadata", "key", src.Key, "url", SafeURL(src.URL), "err", uerr.Msg)
+			return MetaResult{Entry: e, Stale: true}, nil
 		}
-		return metaResult{}, uerr
+		return MetaResult{}, uerr
 	}
 	if err != nil {
-		return fail(transportError(src.url, err))
+		return fail(TransportError(src.URL, err))
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotModified && have:
 		c.metrics.upstream.with("metadata", "not_modified").Add(1)
 		e.checked.Store(now.UnixNano())
 		c.shareChecked(ctx, src, e, now)
-		return metaResult{entry: e}, nil
+		return MetaResult{Entry: e}, nil
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		c.metrics.upstream.with("metadata", "not_found").Add(1)
-		neg := &metaEntry{key: src.key, notFound: true, header: envelope{URL: safeURL(src.url)}}
+		neg := &MetaEntry{key: src.Key, notFound: true, header: envelope{URL: SafeURL(src.URL)}}
 		neg.checked.Store(now.UnixNano())
-		c.mem.Add(src.key, neg, 64)
-		return metaResult{entry: neg}, nil
+		c.mem.Add(src.Key, neg, 64)
+		return MetaResult{Entry: neg}, nil
 	case resp.StatusCode != http.StatusOK:
-		return fail(statusError(src.url, resp))
+		return fail(StatusError(src.URL, resp))
 	}
 	// reject records a refused document for a short while: the same
 	// bytes would be refused again.
-	reject := func(uerr *upstreamError) (metaResult, error) {
+	reject := func(uerr *UpstreamError) (MetaResult, error) {
 		if !have {
-			rej := &metaEntry{key: src.key, rejected: uerr}
+			rej := &MetaEntry{key: src.Key, rejected: uerr}
 			rej.checked.Store(now.UnixNano())
-			c.mem.Add(src.key, rej, 64)
+			c.mem.Add(src.Key, rej, 64)
 		}
 		return fail(uerr)
 	}
-	body, err := readBody(resp, c.maxMeta)
+	body, err := ReadBody(resp, c.maxMeta)
 	if errors.Is(err, errTooLarge) {
-		return reject(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream document %s is %v (MAX_METADATA_BYTES=%d)", safeURL(src.url), err, c.maxMeta)})
+		return reject(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream document %s is %v (MAX_METADATA_BYTES=%d)", SafeURL(src.URL), err, c.maxMeta)})
 	}
 	if err != nil {
-		return fail(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("reading %s: %v", safeURL(src.url), err)})
+		return fail(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("reading %s: %v", SafeURL(src.URL), err)})
 	}
 	var serial int64
-	if src.serialHeader != "" {
-		serial, _ = strconv.ParseInt(resp.Header.Get(src.serialHeader), 10, 64)
+	if src.SerialHeader != "" {
+		serial, _ = strconv.ParseInt(resp.Header.Get(src.SerialHeader), 10, 64)
 		if have && serial > 0 && serial < e.header.Serial {
-			c.log.Warn("upstream answered with an older serial; keeping the stored page", "key", src.key,
+			c.log.Warn("upstream answered with an older serial; keeping the stored page", "key", src.Key,
 				"stored_serial", e.header.Serial, "upstream_serial", serial)
 			e.checked.Store(now.UnixNano())
 			c.shareChecked(ctx, src, e, now)
-			return metaResult{entry: e}, nil
+			return MetaResult{Entry: e}, nil
 		}
 	}
 	c.metrics.upstream.with("metadata", "ok").Add(1)
-	if src.transform != nil {
-		if body, err = src.transform(body, resp); err != nil {
-			return reject(&upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream document %s rejected: %v", safeURL(src.url), err)})
+	if src.Transform != nil {
+		if body, err = src.Transform(body, resp); err != nil {
+			return reject(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream document %s rejected: %v", SafeURL(src.URL), err)})
 		}
 	}
-	ne, err := encodeMeta(src.key, body, envelope{
+	ne, err := encodeMeta(src.Key, body, envelope{
 		LastModified: resp.Header.Get("Last-Modified"), ETag: resp.Header.Get("ETag"),
-		Fetched: now.Unix(), URL: safeURL(src.url), Serial: serial,
+		Fetched: now.Unix(), URL: SafeURL(src.URL), Serial: serial,
 	})
 	if err != nil {
-		return fail(&upstreamError{status: http.StatusBadGateway, msg: err.Error()})
+		return fail(&UpstreamError{Status: http.StatusBadGateway, Msg: err.Error()})
 	}
 	ne.checked.Store(now.UnixNano())
-	if err := c.store.Put(ctx, src.key, bytes.NewReader(ne.gz), storage.PutOptions{Size: int64(len(ne.gz)), ContentType: "application/gzip"}); err != nil {
+	if err := c.store.Put(ctx, src.Key, bytes.NewReader(ne.gz), storage.PutOptions{Size: int64(len(ne.gz)), ContentType: "application/gzip"}); err != nil {
 		c.metrics.notStored.with("metadata").Add(1)
-		c.log.Warn("storage write failed; metadata served from memory only", "key", src.key, "err", err)
+		c.log.Warn("storage write failed; metadata served from memory only", "key", src.Key, "err", err)
 	} else {
 		c.shareChecked(ctx, src, ne, now)
 		if c.coord != nil {
-			c.coord.Invalidate(ctx, c.id+" "+src.key)
+			c.coord.Invalidate(ctx, c.id+" "+src.Key)
 		}
 	}
 	if c.metaDisk != nil {
-		_ = c.metaDisk.Put(src.key, bytes.NewReader(ne.gz))
+		_ = c.metaDisk.Put(src.Key, bytes.NewReader(ne.gz))
 	}
-	c.mem.Add(src.key, ne, ne.weight())
-	if have && src.replaced != nil {
+	c.mem.Add(src.Key, ne, ne.weight())
+	if have && src.Replaced != nil {
 		if old, err := e.body(); err == nil {
-			src.replaced(ctx, old, body)
+			src.Replaced(ctx, old, body)
 		}
 	}
-	return metaResult{entry: ne}, nil
+	return MetaResult{Entry: ne}, nil
 }
 
-// dropFile removes a stored file that the metadata no longer vouches for
+// DropFile removes a stored file that the metadata no longer vouches for
 // (its digest changed upstream), from storage and from every replica's
 // disk cache, so that the next request fetches and verifies it afresh.
-func (c *Core) dropFile(ctx context.Context, key string) {
+func (c *Core) DropFile(ctx context.Context, key string) {
 	if err := c.store.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		c.log.Warn("could not drop a file whose digest changed upstream", "key", key, "err", err)
 	}
@@ -561,7 +561,7 @@ func (c *Core) dropFile(ctx context.Context, key string) {
 
 // awaitMeta waits (a bounded time) for the document key that another
 // replica is fetching to appear in storage; nil when it does not.
-func (c *Core) awaitMeta(ctx context.Context, key string) *metaEntry {
+func (c *Core) awaitMeta(ctx context.Context, key string) *MetaEntry {
 	deadline := time.Now().Add(min(c.upstreamTimeout, 10*time.Second))
 	for time.Now().Before(deadline) {
 		select {
@@ -588,16 +588,16 @@ func (c *Core) awaitMeta(ctx context.Context, key string) *metaEntry {
 
 // shareChecked tells the other replicas that the stored version of a
 // document was confirmed at now.
-func (c *Core) shareChecked(ctx context.Context, src *metaSource, e *metaEntry, now time.Time) {
+func (c *Core) shareChecked(ctx context.Context, src *MetaSource, e *MetaEntry, now time.Time) {
 	if c.coord != nil {
-		c.coord.Checked(ctx, src.key, now, e.header.Fetched, 2*src.ttl)
+		c.coord.Checked(ctx, src.Key, now, e.header.Fetched, 2*src.TTL)
 	}
 }
 
-// readBody reads a metadata response, decompressing as it reads, and
+// ReadBody reads a metadata response, decompressing as it reads, and
 // stops as soon as the document passes max bytes (a gzip bomb costs at
 // most max).
-func readBody(resp *http.Response, max int64) ([]byte, error) {
+func ReadBody(resp *http.Response, max int64) ([]byte, error) {
 	var r io.Reader = resp.Body
 	if strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
 		zr, err := gzip.NewReader(resp.Body)

@@ -38,7 +38,7 @@ type pypiMirror struct {
 const rootTTL = time.Hour
 
 func registerPyPI(s *Server, m Mirror) {
-	pm := &pypiMirror{s: s, m: m, client: newUpstreamClient(s.opts.UpstreamTimeout, m, s.core.metrics.upstreamTime.WithLabelValues(m.Name))}
+	pm := &pypiMirror{s: s, m: m, client: NewClient(s.opts.UpstreamTimeout, m, s.core.metrics.upstreamTime.WithLabelValues(m.Name))}
 	rt := s.router("/" + m.Name)
 	if m.Hosted {
 		pm.repo = s.newRepo(m)
@@ -56,7 +56,7 @@ func (pm *pypiMirror) metaKey(dir, name string) string {
 }
 
 func (pm *pypiMirror) redirectRoot(w http.ResponseWriter, r *http.Request) error {
-	return redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+query(r))
+	return Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+query(r))
 }
 
 func query(r *http.Request) string {
@@ -69,37 +69,37 @@ func query(r *http.Request) string {
 func (pm *pypiMirror) redirectProject(w http.ResponseWriter, r *http.Request) error {
 	raw := r.PathValue("project")
 	if !pypi.ValidName(raw) {
-		return newHTTPError(http.StatusNotFound, quoteName(raw)+" is not a valid project name")
+		return NewError(http.StatusNotFound, QuoteName(raw)+" is not a valid project name")
 	}
-	return redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+pypi.Normalize(raw)+"/"+query(r))
+	return Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+pypi.Normalize(raw)+"/"+query(r))
 }
 
 // rendered is a page in both formats, gzip-compressed once per stored
 // version, so that a warm request is a memory copy.
 type rendered struct {
-	json, html *doc
+	json, html *Doc
 	project    *pypi.Project
 	names      []string // of the root list
 }
 
-// doc is a page rendered from a stored document, in both encodings (its
+// Doc is a page rendered from a stored document, in both encodings (its
 // weight is counted in the entry's, as part of the parsed index).
-type doc struct {
-	gzBody
+type Doc struct {
+	GzBody
 	etag  string
 	etagH []string
 }
 
 func sha256Hex(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
-func newDoc(body []byte, tag string) *doc {
+func NewDoc(body []byte, tag string) *Doc {
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	zw.Write(body)
 	zw.Close()
 	sum := sha256.Sum256(body)
 	etag := `"` + tag + hex.EncodeToString(sum[:12]) + `"`
-	d := &doc{gzBody: gzBody{gz: buf.Bytes(), gzLen: []string{strconv.Itoa(buf.Len())}, rawLen: []string{strconv.Itoa(len(body))}},
+	d := &Doc{GzBody: GzBody{gz: buf.Bytes(), gzLen: []string{strconv.Itoa(buf.Len())}, rawLen: []string{strconv.Itoa(len(body))}},
 		etag: etag, etagH: []string{etag}}
 	return d
 }
@@ -110,12 +110,12 @@ var (
 	hvTypes        = map[string][]string{pypi.JSONType: {pypi.JSONType}, pypi.HTMLType: {pypi.HTMLType}, pypi.TextHTML: {pypi.TextHTML}}
 )
 
-func (pm *pypiMirror) projectSource(name string) *metaSource {
-	return &metaSource{
-		key: pm.metaKey("simple", name+".json"), url: pm.m.URL + "/" + name + "/",
-		client: pm.client, ttl: pm.m.TTL, notFoundTTL: pm.m.NotFoundTTL, accept: pypi.UpstreamAccept,
-		serialHeader: "X-PyPI-Last-Serial",
-		transform: func(b []byte, resp *http.Response) ([]byte, error) {
+func (pm *pypiMirror) projectSource(name string) *MetaSource {
+	return &MetaSource{
+		Key: pm.metaKey("simple", name+".json"), URL: pm.m.URL + "/" + name + "/",
+		Client: pm.client, TTL: pm.m.TTL, NotFoundTTL: pm.m.NotFoundTTL, Accept: pypi.UpstreamAccept,
+		SerialHeader: "X-PyPI-Last-Serial",
+		Transform: func(b []byte, resp *http.Response) ([]byte, error) {
 			p, err := pypi.ParseProject(b, resp.Header.Get("Content-Type"), resp.Request.URL.String())
 			if err != nil {
 				return nil, err
@@ -132,16 +132,16 @@ func (pm *pypiMirror) projectSource(name string) *metaSource {
 	}
 }
 
-func (pm *pypiMirror) projectPage(ctx context.Context, name string) (metaResult, *rendered, error) {
-	res, ok := pm.s.core.freshInMemory(pm.metaKey("simple", name+".json"), pm.m.TTL)
+func (pm *pypiMirror) projectPage(ctx context.Context, name string) (MetaResult, *rendered, error) {
+	res, ok := pm.s.core.FreshInMemory(pm.metaKey("simple", name+".json"), pm.m.TTL)
 	var err error
 	if !ok {
-		res, err = pm.s.core.meta(ctx, pm.projectSource(name))
+		res, err = pm.s.core.Meta(ctx, pm.projectSource(name))
 	}
 	if err != nil {
 		return res, nil, err
 	}
-	v, err := pm.s.core.parse(res.entry, func(b []byte) (any, error) {
+	v, err := pm.s.core.Parse(res.Entry, func(b []byte) (any, error) {
 		p, err := pypi.Unmarshal(b)
 		if err != nil {
 			return nil, err
@@ -149,10 +149,10 @@ func (pm *pypiMirror) projectPage(ctx context.Context, name string) (metaResult,
 		if p.Name == "" {
 			p.Name = name // pages stored from an HTML upstream before names were filled in
 		}
-		return &rendered{json: newDoc(p.RenderJSON(name), "j"), html: newDoc(p.RenderHTML(name), "h"), project: p}, nil
+		return &rendered{json: NewDoc(p.RenderJSON(name), "j"), html: NewDoc(p.RenderHTML(name), "h"), project: p}, nil
 	})
 	if err != nil {
-		return res, nil, &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("stored page of %s: %v", name, err)}
+		return res, nil, &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored page of %s: %v", name, err)}
 	}
 	return res, v.(*rendered), nil
 }
@@ -160,15 +160,15 @@ func (pm *pypiMirror) projectPage(ctx context.Context, name string) (metaResult,
 func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 	raw := r.PathValue("project")
 	if !pypi.ValidName(raw) {
-		return newHTTPError(http.StatusNotFound, quoteName(raw)+" is not a valid project name")
+		return NewError(http.StatusNotFound, QuoteName(raw)+" is not a valid project name")
 	}
 	if name := pypi.Normalize(raw); name != raw {
-		return redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+name+"/"+query(r))
+		return Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+name+"/"+query(r))
 	}
 	typ, err := pypi.Negotiate(r.Header.Get("Accept"), r.URL.Query().Get("format"))
 	if err != nil {
 		w.Header().Set("Vary", "Accept")
-		return newHTTPError(http.StatusNotAcceptable, err.Error())
+		return NewError(http.StatusNotAcceptable, err.Error())
 	}
 	if owned, err := pm.ownedBy(r.Context(), raw); err != nil || owned {
 		if err != nil {
@@ -184,14 +184,14 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 	if typ == pypi.JSONType {
 		d = page.json
 	}
-	return serveDoc(w, r, d, hvTypes[typ], res)
+	return ServeDoc(w, r, d, hvTypes[typ], res)
 }
 
 func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
 	typ, err := pypi.Negotiate(r.Header.Get("Accept"), r.URL.Query().Get("format"))
 	if err != nil {
 		w.Header().Set("Vary", "Accept")
-		return newHTTPError(http.StatusNotAcceptable, err.Error())
+		return NewError(http.StatusNotAcceptable, err.Error())
 	}
 	var names *hosted.Names
 	if pm.repo != nil {
@@ -204,14 +204,14 @@ func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
 			if typ == pypi.JSONType {
 				d = page.json
 			}
-			return serveDoc(w, r, d, hvTypes[typ], hostedEntry(time.Time{}))
+			return ServeDoc(w, r, d, hvTypes[typ], HostedEntry(time.Time{}))
 		}
 	}
-	res, err := pm.s.core.meta(r.Context(), &metaSource{
-		key: pm.metaKey("simple", "index"), url: pm.m.URL + "/", client: pm.client,
-		ttl: max(rootTTL, pm.m.TTL), notFoundTTL: pm.m.NotFoundTTL, accept: pypi.UpstreamAccept,
-		staleWhileRevalidate: true,
-		transform: func(b []byte, resp *http.Response) ([]byte, error) {
+	res, err := pm.s.core.Meta(r.Context(), &MetaSource{
+		Key: pm.metaKey("simple", "index"), URL: pm.m.URL + "/", Client: pm.client,
+		TTL: max(rootTTL, pm.m.TTL), NotFoundTTL: pm.m.NotFoundTTL, Accept: pypi.UpstreamAccept,
+		StaleWhileRevalidate: true,
+		Transform: func(b []byte, resp *http.Response) ([]byte, error) {
 			idx, err := pypi.ParseIndex(b, resp.Header.Get("Content-Type"))
 			if err != nil {
 				return nil, err
@@ -220,27 +220,27 @@ func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
 		},
 	})
 	if err != nil {
-		if errors.Is(err, errNotFound) {
-			err = &upstreamError{status: http.StatusBadGateway, msg: fmt.Sprintf("upstream %s has no project list: check the mirror's url", pm.m.URL)}
+		if errors.Is(err, ErrNotFound) {
+			err = &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream %s has no project list: check the mirror's url", pm.m.URL)}
 		}
 		return err
 	}
-	v, err := pm.s.core.parse(res.entry, func(b []byte) (any, error) {
+	v, err := pm.s.core.Parse(res.Entry, func(b []byte) (any, error) {
 		idx := pypi.UnmarshalIndex(b)
-		return &rendered{json: newDoc(idx.RenderJSON(), "j"), html: newDoc(idx.RenderHTML(), "h"), names: idx.Names}, nil
+		return &rendered{json: NewDoc(idx.RenderJSON(), "j"), html: NewDoc(idx.RenderHTML(), "h"), names: idx.Names}, nil
 	})
 	if err != nil {
 		return err
 	}
 	page := v.(*rendered)
 	if names != nil && len(names.List) > 0 {
-		page = pm.rootList.get(res.entry, page.names, names)
+		page = pm.rootList.get(res.Entry, page.names, names)
 	}
 	d := page.html
 	if typ == pypi.JSONType {
 		d = page.json
 	}
-	return serveDoc(w, r, d, hvTypes[typ], res)
+	return ServeDoc(w, r, d, hvTypes[typ], res)
 }
 
 var fileKeyRe = regexp.MustCompile(`^(u-)?[0-9a-f]{64}$`)
@@ -254,7 +254,7 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 	filename, err := url.PathUnescape(r.PathValue("filename"))
 	if err != nil || !pypi.ValidName(project) || pypi.Normalize(project) != project ||
 		!fileKeyRe.MatchString(key) || !pypi.ValidFilename(filename) {
-		return newHTTPError(http.StatusNotFound, "not a file URL of this mirror: expected /files/<project>/<sha256>/<filename>")
+		return NewError(http.StatusNotFound, "not a file URL of this mirror: expected /files/<project>/<sha256>/<filename>")
 	}
 	base, isMeta := strings.CutSuffix(filename, ".metadata")
 	h := w.Header()
@@ -268,54 +268,54 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 		return pm.hostedFile(w, r, project, key, filename)
 	}
 	skey := storage.Join(pm.s.opts.DistPrefix, pm.m.Name, project, key, filename)
-	err = pm.s.core.serveFile(w, r, skey, func(ctx context.Context) (fileSource, error) {
+	err = pm.s.core.ServeFile(w, r, skey, func(ctx context.Context) (FileSource, error) {
 		_, r, err := pm.projectPage(ctx, project)
 		if err != nil {
-			return fileSource{}, err
+			return FileSource{}, err
 		}
 		f, ok := r.project.FindFile(key, base)
 		if !ok {
-			return fileSource{}, newHTTPError(http.StatusNotFound, fmt.Sprintf("%s is not a file of %s in the mirrored index", base, project))
+			return FileSource{}, NewError(http.StatusNotFound, fmt.Sprintf("%s is not a file of %s in the mirrored index", base, project))
 		}
 		if isMeta {
 			if !f.HasMetadata() {
-				return fileSource{}, newHTTPError(http.StatusNotFound, fmt.Sprintf("the index advertises no core metadata for %s", base))
+				return FileSource{}, NewError(http.StatusNotFound, fmt.Sprintf("the index advertises no core metadata for %s", base))
 			}
-			return fileSource{url: f.URL + ".metadata", client: pm.client, sha256: f.MetadataSHA256()}, nil
+			return FileSource{URL: f.URL + ".metadata", Client: pm.client, SHA256: f.MetadataSHA256()}, nil
 		}
-		src := fileSource{url: f.URL, client: pm.client}
+		src := FileSource{URL: f.URL, Client: pm.client}
 		if !strings.HasPrefix(key, "u-") {
-			src.sha256 = key
+			src.SHA256 = key
 		}
 		if f.Size != nil && *f.Size > 0 {
-			src.size = *f.Size
+			src.Size = *f.Size
 		}
 		return src, nil
 	})
 	return err
 }
 
-// serveDoc sends a rendered page: gzip bytes as they are when accepted,
+// ServeDoc sends a rendered page: gzip bytes as they are when accepted,
 // with an ETag per format (If-None-Match → 304) and Last-Modified from the
 // stored page.
-func serveDoc(w http.ResponseWriter, r *http.Request, d *doc, ctype []string, res metaResult) error {
+func ServeDoc(w http.ResponseWriter, r *http.Request, d *Doc, ctype []string, res MetaResult) error {
 	h := w.Header()
 	h["Content-Type"] = ctype
 	h["Vary"] = hvVaryAccept
 	h["Cache-Control"] = hvNoStoreReval
 	h["Etag"] = d.etagH
-	if res.stale {
+	if res.Stale {
 		h["X-Mirror-Stale"] = hvTrue
 	}
-	h["Last-Modified"] = res.entry.lastModified
+	h["Last-Modified"] = res.Entry.lastModified
 	if inm := r.Header.Get("If-None-Match"); inm != "" {
 		if etagMatch(inm, d.etag) {
-			return noContent(w, http.StatusNotModified)
+			return NoContent(w, http.StatusNotModified)
 		}
-	} else if notModified(r, res.entry.mod) {
-		return noContent(w, http.StatusNotModified)
+	} else if notModified(r, res.Entry.mod) {
+		return NoContent(w, http.StatusNotModified)
 	}
-	return writeGzipDoc(w, r, &d.gzBody, nil)
+	return writeGzipDoc(w, r, &d.GzBody, nil)
 }
 
 func etagMatch(header, etag string) bool {
@@ -332,7 +332,7 @@ func etagMatch(header, etag string) bool {
 // gzip, else the plain bytes (made once and kept), always from memory and
 // with a Content-Length. made, when set, is told when the plain bytes are
 // first made, so that the owner can count them.
-func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *gzBody, made func()) error {
+func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *GzBody, made func()) error {
 	h := w.Header()
 	if acceptsGzip(r) {
 		h["Content-Encoding"] = hvGzip
@@ -351,7 +351,7 @@ func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *gzBody, made func()
 	}
 	plain, first, err := b.identity()
 	if err != nil {
-		return &upstreamError{status: http.StatusBadGateway, msg: "stored document unreadable: " + err.Error()}
+		return &UpstreamError{Status: http.StatusBadGateway, Msg: "stored document unreadable: " + err.Error()}
 	}
 	if first && made != nil {
 		made()

@@ -34,50 +34,50 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	defer u.close()
-	f := u.fields
+	defer u.Close()
+	f := u.Fields
 	if a := f[":action"]; a != "file_upload" {
-		return badRequest("unsupported :action %s (only file_upload is)", quoteName(a))
+		return BadRequest("unsupported :action %s (only file_upload is)", QuoteName(a))
 	}
 	rawName, version := strings.TrimSpace(f["name"]), strings.TrimSpace(f["version"])
 	if !pypi.ValidName(rawName) {
-		return badRequest("%s is not a valid project name", quoteName(rawName))
+		return BadRequest("%s is not a valid project name", QuoteName(rawName))
 	}
 	if version == "" {
-		return badRequest("the form has no version")
+		return BadRequest("the form has no version")
 	}
 	project := pypi.Normalize(rawName)
-	df, err := pypi.ParseDistFilename(u.filename)
+	df, err := pypi.ParseDistFilename(u.Filename)
 	if err != nil {
-		return badRequest("%v", err)
+		return BadRequest("%v", err)
 	}
 	if pypi.Normalize(df.Name) != project || !pypi.SameVersion(df.Version, version) {
-		return badRequest("the file name %s does not match the project %s version %s", quoteName(u.filename), quoteName(rawName), quoteName(version))
+		return BadRequest("the file name %s does not match the project %s version %s", QuoteName(u.Filename), QuoteName(rawName), QuoteName(version))
 	}
 	want := strings.ToLower(strings.TrimSpace(f["sha256_digest"]))
 	if want == "" {
-		return badRequest("the form has no sha256_digest")
+		return BadRequest("the form has no sha256_digest")
 	}
-	if want != u.file.SHA256 {
-		return badRequest("sha256_digest %s does not match the uploaded bytes (sha256 %s)", quoteName(want), u.file.SHA256)
+	if want != u.File.SHA256 {
+		return BadRequest("sha256_digest %s does not match the uploaded bytes (sha256 %s)", QuoteName(want), u.File.SHA256)
 	}
-	if md5 := strings.ToLower(strings.TrimSpace(f["md5_digest"])); md5 != "" && md5 != u.file.MD5 {
-		return badRequest("md5_digest does not match the uploaded bytes")
+	if md5 := strings.ToLower(strings.TrimSpace(f["md5_digest"])); md5 != "" && md5 != u.File.MD5 {
+		return BadRequest("md5_digest does not match the uploaded bytes")
 	}
 	var meta []byte
 	if df.Wheel {
-		meta, err = pypi.WheelMetadata(u.file, u.file.Size)
+		meta, err = pypi.WheelMetadata(u.File, u.File.Size)
 	} else {
-		meta, err = pypi.SdistMetadata(u.file, u.file.Size, df.Ext)
+		meta, err = pypi.SdistMetadata(u.File, u.File.Size, df.Ext)
 	}
 	if err != nil {
-		return badRequest("%v", err)
+		return BadRequest("%v", err)
 	}
 	mh := pypi.MetadataHeader(meta)
 	if n := mh.Get("Name"); n == "" || pypi.Normalize(n) != project || !pypi.SameVersion(mh.Get("Version"), version) {
-		return badRequest("the file's core metadata names %s %s, the form %s %s", quoteName(n), quoteName(mh.Get("Version")), quoteName(rawName), quoteName(version))
+		return BadRequest("the file's core metadata names %s %s, the form %s %s", QuoteName(n), QuoteName(mh.Get("Version")), QuoteName(rawName), QuoteName(version))
 	}
-	hf := pypi.HostedFile{Filename: u.filename, Version: version, SHA256: u.file.SHA256, Size: u.file.Size,
+	hf := pypi.HostedFile{Filename: u.Filename, Version: version, SHA256: u.File.SHA256, Size: u.File.Size,
 		UploadTime:     time.Now().UTC().Format("2006-01-02T15:04:05.000000Z"),
 		RequiresPython: strings.TrimSpace(mh.Get("Requires-Python"))}
 	if hf.RequiresPython == "" {
@@ -86,15 +86,15 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	if x, err := pm.repo.Index(ctx, project); err == nil {
 		if idx, err := pypi.ParseHostedIndex(x.Body, project); err == nil {
-			if _, dup := idx.Find(u.filename); dup {
-				return pm.exists(u.filename)
+			if _, dup := idx.Find(u.Filename); dup {
+				return pm.exists(u.Filename)
 			}
 		}
 	}
 	// The file first, then its metadata, then the index that makes them
 	// visible: a reader never finds an index entry without its file.
-	path := pm.filePath(project, u.file.SHA256, u.filename)
-	if err := pm.repo.PutFile(ctx, path, u.file.Reader(), u.file.Size, contentType(u.filename)); err != nil {
+	path := pm.filePath(project, u.File.SHA256, u.Filename)
+	if err := pm.repo.PutFile(ctx, path, u.File.Reader(), u.File.Size, contentType(u.Filename)); err != nil {
 		return err
 	}
 	if df.Wheel || pypi.ReliableMetadata(mh) {
@@ -109,29 +109,29 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return nil, err
 		}
-		if _, dup := idx.Find(u.filename); dup {
+		if _, dup := idx.Find(u.Filename); dup {
 			return nil, errFileExists
 		}
 		idx.Files = append(idx.Files, hf)
 		return idx.Marshal(), nil
 	})
 	if errors.Is(err, errFileExists) {
-		return pm.exists(u.filename)
+		return pm.exists(u.Filename)
 	}
 	if err != nil {
 		return err
 	}
-	pm.s.opts.Logger.Info("file published", "mirror", pm.m.Name, "project", project, "file", u.filename, "sha256", u.file.SHA256, "bytes", u.file.Size)
-	return writeText(w, http.StatusOK, "OK\n")
+	pm.s.opts.Logger.Info("file published", "mirror", pm.m.Name, "project", project, "file", u.Filename, "sha256", u.File.SHA256, "bytes", u.File.Size)
+	return WriteText(w, http.StatusOK, "OK\n")
 }
 
 func (pm *pypiMirror) exists(filename string) error {
-	return badRequest("File already exists: %s is published already; files are immutable (upload a new version)", quoteName(filename))
+	return BadRequest("File already exists: %s is published already; files are immutable (upload a new version)", QuoteName(filename))
 }
 
 // ownedBy reports whether project is published here.
 func (pm *pypiMirror) ownedBy(ctx context.Context, project string) (bool, error) {
-	return owns(ctx, pm.repo, pm.m.URL == "", project)
+	return Owns(ctx, pm.repo, pm.m.URL == "", project)
 }
 
 // hostedPage serves the simple page of a published project.
@@ -144,7 +144,7 @@ func (pm *pypiMirror) hostedPage(w http.ResponseWriter, r *http.Request, project
 	if typ == pypi.JSONType {
 		d = page.json
 	}
-	return serveDoc(w, r, d, hvTypes[typ], hostedEntry(x.ModTime))
+	return ServeDoc(w, r, d, hvTypes[typ], HostedEntry(x.ModTime))
 }
 
 func (pm *pypiMirror) hostedProject(ctx context.Context, project string) (*rendered, *hosted.Index, error) {
@@ -158,17 +158,17 @@ func (pm *pypiMirror) hostedProject(ctx context.Context, project string) (*rende
 			return nil, err
 		}
 		p := idx.Project()
-		return &rendered{json: newDoc(p.RenderJSON(project), "j"), html: newDoc(p.RenderHTML(project), "h"), project: p}, nil
+		return &rendered{json: NewDoc(p.RenderJSON(project), "j"), html: NewDoc(p.RenderHTML(project), "h"), project: p}, nil
 	})
 	if err != nil {
-		return nil, nil, &upstreamError{status: http.StatusInternalServerError, msg: err.Error()}
+		return nil, nil, &UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
 	}
 	return v.(*rendered), x, nil
 }
 
 // hostedFile serves a published file or its core metadata.
 func (pm *pypiMirror) hostedFile(w http.ResponseWriter, r *http.Request, project, key, filename string) error {
-	return pm.s.core.serveHostedFile(w, r, pm.repo, pm.filePath(project, key, filename))
+	return pm.s.core.ServeHostedFile(w, r, pm.repo, pm.filePath(project, key, filename))
 }
 
 // hostedRootList is the project list of a mirror: the upstream's names
@@ -176,12 +176,12 @@ func (pm *pypiMirror) hostedFile(w http.ResponseWriter, r *http.Request, project
 // version of each.
 type hostedRootList struct {
 	mu       sync.Mutex
-	upstream *metaEntry
+	upstream *MetaEntry
 	gen      string
 	r        *rendered
 }
 
-func (h *hostedRootList) get(upstream *metaEntry, upstreamNames []string, n *hosted.Names) *rendered {
+func (h *hostedRootList) get(upstream *MetaEntry, upstreamNames []string, n *hosted.Names) *rendered {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.r != nil && h.upstream == upstream && h.gen == n.Gen {
@@ -198,6 +198,6 @@ func (h *hostedRootList) get(upstream *metaEntry, upstreamNames []string, n *hos
 		}
 	}
 	h.upstream, h.gen = upstream, n.Gen
-	h.r = &rendered{json: newDoc(idx.RenderJSON(), "j"), html: newDoc(idx.RenderHTML(), "h")}
+	h.r = &rendered{json: NewDoc(idx.RenderJSON(), "j"), html: NewDoc(idx.RenderHTML(), "h")}
 	return h.r
 }

@@ -69,7 +69,7 @@ func (s *Server) adapt(h Handler) echo.HandlerFunc {
 		}
 		defer func() {
 			if p := recover(); p != nil {
-				if a, ok := p.(*aborted); ok {
+				if a, ok := p.(*Aborted); ok {
 					c.Set(abortKey, a)
 					panic(http.ErrAbortHandler)
 				}
@@ -89,26 +89,26 @@ type HTTPError struct {
 
 func (e *HTTPError) Error() string { return e.Msg }
 
-func newHTTPError(code int, msg string) error { return &HTTPError{Code: code, Msg: msg} }
+func NewError(code int, msg string) error { return &HTTPError{Code: code, Msg: msg} }
 
-func redirect(w http.ResponseWriter, r *http.Request, code int, url string) error {
+func Redirect(w http.ResponseWriter, r *http.Request, code int, url string) error {
 	http.Redirect(w, r, url, code)
 	return nil
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) error {
+func WriteJSON(w http.ResponseWriter, code int, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return writeBlob(w, code, "application/json", append(b, '\n'))
+	return WriteBlob(w, code, "application/json", append(b, '\n'))
 }
 
-func writeText(w http.ResponseWriter, code int, s string) error {
-	return writeBlob(w, code, "text/plain; charset=utf-8", []byte(s))
+func WriteText(w http.ResponseWriter, code int, s string) error {
+	return WriteBlob(w, code, "text/plain; charset=utf-8", []byte(s))
 }
 
-func writeBlob(w http.ResponseWriter, code int, ctype string, b []byte) error {
+func WriteBlob(w http.ResponseWriter, code int, ctype string, b []byte) error {
 	h := w.Header()
 	h.Set("Content-Type", ctype)
 	h.Set("Content-Length", fmt.Sprint(len(b)))
@@ -117,7 +117,7 @@ func writeBlob(w http.ResponseWriter, code int, ctype string, b []byte) error {
 	return err
 }
 
-func noContent(w http.ResponseWriter, code int) error {
+func NoContent(w http.ResponseWriter, code int) error {
 	w.WriteHeader(code)
 	return nil
 }

@@ -177,7 +177,7 @@ func New(o Options) *Server {
 	e.GET("/metrics", s.core.metrics.handler())
 	s.mirrors, s.writeRoutes = map[string]Mirror{}, map[string]bool{}
 	for _, m := range o.Mirrors {
-		m = splitUserinfo(m)
+		m = SplitUserinfo(m)
 		s.mirrors[m.Name] = m
 		reg := ecosystems[m.Type]
 		if reg == nil {
@@ -383,9 +383,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	var rd *redirectTo
+	var rd *RedirectTo
 	if errors.As(err, &rd) {
-		_ = c.Redirect(http.StatusMovedPermanently, rd.url)
+		_ = c.Redirect(http.StatusMovedPermanently, rd.URL)
 		return
 	}
 	var code int
@@ -393,13 +393,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if ee := (*echo.HTTPError)(nil); errors.As(err, &ee) { // echo's own: no route, 405
 		code, msg = ee.Code, fmt.Sprint(ee.Message)
 	} else {
-		he := httpError(err)
+		he := ErrorOf(err)
 		code, msg = he.Code, he.Msg
 	}
-	if ra := retryAfterOf(err); ra != "" {
+	if ra := RetryAfterOf(err); ra != "" {
 		c.Response().Header().Set("Retry-After", ra)
 	}
-	msg = truncate(msg, 1000)
+	msg = Truncate(msg, 1000)
 	if code >= 500 {
 		s.opts.Logger.Warn("request failed", "path", c.Request().URL.Path, "status", code, "err", msg,
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
@@ -419,18 +419,18 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			// counted like any other, then the abort goes on.
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
-					info, _ := c.Get(abortKey).(*aborted)
+					info, _ := c.Get(abortKey).(*Aborted)
 					if info == nil {
-						info = &aborted{reason: "aborted"}
+						info = &Aborted{Reason: "aborted"}
 					}
-					s.core.metrics.aborted.with(info.reason).Inc()
+					s.core.metrics.aborted.with(info.Reason).Inc()
 					s.core.metrics.observe(c, time.Since(start))
 					req, res := c.Request(), c.Response()
 					s.opts.Logger.Warn("response aborted",
 						"request_id", res.Header().Get(echo.HeaderXRequestID),
 						"method", req.Method, "path", req.URL.Path, "status", res.Status,
 						"bytes", res.Size, "duration_ms", time.Since(start).Milliseconds(),
-						"reason", info.reason, "err", fmt.Sprint(info.err), "remote", c.RealIP())
+						"reason", info.Reason, "err", fmt.Sprint(info.Err), "remote", c.RealIP())
 				}
 				panic(p)
 			}
@@ -499,23 +499,23 @@ func (s *Server) Close() {
 	s.core.wg.Wait()
 }
 
-// requestScheme is the scheme the client used: X-Forwarded-Proto when the
+// RequestScheme is the scheme the client used: X-Forwarded-Proto when the
 // request comes from a trusted (loopback, link-local or private) address,
 // else the connection's own.
-func requestScheme(r *http.Request) string {
+func RequestScheme(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	if p := r.Header.Get("X-Forwarded-Proto"); (p == "http" || p == "https") && fromTrusted(r.RemoteAddr) {
+	if p := r.Header.Get("X-Forwarded-Proto"); (p == "http" || p == "https") && FromTrusted(r.RemoteAddr) {
 		scheme = p
 	}
 	return scheme
 }
 
-// fromTrusted reports whether a peer address is loopback, link-local or
+// FromTrusted reports whether a peer address is loopback, link-local or
 // private: where a load balancer in front of the proxy would be.
-func fromTrusted(remote string) bool {
+func FromTrusted(remote string) bool {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
 		host = remote
@@ -524,17 +524,17 @@ func fromTrusted(remote string) bool {
 	return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast())
 }
 
-// truncate caps s at n bytes (client input echoed in messages).
-func truncate(s string, n int) string {
+// Truncate caps s at n bytes (client input echoed in messages).
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
-// quoteName is a client-supplied name as error messages echo it: quoted,
+// QuoteName is a client-supplied name as error messages echo it: quoted,
 // at most 100 bytes.
-func quoteName(s string) string { return fmt.Sprintf("%q", truncate(s, 100)) }
+func QuoteName(s string) string { return fmt.Sprintf("%q", Truncate(s, 100)) }
 
 // randomID is a request id: unique enough to find a request in the logs,
 // not a secret, so it comes from the fast per-thread generator.
@@ -548,9 +548,9 @@ func randomID() string {
 	return string(b[:])
 }
 
-// routePrefix returns the mount point a request came in on ("/N" or
+// RoutePrefix returns the mount point a request came in on ("/N" or
 // "/mirror/N"), so that URLs written for the client keep that form.
-func routePrefix(path, name string) string {
+func RoutePrefix(path, name string) string {
 	if strings.HasPrefix(path, "/mirror/"+name+"/") {
 		return "/mirror/" + name
 	}

@@ -228,9 +228,9 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// newUpstreamClient is the HTTP client a mirror uses for its upstream and
+// NewClient is the HTTP client a mirror uses for its upstream and
 // the file URLs its metadata names.
-func newUpstreamClient(timeout time.Duration, m Mirror, took interface{ Observe(float64) }) *http.Client {
+func NewClient(timeout time.Duration, m Mirror, took interface{ Observe(float64) }) *http.Client {
 	mu, _ := url.Parse(m.URL)
 	policy := newHostPolicy(mu.Hostname(), m.Type, m.FileHosts)
 	base := &http.Transport{
@@ -267,16 +267,16 @@ func newUpstreamClient(timeout time.Duration, m Mirror, took interface{ Observe(
 				return errors.New("stopped after 10 redirects")
 			}
 			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-				return fmt.Errorf("redirect to a non-HTTP URL %q refused", safeURL(req.URL.String()))
+				return fmt.Errorf("redirect to a non-HTTP URL %q refused", SafeURL(req.URL.String()))
 			}
 			return nil
 		},
 	}
 }
 
-// safeURL is u as it may appear in logs and error bodies: without
+// SafeURL is u as it may appear in logs and error bodies: without
 // userinfo, query or fragment (signed URLs carry tokens there).
-func safeURL(u string) string {
+func SafeURL(u string) string {
 	pu, err := url.Parse(u)
 	if err != nil {
 		return "(unparsable URL)"
@@ -285,10 +285,10 @@ func safeURL(u string) string {
 	return pu.String()
 }
 
-// splitUserinfo moves a password written into a mirror URL
+// SplitUserinfo moves a password written into a mirror URL
 // (https://user:pw@host/) into an auth entry for that URL's origin, so
 // that the URL itself can be logged and shown.
-func splitUserinfo(m Mirror) Mirror {
+func SplitUserinfo(m Mirror) Mirror {
 	u, err := url.Parse(m.URL)
 	if err != nil || u.User == nil {
 		return m

@@ -41,7 +41,7 @@ func TestCredentialsKeyedOnOrigin(t *testing.T) {
 			[]string{"https://api.github.com/repos/a/b/zipball/c"},
 			[]string{"http://api.github.com/x", "https://codeload.github.com/x", "http://repo.example.com/x"}},
 	} {
-		c := newUpstreamClient(0, Mirror{Name: "m", Type: "composer", URL: tc.mirror, Auth: []HostAuth{tc.auth}, FileHosts: []string{"*"}}, nil)
+		c := NewClient(0, Mirror{Name: "m", Type: "composer", URL: tc.mirror, Auth: []HostAuth{tc.auth}, FileHosts: []string{"*"}}, nil)
 		tr := c.Transport.(*upstreamTransport)
 		rec := &recordRT{got: map[string]string{}}
 		tr.base = rec
@@ -83,7 +83,7 @@ func TestValidHostAndRequestID(t *testing.T) {
 func TestFromTrusted(t *testing.T) {
 	for addr, want := range map[string]bool{"127.0.0.1:5": true, "10.1.2.3:80": true, "192.168.0.9:1": true, "[::1]:8": true,
 		"[fe80::1]:8": true, "203.0.113.9:443": false, "8.8.8.8:53": false, "garbage": false} {
-		if got := fromTrusted(addr); got != want {
+		if got := FromTrusted(addr); got != want {
 			t.Errorf("fromTrusted(%q) = %v, want %v", addr, got, want)
 		}
 	}
