@@ -8,8 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
 	"github.com/mirror-proxy/mirror-proxy/storage"
@@ -27,7 +27,7 @@ type composerMirror struct {
 }
 
 func registerComposer(s *Server, m Mirror) {
-	cm := &composerMirror{s: s, m: m, client: NewClient(s.opts.UpstreamTimeout, m, s.core.metrics.upstreamTime.WithLabelValues(m.Name))}
+	cm := &composerMirror{s: s, m: m, client: fetch.NewClient(s.opts.UpstreamTimeout, m, s.core.Metrics().UpstreamObserver(m.Name))}
 	cm.rootKey = cm.metaKey("packages.json")
 	if m.Hosted {
 		cm.repo = s.newRepo(m)
@@ -50,8 +50,8 @@ func (cm *composerMirror) metaKey(path string) string {
 	return cm.s.opts.MetaPrefix + "/" + cm.m.Name + "/" + path
 }
 
-func (cm *composerMirror) source(key, url string, transform func([]byte, *http.Response) ([]byte, error)) *MetaSource {
-	return &MetaSource{Key: key, URL: url, Client: cm.client, TTL: cm.m.TTL, NotFoundTTL: cm.m.NotFoundTTL,
+func (cm *composerMirror) source(key, url string, transform func([]byte, *http.Response) ([]byte, error)) *fetch.MetaSource {
+	return &fetch.MetaSource{Key: key, URL: url, Client: cm.client, TTL: cm.m.TTL, NotFoundTTL: cm.m.NotFoundTTL,
 		Accept: "application/json", Transform: transform}
 }
 
@@ -62,7 +62,7 @@ type rootInfo struct {
 	p2tmpl   string // absolute upstream URL template of p2 files
 	advURL   string // upstream security advisories API, or ""
 	mu       sync.Mutex
-	rendered map[string]*Doc // prefix and advisories URL → the client root
+	rendered map[string]*fetch.Doc // prefix and advisories URL → the client root
 }
 
 // maxRenderedRoots bounds the client roots kept per stored root: without
@@ -72,7 +72,7 @@ const maxRenderedRoots = 16
 
 // clientRoot returns the root rendered for prefix and adv, rendering it
 // at most once while it stays among the kept ones.
-func (ri *rootInfo) clientRoot(prefix, adv string, hostedNames *hosted.Names) (*Doc, error) {
+func (ri *rootInfo) clientRoot(prefix, adv string, hostedNames *hosted.Names) (*fetch.Doc, error) {
 	k := prefix + " " + adv
 	_, listed := ri.root["available-packages"]
 	listed = listed && hostedNames != nil && len(hostedNames.List) > 0
@@ -94,18 +94,18 @@ func (ri *rootInfo) clientRoot(prefix, adv string, hostedNames *hosted.Names) (*
 		// the hosted ones are added.
 		body = composer.WithAvailable(body, hostedNames.List)
 	}
-	nd := NewDoc(body, "r")
+	nd := fetch.NewDoc(body, "r")
 	ri.mu.Lock()
 	defer ri.mu.Unlock()
 	if ri.rendered == nil || len(ri.rendered) >= maxRenderedRoots {
-		ri.rendered = map[string]*Doc{}
+		ri.rendered = map[string]*fetch.Doc{}
 	}
 	ri.rendered[k] = nd
 	return nd, nil
 }
 
 // upstreamRoot returns the upstream's packages.json, parsed once per version.
-func (cm *composerMirror) upstreamRoot(ctx context.Context) (MetaResult, *rootInfo, error) {
+func (cm *composerMirror) upstreamRoot(ctx context.Context) (fetch.MetaResult, *rootInfo, error) {
 	res, ok := cm.s.core.FreshInMemory(cm.rootKey, cm.m.TTL)
 	var err error
 	if !ok {
@@ -113,9 +113,9 @@ func (cm *composerMirror) upstreamRoot(ctx context.Context) (MetaResult, *rootIn
 			func(b []byte, _ *http.Response) ([]byte, error) { _, err := composer.ParseRoot(b); return b, err }))
 	}
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, fetch.ErrNotFound) {
 			// The root is not a package: its absence is an upstream fault.
-			err = &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream %s has no packages.json: check the mirror's url", cm.m.URL)}
+			err = &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream %s has no packages.json: check the mirror's url", cm.m.URL)}
 		}
 		return res, nil, err
 	}
@@ -148,12 +148,12 @@ func (cm *composerMirror) root(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	prefix := RoutePrefix(r.URL.Path, cm.m.Name)
+	prefix := fetch.RoutePrefix(r.URL.Path, cm.m.Name)
 	adv := ""
 	if root.advURL != "" {
 		base := cm.s.opts.PublicURL
 		if base == "" {
-			base = RequestScheme(r) + "://" + r.Host
+			base = fetch.RequestScheme(r) + "://" + r.Host
 		}
 		adv = base + prefix + "/api/security-advisories/"
 	}
@@ -161,7 +161,7 @@ func (cm *composerMirror) root(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return ServeMetaBody(w, r, res, HeaderJSON, &d.GzBody, nil)
+	return fetch.ServeMetaBody(w, r, res, fetch.HeaderJSON, &d.GzBody, nil)
 }
 
 func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
@@ -169,7 +169,7 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 	pkg, dev, ok := composer.ParseP2File(r.PathValue("file"))
 	name := vendor + "/" + pkg
 	if !ok || !composer.ValidName(name) {
-		return NewError(http.StatusNotFound, QuoteName(name)+" is not a valid lowercase vendor/package name")
+		return fetch.NewError(http.StatusNotFound, fetch.QuoteName(name)+" is not a valid lowercase vendor/package name")
 	}
 	if owned, err := cm.ownedBy(r.Context(), name); err != nil || owned {
 		if err != nil {
@@ -181,13 +181,13 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return cm.s.core.ServeMeta(w, r, res, HeaderJSON)
+	return cm.s.core.ServeMeta(w, r, res, fetch.HeaderJSON)
 }
 
-func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (MetaResult, error) {
+func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (fetch.MetaResult, error) {
 	_, root, err := cm.upstreamRoot(ctx)
 	if err != nil {
-		return MetaResult{}, err
+		return fetch.MetaResult{}, err
 	}
 	file := name + ".json"
 	if dev {
@@ -220,7 +220,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 	version, file := r.PathValue("version"), r.PathValue("file")
 	ref, typ, ok := composer.ParseDistPath(version, file)
 	if !composer.ValidName(name) || !ok {
-		return NewError(http.StatusNotFound, "not a dist URL of this mirror: expected /zipball/vendor/package/version/ref<reference>.<type>")
+		return fetch.NewError(http.StatusNotFound, "not a dist URL of this mirror: expected /zipball/vendor/package/version/ref<reference>.<type>")
 	}
 	if owned, err := cm.ownedBy(r.Context(), name); err != nil || owned {
 		if err != nil {
@@ -229,7 +229,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 		return cm.hostedDist(w, r, name, ref, typ)
 	}
 	key := storage.Join(cm.s.opts.DistPrefix, cm.m.Name, name, version, file)
-	return cm.s.core.ServeFile(w, r, key, func(ctx context.Context) (FileSource, error) {
+	return cm.s.core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
 		// Stable versions first: most dists are found there, and the ~dev
 		// file is fetched only when they are not.
 		var versions []composer.Version
@@ -238,7 +238,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 		for _, dev := range []bool{false, true} {
 			res, err := cm.p2Meta(ctx, name, dev)
 			if err != nil {
-				if !errors.Is(err, ErrNotFound) && firstErr == nil {
+				if !errors.Is(err, fetch.ErrNotFound) && firstErr == nil {
 					firstErr = err
 				}
 				continue
@@ -246,7 +246,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 			found = true
 			vs, err := cm.s.core.Parse(res.Entry, func(b []byte) (any, error) { return composer.Expand(b, name) })
 			if err != nil {
-				return FileSource{}, &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("metadata of %s: %v", name, err)}
+				return fetch.FileSource{}, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("metadata of %s: %v", name, err)}
 			}
 			versions = append(versions, vs.([]composer.Version)...)
 			if d, ok := composer.FindDist(versions, version, ref); ok && d.Version == version {
@@ -255,16 +255,16 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 		}
 		if !found {
 			if firstErr != nil {
-				return FileSource{}, firstErr
+				return fetch.FileSource{}, firstErr
 			}
-			return FileSource{}, ErrNotFound
+			return fetch.FileSource{}, fetch.ErrNotFound
 		}
 		d, ok := composer.FindDist(versions, version, ref)
 		if !ok || d.Version == "" {
 			if firstErr != nil {
-				return FileSource{}, firstErr
+				return fetch.FileSource{}, firstErr
 			}
-			return FileSource{}, NewError(http.StatusNotFound, fmt.Sprintf("no dist of %s with version %s and reference %s in the mirrored metadata", name, QuoteName(version), QuoteName(ref)))
+			return fetch.FileSource{}, fetch.NewError(http.StatusNotFound, fmt.Sprintf("no dist of %s with version %s and reference %s in the mirrored metadata", name, fetch.QuoteName(version), fetch.QuoteName(ref)))
 		}
 		// A dist is stored once, under the version and type the metadata
 		// gives: any other version segment or type that names the same
@@ -275,14 +275,14 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 			canonType = "zip"
 		}
 		if d.Version != version || canonType != typ {
-			prefix := RoutePrefix(r.URL.Path, cm.m.Name)
-			return FileSource{}, &RedirectTo{URL: prefix + "/zipball/" + name + "/" + d.Version + "/ref" + ref + "." + canonType}
+			prefix := fetch.RoutePrefix(r.URL.Path, cm.m.Name)
+			return fetch.FileSource{}, &fetch.RedirectTo{URL: prefix + "/zipball/" + name + "/" + d.Version + "/ref" + ref + "." + canonType}
 		}
-		src := FileSource{URL: d.URL, Client: cm.client, SHA1: d.Shasum}
+		src := fetch.FileSource{URL: d.URL, Client: cm.client, SHA1: d.Shasum}
 		if !composer.ValidSHA1(d.Shasum) {
 			// No digest to verify against: check at least that the archive
 			// is complete and intact before it is stored.
-			src.SHA1, src.Check = "", ArchiveCheck(canonType)
+			src.SHA1, src.Check = "", fetch.ArchiveCheck(canonType)
 		}
 		return src, nil
 	})
@@ -292,7 +292,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 // packages[]=...) to the upstream's api-url.
 func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) error {
 	if cm.m.URL == "" {
-		return NewError(http.StatusNotFound, "a repository without upstream has no security advisories API")
+		return fetch.NewError(http.StatusNotFound, "a repository without upstream has no security advisories API")
 	}
 	ctx := r.Context()
 	_, root, err := cm.upstreamRoot(ctx)
@@ -301,11 +301,11 @@ func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) err
 	}
 	target := root.advURL
 	if target == "" {
-		return NewError(http.StatusNotFound, "the upstream publishes no security advisories API")
+		return fetch.NewError(http.StatusNotFound, "the upstream publishes no security advisories API")
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 	if err := r.ParseForm(); err != nil {
-		return NewError(http.StatusBadRequest, "bad form: "+err.Error())
+		return fetch.NewError(http.StatusBadRequest, "bad form: "+err.Error())
 	}
 	form := url.Values{}
 	for _, p := range r.PostForm["packages[]"] {
@@ -315,78 +315,18 @@ func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) err
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("User-Agent", UserAgent)
+	req.Header.Set("User-Agent", fetch.UserAgent)
 	resp, err := cm.client.Do(req)
 	if err != nil {
-		return TransportError(target, err)
+		return fetch.TransportError(target, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return StatusError(target, resp)
+		return fetch.StatusError(target, resp)
 	}
-	body, err := ReadBody(resp, cm.s.opts.MaxMetadataBytes)
+	body, err := fetch.ReadBody(resp, cm.s.opts.MaxMetadataBytes)
 	if err != nil {
-		return TransportError(target, err)
+		return fetch.TransportError(target, err)
 	}
-	return WriteBlob(w, http.StatusOK, "application/json", body)
-}
-
-// Header values shared by every response (never mutated).
-var (
-	HeaderJSON         = []string{"application/json"}
-	hvVaryEncoding = []string{"Accept-Encoding"}
-	hvRevalidate   = []string{"public, max-age=0, must-revalidate"}
-	hvTrue         = []string{"true"}
-	hvGzip         = []string{"gzip"}
-)
-
-// ServeMeta sends a stored metadata document: the stored gzip bytes as they
-// are when the client accepts gzip (a memory copy), else decompressed.
-// Last-Modified comes from the stored object, so replicas agree, and
-// If-Modified-Since gets a 304. Headers are assigned in canonical form
-// from precomputed values: this is the hottest path of the proxy.
-func (core *Core) ServeMeta(w http.ResponseWriter, r *http.Request, res MetaResult, ctype []string) error {
-	e := res.Entry
-	return ServeMetaBody(w, r, res, ctype, &e.GzBody, func() { core.reweigh(e) })
-}
-
-// ServeMetaBody is serveMeta for a body derived from the entry (rendered
-// from it), with the entry's validators.
-func ServeMetaBody(w http.ResponseWriter, r *http.Request, res MetaResult, ctype []string, b *GzBody, made func()) error {
-	e := res.Entry
-	h := w.Header()
-	h["Content-Type"] = ctype
-	h["Vary"] = hvVaryEncoding
-	h["Cache-Control"] = hvRevalidate
-	if res.Stale {
-		h["X-Mirror-Stale"] = hvTrue
-	}
-	h["Last-Modified"] = e.lastModified
-	if notModified(r, e.mod) {
-		return NoContent(w, http.StatusNotModified)
-	}
-	return writeGzipDoc(w, r, b, made)
-}
-
-func notModified(r *http.Request, mod time.Time) bool {
-	ims := r.Header.Get("If-Modified-Since")
-	if ims == "" {
-		return false
-	}
-	t, err := http.ParseTime(ims)
-	return err == nil && !mod.Truncate(time.Second).After(t)
-}
-
-func acceptsGzip(r *http.Request) bool {
-	rest := r.Header.Get("Accept-Encoding")
-	for rest != "" {
-		var part string
-		part, rest, _ = strings.Cut(rest, ",")
-		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if strings.EqualFold(strings.TrimSpace(coding), "gzip") {
-			q := strings.ReplaceAll(params, " ", "")
-			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
-		}
-	}
-	return false
+	return fetch.WriteBlob(w, http.StatusOK, "application/json", body)
 }

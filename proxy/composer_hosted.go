@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
 )
@@ -42,12 +43,12 @@ func (cm *composerMirror) distPath(name, sha1 string) string {
 func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("vendor") + "/" + r.PathValue("package")
 	if !composer.ValidName(name) {
-		return BadRequest("%s is not a valid lowercase vendor/package name", QuoteName(name))
+		return fetch.BadRequest("%s is not a valid lowercase vendor/package name", fetch.QuoteName(name))
 	}
 	version := r.PathValue("version")
 	normalized, err := composer.NormalizeVersion(version)
 	if err != nil {
-		return BadRequest("%v", err)
+		return fetch.BadRequest("%v", err)
 	}
 	u, err := cm.s.readUpload(w, r, "package")
 	if err != nil {
@@ -56,10 +57,10 @@ func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	defer u.Close()
 	cj, err := composer.ComposerJSON(u.File, u.File.Size)
 	if err != nil {
-		return BadRequest("%v", err)
+		return fetch.BadRequest("%v", err)
 	}
 	if cjName, _ := cj["name"].(string); strings.ToLower(cjName) != name {
-		return BadRequest("composer.json names the package %s, the URL %s: they must be the same", QuoteName(cjName), QuoteName(name))
+		return fetch.BadRequest("composer.json names the package %s, the URL %s: they must be the same", fetch.QuoteName(cjName), fetch.QuoteName(name))
 	}
 	ctx := r.Context()
 	// Refused before anything is stored when the version is known already.
@@ -96,21 +97,21 @@ func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	cm.s.opts.Logger.Info("package published", "mirror", cm.m.Name, "package", name, "version", normalized, "sha1", u.File.SHA1, "bytes", u.File.Size)
-	return WriteJSON(w, http.StatusCreated, map[string]string{"name": name, "version": version, "version_normalized": normalized, "shasum": u.File.SHA1})
+	return fetch.WriteJSON(w, http.StatusCreated, map[string]string{"name": name, "version": version, "version_normalized": normalized, "shasum": u.File.SHA1})
 }
 
 func (cm *composerMirror) exists(name, version string) error {
-	return NewError(http.StatusConflict, fmt.Sprintf("%s %s is published already; versions are immutable (publish a new version)", name, QuoteName(version)))
+	return fetch.NewError(http.StatusConflict, fmt.Sprintf("%s %s is published already; versions are immutable (publish a new version)", name, fetch.QuoteName(version)))
 }
 
 func (cm *composerMirror) deleteVersion(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("vendor") + "/" + r.PathValue("package")
 	if !composer.ValidName(name) {
-		return BadRequest("%s is not a valid lowercase vendor/package name", QuoteName(name))
+		return fetch.BadRequest("%s is not a valid lowercase vendor/package name", fetch.QuoteName(name))
 	}
 	normalized, err := composer.NormalizeVersion(r.PathValue("version"))
 	if err != nil {
-		return BadRequest("%v", err)
+		return fetch.BadRequest("%v", err)
 	}
 	errMissing := errors.New("missing")
 	err = cm.repo.Update(r.Context(), name, func(old []byte) ([]byte, error) {
@@ -125,13 +126,13 @@ func (cm *composerMirror) deleteVersion(w http.ResponseWriter, r *http.Request) 
 		return idx.Marshal(), nil
 	})
 	if errors.Is(err, errMissing) {
-		return NewError(http.StatusNotFound, fmt.Sprintf("%s has no published version %s", name, normalized))
+		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s has no published version %s", name, normalized))
 	}
 	if err != nil {
 		return err
 	}
 	cm.s.opts.Logger.Info("package version deleted", "mirror", cm.m.Name, "package", name, "version", normalized)
-	return WriteJSON(w, http.StatusOK, map[string]string{"deleted": name + " " + normalized})
+	return fetch.WriteJSON(w, http.StatusOK, map[string]string{"deleted": name + " " + normalized})
 }
 
 // list answers Packagist's list.json shape with the hosted names.
@@ -140,11 +141,11 @@ func (cm *composerMirror) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return WriteJSON(w, http.StatusOK, map[string][]string{"packageNames": append([]string{}, n.List...)})
+	return fetch.WriteJSON(w, http.StatusOK, map[string][]string{"packageNames": append([]string{}, n.List...)})
 }
 
 // hostedP2 are the two p2 files of one index version.
-type hostedP2 struct{ stable, dev *Doc }
+type hostedP2 struct{ stable, dev *fetch.Doc }
 
 // hostedP2 serves the p2 file of a published package.
 func (cm *composerMirror) serveHostedP2(w http.ResponseWriter, r *http.Request, name string, dev bool) error {
@@ -157,22 +158,22 @@ func (cm *composerMirror) serveHostedP2(w http.ResponseWriter, r *http.Request, 
 		if err != nil {
 			return nil, err
 		}
-		return &hostedP2{stable: NewDoc(idx.P2(false), "s"), dev: NewDoc(idx.P2(true), "d")}, nil
+		return &hostedP2{stable: fetch.NewDoc(idx.P2(false), "s"), dev: fetch.NewDoc(idx.P2(true), "d")}, nil
 	})
 	if err != nil {
-		return &UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
+		return &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
 	}
 	d := v.(*hostedP2).stable
 	if dev {
 		d = v.(*hostedP2).dev
 	}
-	return ServeDoc(w, r, d, HeaderJSON, HostedEntry(x.ModTime))
+	return fetch.ServeDoc(w, r, d, fetch.HeaderJSON, fetch.HostedEntry(x.ModTime))
 }
 
 // hostedDist serves a published zip: /zipball/<name>/<version>/ref<sha1>.zip.
 func (cm *composerMirror) hostedDist(w http.ResponseWriter, r *http.Request, name, ref, typ string) error {
 	if typ != "zip" || !composer.ValidSHA1(ref) {
-		return NewError(http.StatusNotFound, fmt.Sprintf("%s is published here; no such dist", name))
+		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is published here; no such dist", name))
 	}
 	return cm.s.core.ServeHostedFile(w, r, cm.repo, cm.distPath(name, ref))
 }
@@ -182,18 +183,18 @@ func (cm *composerMirror) hostedDist(w http.ResponseWriter, r *http.Request, nam
 type hostedRoots struct {
 	mu   sync.Mutex
 	gen  string
-	docs map[string]*Doc
+	docs map[string]*fetch.Doc
 }
 
-func (h *hostedRoots) get(prefix string, n *hosted.Names) *Doc {
+func (h *hostedRoots) get(prefix string, n *hosted.Names) *fetch.Doc {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.gen != n.Gen || h.docs == nil {
-		h.gen, h.docs = n.Gen, map[string]*Doc{}
+		h.gen, h.docs = n.Gen, map[string]*fetch.Doc{}
 	}
 	d := h.docs[prefix]
 	if d == nil {
-		d = NewDoc(composer.HostedRoot(prefix, n.List), "r")
+		d = fetch.NewDoc(composer.HostedRoot(prefix, n.List), "r")
 		h.docs[prefix] = d
 	}
 	return d
@@ -205,11 +206,11 @@ func (cm *composerMirror) hostedOnlyRoot(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return err
 	}
-	d := cm.roots.get(RoutePrefix(r.URL.Path, cm.m.Name), n)
-	return ServeDoc(w, r, d, HeaderJSON, HostedEntry(time.Time{}))
+	d := cm.roots.get(fetch.RoutePrefix(r.URL.Path, cm.m.Name), n)
+	return fetch.ServeDoc(w, r, d, fetch.HeaderJSON, fetch.HostedEntry(time.Time{}))
 }
 
 // ownedBy reports whether name is published here.
 func (cm *composerMirror) ownedBy(ctx context.Context, name string) (bool, error) {
-	return Owns(ctx, cm.repo, cm.m.URL == "", name)
+	return fetch.Owns(ctx, cm.repo, cm.m.URL == "", name)
 }

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,11 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/mirror-proxy/mirror-proxy/cork"
+	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
 	"github.com/mirror-proxy/mirror-proxy/storage"
@@ -38,7 +35,7 @@ type pypiMirror struct {
 const rootTTL = time.Hour
 
 func registerPyPI(s *Server, m Mirror) {
-	pm := &pypiMirror{s: s, m: m, client: NewClient(s.opts.UpstreamTimeout, m, s.core.metrics.upstreamTime.WithLabelValues(m.Name))}
+	pm := &pypiMirror{s: s, m: m, client: fetch.NewClient(s.opts.UpstreamTimeout, m, s.core.Metrics().UpstreamObserver(m.Name))}
 	rt := s.router("/" + m.Name)
 	if m.Hosted {
 		pm.repo = s.newRepo(m)
@@ -56,7 +53,7 @@ func (pm *pypiMirror) metaKey(dir, name string) string {
 }
 
 func (pm *pypiMirror) redirectRoot(w http.ResponseWriter, r *http.Request) error {
-	return Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+query(r))
+	return fetch.Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+query(r))
 }
 
 func query(r *http.Request) string {
@@ -69,49 +66,26 @@ func query(r *http.Request) string {
 func (pm *pypiMirror) redirectProject(w http.ResponseWriter, r *http.Request) error {
 	raw := r.PathValue("project")
 	if !pypi.ValidName(raw) {
-		return NewError(http.StatusNotFound, QuoteName(raw)+" is not a valid project name")
+		return fetch.NewError(http.StatusNotFound, fetch.QuoteName(raw)+" is not a valid project name")
 	}
-	return Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+pypi.Normalize(raw)+"/"+query(r))
+	return fetch.Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+pypi.Normalize(raw)+"/"+query(r))
 }
 
 // rendered is a page in both formats, gzip-compressed once per stored
 // version, so that a warm request is a memory copy.
 type rendered struct {
-	json, html *Doc
+	json, html *fetch.Doc
 	project    *pypi.Project
 	names      []string // of the root list
 }
 
-// Doc is a page rendered from a stored document, in both encodings (its
-// weight is counted in the entry's, as part of the parsed index).
-type Doc struct {
-	GzBody
-	etag  string
-	etagH []string
-}
-
 func sha256Hex(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
-func NewDoc(body []byte, tag string) *Doc {
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	zw.Write(body)
-	zw.Close()
-	sum := sha256.Sum256(body)
-	etag := `"` + tag + hex.EncodeToString(sum[:12]) + `"`
-	d := &Doc{GzBody: GzBody{gz: buf.Bytes(), gzLen: []string{strconv.Itoa(buf.Len())}, rawLen: []string{strconv.Itoa(len(body))}},
-		etag: etag, etagH: []string{etag}}
-	return d
-}
+// hvTypes are the Content-Type values of the simple API's formats.
+var hvTypes = map[string][]string{pypi.JSONType: {pypi.JSONType}, pypi.HTMLType: {pypi.HTMLType}, pypi.TextHTML: {pypi.TextHTML}}
 
-var (
-	hvVaryAccept   = []string{"Accept, Accept-Encoding"}
-	hvNoStoreReval = []string{"max-age=0, must-revalidate"}
-	hvTypes        = map[string][]string{pypi.JSONType: {pypi.JSONType}, pypi.HTMLType: {pypi.HTMLType}, pypi.TextHTML: {pypi.TextHTML}}
-)
-
-func (pm *pypiMirror) projectSource(name string) *MetaSource {
-	return &MetaSource{
+func (pm *pypiMirror) projectSource(name string) *fetch.MetaSource {
+	return &fetch.MetaSource{
 		Key: pm.metaKey("simple", name+".json"), URL: pm.m.URL + "/" + name + "/",
 		Client: pm.client, TTL: pm.m.TTL, NotFoundTTL: pm.m.NotFoundTTL, Accept: pypi.UpstreamAccept,
 		SerialHeader: "X-PyPI-Last-Serial",
@@ -132,7 +106,7 @@ func (pm *pypiMirror) projectSource(name string) *MetaSource {
 	}
 }
 
-func (pm *pypiMirror) projectPage(ctx context.Context, name string) (MetaResult, *rendered, error) {
+func (pm *pypiMirror) projectPage(ctx context.Context, name string) (fetch.MetaResult, *rendered, error) {
 	res, ok := pm.s.core.FreshInMemory(pm.metaKey("simple", name+".json"), pm.m.TTL)
 	var err error
 	if !ok {
@@ -149,10 +123,10 @@ func (pm *pypiMirror) projectPage(ctx context.Context, name string) (MetaResult,
 		if p.Name == "" {
 			p.Name = name // pages stored from an HTML upstream before names were filled in
 		}
-		return &rendered{json: NewDoc(p.RenderJSON(name), "j"), html: NewDoc(p.RenderHTML(name), "h"), project: p}, nil
+		return &rendered{json: fetch.NewDoc(p.RenderJSON(name), "j"), html: fetch.NewDoc(p.RenderHTML(name), "h"), project: p}, nil
 	})
 	if err != nil {
-		return res, nil, &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored page of %s: %v", name, err)}
+		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored page of %s: %v", name, err)}
 	}
 	return res, v.(*rendered), nil
 }
@@ -160,15 +134,15 @@ func (pm *pypiMirror) projectPage(ctx context.Context, name string) (MetaResult,
 func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 	raw := r.PathValue("project")
 	if !pypi.ValidName(raw) {
-		return NewError(http.StatusNotFound, QuoteName(raw)+" is not a valid project name")
+		return fetch.NewError(http.StatusNotFound, fetch.QuoteName(raw)+" is not a valid project name")
 	}
 	if name := pypi.Normalize(raw); name != raw {
-		return Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+name+"/"+query(r))
+		return fetch.Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+name+"/"+query(r))
 	}
 	typ, err := pypi.Negotiate(r.Header.Get("Accept"), r.URL.Query().Get("format"))
 	if err != nil {
 		w.Header().Set("Vary", "Accept")
-		return NewError(http.StatusNotAcceptable, err.Error())
+		return fetch.NewError(http.StatusNotAcceptable, err.Error())
 	}
 	if owned, err := pm.ownedBy(r.Context(), raw); err != nil || owned {
 		if err != nil {
@@ -184,14 +158,14 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 	if typ == pypi.JSONType {
 		d = page.json
 	}
-	return ServeDoc(w, r, d, hvTypes[typ], res)
+	return fetch.ServeDoc(w, r, d, hvTypes[typ], res)
 }
 
 func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
 	typ, err := pypi.Negotiate(r.Header.Get("Accept"), r.URL.Query().Get("format"))
 	if err != nil {
 		w.Header().Set("Vary", "Accept")
-		return NewError(http.StatusNotAcceptable, err.Error())
+		return fetch.NewError(http.StatusNotAcceptable, err.Error())
 	}
 	var names *hosted.Names
 	if pm.repo != nil {
@@ -204,10 +178,10 @@ func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
 			if typ == pypi.JSONType {
 				d = page.json
 			}
-			return ServeDoc(w, r, d, hvTypes[typ], HostedEntry(time.Time{}))
+			return fetch.ServeDoc(w, r, d, hvTypes[typ], fetch.HostedEntry(time.Time{}))
 		}
 	}
-	res, err := pm.s.core.Meta(r.Context(), &MetaSource{
+	res, err := pm.s.core.Meta(r.Context(), &fetch.MetaSource{
 		Key: pm.metaKey("simple", "index"), URL: pm.m.URL + "/", Client: pm.client,
 		TTL: max(rootTTL, pm.m.TTL), NotFoundTTL: pm.m.NotFoundTTL, Accept: pypi.UpstreamAccept,
 		StaleWhileRevalidate: true,
@@ -220,14 +194,14 @@ func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
 		},
 	})
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			err = &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream %s has no project list: check the mirror's url", pm.m.URL)}
+		if errors.Is(err, fetch.ErrNotFound) {
+			err = &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream %s has no project list: check the mirror's url", pm.m.URL)}
 		}
 		return err
 	}
 	v, err := pm.s.core.Parse(res.Entry, func(b []byte) (any, error) {
 		idx := pypi.UnmarshalIndex(b)
-		return &rendered{json: NewDoc(idx.RenderJSON(), "j"), html: NewDoc(idx.RenderHTML(), "h"), names: idx.Names}, nil
+		return &rendered{json: fetch.NewDoc(idx.RenderJSON(), "j"), html: fetch.NewDoc(idx.RenderHTML(), "h"), names: idx.Names}, nil
 	})
 	if err != nil {
 		return err
@@ -240,7 +214,7 @@ func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
 	if typ == pypi.JSONType {
 		d = page.json
 	}
-	return ServeDoc(w, r, d, hvTypes[typ], res)
+	return fetch.ServeDoc(w, r, d, hvTypes[typ], res)
 }
 
 var fileKeyRe = regexp.MustCompile(`^(u-)?[0-9a-f]{64}$`)
@@ -254,7 +228,7 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 	filename, err := url.PathUnescape(r.PathValue("filename"))
 	if err != nil || !pypi.ValidName(project) || pypi.Normalize(project) != project ||
 		!fileKeyRe.MatchString(key) || !pypi.ValidFilename(filename) {
-		return NewError(http.StatusNotFound, "not a file URL of this mirror: expected /files/<project>/<sha256>/<filename>")
+		return fetch.NewError(http.StatusNotFound, "not a file URL of this mirror: expected /files/<project>/<sha256>/<filename>")
 	}
 	base, isMeta := strings.CutSuffix(filename, ".metadata")
 	h := w.Header()
@@ -268,22 +242,22 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 		return pm.hostedFile(w, r, project, key, filename)
 	}
 	skey := storage.Join(pm.s.opts.DistPrefix, pm.m.Name, project, key, filename)
-	err = pm.s.core.ServeFile(w, r, skey, func(ctx context.Context) (FileSource, error) {
+	err = pm.s.core.ServeFile(w, r, skey, func(ctx context.Context) (fetch.FileSource, error) {
 		_, r, err := pm.projectPage(ctx, project)
 		if err != nil {
-			return FileSource{}, err
+			return fetch.FileSource{}, err
 		}
 		f, ok := r.project.FindFile(key, base)
 		if !ok {
-			return FileSource{}, NewError(http.StatusNotFound, fmt.Sprintf("%s is not a file of %s in the mirrored index", base, project))
+			return fetch.FileSource{}, fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not a file of %s in the mirrored index", base, project))
 		}
 		if isMeta {
 			if !f.HasMetadata() {
-				return FileSource{}, NewError(http.StatusNotFound, fmt.Sprintf("the index advertises no core metadata for %s", base))
+				return fetch.FileSource{}, fetch.NewError(http.StatusNotFound, fmt.Sprintf("the index advertises no core metadata for %s", base))
 			}
-			return FileSource{URL: f.URL + ".metadata", Client: pm.client, SHA256: f.MetadataSHA256()}, nil
+			return fetch.FileSource{URL: f.URL + ".metadata", Client: pm.client, SHA256: f.MetadataSHA256()}, nil
 		}
-		src := FileSource{URL: f.URL, Client: pm.client}
+		src := fetch.FileSource{URL: f.URL, Client: pm.client}
 		if !strings.HasPrefix(key, "u-") {
 			src.SHA256 = key
 		}
@@ -293,69 +267,4 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 		return src, nil
 	})
 	return err
-}
-
-// ServeDoc sends a rendered page: gzip bytes as they are when accepted,
-// with an ETag per format (If-None-Match → 304) and Last-Modified from the
-// stored page.
-func ServeDoc(w http.ResponseWriter, r *http.Request, d *Doc, ctype []string, res MetaResult) error {
-	h := w.Header()
-	h["Content-Type"] = ctype
-	h["Vary"] = hvVaryAccept
-	h["Cache-Control"] = hvNoStoreReval
-	h["Etag"] = d.etagH
-	if res.Stale {
-		h["X-Mirror-Stale"] = hvTrue
-	}
-	h["Last-Modified"] = res.Entry.lastModified
-	if inm := r.Header.Get("If-None-Match"); inm != "" {
-		if etagMatch(inm, d.etag) {
-			return NoContent(w, http.StatusNotModified)
-		}
-	} else if notModified(r, res.Entry.mod) {
-		return NoContent(w, http.StatusNotModified)
-	}
-	return writeGzipDoc(w, r, &d.GzBody, nil)
-}
-
-func etagMatch(header, etag string) bool {
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
-		if t == etag || t == "*" {
-			return true
-		}
-	}
-	return false
-}
-
-// writeGzipDoc sends the gzip bytes as they are when the client accepts
-// gzip, else the plain bytes (made once and kept), always from memory and
-// with a Content-Length. made, when set, is told when the plain bytes are
-// first made, so that the owner can count them.
-func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *GzBody, made func()) error {
-	h := w.Header()
-	if acceptsGzip(r) {
-		h["Content-Encoding"] = hvGzip
-		h["Content-Length"] = b.gzLen
-		if r.Method == http.MethodHead {
-			w.WriteHeader(http.StatusOK)
-			return nil
-		}
-		cork.Write(w, r, b.gz)
-		return nil
-	}
-	h["Content-Length"] = b.rawLen
-	if r.Method == http.MethodHead {
-		w.WriteHeader(http.StatusOK)
-		return nil
-	}
-	plain, first, err := b.identity()
-	if err != nil {
-		return &UpstreamError{Status: http.StatusBadGateway, Msg: "stored document unreadable: " + err.Error()}
-	}
-	if first && made != nil {
-		made()
-	}
-	cork.Write(w, r, plain)
-	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
 )
@@ -37,32 +38,32 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	defer u.Close()
 	f := u.Fields
 	if a := f[":action"]; a != "file_upload" {
-		return BadRequest("unsupported :action %s (only file_upload is)", QuoteName(a))
+		return fetch.BadRequest("unsupported :action %s (only file_upload is)", fetch.QuoteName(a))
 	}
 	rawName, version := strings.TrimSpace(f["name"]), strings.TrimSpace(f["version"])
 	if !pypi.ValidName(rawName) {
-		return BadRequest("%s is not a valid project name", QuoteName(rawName))
+		return fetch.BadRequest("%s is not a valid project name", fetch.QuoteName(rawName))
 	}
 	if version == "" {
-		return BadRequest("the form has no version")
+		return fetch.BadRequest("the form has no version")
 	}
 	project := pypi.Normalize(rawName)
 	df, err := pypi.ParseDistFilename(u.Filename)
 	if err != nil {
-		return BadRequest("%v", err)
+		return fetch.BadRequest("%v", err)
 	}
 	if pypi.Normalize(df.Name) != project || !pypi.SameVersion(df.Version, version) {
-		return BadRequest("the file name %s does not match the project %s version %s", QuoteName(u.Filename), QuoteName(rawName), QuoteName(version))
+		return fetch.BadRequest("the file name %s does not match the project %s version %s", fetch.QuoteName(u.Filename), fetch.QuoteName(rawName), fetch.QuoteName(version))
 	}
 	want := strings.ToLower(strings.TrimSpace(f["sha256_digest"]))
 	if want == "" {
-		return BadRequest("the form has no sha256_digest")
+		return fetch.BadRequest("the form has no sha256_digest")
 	}
 	if want != u.File.SHA256 {
-		return BadRequest("sha256_digest %s does not match the uploaded bytes (sha256 %s)", QuoteName(want), u.File.SHA256)
+		return fetch.BadRequest("sha256_digest %s does not match the uploaded bytes (sha256 %s)", fetch.QuoteName(want), u.File.SHA256)
 	}
 	if md5 := strings.ToLower(strings.TrimSpace(f["md5_digest"])); md5 != "" && md5 != u.File.MD5 {
-		return BadRequest("md5_digest does not match the uploaded bytes")
+		return fetch.BadRequest("md5_digest does not match the uploaded bytes")
 	}
 	var meta []byte
 	if df.Wheel {
@@ -71,11 +72,11 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 		meta, err = pypi.SdistMetadata(u.File, u.File.Size, df.Ext)
 	}
 	if err != nil {
-		return BadRequest("%v", err)
+		return fetch.BadRequest("%v", err)
 	}
 	mh := pypi.MetadataHeader(meta)
 	if n := mh.Get("Name"); n == "" || pypi.Normalize(n) != project || !pypi.SameVersion(mh.Get("Version"), version) {
-		return BadRequest("the file's core metadata names %s %s, the form %s %s", QuoteName(n), QuoteName(mh.Get("Version")), QuoteName(rawName), QuoteName(version))
+		return fetch.BadRequest("the file's core metadata names %s %s, the form %s %s", fetch.QuoteName(n), fetch.QuoteName(mh.Get("Version")), fetch.QuoteName(rawName), fetch.QuoteName(version))
 	}
 	hf := pypi.HostedFile{Filename: u.Filename, Version: version, SHA256: u.File.SHA256, Size: u.File.Size,
 		UploadTime:     time.Now().UTC().Format("2006-01-02T15:04:05.000000Z"),
@@ -94,7 +95,7 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	// The file first, then its metadata, then the index that makes them
 	// visible: a reader never finds an index entry without its file.
 	path := pm.filePath(project, u.File.SHA256, u.Filename)
-	if err := pm.repo.PutFile(ctx, path, u.File.Reader(), u.File.Size, contentType(u.Filename)); err != nil {
+	if err := pm.repo.PutFile(ctx, path, u.File.Reader(), u.File.Size, fetch.ContentType(u.Filename)); err != nil {
 		return err
 	}
 	if df.Wheel || pypi.ReliableMetadata(mh) {
@@ -122,16 +123,16 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	pm.s.opts.Logger.Info("file published", "mirror", pm.m.Name, "project", project, "file", u.Filename, "sha256", u.File.SHA256, "bytes", u.File.Size)
-	return WriteText(w, http.StatusOK, "OK\n")
+	return fetch.WriteText(w, http.StatusOK, "OK\n")
 }
 
 func (pm *pypiMirror) exists(filename string) error {
-	return BadRequest("File already exists: %s is published already; files are immutable (upload a new version)", QuoteName(filename))
+	return fetch.BadRequest("File already exists: %s is published already; files are immutable (upload a new version)", fetch.QuoteName(filename))
 }
 
 // ownedBy reports whether project is published here.
 func (pm *pypiMirror) ownedBy(ctx context.Context, project string) (bool, error) {
-	return Owns(ctx, pm.repo, pm.m.URL == "", project)
+	return fetch.Owns(ctx, pm.repo, pm.m.URL == "", project)
 }
 
 // hostedPage serves the simple page of a published project.
@@ -144,7 +145,7 @@ func (pm *pypiMirror) hostedPage(w http.ResponseWriter, r *http.Request, project
 	if typ == pypi.JSONType {
 		d = page.json
 	}
-	return ServeDoc(w, r, d, hvTypes[typ], HostedEntry(x.ModTime))
+	return fetch.ServeDoc(w, r, d, hvTypes[typ], fetch.HostedEntry(x.ModTime))
 }
 
 func (pm *pypiMirror) hostedProject(ctx context.Context, project string) (*rendered, *hosted.Index, error) {
@@ -158,10 +159,10 @@ func (pm *pypiMirror) hostedProject(ctx context.Context, project string) (*rende
 			return nil, err
 		}
 		p := idx.Project()
-		return &rendered{json: NewDoc(p.RenderJSON(project), "j"), html: NewDoc(p.RenderHTML(project), "h"), project: p}, nil
+		return &rendered{json: fetch.NewDoc(p.RenderJSON(project), "j"), html: fetch.NewDoc(p.RenderHTML(project), "h"), project: p}, nil
 	})
 	if err != nil {
-		return nil, nil, &UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
+		return nil, nil, &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
 	}
 	return v.(*rendered), x, nil
 }
@@ -176,12 +177,12 @@ func (pm *pypiMirror) hostedFile(w http.ResponseWriter, r *http.Request, project
 // version of each.
 type hostedRootList struct {
 	mu       sync.Mutex
-	upstream *MetaEntry
+	upstream *fetch.MetaEntry
 	gen      string
 	r        *rendered
 }
 
-func (h *hostedRootList) get(upstream *MetaEntry, upstreamNames []string, n *hosted.Names) *rendered {
+func (h *hostedRootList) get(upstream *fetch.MetaEntry, upstreamNames []string, n *hosted.Names) *rendered {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.r != nil && h.upstream == upstream && h.gen == n.Gen {
@@ -198,6 +199,6 @@ func (h *hostedRootList) get(upstream *MetaEntry, upstreamNames []string, n *hos
 		}
 	}
 	h.upstream, h.gen = upstream, n.Gen
-	h.r = &rendered{json: NewDoc(idx.RenderJSON(), "j"), html: NewDoc(idx.RenderHTML(), "h")}
+	h.r = &rendered{json: fetch.NewDoc(idx.RenderJSON(), "j"), html: fetch.NewDoc(idx.RenderHTML(), "h")}
 	return h.r
 }

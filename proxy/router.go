@@ -1,17 +1,14 @@
 package proxy
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/storage"
 )
-
-// Handler serves one request with net/http's types; an error it returns
-// becomes the response (handleError), unless the response has started.
-type Handler func(w http.ResponseWriter, r *http.Request) error
 
 // Router registers an ecosystem's routes under one mount prefix. Paths
 // use net/http's {name} wildcards, read with r.PathValue.
@@ -23,19 +20,19 @@ type Router struct {
 func (s *Server) router(prefix string) Router { return Router{s: s, prefix: prefix} }
 
 // Read registers a GET route that also answers HEAD.
-func (rt Router) Read(path string, h Handler) {
+func (rt Router) Read(path string, h fetch.Handler) {
 	rt.Handle(http.MethodGet, path, h)
 	rt.Handle(http.MethodHead, path, h)
 }
 
 // Handle registers a route that reads (a read token suffices).
-func (rt Router) Handle(method, path string, h Handler) {
+func (rt Router) Handle(method, path string, h fetch.Handler) {
 	rt.s.e.Add(method, rt.prefix+echoPath(path), rt.s.adapt(h))
 }
 
 // Write registers a route that writes: it needs a token with the write
 // scope.
-func (rt Router) Write(method, path string, h Handler) {
+func (rt Router) Write(method, path string, h fetch.Handler) {
 	rt.Handle(method, path, h)
 	rt.s.writeRoutes[method+" "+rt.prefix+echoPath(path)] = true
 }
@@ -55,10 +52,10 @@ func echoPath(p string) string {
 	}
 }
 
-// adapt runs a Handler under echo: path parameters become path values,
+// adapt runs a fetch.Handler under echo: path parameters become path values,
 // and an aborted response (abort) is recorded for the request log before
 // the connection is cut.
-func (s *Server) adapt(h Handler) echo.HandlerFunc {
+func (s *Server) adapt(h fetch.Handler) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		names, values := c.ParamNames(), c.ParamValues()
@@ -69,7 +66,7 @@ func (s *Server) adapt(h Handler) echo.HandlerFunc {
 		}
 		defer func() {
 			if p := recover(); p != nil {
-				if a, ok := p.(*Aborted); ok {
+				if a, ok := p.(*fetch.Aborted); ok {
 					c.Set(abortKey, a)
 					panic(http.ErrAbortHandler)
 				}
@@ -80,44 +77,15 @@ func (s *Server) adapt(h Handler) echo.HandlerFunc {
 	}
 }
 
-// HTTPError is an answer with a status and a message, which handlers
-// return as errors.
-type HTTPError struct {
-	Code int
-	Msg  string
+// abortKey is where the request log finds an aborted response's reason.
+const abortKey = "mirror.abort"
+
+// newRepo opens the hosted repository of mirror m.
+func (s *Server) newRepo(m Mirror) *hosted.Repo {
+	return s.core.NewRepo(storage.Join(s.opts.ArtifactPrefix, m.Name), m.TTL)
 }
 
-func (e *HTTPError) Error() string { return e.Msg }
-
-func NewError(code int, msg string) error { return &HTTPError{Code: code, Msg: msg} }
-
-func Redirect(w http.ResponseWriter, r *http.Request, code int, url string) error {
-	http.Redirect(w, r, url, code)
-	return nil
-}
-
-func WriteJSON(w http.ResponseWriter, code int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return WriteBlob(w, code, "application/json", append(b, '\n'))
-}
-
-func WriteText(w http.ResponseWriter, code int, s string) error {
-	return WriteBlob(w, code, "text/plain; charset=utf-8", []byte(s))
-}
-
-func WriteBlob(w http.ResponseWriter, code int, ctype string, b []byte) error {
-	h := w.Header()
-	h.Set("Content-Type", ctype)
-	h.Set("Content-Length", fmt.Sprint(len(b)))
-	w.WriteHeader(code)
-	_, err := w.Write(b)
-	return err
-}
-
-func NoContent(w http.ResponseWriter, code int) error {
-	w.WriteHeader(code)
-	return nil
+// readUpload reads an upload with the server's limits.
+func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, fileField string) (*fetch.Upload, error) {
+	return s.core.ReadUpload(w, r, fileField, s.opts.UploadMaxBytes, s.opts.BodyReadTimeout)
 }

@@ -1,3 +1,7 @@
+// Package proxy is the HTTP server: the echo wiring (request ids, logging,
+// recovery, authentication, metrics, health) and the mounting of every
+// configured mirror's routes; the work is done by package fetch and the
+// ecosystems' handlers.
 package proxy
 
 import (
@@ -18,28 +22,15 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/cork"
+	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
-// Mirror is one configured upstream, served under /<Name>/.
-type Mirror struct {
-	Name        string
-	Type        string // "composer" or "pypi"
-	URL         string // upstream base URL, no trailing slash
-	TTL         time.Duration
-	NotFoundTTL time.Duration
-	Auth        []HostAuth
-	// Public lets anonymous clients read the mirror when tokens are
-	// configured (writes always need a write token).
-	Public bool
-	// FileHosts are the hosts, besides the mirror's own and its type's
-	// defaults, that files named in its metadata may come from ("*": any
-	// public host). Listed hosts may be on private addresses.
-	FileHosts []string
-	// Hosted makes the mirror accept uploads, kept under ArtifactPrefix;
-	// URL may then be empty (a repository that only hosts).
-	Hosted bool
-}
+// Mirror is one configured upstream (see fetch.Mirror).
+type Mirror = fetch.Mirror
+
+// HostAuth is a credential for one upstream host (see fetch.HostAuth).
+type HostAuth = fetch.HostAuth
 
 // ecosystems maps a mirror type to the function that registers its routes.
 var ecosystems = map[string]func(s *Server, m Mirror){
@@ -111,7 +102,7 @@ type Options struct {
 // Server is the proxy's HTTP server.
 type Server struct {
 	e    *echo.Echo
-	core *Core
+	core *fetch.Core
 	opts Options
 
 	storageHealth atomic.Pointer[string] // "ok" or what failed, from the background check
@@ -133,7 +124,7 @@ func New(o Options) *Server {
 		o.MemoryCacheBytes = 256 << 20
 	}
 	if o.MaxMetadataBytes <= 0 {
-		o.MaxMetadataBytes = defaultMaxMeta
+		o.MaxMetadataBytes = fetch.DefaultMaxMeta
 	}
 	if o.VerifyFailureTTL == 0 {
 		o.VerifyFailureTTL = 30 * time.Second
@@ -157,9 +148,15 @@ func New(o Options) *Server {
 		o.ArtifactPrefix = "artifact"
 	}
 	if o.UploadMaxBytes <= 0 {
-		o.UploadMaxBytes = defaultUploadMax
+		o.UploadMaxBytes = fetch.DefaultUploadMax
 	}
-	s := &Server{e: echo.New(), core: newCore(&o), opts: o}
+	s := &Server{e: echo.New(), core: fetch.NewCore(fetch.Config{
+		Store: o.Store, MemoryCacheBytes: o.MemoryCacheBytes, MetaCache: o.MetaCache, DistCache: o.DistCache,
+		DistCacheDir: o.DistCacheDir, UpstreamTimeout: o.UpstreamTimeout, Logger: o.Logger, Coordinator: o.Coordinator,
+		LeaseWait: o.LeaseWait, MaxMetadataBytes: o.MaxMetadataBytes, VerifyFailureTTL: o.VerifyFailureTTL,
+		UpstreamIdleTimeout: o.UpstreamIdleTimeout, MaxFileBytes: o.MaxFileBytes, FinishShare: o.FinishShare,
+		MetadataFetches: o.MetadataFetches, IsKnownMethod: func(m string) bool { return knownMethods[m] },
+	}), opts: o}
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -173,11 +170,11 @@ func New(o Options) *Server {
 	e.Use(s.authorize)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.readyz)
-	go s.watchHealth(s.core.bg)
-	e.GET("/metrics", s.core.metrics.handler())
+	go s.watchHealth(s.core.Background())
+	e.GET("/metrics", echo.WrapHandler(s.core.Metrics().Handler()))
 	s.mirrors, s.writeRoutes = map[string]Mirror{}, map[string]bool{}
 	for _, m := range o.Mirrors {
-		m = SplitUserinfo(m)
+		m = fetch.SplitUserinfo(m)
 		s.mirrors[m.Name] = m
 		reg := ecosystems[m.Type]
 		if reg == nil {
@@ -271,7 +268,7 @@ func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if refused != nil {
 			c.Error(refused)
-			s.core.metrics.observe(c, 0)
+			s.observe(c, 0)
 			return nil
 		}
 		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
@@ -311,6 +308,15 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// observe counts a request in the metrics (by route template).
+func (s *Server) observe(c echo.Context, took time.Duration) {
+	s.core.Metrics().Observe(c.Path(), c.Request().Method, c.Response().Status, c.Response().Size, took)
+}
+
+// SetIdle turns the body's deadline into an idle limit: each read gives
+// the body d again (uploads, which may take long while they keep sending).
+func (b *deadlineBody) SetIdle(d time.Duration) { b.idle.Store(int64(d)) }
+
 // Handler is the server as an http.Handler.
 func (s *Server) Handler() http.Handler { return s.e }
 
@@ -341,7 +347,7 @@ func (s *Server) checkHealth(ctx context.Context) {
 		}
 	}
 	s.storageHealth.Store(&st)
-	s.core.metrics.storageUp.Set(b2f(st == "ok"))
+	s.core.Metrics().StorageUp(st == "ok")
 	if s.opts.Coordinator != nil {
 		// Also keeps mirror_redis_up true to Redis on an idle replica.
 		rs := "ok"
@@ -383,7 +389,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	var rd *RedirectTo
+	var rd *fetch.RedirectTo
 	if errors.As(err, &rd) {
 		_ = c.Redirect(http.StatusMovedPermanently, rd.URL)
 		return
@@ -393,13 +399,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if ee := (*echo.HTTPError)(nil); errors.As(err, &ee) { // echo's own: no route, 405
 		code, msg = ee.Code, fmt.Sprint(ee.Message)
 	} else {
-		he := ErrorOf(err)
+		he := fetch.ErrorOf(err)
 		code, msg = he.Code, he.Msg
 	}
-	if ra := RetryAfterOf(err); ra != "" {
+	if ra := fetch.RetryAfterOf(err); ra != "" {
 		c.Response().Header().Set("Retry-After", ra)
 	}
-	msg = Truncate(msg, 1000)
+	msg = fetch.Truncate(msg, 1000)
 	if code >= 500 {
 		s.opts.Logger.Warn("request failed", "path", c.Request().URL.Path, "status", code, "err", msg,
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
@@ -419,12 +425,12 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			// counted like any other, then the abort goes on.
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
-					info, _ := c.Get(abortKey).(*Aborted)
+					info, _ := c.Get(abortKey).(*fetch.Aborted)
 					if info == nil {
-						info = &Aborted{Reason: "aborted"}
+						info = &fetch.Aborted{Reason: "aborted"}
 					}
-					s.core.metrics.aborted.with(info.Reason).Inc()
-					s.core.metrics.observe(c, time.Since(start))
+					s.core.Metrics().Aborted(info.Reason)
+					s.observe(c, time.Since(start))
 					req, res := c.Request(), c.Response()
 					s.opts.Logger.Warn("response aborted",
 						"request_id", res.Header().Get(echo.HeaderXRequestID),
@@ -439,9 +445,9 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err)
 		}
-		s.core.metrics.observe(c, time.Since(start))
+		s.observe(c, time.Since(start))
 		if _, stale := c.Response().Header()["X-Mirror-Stale"]; stale {
-			s.core.metrics.stale.Inc()
+			s.core.Metrics().Stale()
 		}
 		if !s.opts.Logger.Enabled(c.Request().Context(), slog.LevelInfo) {
 			return nil
@@ -480,13 +486,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration)
 	defer cancel()
 	err := hs.Shutdown(sctx)
 	done := make(chan struct{})
-	go func() { s.core.wg.Wait(); close(done) }()
+	go func() { s.core.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-sctx.Done():
 		s.opts.Logger.Warn("grace period over; cancelling downloads still running (nothing partial is stored)")
 	}
-	s.core.cancelBg()
+	s.core.Stop()
 	if errors.Is(err, context.DeadlineExceeded) {
 		_ = hs.Close()
 	}
@@ -495,46 +501,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration)
 
 // Close cancels background work (tests).
 func (s *Server) Close() {
-	s.core.cancelBg()
-	s.core.wg.Wait()
+	s.core.Stop()
+	s.core.Wait()
 }
-
-// RequestScheme is the scheme the client used: X-Forwarded-Proto when the
-// request comes from a trusted (loopback, link-local or private) address,
-// else the connection's own.
-func RequestScheme(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if p := r.Header.Get("X-Forwarded-Proto"); (p == "http" || p == "https") && FromTrusted(r.RemoteAddr) {
-		scheme = p
-	}
-	return scheme
-}
-
-// FromTrusted reports whether a peer address is loopback, link-local or
-// private: where a load balancer in front of the proxy would be.
-func FromTrusted(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host = remote
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast())
-}
-
-// Truncate caps s at n bytes (client input echoed in messages).
-func Truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "") + "…"
-}
-
-// QuoteName is a client-supplied name as error messages echo it: quoted,
-// at most 100 bytes.
-func QuoteName(s string) string { return fmt.Sprintf("%q", Truncate(s, 100)) }
 
 // randomID is a request id: unique enough to find a request in the logs,
 // not a secret, so it comes from the fast per-thread generator.
@@ -546,13 +515,4 @@ func randomID() string {
 		b[i] = hexdigits[v>>(4*i)&0xf]
 	}
 	return string(b[:])
-}
-
-// RoutePrefix returns the mount point a request came in on ("/N" or
-// "/mirror/N"), so that URLs written for the client keep that form.
-func RoutePrefix(path, name string) string {
-	if strings.HasPrefix(path, "/mirror/"+name+"/") {
-		return "/mirror/" + name
-	}
-	return "/" + name
 }

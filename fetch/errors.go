@@ -1,4 +1,4 @@
-package proxy
+package fetch
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	neturl "net/url"
-
 
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 )

@@ -1,14 +1,14 @@
-package proxy
+package fetch
 
 import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,8 +27,8 @@ type counterVec struct{ *prometheus.CounterVec }
 
 func (c counterVec) with(values ...string) prometheus.Counter { return c.WithLabelValues(values...) }
 
-// metrics are the server's collectors.
-type metrics struct {
+// Metrics are the server's collectors.
+type Metrics struct {
 	reg              *prometheus.Registry
 	requests         *prometheus.CounterVec
 	durations        *prometheus.HistogramVec
@@ -51,12 +51,13 @@ type metrics struct {
 	notStored        counterVec
 	aborted          counterVec
 	cacheWriteErrors prometheus.Counter
+	isKnownMethod    func(string) bool
 }
 
-func newMetrics(withRedis bool) *metrics {
+func newMetrics(withRedis bool) *Metrics {
 	reg := prometheus.NewRegistry()
 	f := promauto{reg}
-	m := &metrics{
+	m := &Metrics{
 		reg:      reg,
 		requests: f.counterVec("mirror_http_requests_total", "HTTP requests by route template, method and status.", "route", "method", "status").CounterVec,
 		durations: f.histogramVec("mirror_http_request_duration_seconds", "Time to serve a request, by route template and status class (2xx, 3xx, 4xx, 5xx).",
@@ -112,11 +113,24 @@ func (f promauto) histogramVec(name, help string, buckets []float64, labels ...s
 	return h
 }
 
-func (m *metrics) handler() echo.HandlerFunc {
-	return echo.WrapHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+// Handler serves the registry (GET /metrics).
+func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
+
+// StorageUp records the background storage check.
+func (m *Metrics) StorageUp(up bool) { m.storageUp.Set(b2f(up)) }
+
+// Aborted counts a response cut after its headers.
+func (m *Metrics) Aborted(reason string) { m.aborted.with(reason).Inc() }
+
+// Stale counts a response served stale.
+func (m *Metrics) Stale() { m.stale.Inc() }
+
+// UpstreamObserver is the upstream response-time histogram of a mirror.
+func (m *Metrics) UpstreamObserver(mirror string) prometheus.Observer {
+	return m.upstreamTime.WithLabelValues(mirror)
 }
 
-func (m *metrics) setRedisUp(up bool) {
+func (m *Metrics) setRedisUp(up bool) {
 	if m.redisUp != nil {
 		m.redisUp.Set(b2f(up))
 	}
@@ -131,7 +145,7 @@ func b2f(b bool) float64 {
 
 // tierCounter returns the lookup counter of a tier and result; the
 // memory tier's are resolved once, since every warm request counts one.
-func (m *metrics) tierCounter(tier, result string) prometheus.Counter {
+func (m *Metrics) tierCounter(tier, result string) prometheus.Counter {
 	if tier == "memory" {
 		if result == "hit" {
 			return m.memHit
@@ -141,8 +155,8 @@ func (m *metrics) tierCounter(tier, result string) prometheus.Counter {
 	return m.cache.with(tier, result)
 }
 
-func (m *metrics) hit(tier string)  { m.tierCounter(tier, "hit").Inc() }
-func (m *metrics) miss(tier string) { m.tierCounter(tier, "miss").Inc() }
+func (m *Metrics) hit(tier string)  { m.tierCounter(tier, "hit").Inc() }
+func (m *Metrics) miss(tier string) { m.tierCounter(tier, "miss").Inc() }
 
 type reqKey struct {
 	route, method string
@@ -159,16 +173,14 @@ var statusClasses = [...]string{"1xx", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // observe counts a request, its duration and its bytes; the collectors
 // of a route, method and status are found once, then without allocating.
-func (m *metrics) observe(c echo.Context, took time.Duration) {
-	method := c.Request().Method
-	if !knownMethods[method] {
+func (m *Metrics) Observe(route, method string, status int, size int64, took time.Duration) {
+	if m.isKnownMethod != nil && !m.isKnownMethod(method) {
 		method = "other"
 	}
-	route := c.Path()
 	if route == "" {
 		route = "unmatched"
 	}
-	k := reqKey{route, method, c.Response().Status}
+	k := reqKey{route, method, status}
 	v, ok := m.reqCounters.Load(k)
 	if !ok {
 		class := "other"
@@ -184,8 +196,8 @@ func (m *metrics) observe(c echo.Context, took time.Duration) {
 	r := v.(*reqMetrics)
 	r.count.Inc()
 	r.duration.Observe(took.Seconds())
-	if n := c.Response().Size; n > 0 {
-		r.bytes.Add(float64(n))
+	if size > 0 {
+		r.bytes.Add(float64(size))
 	}
 }
 
@@ -206,7 +218,7 @@ func storageResult(err error) string {
 // countedStore counts every storage call by operation and result.
 type countedStore struct {
 	storage.Store
-	m *metrics
+	m *Metrics
 }
 
 var _ storage.Store = countedStore{}

@@ -1,4 +1,4 @@
-package proxy
+package fetch
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"os"
 	"time"
 
-
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -21,21 +20,22 @@ import (
 // A published name is owned: its metadata and files come only from
 // <ARTIFACT_PREFIX>/<mirror>/, never from the upstream.
 
-// defaultUploadMax is UPLOAD_MAX_BYTES' default.
-const defaultUploadMax = 512 << 20
+// DefaultUploadMax is UPLOAD_MAX_BYTES' default.
+const DefaultUploadMax = 512 << 20
 
-// newRepo opens the hosted repository of mirror m.
-func (s *Server) newRepo(m Mirror) *hosted.Repo {
-	o := hosted.Options{Store: s.core.store, Prefix: storage.Join(s.opts.ArtifactPrefix, m.Name), TTL: m.TTL}
-	if c := s.core.coord; c != nil {
+// NewRepo opens the hosted repository kept under prefix
+// (<ARTIFACT_PREFIX>/<mirror>), whose copies are fresh for ttl.
+func (c *Core) NewRepo(prefix string, ttl time.Duration) *hosted.Repo {
+	o := hosted.Options{Store: c.store, Prefix: prefix, TTL: ttl}
+	if co := c.coord; co != nil {
 		// Index updates are serialised through Redis: versitygw (and
 		// other stores) do not check If-Match atomically. With Redis down
 		// an upload is refused (503) rather than risk losing a version.
-		o.Lock = c
-		o.Notify = func(ctx context.Context, key string) { c.Invalidate(ctx, s.core.id+" "+key) }
+		o.Lock = co
+		o.Notify = func(ctx context.Context, key string) { co.Invalidate(ctx, c.id+" "+key) }
 	}
 	r := hosted.New(o)
-	s.core.addRepo(r)
+	c.addRepo(r)
 	return r
 }
 
@@ -80,16 +80,20 @@ func BadRequest(format string, a ...any) error {
 	return NewError(http.StatusBadRequest, fmt.Sprintf(format, a...))
 }
 
-// readUpload reads a multipart/form-data request: fileField's part is
-// spooled (UPLOAD_MAX_BYTES at most, else 413), other parts kept as
-// text. The body may take as long as it needs while it keeps arriving.
-func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, fileField string) (*Upload, error) {
-	max := s.opts.UploadMaxBytes
+// idleBody is a request body whose read deadline can become an idle
+// limit (the server's guard makes bodies so).
+type idleBody interface{ SetIdle(time.Duration) }
+
+// ReadUpload reads a multipart/form-data request: fileField's part is
+// spooled (max bytes at most, else 413), other parts kept as text. The
+// body may take as long as it needs while it keeps arriving: idle bounds
+// its silences.
+func (c *Core) ReadUpload(w http.ResponseWriter, r *http.Request, fileField string, max int64, idle time.Duration) (*Upload, error) {
 	if r.ContentLength > max+(1<<20) {
 		return nil, NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("upload of %d bytes is larger than UPLOAD_MAX_BYTES (%d)", r.ContentLength, max))
 	}
-	if db, ok := r.Body.(*deadlineBody); ok {
-		db.idle.Store(int64(s.opts.BodyReadTimeout))
+	if db, ok := r.Body.(idleBody); ok {
+		db.SetIdle(idle)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, max+(1<<20))
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -129,7 +133,7 @@ func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, fileField st
 			if u.File != nil {
 				return fail(BadRequest("more than one %q part", fileField))
 			}
-			dir := s.core.spoolDir
+			dir := c.spoolDir
 			_ = os.MkdirAll(dir, 0o700)
 			u.File, err = hosted.Spool(p, dir, max)
 			if err != nil {

@@ -1,4 +1,4 @@
-package proxy
+package fetch
 
 import (
 	"context"
@@ -298,4 +298,24 @@ func SplitUserinfo(m Mirror) Mirror {
 	u.User = nil
 	m.URL = u.String()
 	return m
+}
+
+// Mirror is one configured upstream, served under /<Name>/.
+type Mirror struct {
+	Name        string
+	Type        string // "composer" or "pypi"
+	URL         string // upstream base URL, no trailing slash
+	TTL         time.Duration
+	NotFoundTTL time.Duration
+	Auth        []HostAuth
+	// Public lets anonymous clients read the mirror when tokens are
+	// configured (writes always need a write token).
+	Public bool
+	// FileHosts are the hosts, besides the mirror's own and its type's
+	// defaults, that files named in its metadata may come from ("*": any
+	// public host). Listed hosts may be on private addresses.
+	FileHosts []string
+	// Hosted makes the mirror accept uploads, kept under ArtifactPrefix;
+	// URL may then be empty (a repository that only hosts).
+	Hosted bool
 }

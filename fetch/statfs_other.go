@@ -1,5 +1,5 @@
 //go:build !unix
 
-package proxy
+package fetch
 
 func freeBytes(string) int64 { return -1 }

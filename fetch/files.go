@@ -1,4 +1,4 @@
-package proxy
+package fetch
 
 import (
 	"context"
@@ -361,7 +361,7 @@ func (c *Core) download(f *flight, src FileSource) {
 	if landed {
 		putDone <- storage.ErrExists
 	} else {
-		opts := storage.PutOptions{Size: size, CreateOnly: true, ContentType: contentType(f.key)}
+		opts := storage.PutOptions{Size: size, CreateOnly: true, ContentType: ContentType(f.key)}
 		go func() {
 			r, stop := f.reader(ctx, false)
 			defer stop()
@@ -552,7 +552,7 @@ func (c *Core) createSpool(f *flight, size int64) (*os.File, func(), error) {
 func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, resolve func(ctx context.Context) (FileSource, error)) error {
 	ctx := r.Context()
 	h := w.Header()
-	h.Set("Content-Type", contentType(key))
+	h.Set("Content-Type", ContentType(key))
 	h.Set("Accept-Ranges", "bytes")
 
 	if c.distDisk != nil {
@@ -649,9 +649,6 @@ func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, res
 func abortResponse(w http.ResponseWriter, r *http.Request, reason string, err error) {
 	panic(&Aborted{reason, err})
 }
-
-// abortKey is where the request log finds an aborted response's reason.
-const abortKey = "mirror.abort"
 
 // Aborted is what abortResponse panics with; the handler's adapter
 // records it and cuts the connection (http.ErrAbortHandler).
@@ -806,7 +803,7 @@ func setImmutable(h http.Header) {
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
 }
 
-func contentType(key string) string {
+func ContentType(key string) string {
 	switch {
 	case strings.HasSuffix(key, ".zip"), strings.HasSuffix(key, ".whl"):
 		return "application/zip"

@@ -1,11 +1,16 @@
-// Package proxy is the HTTP server: routes per mirror, middleware, and the
-// one fetch-through core (memory → disk cache → storage → upstream) that
-// every ecosystem's handlers use.
-package proxy
+// Package fetch is the one fetch-through core that every ecosystem uses:
+// metadata documents (memory → disk cache → storage → upstream, revalidated,
+// stale on failure, single-flight across requests and, with Redis, across
+// replicas), immutable files (streamed while they are stored, verified
+// before they are committed), hosted artifacts, and the HTTP helpers that
+// serve them (conditional responses, compression, errors). It speaks
+// net/http and knows no ecosystem's protocol.
+package fetch
 
 import (
 	"context"
 	"log/slog"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,7 +57,7 @@ type Core struct {
 	cancelBg context.CancelFunc
 	wg       sync.WaitGroup
 
-	metrics *metrics
+	metrics *Metrics
 
 	// coord shares leases, freshness and invalidations between replicas
 	// (nil without REDIS_URL). id tells this process's messages apart.
@@ -64,7 +69,32 @@ type Core struct {
 	leaseWait time.Duration
 }
 
-func newCore(o *Options) *Core {
+// Config configures a Core.
+type Config struct {
+	Store            storage.Store
+	MemoryCacheBytes int64
+	MetaCache        *cache.Disk // optional
+	DistCache        *cache.Disk // optional
+	DistCacheDir     string
+	UpstreamTimeout  time.Duration
+	Logger           *slog.Logger
+	Coordinator      *cache.Coordinator // optional
+	LeaseWait        time.Duration
+	MaxMetadataBytes int64
+	VerifyFailureTTL time.Duration
+	// UpstreamIdleTimeout, MaxFileBytes, FinishShare and MetadataFetches:
+	// see proxy.Options.
+	UpstreamIdleTimeout time.Duration
+	MaxFileBytes        int64
+	FinishShare         float64
+	MetadataFetches     int
+	// IsKnownMethod bounds the method label of request metrics.
+	IsKnownMethod func(string) bool
+}
+
+// NewCore returns the core; Stop ends its background work.
+func NewCore(cfg Config) *Core {
+	o := &cfg
 	spool := os.TempDir()
 	if o.DistCache != nil {
 		// Same filesystem: a finished download is linked in, not copied.
@@ -72,6 +102,7 @@ func newCore(o *Options) *Core {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	m := newMetrics(o.Coordinator != nil)
+	m.isKnownMethod = o.IsKnownMethod
 	c := &Core{
 		store: countedStore{o.Store, m}, metrics: m, mem: cache.NewMemory[*MetaEntry](o.MemoryCacheBytes),
 		coord: o.Coordinator, id: randomID(), leaseTTL: 10 * time.Second, leaseWait: o.LeaseWait,
@@ -114,4 +145,49 @@ func (c *Core) invalidated(msg string) {
 	if c.distDisk != nil {
 		c.distDisk.Remove(key) // a file dropped by another replica
 	}
+}
+
+// randomID is an id for this process's Redis messages.
+func randomID() string {
+	var b [16]byte
+	const hexdigits = "0123456789abcdef"
+	v := mrand.Uint64()
+	for i := range b {
+		b[i] = hexdigits[v>>(4*i)&0xf]
+	}
+	return string(b[:])
+}
+
+// Metrics are the core's collectors (and the server's, in one registry).
+func (c *Core) Metrics() *Metrics { return c.metrics }
+
+// Background is the context of work that outlives requests (downloads,
+// health checks); it ends with Stop.
+func (c *Core) Background() context.Context { return c.bg }
+
+// Wait waits for running downloads to end.
+func (c *Core) Wait() { c.wg.Wait() }
+
+// Stop cancels the background work (downloads still running commit nothing).
+func (c *Core) Stop() { c.cancelBg() }
+
+// MaxMetadataBytes is MAX_METADATA_BYTES.
+func (c *Core) MaxMetadataBytes() int64 { return c.maxMeta }
+
+// UpstreamTimeout is UPSTREAM_TIMEOUT.
+func (c *Core) UpstreamTimeout() time.Duration { return c.upstreamTimeout }
+
+// PurgeMemory drops the memory cache (tests).
+func (c *Core) PurgeMemory() { c.mem.Purge() }
+
+// MemoryUsed is what the memory cache counts (tests).
+func (c *Core) MemoryUsed() int64 { return c.mem.Used() }
+
+// Peek returns the parsed form of a document in memory, if any (tests).
+func (c *Core) Peek(key string) any {
+	e, ok := c.mem.Get(key)
+	if !ok {
+		return nil
+	}
+	return e.parsed
 }

@@ -1,0 +1,164 @@
+package fetch
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/cork"
+)
+
+// Doc is a page rendered from a stored document, in both encodings (its
+// weight is counted in the entry's, as part of the parsed index).
+type Doc struct {
+	GzBody
+	etag  string
+	etagH []string
+}
+
+func NewDoc(body []byte, tag string) *Doc {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw.Write(body)
+	zw.Close()
+	sum := sha256.Sum256(body)
+	etag := `"` + tag + hex.EncodeToString(sum[:12]) + `"`
+	d := &Doc{GzBody: GzBody{gz: buf.Bytes(), gzLen: []string{strconv.Itoa(buf.Len())}, rawLen: []string{strconv.Itoa(len(body))}},
+		etag: etag, etagH: []string{etag}}
+	return d
+}
+
+var (
+	hvVaryAccept   = []string{"Accept, Accept-Encoding"}
+	hvNoStoreReval = []string{"max-age=0, must-revalidate"}
+)
+
+// ServeDoc sends a rendered page: gzip bytes as they are when accepted,
+// with an ETag per format (If-None-Match → 304) and Last-Modified from the
+// stored page.
+func ServeDoc(w http.ResponseWriter, r *http.Request, d *Doc, ctype []string, res MetaResult) error {
+	h := w.Header()
+	h["Content-Type"] = ctype
+	h["Vary"] = hvVaryAccept
+	h["Cache-Control"] = hvNoStoreReval
+	h["Etag"] = d.etagH
+	if res.Stale {
+		h["X-Mirror-Stale"] = hvTrue
+	}
+	h["Last-Modified"] = res.Entry.lastModified
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		if etagMatch(inm, d.etag) {
+			return NoContent(w, http.StatusNotModified)
+		}
+	} else if notModified(r, res.Entry.mod) {
+		return NoContent(w, http.StatusNotModified)
+	}
+	return writeGzipDoc(w, r, &d.GzBody, nil)
+}
+
+func etagMatch(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == etag || t == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// writeGzipDoc sends the gzip bytes as they are when the client accepts
+// gzip, else the plain bytes (made once and kept), always from memory and
+// with a Content-Length. made, when set, is told when the plain bytes are
+// first made, so that the owner can count them.
+func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *GzBody, made func()) error {
+	h := w.Header()
+	if acceptsGzip(r) {
+		h["Content-Encoding"] = hvGzip
+		h["Content-Length"] = b.gzLen
+		if r.Method == http.MethodHead {
+			w.WriteHeader(http.StatusOK)
+			return nil
+		}
+		cork.Write(w, r, b.gz)
+		return nil
+	}
+	h["Content-Length"] = b.rawLen
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	plain, first, err := b.identity()
+	if err != nil {
+		return &UpstreamError{Status: http.StatusBadGateway, Msg: "stored document unreadable: " + err.Error()}
+	}
+	if first && made != nil {
+		made()
+	}
+	cork.Write(w, r, plain)
+	return nil
+}
+
+// Header values shared by every response (never mutated).
+var (
+	HeaderJSON     = []string{"application/json"}
+	hvVaryEncoding = []string{"Accept-Encoding"}
+	hvRevalidate   = []string{"public, max-age=0, must-revalidate"}
+	hvTrue         = []string{"true"}
+	hvGzip         = []string{"gzip"}
+)
+
+// ServeMeta sends a stored metadata document: the stored gzip bytes as they
+// are when the client accepts gzip (a memory copy), else decompressed.
+// Last-Modified comes from the stored object, so replicas agree, and
+// If-Modified-Since gets a 304. Headers are assigned in canonical form
+// from precomputed values: this is the hottest path of the proxy.
+func (core *Core) ServeMeta(w http.ResponseWriter, r *http.Request, res MetaResult, ctype []string) error {
+	e := res.Entry
+	return ServeMetaBody(w, r, res, ctype, &e.GzBody, func() { core.reweigh(e) })
+}
+
+// ServeMetaBody is serveMeta for a body derived from the entry (rendered
+// from it), with the entry's validators.
+func ServeMetaBody(w http.ResponseWriter, r *http.Request, res MetaResult, ctype []string, b *GzBody, made func()) error {
+	e := res.Entry
+	h := w.Header()
+	h["Content-Type"] = ctype
+	h["Vary"] = hvVaryEncoding
+	h["Cache-Control"] = hvRevalidate
+	if res.Stale {
+		h["X-Mirror-Stale"] = hvTrue
+	}
+	h["Last-Modified"] = e.lastModified
+	if notModified(r, e.mod) {
+		return NoContent(w, http.StatusNotModified)
+	}
+	return writeGzipDoc(w, r, b, made)
+}
+
+func notModified(r *http.Request, mod time.Time) bool {
+	ims := r.Header.Get("If-Modified-Since")
+	if ims == "" {
+		return false
+	}
+	t, err := http.ParseTime(ims)
+	return err == nil && !mod.Truncate(time.Second).After(t)
+}
+
+func acceptsGzip(r *http.Request) bool {
+	rest := r.Header.Get("Accept-Encoding")
+	for rest != "" {
+		var part string
+		part, rest, _ = strings.Cut(rest, ",")
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+			q := strings.ReplaceAll(params, " ", "")
+			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+		}
+	}
+	return false
+}

@@ -1,0 +1,101 @@
+package fetch
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+)
+
+// HTTPError is an answer with a status and a message, which handlers
+// return as errors.
+type HTTPError struct {
+	Code int
+	Msg  string
+}
+
+func (e *HTTPError) Error() string { return e.Msg }
+
+func NewError(code int, msg string) error { return &HTTPError{Code: code, Msg: msg} }
+
+func Redirect(w http.ResponseWriter, r *http.Request, code int, url string) error {
+	http.Redirect(w, r, url, code)
+	return nil
+}
+
+func WriteJSON(w http.ResponseWriter, code int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return WriteBlob(w, code, "application/json", append(b, '\n'))
+}
+
+func WriteText(w http.ResponseWriter, code int, s string) error {
+	return WriteBlob(w, code, "text/plain; charset=utf-8", []byte(s))
+}
+
+func WriteBlob(w http.ResponseWriter, code int, ctype string, b []byte) error {
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	h.Set("Content-Length", fmt.Sprint(len(b)))
+	w.WriteHeader(code)
+	_, err := w.Write(b)
+	return err
+}
+
+func NoContent(w http.ResponseWriter, code int) error {
+	w.WriteHeader(code)
+	return nil
+}
+
+// Handler serves one request with net/http's types; an error it returns
+// becomes the response (handleError), unless the response has started.
+type Handler func(w http.ResponseWriter, r *http.Request) error
+
+// RequestScheme is the scheme the client used: X-Forwarded-Proto when the
+// request comes from a trusted (loopback, link-local or private) address,
+// else the connection's own.
+func RequestScheme(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); (p == "http" || p == "https") && FromTrusted(r.RemoteAddr) {
+		scheme = p
+	}
+	return scheme
+}
+
+// FromTrusted reports whether a peer address is loopback, link-local or
+// private: where a load balancer in front of the proxy would be.
+func FromTrusted(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast())
+}
+
+// Truncate caps s at n bytes (client input echoed in messages).
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// QuoteName is a client-supplied name as error messages echo it: quoted,
+// at most 100 bytes.
+func QuoteName(s string) string { return fmt.Sprintf("%q", Truncate(s, 100)) }
+
+// RoutePrefix returns the mount point a request came in on ("/N" or
+// "/mirror/N"), so that URLs written for the client keep that form.
+func RoutePrefix(path, name string) string {
+	if strings.HasPrefix(path, "/mirror/"+name+"/") {
+		return "/mirror/" + name
+	}
+	return "/" + name
+}
