@@ -122,7 +122,7 @@ func (core *Core) ServeMeta(w http.ResponseWriter, r *http.Request, res MetaResu
 	return ServeMetaBody(w, r, res, ctype, &e.GzBody, func() { core.reweigh(e) })
 }
 
-// ServeMetaBody is serveMeta for a body derived from the entry (rendered
+// ServeMetaBody is ServeMeta for a body derived from the entry (rendered
 // from it), with the entry's validators.
 func ServeMetaBody(w http.ResponseWriter, r *http.Request, res MetaResult, ctype []string, b *GzBody, made func()) error {
 	e := res.Entry

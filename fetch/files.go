@@ -27,11 +27,11 @@ type FileSource struct {
 	Client *http.Client
 	SHA1   string // expected hex digests; empty when the metadata has none
 	SHA256 string
-	// Size is the file's Size as the metadata gives it (PyPI's "Size");
-	// 0 when unknown. A download of another Size is refused.
+	// Size is the file's size as the metadata gives it (PyPI's "size");
+	// 0 when unknown. A download of another size is refused.
 	Size int64
 	// Check, when set, inspects the complete download (the spool, n
-	// bytes) before anything is committed: the structural Check of an
+	// bytes) before anything is committed: the structural check of an
 	// archive the metadata gives no digest for.
 	Check func(r io.ReaderAt, n int64) error
 }

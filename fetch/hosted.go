@@ -15,7 +15,7 @@ import (
 )
 
 // Hosted packages: a mirror with "hosted": true accepts uploads (the
-// ecosystems' own publish APIs, in composer_hosted.go and pypi_hosted.go)
+// ecosystems' own publish APIs, in mirror/<ecosystem>/publish.go)
 // and serves what was published from the same URLs as what it mirrors.
 // A published name is owned: its metadata and files come only from
 // <ARTIFACT_PREFIX>/<mirror>/, never from the upstream.
@@ -55,7 +55,7 @@ func (c *Core) eachRepo(fn func(*hosted.Repo)) {
 	}
 }
 
-// Upload is a multipart Upload as read: its text fields and its one file,
+// Upload is a multipart upload as read: its text fields and its one file,
 // spooled to a temporary file (never held in memory).
 type Upload struct {
 	Fields   map[string]string
@@ -198,7 +198,7 @@ func (c *Core) ServeHostedFile(w http.ResponseWriter, r *http.Request, repo *hos
 	})
 }
 
-// HostedEntry is a metaResult for a document rendered from a hosted
+// HostedEntry is a MetaResult for a document rendered from a hosted
 // index: its Last-Modified is the index's.
 func HostedEntry(mod time.Time) MetaResult {
 	if mod.IsZero() {

@@ -241,7 +241,7 @@ type MetaSource struct {
 	// in the background (for big documents nobody should wait for).
 	StaleWhileRevalidate bool
 	// Replaced, when set, is told the previous and the new body when a
-	// stored document is Replaced by a newer one (to drop stored files
+	// stored document is replaced by a newer one (to drop stored files
 	// whose digest the new document changed).
 	Replaced func(ctx context.Context, old, new []byte)
 }

@@ -103,12 +103,6 @@ func (a HostAuth) header() string {
 	return r.Header.Get("Authorization")
 }
 
-// Hosts every mirror of a type may download files from besides its own:
-// where the public registries keep their files.
-var defaultFileHosts = map[string][]string{
-	"composer": {"github.com", "api.github.com", "codeload.github.com", "gitlab.com", "bitbucket.org", "api.bitbucket.org"},
-	"pypi":     {"files.pythonhosted.org"},
-}
 
 // errHostRefused: a URL from upstream metadata (or a redirect) leads to a
 // host the mirror may not fetch from.
@@ -130,9 +124,9 @@ type hostPolicy struct {
 	any     bool            // "*": every other host, public addresses only
 }
 
-func newHostPolicy(mirrorHost, typ string, fileHosts []string) *hostPolicy {
+func newHostPolicy(mirrorHost string, defaults, fileHosts []string) *hostPolicy {
 	p := &hostPolicy{trusted: map[string]bool{strings.ToLower(mirrorHost): true}, public: map[string]bool{}}
-	for _, h := range defaultFileHosts[typ] {
+	for _, h := range defaults {
 		p.public[h] = true
 	}
 	for _, h := range fileHosts {
@@ -230,9 +224,9 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // NewClient is the HTTP client a mirror uses for its upstream and
 // the file URLs its metadata names.
-func NewClient(timeout time.Duration, m Mirror, took interface{ Observe(float64) }) *http.Client {
+func NewClient(timeout time.Duration, m Mirror, defaultFileHosts []string, took interface{ Observe(float64) }) *http.Client {
 	mu, _ := url.Parse(m.URL)
-	policy := newHostPolicy(mu.Hostname(), m.Type, m.FileHosts)
+	policy := newHostPolicy(mu.Hostname(), defaultFileHosts, m.FileHosts)
 	base := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           policy.dial(&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}),
@@ -303,7 +297,7 @@ func SplitUserinfo(m Mirror) Mirror {
 // Mirror is one configured upstream, served under /<Name>/.
 type Mirror struct {
 	Name        string
-	Type        string // "composer" or "pypi"
+	Type        string // a registered type (package mirror)
 	URL         string // upstream base URL, no trailing slash
 	TTL         time.Duration
 	NotFoundTTL time.Duration

@@ -1,18 +1,14 @@
 package proxy
 
+import "github.com/mirror-proxy/mirror-proxy/mirror/composer"
+
 // ExpireMemory drops the memory cache, so that the next request reads
 // storage (tests).
 func (s *Server) ExpireMemory() { s.core.PurgeMemory() }
 
 // RenderedRoots is how many client roots mirror keeps rendered (tests).
 func (s *Server) RenderedRoots(mirror string) int {
-	ri, ok := s.core.Peek(s.opts.MetaPrefix + "/" + mirror + "/packages.json").(*rootInfo)
-	if !ok {
-		return 0
-	}
-	ri.mu.Lock()
-	defer ri.mu.Unlock()
-	return len(ri.rendered)
+	return composer.RenderedRoots(s.core.Peek(s.opts.MetaPrefix + "/" + mirror + "/packages.json"))
 }
 
 // MemoryUsed is what the memory cache counts (tests).

@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -17,7 +18,7 @@ type Router struct {
 	prefix string
 }
 
-func (s *Server) router(prefix string) Router { return Router{s: s, prefix: prefix} }
+func (s *Server) router(prefix string) mirror.Router { return Router{s: s, prefix: prefix} }
 
 // Read registers a GET route that also answers HEAD.
 func (rt Router) Read(path string, h fetch.Handler) {

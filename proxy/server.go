@@ -23,6 +23,8 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/cork"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/mirror"
+	_ "github.com/mirror-proxy/mirror-proxy/mirror/all" // every ecosystem registers itself
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -32,17 +34,11 @@ type Mirror = fetch.Mirror
 // HostAuth is a credential for one upstream host (see fetch.HostAuth).
 type HostAuth = fetch.HostAuth
 
-// ecosystems maps a mirror type to the function that registers its routes.
-var ecosystems = map[string]func(s *Server, m Mirror){
-	"composer": registerComposer,
-	"pypi":     registerPyPI,
-}
+// KnownType reports whether t is a registered mirror type.
+func KnownType(t string) bool { _, ok := mirror.Lookup(t); return ok }
 
-// KnownType reports whether t is a mirror type the configuration accepts.
-func KnownType(t string) bool { _, ok := ecosystems[t]; return ok }
-
-// Types lists the accepted mirror types.
-func Types() []string { return []string{"composer", "pypi"} }
+// Types lists the registered mirror types.
+func Types() []string { return mirror.Types() }
 
 // Options configure a Server.
 type Options struct {
@@ -176,12 +172,21 @@ func New(o Options) *Server {
 	for _, m := range o.Mirrors {
 		m = fetch.SplitUserinfo(m)
 		s.mirrors[m.Name] = m
-		reg := ecosystems[m.Type]
-		if reg == nil {
-			o.Logger.Warn("mirror type not served yet; mirror skipped", "mirror", m.Name, "type", m.Type)
+		t, ok := mirror.Lookup(m.Type)
+		if !ok {
+			o.Logger.Warn("mirror type not served; mirror skipped", "mirror", m.Name, "type", m.Type)
 			continue
 		}
-		reg(s, m)
+		env := &mirror.Env{Core: s.core, Mirror: m, MetaPrefix: o.MetaPrefix, DistPrefix: o.DistPrefix,
+			PublicURL: o.PublicURL, Log: o.Logger, ReadUpload: s.readUpload,
+			Client: fetch.NewClient(o.UpstreamTimeout, m, t.DefaultFileHosts, s.core.Metrics().UpstreamObserver(m.Name))}
+		if m.Hosted {
+			env.Repo = s.newRepo(m)
+		}
+		eco := t.New(env)
+		for _, prefix := range t.MountsOf(m.Name) {
+			eco.Routes(s.router(prefix))
+		}
 	}
 	return s
 }

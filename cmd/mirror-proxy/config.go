@@ -14,6 +14,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
 )
@@ -67,11 +68,6 @@ type Config struct {
 	LogLevel            string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat           string        `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
 }
-
-// defaultTTL is each type's metadata TTL when METADATA_TTL is unset:
-// Packagist re-dumps p2 files within seconds of a release; PyPI's own CDN
-// keeps project pages for 10 minutes.
-var defaultTTL = map[string]time.Duration{"composer": 5 * time.Minute, "pypi": 10 * time.Minute}
 
 // DefaultMirrors is used when MIRRORS is unset.
 const DefaultMirrors = `[{"name":"packagist","type":"composer","url":"https://repo.packagist.org"},{"name":"pypi","type":"pypi","url":"https://pypi.org/simple"}]`
@@ -461,7 +457,8 @@ func (c *Config) ProxyMirrors() []proxy.Mirror {
 	for _, m := range c.Mirrors {
 		pm := proxy.Mirror{Name: m.Name, Type: m.Type, URL: strings.TrimRight(m.URL, "/"), TTL: c.MetadataTTL, NotFoundTTL: c.NotFoundTTL, Auth: m.Auth, FileHosts: m.FileHosts, Public: m.Public, Hosted: m.Hosted}
 		if pm.TTL <= 0 {
-			pm.TTL = defaultTTL[m.Type]
+			t, _ := mirror.Lookup(m.Type)
+			pm.TTL = t.DefaultTTL // each ecosystem's own default
 		}
 		if d, err := time.ParseDuration(m.TTL); err == nil {
 			pm.TTL = d

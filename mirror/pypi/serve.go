@@ -1,4 +1,4 @@
-package proxy
+package pypi
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
-	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
+	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -22,8 +22,8 @@ import (
 // project list), /N/simple/<project>/ (JSON or HTML by Accept) and
 // /N/files/<project>/<sha256>/<filename>[.metadata].
 type pypiMirror struct {
-	s        *Server
-	m        Mirror
+	env      *mirror.Env
+	m        fetch.Mirror
 	client   *http.Client
 	repo     *hosted.Repo // hosted projects; nil when the mirror hosts none
 	rootList hostedRootList
@@ -34,11 +34,22 @@ type pypiMirror struct {
 // background, while the stored copy is served.
 const rootTTL = time.Hour
 
-func registerPyPI(s *Server, m Mirror) {
-	pm := &pypiMirror{s: s, m: m, client: fetch.NewClient(s.opts.UpstreamTimeout, m, s.core.Metrics().UpstreamObserver(m.Name))}
-	rt := s.router("/" + m.Name)
-	if m.Hosted {
-		pm.repo = s.newRepo(m)
+func init() {
+	mirror.Register(mirror.Type{
+		Name:             "pypi",
+		DefaultTTL:       10 * time.Minute, // PyPI's own CDN keeps project pages for 10 minutes
+		DefaultFileHosts: []string{"files.pythonhosted.org"},
+		New:              newMirror,
+	})
+}
+
+func newMirror(env *mirror.Env) mirror.Ecosystem {
+	return &pypiMirror{env: env, m: env.Mirror, client: env.Client, repo: env.Repo}
+}
+
+// Routes registers the mirror's routes.
+func (pm *pypiMirror) Routes(rt mirror.Router) {
+	if pm.repo != nil {
 		pm.registerHosted(rt)
 	}
 	rt.Read("/simple", pm.redirectRoot)
@@ -48,9 +59,7 @@ func registerPyPI(s *Server, m Mirror) {
 	rt.Read("/files/{project}/{key}/{filename}", pm.file)
 }
 
-func (pm *pypiMirror) metaKey(dir, name string) string {
-	return pm.s.opts.MetaPrefix + "/" + pm.m.Name + "/" + dir + "/" + name
-}
+func (pm *pypiMirror) metaKey(dir, name string) string { return pm.env.MetaKey(dir + "/" + name) }
 
 func (pm *pypiMirror) redirectRoot(w http.ResponseWriter, r *http.Request) error {
 	return fetch.Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+query(r))
@@ -65,32 +74,32 @@ func query(r *http.Request) string {
 
 func (pm *pypiMirror) redirectProject(w http.ResponseWriter, r *http.Request) error {
 	raw := r.PathValue("project")
-	if !pypi.ValidName(raw) {
+	if !ValidName(raw) {
 		return fetch.NewError(http.StatusNotFound, fetch.QuoteName(raw)+" is not a valid project name")
 	}
-	return fetch.Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+pypi.Normalize(raw)+"/"+query(r))
+	return fetch.Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+Normalize(raw)+"/"+query(r))
 }
 
 // rendered is a page in both formats, gzip-compressed once per stored
 // version, so that a warm request is a memory copy.
 type rendered struct {
 	json, html *fetch.Doc
-	project    *pypi.Project
+	project    *Project
 	names      []string // of the root list
 }
 
 func sha256Hex(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
 // hvTypes are the Content-Type values of the simple API's formats.
-var hvTypes = map[string][]string{pypi.JSONType: {pypi.JSONType}, pypi.HTMLType: {pypi.HTMLType}, pypi.TextHTML: {pypi.TextHTML}}
+var hvTypes = map[string][]string{JSONType: {JSONType}, HTMLType: {HTMLType}, TextHTML: {TextHTML}}
 
 func (pm *pypiMirror) projectSource(name string) *fetch.MetaSource {
 	return &fetch.MetaSource{
 		Key: pm.metaKey("simple", name+".json"), URL: pm.m.URL + "/" + name + "/",
-		Client: pm.client, TTL: pm.m.TTL, NotFoundTTL: pm.m.NotFoundTTL, Accept: pypi.UpstreamAccept,
+		Client: pm.client, TTL: pm.m.TTL, NotFoundTTL: pm.m.NotFoundTTL, Accept: UpstreamAccept,
 		SerialHeader: "X-PyPI-Last-Serial",
 		Transform: func(b []byte, resp *http.Response) ([]byte, error) {
-			p, err := pypi.ParseProject(b, resp.Header.Get("Content-Type"), resp.Request.URL.String())
+			p, err := ParseProject(b, resp.Header.Get("Content-Type"), resp.Request.URL.String())
 			if err != nil {
 				return nil, err
 			}
@@ -98,7 +107,7 @@ func (pm *pypiMirror) projectSource(name string) *fetch.MetaSource {
 				p.Name = name // an HTML page carries no name: the request's (normalized) one
 			}
 			if p.Skipped > 0 {
-				pm.s.opts.Logger.Warn("upstream page lists files the proxy cannot serve (no usable name or URL); left out",
+				pm.env.Log.Warn("upstream page lists files the proxy cannot serve (no usable name or URL); left out",
 					"mirror", pm.m.Name, "project", name, "skipped", p.Skipped)
 			}
 			return p.Marshal()
@@ -107,16 +116,16 @@ func (pm *pypiMirror) projectSource(name string) *fetch.MetaSource {
 }
 
 func (pm *pypiMirror) projectPage(ctx context.Context, name string) (fetch.MetaResult, *rendered, error) {
-	res, ok := pm.s.core.FreshInMemory(pm.metaKey("simple", name+".json"), pm.m.TTL)
+	res, ok := pm.env.Core.FreshInMemory(pm.metaKey("simple", name+".json"), pm.m.TTL)
 	var err error
 	if !ok {
-		res, err = pm.s.core.Meta(ctx, pm.projectSource(name))
+		res, err = pm.env.Core.Meta(ctx, pm.projectSource(name))
 	}
 	if err != nil {
 		return res, nil, err
 	}
-	v, err := pm.s.core.Parse(res.Entry, func(b []byte) (any, error) {
-		p, err := pypi.Unmarshal(b)
+	v, err := pm.env.Core.Parse(res.Entry, func(b []byte) (any, error) {
+		p, err := Unmarshal(b)
 		if err != nil {
 			return nil, err
 		}
@@ -133,13 +142,13 @@ func (pm *pypiMirror) projectPage(ctx context.Context, name string) (fetch.MetaR
 
 func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 	raw := r.PathValue("project")
-	if !pypi.ValidName(raw) {
+	if !ValidName(raw) {
 		return fetch.NewError(http.StatusNotFound, fetch.QuoteName(raw)+" is not a valid project name")
 	}
-	if name := pypi.Normalize(raw); name != raw {
+	if name := Normalize(raw); name != raw {
 		return fetch.Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+name+"/"+query(r))
 	}
-	typ, err := pypi.Negotiate(r.Header.Get("Accept"), r.URL.Query().Get("format"))
+	typ, err := Negotiate(r.Header.Get("Accept"), r.URL.Query().Get("format"))
 	if err != nil {
 		w.Header().Set("Vary", "Accept")
 		return fetch.NewError(http.StatusNotAcceptable, err.Error())
@@ -155,14 +164,14 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d := page.html
-	if typ == pypi.JSONType {
+	if typ == JSONType {
 		d = page.json
 	}
 	return fetch.ServeDoc(w, r, d, hvTypes[typ], res)
 }
 
 func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
-	typ, err := pypi.Negotiate(r.Header.Get("Accept"), r.URL.Query().Get("format"))
+	typ, err := Negotiate(r.Header.Get("Accept"), r.URL.Query().Get("format"))
 	if err != nil {
 		w.Header().Set("Vary", "Accept")
 		return fetch.NewError(http.StatusNotAcceptable, err.Error())
@@ -175,18 +184,18 @@ func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
 		if pm.m.URL == "" {
 			page := pm.rootList.get(nil, nil, names)
 			d := page.html
-			if typ == pypi.JSONType {
+			if typ == JSONType {
 				d = page.json
 			}
 			return fetch.ServeDoc(w, r, d, hvTypes[typ], fetch.HostedEntry(time.Time{}))
 		}
 	}
-	res, err := pm.s.core.Meta(r.Context(), &fetch.MetaSource{
+	res, err := pm.env.Core.Meta(r.Context(), &fetch.MetaSource{
 		Key: pm.metaKey("simple", "index"), URL: pm.m.URL + "/", Client: pm.client,
-		TTL: max(rootTTL, pm.m.TTL), NotFoundTTL: pm.m.NotFoundTTL, Accept: pypi.UpstreamAccept,
+		TTL: max(rootTTL, pm.m.TTL), NotFoundTTL: pm.m.NotFoundTTL, Accept: UpstreamAccept,
 		StaleWhileRevalidate: true,
 		Transform: func(b []byte, resp *http.Response) ([]byte, error) {
-			idx, err := pypi.ParseIndex(b, resp.Header.Get("Content-Type"))
+			idx, err := ParseIndex(b, resp.Header.Get("Content-Type"))
 			if err != nil {
 				return nil, err
 			}
@@ -199,8 +208,8 @@ func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	v, err := pm.s.core.Parse(res.Entry, func(b []byte) (any, error) {
-		idx := pypi.UnmarshalIndex(b)
+	v, err := pm.env.Core.Parse(res.Entry, func(b []byte) (any, error) {
+		idx := UnmarshalIndex(b)
 		return &rendered{json: fetch.NewDoc(idx.RenderJSON(), "j"), html: fetch.NewDoc(idx.RenderHTML(), "h"), names: idx.Names}, nil
 	})
 	if err != nil {
@@ -211,7 +220,7 @@ func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
 		page = pm.rootList.get(res.Entry, page.names, names)
 	}
 	d := page.html
-	if typ == pypi.JSONType {
+	if typ == JSONType {
 		d = page.json
 	}
 	return fetch.ServeDoc(w, r, d, hvTypes[typ], res)
@@ -226,8 +235,8 @@ var fileKeyRe = regexp.MustCompile(`^(u-)?[0-9a-f]{64}$`)
 func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 	project, key := r.PathValue("project"), r.PathValue("key")
 	filename, err := url.PathUnescape(r.PathValue("filename"))
-	if err != nil || !pypi.ValidName(project) || pypi.Normalize(project) != project ||
-		!fileKeyRe.MatchString(key) || !pypi.ValidFilename(filename) {
+	if err != nil || !ValidName(project) || Normalize(project) != project ||
+		!fileKeyRe.MatchString(key) || !ValidFilename(filename) {
 		return fetch.NewError(http.StatusNotFound, "not a file URL of this mirror: expected /files/<project>/<sha256>/<filename>")
 	}
 	base, isMeta := strings.CutSuffix(filename, ".metadata")
@@ -241,8 +250,8 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 		}
 		return pm.hostedFile(w, r, project, key, filename)
 	}
-	skey := storage.Join(pm.s.opts.DistPrefix, pm.m.Name, project, key, filename)
-	err = pm.s.core.ServeFile(w, r, skey, func(ctx context.Context) (fetch.FileSource, error) {
+	skey := storage.Join(pm.env.DistPrefix, pm.m.Name, project, key, filename)
+	err = pm.env.Core.ServeFile(w, r, skey, func(ctx context.Context) (fetch.FileSource, error) {
 		_, r, err := pm.projectPage(ctx, project)
 		if err != nil {
 			return fetch.FileSource{}, err

@@ -1,4 +1,4 @@
-package proxy
+package composer
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
-	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
+	"github.com/mirror-proxy/mirror-proxy/mirror"
 )
 
 // Composer publishing, as Packeton and Nexus accept it (and the
@@ -23,7 +23,7 @@ import (
 // lock files that name it keep installing.
 
 // registerHosted adds the publish routes of a hosted mirror.
-func (cm *composerMirror) registerHosted(rt Router) {
+func (cm *composerMirror) registerHosted(rt mirror.Router) {
 	for _, base := range []string{"/packages/upload", "/api/packages/upload"} {
 		path := base + "/{vendor}/{package}/{version}"
 		rt.Write(http.MethodPut, path, cm.upload)
@@ -42,30 +42,30 @@ func (cm *composerMirror) distPath(name, sha1 string) string {
 
 func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("vendor") + "/" + r.PathValue("package")
-	if !composer.ValidName(name) {
+	if !ValidName(name) {
 		return fetch.BadRequest("%s is not a valid lowercase vendor/package name", fetch.QuoteName(name))
 	}
 	version := r.PathValue("version")
-	normalized, err := composer.NormalizeVersion(version)
+	normalized, err := NormalizeVersion(version)
 	if err != nil {
 		return fetch.BadRequest("%v", err)
 	}
-	u, err := cm.s.readUpload(w, r, "package")
+	u, err := cm.env.ReadUpload(w, r, "package")
 	if err != nil {
 		return err
 	}
 	defer u.Close()
-	cj, err := composer.ComposerJSON(u.File, u.File.Size)
+	cj, err := ComposerJSON(u.File, u.File.Size)
 	if err != nil {
 		return fetch.BadRequest("%v", err)
 	}
 	if cjName, _ := cj["name"].(string); strings.ToLower(cjName) != name {
-		return fetch.BadRequest("composer.json names the package %s, the URL %s: they must be the same", fetch.QuoteName(cjName), fetch.QuoteName(name))
+		return fetch.BadRequest("json names the package %s, the URL %s: they must be the same", fetch.QuoteName(cjName), fetch.QuoteName(name))
 	}
 	ctx := r.Context()
 	// Refused before anything is stored when the version is known already.
 	if x, err := cm.repo.Index(ctx, name); err == nil {
-		if idx, err := composer.ParseHostedIndex(x.Body, name); err == nil && idx.Versions[normalized] != nil {
+		if idx, err := ParseHostedIndex(x.Body, name); err == nil && idx.Versions[normalized] != nil {
 			return cm.exists(name, version)
 		}
 	}
@@ -76,11 +76,11 @@ func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	if err := cm.repo.PutFile(ctx, cm.distPath(name, u.File.SHA1), u.File.Reader(), u.File.Size, "application/zip"); err != nil {
 		return err
 	}
-	distURL := "/" + cm.m.Name + "/zipball/" + name + "/" + composer.MirrorVersion(normalized) + "/ref" + u.File.SHA1 + ".zip"
-	entry := composer.HostedVersion(cj, name, version, normalized, distURL, u.File.SHA1,
+	distURL := "/" + cm.m.Name + "/zipball/" + name + "/" + MirrorVersion(normalized) + "/ref" + u.File.SHA1 + ".zip"
+	entry := HostedVersion(cj, name, version, normalized, distURL, u.File.SHA1,
 		time.Now().UTC().Format(time.RFC3339), source)
 	err = cm.repo.Update(ctx, name, func(old []byte) ([]byte, error) {
-		idx, err := composer.ParseHostedIndex(old, name)
+		idx, err := ParseHostedIndex(old, name)
 		if err != nil {
 			return nil, err
 		}
@@ -96,7 +96,7 @@ func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	cm.s.opts.Logger.Info("package published", "mirror", cm.m.Name, "package", name, "version", normalized, "sha1", u.File.SHA1, "bytes", u.File.Size)
+	cm.env.Log.Info("package published", "mirror", cm.m.Name, "package", name, "version", normalized, "sha1", u.File.SHA1, "bytes", u.File.Size)
 	return fetch.WriteJSON(w, http.StatusCreated, map[string]string{"name": name, "version": version, "version_normalized": normalized, "shasum": u.File.SHA1})
 }
 
@@ -106,16 +106,16 @@ func (cm *composerMirror) exists(name, version string) error {
 
 func (cm *composerMirror) deleteVersion(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("vendor") + "/" + r.PathValue("package")
-	if !composer.ValidName(name) {
+	if !ValidName(name) {
 		return fetch.BadRequest("%s is not a valid lowercase vendor/package name", fetch.QuoteName(name))
 	}
-	normalized, err := composer.NormalizeVersion(r.PathValue("version"))
+	normalized, err := NormalizeVersion(r.PathValue("version"))
 	if err != nil {
 		return fetch.BadRequest("%v", err)
 	}
 	errMissing := errors.New("missing")
 	err = cm.repo.Update(r.Context(), name, func(old []byte) ([]byte, error) {
-		idx, err := composer.ParseHostedIndex(old, name)
+		idx, err := ParseHostedIndex(old, name)
 		if err != nil {
 			return nil, err
 		}
@@ -131,7 +131,7 @@ func (cm *composerMirror) deleteVersion(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return err
 	}
-	cm.s.opts.Logger.Info("package version deleted", "mirror", cm.m.Name, "package", name, "version", normalized)
+	cm.env.Log.Info("package version deleted", "mirror", cm.m.Name, "package", name, "version", normalized)
 	return fetch.WriteJSON(w, http.StatusOK, map[string]string{"deleted": name + " " + normalized})
 }
 
@@ -154,7 +154,7 @@ func (cm *composerMirror) serveHostedP2(w http.ResponseWriter, r *http.Request, 
 		return err
 	}
 	v, err := x.Parsed(func(b []byte) (any, error) {
-		idx, err := composer.ParseHostedIndex(b, name)
+		idx, err := ParseHostedIndex(b, name)
 		if err != nil {
 			return nil, err
 		}
@@ -172,10 +172,10 @@ func (cm *composerMirror) serveHostedP2(w http.ResponseWriter, r *http.Request, 
 
 // hostedDist serves a published zip: /zipball/<name>/<version>/ref<sha1>.zip.
 func (cm *composerMirror) hostedDist(w http.ResponseWriter, r *http.Request, name, ref, typ string) error {
-	if typ != "zip" || !composer.ValidSHA1(ref) {
+	if typ != "zip" || !ValidSHA1(ref) {
 		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is published here; no such dist", name))
 	}
-	return cm.s.core.ServeHostedFile(w, r, cm.repo, cm.distPath(name, ref))
+	return cm.env.Core.ServeHostedFile(w, r, cm.repo, cm.distPath(name, ref))
 }
 
 // hostedRoots caches the packages.json of a repository that only hosts,
@@ -194,7 +194,7 @@ func (h *hostedRoots) get(prefix string, n *hosted.Names) *fetch.Doc {
 	}
 	d := h.docs[prefix]
 	if d == nil {
-		d = fetch.NewDoc(composer.HostedRoot(prefix, n.List), "r")
+		d = fetch.NewDoc(HostedRoot(prefix, n.List), "r")
 		h.docs[prefix] = d
 	}
 	return d

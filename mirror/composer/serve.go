@@ -1,4 +1,4 @@
-package proxy
+package composer
 
 import (
 	"context"
@@ -8,47 +8,57 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
-	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
+	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
+
+func init() {
+	mirror.Register(mirror.Type{
+		Name:       "composer",
+		DefaultTTL: 5 * time.Minute, // Packagist re-dumps p2 files within seconds of a release
+		// GitHub, GitLab and Bitbucket, where Packagist's dists live.
+		DefaultFileHosts: []string{"github.com", "api.github.com", "codeload.github.com", "gitlab.com", "bitbucket.org", "api.bitbucket.org"},
+		// Also under Packeton's /mirror/N/.
+		Mounts: func(name string) []string { return []string{"/" + name, "/mirror/" + name} },
+		New:    newMirror,
+	})
+}
 
 // composerMirror serves one Composer 2 mirror under /N/ and Packeton's
 // /mirror/N/.
 type composerMirror struct {
-	s       *Server
-	m       Mirror
+	env     *mirror.Env
+	m       fetch.Mirror
 	client  *http.Client
 	rootKey string
 	repo    *hosted.Repo // hosted packages; nil when the mirror hosts none
 	roots   hostedRoots  // packages.json of a mirror without upstream
 }
 
-func registerComposer(s *Server, m Mirror) {
-	cm := &composerMirror{s: s, m: m, client: fetch.NewClient(s.opts.UpstreamTimeout, m, s.core.Metrics().UpstreamObserver(m.Name))}
+func newMirror(env *mirror.Env) mirror.Ecosystem {
+	cm := &composerMirror{env: env, m: env.Mirror, client: env.Client, repo: env.Repo}
 	cm.rootKey = cm.metaKey("packages.json")
-	if m.Hosted {
-		cm.repo = s.newRepo(m)
+	return cm
+}
+
+// Routes registers the mirror's routes under one mount.
+func (cm *composerMirror) Routes(rt mirror.Router) {
+	if cm.repo != nil {
+		cm.registerHosted(rt)
 	}
-	for _, prefix := range []string{"/" + m.Name, "/mirror/" + m.Name} {
-		rt := s.router(prefix)
-		if cm.repo != nil {
-			cm.registerHosted(rt)
-		}
-		rt.Read("/packages.json", cm.root)
-		rt.Read("/p2/{vendor}/{file}", cm.p2)
-		rt.Read("/zipball/{vendor}/{package}/{version}/{file}", cm.dist)
-		rt.Handle(http.MethodPost, "/api/security-advisories/", cm.advisories)
-	}
+	rt.Read("/packages.json", cm.root)
+	rt.Read("/p2/{vendor}/{file}", cm.p2)
+	rt.Read("/zipball/{vendor}/{package}/{version}/{file}", cm.dist)
+	rt.Handle(http.MethodPost, "/api/security-advisories/", cm.advisories)
 }
 
 // metaKey is <meta prefix>/<mirror>/<path>; path is validated by the
 // caller (the prefix and the name were validated at startup).
-func (cm *composerMirror) metaKey(path string) string {
-	return cm.s.opts.MetaPrefix + "/" + cm.m.Name + "/" + path
-}
+func (cm *composerMirror) metaKey(path string) string { return cm.env.MetaKey(path) }
 
 func (cm *composerMirror) source(key, url string, transform func([]byte, *http.Response) ([]byte, error)) *fetch.MetaSource {
 	return &fetch.MetaSource{Key: key, URL: url, Client: cm.client, TTL: cm.m.TTL, NotFoundTTL: cm.m.NotFoundTTL,
@@ -58,7 +68,7 @@ func (cm *composerMirror) source(key, url string, transform func([]byte, *http.R
 // rootInfo is an upstream root parsed once per stored version, with what
 // requests need from it precomputed.
 type rootInfo struct {
-	root     composer.Root
+	root     Root
 	p2tmpl   string // absolute upstream URL template of p2 files
 	advURL   string // upstream security advisories API, or ""
 	mu       sync.Mutex
@@ -92,7 +102,7 @@ func (ri *rootInfo) clientRoot(prefix, adv string, hostedNames *hosted.Names) (*
 	if listed {
 		// The upstream lists its names, and a client asks for no other:
 		// the hosted ones are added.
-		body = composer.WithAvailable(body, hostedNames.List)
+		body = WithAvailable(body, hostedNames.List)
 	}
 	nd := fetch.NewDoc(body, "r")
 	ri.mu.Lock()
@@ -106,11 +116,11 @@ func (ri *rootInfo) clientRoot(prefix, adv string, hostedNames *hosted.Names) (*
 
 // upstreamRoot returns the upstream's packages.json, parsed once per version.
 func (cm *composerMirror) upstreamRoot(ctx context.Context) (fetch.MetaResult, *rootInfo, error) {
-	res, ok := cm.s.core.FreshInMemory(cm.rootKey, cm.m.TTL)
+	res, ok := cm.env.Core.FreshInMemory(cm.rootKey, cm.m.TTL)
 	var err error
 	if !ok {
-		res, err = cm.s.core.Meta(ctx, cm.source(cm.rootKey, cm.m.URL+"/packages.json",
-			func(b []byte, _ *http.Response) ([]byte, error) { _, err := composer.ParseRoot(b); return b, err }))
+		res, err = cm.env.Core.Meta(ctx, cm.source(cm.rootKey, cm.m.URL+"/packages.json",
+			func(b []byte, _ *http.Response) ([]byte, error) { _, err := ParseRoot(b); return b, err }))
 	}
 	if err != nil {
 		if errors.Is(err, fetch.ErrNotFound) {
@@ -119,8 +129,8 @@ func (cm *composerMirror) upstreamRoot(ctx context.Context) (fetch.MetaResult, *
 		}
 		return res, nil, err
 	}
-	ri, err := cm.s.core.Parse(res.Entry, func(b []byte) (any, error) {
-		root, err := composer.ParseRoot(b)
+	ri, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) {
+		root, err := ParseRoot(b)
 		if err != nil {
 			return nil, err
 		}
@@ -151,7 +161,7 @@ func (cm *composerMirror) root(w http.ResponseWriter, r *http.Request) error {
 	prefix := fetch.RoutePrefix(r.URL.Path, cm.m.Name)
 	adv := ""
 	if root.advURL != "" {
-		base := cm.s.opts.PublicURL
+		base := cm.env.PublicURL
 		if base == "" {
 			base = fetch.RequestScheme(r) + "://" + r.Host
 		}
@@ -166,9 +176,9 @@ func (cm *composerMirror) root(w http.ResponseWriter, r *http.Request) error {
 
 func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 	vendor := r.PathValue("vendor")
-	pkg, dev, ok := composer.ParseP2File(r.PathValue("file"))
+	pkg, dev, ok := ParseP2File(r.PathValue("file"))
 	name := vendor + "/" + pkg
-	if !ok || !composer.ValidName(name) {
+	if !ok || !ValidName(name) {
 		return fetch.NewError(http.StatusNotFound, fetch.QuoteName(name)+" is not a valid lowercase vendor/package name")
 	}
 	if owned, err := cm.ownedBy(r.Context(), name); err != nil || owned {
@@ -181,7 +191,7 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return cm.s.core.ServeMeta(w, r, res, fetch.HeaderJSON)
+	return cm.env.Core.ServeMeta(w, r, res, fetch.HeaderJSON)
 }
 
 func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (fetch.MetaResult, error) {
@@ -194,21 +204,21 @@ func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (fe
 		file = name + "~dev.json"
 	}
 	key := cm.metaKey("p2/" + file)
-	if res, ok := cm.s.core.FreshInMemory(key, cm.m.TTL); ok {
+	if res, ok := cm.env.Core.FreshInMemory(key, cm.m.TTL); ok {
 		return res, nil
 	}
 	src := cm.source(key, strings.Replace(root.p2tmpl, "%package%", strings.TrimSuffix(file, ".json"), 1),
-		func(b []byte, _ *http.Response) ([]byte, error) { return b, composer.CheckP2(b) })
+		func(b []byte, _ *http.Response) ([]byte, error) { return b, CheckP2(b) })
 	src.Replaced = func(ctx context.Context, old, new []byte) {
-		for _, d := range composer.ChangedDists(old, new, name) {
+		for _, d := range ChangedDists(old, new, name) {
 			typ := d.Type
 			if typ == "" {
 				typ = "zip"
 			}
-			cm.s.core.DropFile(ctx, storage.Join(cm.s.opts.DistPrefix, cm.m.Name, name, d.Version, "ref"+composer.MirrorReference(d.Reference)+"."+typ))
+			cm.env.Core.DropFile(ctx, storage.Join(cm.env.DistPrefix, cm.m.Name, name, d.Version, "ref"+MirrorReference(d.Reference)+"."+typ))
 		}
 	}
-	return cm.s.core.Meta(ctx, src)
+	return cm.env.Core.Meta(ctx, src)
 }
 
 // dist serves /zipball/{vendor}/{package}/{version}/ref{reference}.{type}.
@@ -218,8 +228,8 @@ func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (fe
 func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("vendor") + "/" + r.PathValue("package")
 	version, file := r.PathValue("version"), r.PathValue("file")
-	ref, typ, ok := composer.ParseDistPath(version, file)
-	if !composer.ValidName(name) || !ok {
+	ref, typ, ok := ParseDistPath(version, file)
+	if !ValidName(name) || !ok {
 		return fetch.NewError(http.StatusNotFound, "not a dist URL of this mirror: expected /zipball/vendor/package/version/ref<reference>.<type>")
 	}
 	if owned, err := cm.ownedBy(r.Context(), name); err != nil || owned {
@@ -228,11 +238,11 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 		}
 		return cm.hostedDist(w, r, name, ref, typ)
 	}
-	key := storage.Join(cm.s.opts.DistPrefix, cm.m.Name, name, version, file)
-	return cm.s.core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
+	key := storage.Join(cm.env.DistPrefix, cm.m.Name, name, version, file)
+	return cm.env.Core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
 		// Stable versions first: most dists are found there, and the ~dev
 		// file is fetched only when they are not.
-		var versions []composer.Version
+		var versions []Version
 		var firstErr error
 		found := false
 		for _, dev := range []bool{false, true} {
@@ -244,12 +254,12 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 				continue
 			}
 			found = true
-			vs, err := cm.s.core.Parse(res.Entry, func(b []byte) (any, error) { return composer.Expand(b, name) })
+			vs, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return Expand(b, name) })
 			if err != nil {
 				return fetch.FileSource{}, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("metadata of %s: %v", name, err)}
 			}
-			versions = append(versions, vs.([]composer.Version)...)
-			if d, ok := composer.FindDist(versions, version, ref); ok && d.Version == version {
+			versions = append(versions, vs.([]Version)...)
+			if d, ok := FindDist(versions, version, ref); ok && d.Version == version {
 				break // an exact match: the ~dev file cannot do better
 			}
 		}
@@ -259,7 +269,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 			}
 			return fetch.FileSource{}, fetch.ErrNotFound
 		}
-		d, ok := composer.FindDist(versions, version, ref)
+		d, ok := FindDist(versions, version, ref)
 		if !ok || d.Version == "" {
 			if firstErr != nil {
 				return fetch.FileSource{}, firstErr
@@ -279,7 +289,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 			return fetch.FileSource{}, &fetch.RedirectTo{URL: prefix + "/zipball/" + name + "/" + d.Version + "/ref" + ref + "." + canonType}
 		}
 		src := fetch.FileSource{URL: d.URL, Client: cm.client, SHA1: d.Shasum}
-		if !composer.ValidSHA1(d.Shasum) {
+		if !ValidSHA1(d.Shasum) {
 			// No digest to verify against: check at least that the archive
 			// is complete and intact before it is stored.
 			src.SHA1, src.Check = "", fetch.ArchiveCheck(canonType)
@@ -309,7 +319,7 @@ func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) err
 	}
 	form := url.Values{}
 	for _, p := range r.PostForm["packages[]"] {
-		if composer.ValidName(strings.ToLower(p)) {
+		if ValidName(strings.ToLower(p)) {
 			form.Add("packages[]", p)
 		}
 	}
@@ -324,9 +334,21 @@ func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) err
 	if resp.StatusCode != http.StatusOK {
 		return fetch.StatusError(target, resp)
 	}
-	body, err := fetch.ReadBody(resp, cm.s.opts.MaxMetadataBytes)
+	body, err := fetch.ReadBody(resp, cm.env.Core.MaxMetadataBytes())
 	if err != nil {
 		return fetch.TransportError(target, err)
 	}
 	return fetch.WriteBlob(w, http.StatusOK, "application/json", body)
+}
+
+// RenderedRoots is how many client roots a parsed upstream root (as the
+// core keeps it) holds rendered (tests).
+func RenderedRoots(parsed any) int {
+	ri, ok := parsed.(*rootInfo)
+	if !ok {
+		return 0
+	}
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	return len(ri.rendered)
 }

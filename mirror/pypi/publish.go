@@ -1,4 +1,4 @@
-package proxy
+package pypi
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
-	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
+	"github.com/mirror-proxy/mirror-proxy/mirror"
 )
 
 // PyPI publishing with the legacy upload API that twine, poetry and uv
@@ -19,7 +19,7 @@ import (
 // A file name is published once: a second upload of it is a 400 "File
 // already exists", which twine --skip-existing passes over.
 
-func (pm *pypiMirror) registerHosted(rt Router) {
+func (pm *pypiMirror) registerHosted(rt mirror.Router) {
 	rt.Write(http.MethodPost, "/legacy/", pm.upload)
 	rt.Write(http.MethodPost, "/legacy", pm.upload)
 }
@@ -31,7 +31,7 @@ func (pm *pypiMirror) filePath(project, sha256, filename string) string {
 }
 
 func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
-	u, err := pm.s.readUpload(w, r, "content")
+	u, err := pm.env.ReadUpload(w, r, "content")
 	if err != nil {
 		return err
 	}
@@ -41,18 +41,18 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 		return fetch.BadRequest("unsupported :action %s (only file_upload is)", fetch.QuoteName(a))
 	}
 	rawName, version := strings.TrimSpace(f["name"]), strings.TrimSpace(f["version"])
-	if !pypi.ValidName(rawName) {
+	if !ValidName(rawName) {
 		return fetch.BadRequest("%s is not a valid project name", fetch.QuoteName(rawName))
 	}
 	if version == "" {
 		return fetch.BadRequest("the form has no version")
 	}
-	project := pypi.Normalize(rawName)
-	df, err := pypi.ParseDistFilename(u.Filename)
+	project := Normalize(rawName)
+	df, err := ParseDistFilename(u.Filename)
 	if err != nil {
 		return fetch.BadRequest("%v", err)
 	}
-	if pypi.Normalize(df.Name) != project || !pypi.SameVersion(df.Version, version) {
+	if Normalize(df.Name) != project || !SameVersion(df.Version, version) {
 		return fetch.BadRequest("the file name %s does not match the project %s version %s", fetch.QuoteName(u.Filename), fetch.QuoteName(rawName), fetch.QuoteName(version))
 	}
 	want := strings.ToLower(strings.TrimSpace(f["sha256_digest"]))
@@ -67,18 +67,18 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	}
 	var meta []byte
 	if df.Wheel {
-		meta, err = pypi.WheelMetadata(u.File, u.File.Size)
+		meta, err = WheelMetadata(u.File, u.File.Size)
 	} else {
-		meta, err = pypi.SdistMetadata(u.File, u.File.Size, df.Ext)
+		meta, err = SdistMetadata(u.File, u.File.Size, df.Ext)
 	}
 	if err != nil {
 		return fetch.BadRequest("%v", err)
 	}
-	mh := pypi.MetadataHeader(meta)
-	if n := mh.Get("Name"); n == "" || pypi.Normalize(n) != project || !pypi.SameVersion(mh.Get("Version"), version) {
+	mh := MetadataHeader(meta)
+	if n := mh.Get("Name"); n == "" || Normalize(n) != project || !SameVersion(mh.Get("Version"), version) {
 		return fetch.BadRequest("the file's core metadata names %s %s, the form %s %s", fetch.QuoteName(n), fetch.QuoteName(mh.Get("Version")), fetch.QuoteName(rawName), fetch.QuoteName(version))
 	}
-	hf := pypi.HostedFile{Filename: u.Filename, Version: version, SHA256: u.File.SHA256, Size: u.File.Size,
+	hf := HostedFile{Filename: u.Filename, Version: version, SHA256: u.File.SHA256, Size: u.File.Size,
 		UploadTime:     time.Now().UTC().Format("2006-01-02T15:04:05.000000Z"),
 		RequiresPython: strings.TrimSpace(mh.Get("Requires-Python"))}
 	if hf.RequiresPython == "" {
@@ -86,7 +86,7 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx := r.Context()
 	if x, err := pm.repo.Index(ctx, project); err == nil {
-		if idx, err := pypi.ParseHostedIndex(x.Body, project); err == nil {
+		if idx, err := ParseHostedIndex(x.Body, project); err == nil {
 			if _, dup := idx.Find(u.Filename); dup {
 				return pm.exists(u.Filename)
 			}
@@ -98,7 +98,7 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	if err := pm.repo.PutFile(ctx, path, u.File.Reader(), u.File.Size, fetch.ContentType(u.Filename)); err != nil {
 		return err
 	}
-	if df.Wheel || pypi.ReliableMetadata(mh) {
+	if df.Wheel || ReliableMetadata(mh) {
 		sum := sha256Hex(meta)
 		if err := pm.repo.PutFile(ctx, path+".metadata", strings.NewReader(string(meta)), int64(len(meta)), "text/plain"); err != nil {
 			return err
@@ -106,7 +106,7 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 		hf.MetadataSHA256 = sum
 	}
 	err = pm.repo.Update(ctx, project, func(old []byte) ([]byte, error) {
-		idx, err := pypi.ParseHostedIndex(old, project)
+		idx, err := ParseHostedIndex(old, project)
 		if err != nil {
 			return nil, err
 		}
@@ -122,7 +122,7 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	pm.s.opts.Logger.Info("file published", "mirror", pm.m.Name, "project", project, "file", u.Filename, "sha256", u.File.SHA256, "bytes", u.File.Size)
+	pm.env.Log.Info("file published", "mirror", pm.m.Name, "project", project, "file", u.Filename, "sha256", u.File.SHA256, "bytes", u.File.Size)
 	return fetch.WriteText(w, http.StatusOK, "OK\n")
 }
 
@@ -142,7 +142,7 @@ func (pm *pypiMirror) hostedPage(w http.ResponseWriter, r *http.Request, project
 		return err
 	}
 	d := page.html
-	if typ == pypi.JSONType {
+	if typ == JSONType {
 		d = page.json
 	}
 	return fetch.ServeDoc(w, r, d, hvTypes[typ], fetch.HostedEntry(x.ModTime))
@@ -154,7 +154,7 @@ func (pm *pypiMirror) hostedProject(ctx context.Context, project string) (*rende
 		return nil, nil, err
 	}
 	v, err := x.Parsed(func(b []byte) (any, error) {
-		idx, err := pypi.ParseHostedIndex(b, project)
+		idx, err := ParseHostedIndex(b, project)
 		if err != nil {
 			return nil, err
 		}
@@ -169,7 +169,7 @@ func (pm *pypiMirror) hostedProject(ctx context.Context, project string) (*rende
 
 // hostedFile serves a published file or its core metadata.
 func (pm *pypiMirror) hostedFile(w http.ResponseWriter, r *http.Request, project, key, filename string) error {
-	return pm.s.core.ServeHostedFile(w, r, pm.repo, pm.filePath(project, key, filename))
+	return pm.env.Core.ServeHostedFile(w, r, pm.repo, pm.filePath(project, key, filename))
 }
 
 // hostedRootList is the project list of a mirror: the upstream's names
@@ -188,10 +188,10 @@ func (h *hostedRootList) get(upstream *fetch.MetaEntry, upstreamNames []string, 
 	if h.r != nil && h.upstream == upstream && h.gen == n.Gen {
 		return h.r
 	}
-	idx := &pypi.Index{Names: append([]string{}, upstreamNames...)}
+	idx := &Index{Names: append([]string{}, upstreamNames...)}
 	seen := map[string]bool{}
 	for _, x := range upstreamNames {
-		seen[pypi.Normalize(x)] = true
+		seen[Normalize(x)] = true
 	}
 	for _, x := range n.List {
 		if !seen[x] {

@@ -1,0 +1,8 @@
+// Package all registers every ecosystem: import it for its side effect.
+// Adding an ecosystem is its folder below mirror/ and one line here.
+package all
+
+import (
+	_ "github.com/mirror-proxy/mirror-proxy/mirror/composer"
+	_ "github.com/mirror-proxy/mirror-proxy/mirror/pypi"
+)
