@@ -2,7 +2,6 @@ package fetch
 
 import (
 	"context"
-	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -25,8 +24,9 @@ import (
 type FileSource struct {
 	URL    string
 	Client *http.Client
-	SHA1   string // expected hex digests; empty when the metadata has none
-	SHA256 string
+	// Digests the bytes must have (every one is checked); none when the
+	// metadata gives none.
+	Digests []Digest
 	// Size is the file's size as the metadata gives it (PyPI's "size");
 	// 0 when unknown. A download of another size is refused.
 	Size int64
@@ -369,16 +369,15 @@ func (c *Core) download(f *flight, src FileSource) {
 		}()
 	}
 
-	var hashes []hash.Hash
-	var sums []string
-	if src.SHA1 != "" {
-		hashes, sums = append(hashes, sha1.New()), append(sums, strings.ToLower(src.SHA1))
+	hashes := make([]hash.Hash, 0, len(src.Digests)+1)
+	for _, d := range src.Digests {
+		hashes = append(hashes, d.hash())
 	}
 	// The sha256 of every download is computed (and logged when stored),
 	// so that what was stored can be audited even where the metadata
 	// gave no digest.
 	stored256 := sha256.New()
-	hashes, sums = append(hashes, stored256), append(sums, strings.ToLower(src.SHA256))
+	hashes = append(hashes, stored256)
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -424,12 +423,9 @@ func (c *Core) download(f *flight, src FileSource) {
 	if dlErr == nil && size >= 0 && f.written != size {
 		dlErr = &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("%s: got %d of %d bytes", SafeURL(src.URL), f.written, size)}
 	}
-	for i, h := range hashes {
-		if sums[i] == "" {
-			continue // computed, not checked
-		}
-		if got := hex.EncodeToString(h.Sum(nil)); dlErr == nil && got != sums[i] {
-			dlErr = &UpstreamError{Status: http.StatusBadGateway, verify: true, Msg: fmt.Sprintf("%v: %s has digest %s, the metadata says %s; nothing was stored", errChecksum, SafeURL(src.URL), got, sums[i])}
+	for i, d := range src.Digests {
+		if got := hashes[i].Sum(nil); dlErr == nil && !d.matches(got) {
+			dlErr = &UpstreamError{Status: http.StatusBadGateway, verify: true, Msg: fmt.Sprintf("%v: %s has %s %s, the metadata says %s; nothing was stored", errChecksum, SafeURL(src.URL), d.Alg, hex.EncodeToString(got), d)}
 		}
 	}
 	if dlErr == nil && src.Check != nil && !landed {
@@ -452,11 +448,11 @@ func (c *Core) download(f *flight, src FileSource) {
 	case dlErr != nil:
 	case perr == nil || errors.Is(perr, storage.ErrExists):
 		if perr == nil {
-			verified := "sha1/sha256 from the metadata"
+			verified := "digest from the metadata"
 			switch {
-			case src.SHA1 == "" && src.SHA256 == "" && src.Check != nil:
+			case len(src.Digests) == 0 && src.Check != nil:
 				verified = "archive structure only (no digest in the metadata)"
-			case src.SHA1 == "" && src.SHA256 == "":
+			case len(src.Digests) == 0:
 				verified = "size only (no digest in the metadata)"
 			}
 			c.log.Info("file stored", "key", f.key, "bytes", f.written, "sha256", hex.EncodeToString(stored256.Sum(nil)), "verified", verified)

@@ -103,7 +103,6 @@ func (a HostAuth) header() string {
 	return r.Header.Get("Authorization")
 }
 
-
 // errHostRefused: a URL from upstream metadata (or a redirect) leads to a
 // host the mirror may not fetch from.
 type errHostRefused struct{ host, why string }

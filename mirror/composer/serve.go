@@ -288,11 +288,13 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 			prefix := fetch.RoutePrefix(r.URL.Path, cm.m.Name)
 			return fetch.FileSource{}, &fetch.RedirectTo{URL: prefix + "/zipball/" + name + "/" + d.Version + "/ref" + ref + "." + canonType}
 		}
-		src := fetch.FileSource{URL: d.URL, Client: cm.client, SHA1: d.Shasum}
-		if !ValidSHA1(d.Shasum) {
+		src := fetch.FileSource{URL: d.URL, Client: cm.client}
+		if sum, err := fetch.HexDigest("sha1", d.Shasum); err == nil {
+			src.Digests = []fetch.Digest{sum}
+		} else {
 			// No digest to verify against: check at least that the archive
 			// is complete and intact before it is stored.
-			src.SHA1, src.Check = "", fetch.ArchiveCheck(canonType)
+			src.Check = fetch.ArchiveCheck(canonType)
 		}
 		return src, nil
 	})

@@ -264,11 +264,17 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 			if !f.HasMetadata() {
 				return fetch.FileSource{}, fetch.NewError(http.StatusNotFound, fmt.Sprintf("the index advertises no core metadata for %s", base))
 			}
-			return fetch.FileSource{URL: f.URL + ".metadata", Client: pm.client, SHA256: f.MetadataSHA256()}, nil
+			src := fetch.FileSource{URL: f.URL + ".metadata", Client: pm.client}
+			if sum, err := fetch.HexDigest("sha256", f.MetadataSHA256()); err == nil {
+				src.Digests = []fetch.Digest{sum}
+			}
+			return src, nil
 		}
 		src := fetch.FileSource{URL: f.URL, Client: pm.client}
 		if !strings.HasPrefix(key, "u-") {
-			src.SHA256 = key
+			if sum, err := fetch.HexDigest("sha256", key); err == nil {
+				src.Digests = []fetch.Digest{sum}
+			}
 		}
 		if f.Size != nil && *f.Size > 0 {
 			src.Size = *f.Size
