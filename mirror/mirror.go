@@ -20,6 +20,9 @@ import (
 type Type struct {
 	// Name is the "type" of MIRRORS entries ("composer", "pypi").
 	Name string
+	// DefaultURL is the upstream of a mirror whose entry gives no url
+	// and is not hosted ("" : url is required).
+	DefaultURL string
 	// DefaultTTL is how long its metadata is fresh when neither the mirror
 	// nor METADATA_TTL says.
 	DefaultTTL time.Duration

@@ -338,6 +338,10 @@ func (c *Config) validate() error {
 		if !proxy.KnownType(m.Type) {
 			return configError{"MIRRORS", fmt.Sprintf("%s: unknown type %q (known: %s)", where, m.Type, strings.Join(proxy.Types(), ", "))}
 		}
+		if t, _ := mirror.Lookup(m.Type); m.URL == "" && !m.Hosted && t.DefaultURL != "" {
+			m.URL = t.DefaultURL // the ecosystem's public registry
+			c.Mirrors[i].URL = m.URL
+		}
 		u, err := url.Parse(m.URL)
 		if m.URL == "" && m.Hosted {
 			// A repository that only hosts: no upstream.

@@ -4,5 +4,6 @@ package all
 
 import (
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/composer"
+	_ "github.com/mirror-proxy/mirror-proxy/mirror/npm"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/pypi"
 )

@@ -1,0 +1,300 @@
+package npm
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/mirror"
+	"github.com/mirror-proxy/mirror-proxy/storage"
+)
+
+func init() {
+	mirror.Register(mirror.Type{
+		Name:       "npm",
+		DefaultURL: "https://registry.npmjs.org",
+		// The registry publishes within seconds; a packument is small to
+		// revalidate (ETag).
+		DefaultTTL: 5 * time.Minute,
+		New:        newMirror,
+	})
+}
+
+// npmMirror serves one npm registry mirror under /N/:
+//
+//	/N/<name>, /N/@scope%2fname, /N/@scope/name   packuments (full or abbreviated by Accept)
+//	/N/<name>/-/<file>.tgz, /N/@scope/name/-/<file>.tgz   tarballs
+//	/N/-/ping, /N/-/v1/search, POST /N/-/npm/v1/security/...   forwarded
+type npmMirror struct {
+	env    *mirror.Env
+	m      fetch.Mirror
+	client *http.Client
+}
+
+func newMirror(env *mirror.Env) mirror.Ecosystem {
+	return &npmMirror{env: env, m: env.Mirror, client: env.Client}
+}
+
+// Routes registers the mirror's routes.
+func (nm *npmMirror) Routes(rt mirror.Router) {
+	rt.Read("/-/ping", nm.ping)
+	rt.Read("/-/v1/search", nm.search)
+	rt.Handle(http.MethodPost, "/-/npm/v1/security/advisories/bulk", nm.audit)
+	rt.Handle(http.MethodPost, "/-/npm/v1/security/audits/quick", nm.audit)
+	rt.Read("/{a}", nm.packument)
+	rt.Read("/{a}/{b}", nm.packument)
+	rt.Read("/{a}/-/{file}", nm.tarball)
+	rt.Read("/{a}/{b}/-/{file}", nm.tarball)
+}
+
+// name reads a package name from the path: "lodash", "@scope%2fname" (one
+// segment) or "@scope" "name" (two).
+func name(r *http.Request) (string, error) {
+	a, err := url.PathUnescape(r.PathValue("a"))
+	if err != nil {
+		return "", err
+	}
+	n := a
+	if b := r.PathValue("b"); b != "" {
+		if !strings.HasPrefix(a, "@") || strings.Contains(a, "/") {
+			return "", fmt.Errorf("%s is not a package name", fetch.QuoteName(a+"/"+b))
+		}
+		n = a + "/" + b
+	}
+	if !ValidName(n) {
+		return "", fmt.Errorf("%s is not a package name", fetch.QuoteName(n))
+	}
+	return n, nil
+}
+
+// packumentKey is where a representation of a packument is kept.
+func (nm *npmMirror) packumentKey(name string, abbreviated bool) string {
+	if abbreviated {
+		return nm.env.MetaKey("packuments/" + name + ".abbreviated.json")
+	}
+	return nm.env.MetaKey("packuments/" + name + ".json")
+}
+
+func (nm *npmMirror) source(name string, abbreviated bool) *fetch.MetaSource {
+	accept := FullType
+	if abbreviated {
+		accept = AbbreviatedType
+	}
+	return &fetch.MetaSource{
+		Key: nm.packumentKey(name, abbreviated), URL: nm.m.URL + "/" + Escape(name),
+		Client: nm.client, TTL: nm.m.TTL, NotFoundTTL: nm.m.NotFoundTTL, Accept: accept,
+		Transform: func(b []byte, _ *http.Response) ([]byte, error) {
+			p, err := Parse(b)
+			if err != nil {
+				return nil, err
+			}
+			if p.Name != name {
+				return nil, fmt.Errorf("the upstream answered for %q with the packument of %q", name, p.Name)
+			}
+			return b, nil
+		},
+	}
+}
+
+// parsed is a stored packument as requests need it: its tarballs, and the
+// documents rendered for the base URLs clients used (bounded).
+type parsed struct {
+	pkg      *Packument
+	body     []byte
+	mu       sync.Mutex
+	rendered map[string]*fetch.Doc
+}
+
+// maxBases bounds the renderings kept per packument: without PUBLIC_URL
+// each Host header names its own base, and clients choose Host headers.
+const maxBases = 16
+
+func (p *parsed) doc(base string) (*fetch.Doc, error) {
+	p.mu.Lock()
+	d := p.rendered[base]
+	p.mu.Unlock()
+	if d != nil {
+		return d, nil
+	}
+	b, err := Render(p.body, base)
+	if err != nil {
+		return nil, err
+	}
+	d = fetch.NewDoc(b, "n")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rendered == nil || len(p.rendered) >= maxBases {
+		p.rendered = map[string]*fetch.Doc{}
+	}
+	p.rendered[base] = d
+	return d, nil
+}
+
+func (nm *npmMirror) load(ctx context.Context, name string, abbreviated bool) (fetch.MetaResult, *parsed, error) {
+	res, ok := nm.env.Core.FreshInMemory(nm.packumentKey(name, abbreviated), nm.m.TTL)
+	var err error
+	if !ok {
+		res, err = nm.env.Core.Meta(ctx, nm.source(name, abbreviated))
+	}
+	if err != nil {
+		return res, nil, err
+	}
+	v, err := nm.env.Core.Parse(res.Entry, func(b []byte) (any, error) {
+		p, err := Parse(b)
+		if err != nil {
+			return nil, err
+		}
+		return &parsed{pkg: p, body: b}, nil
+	})
+	if err != nil {
+		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored packument of %s: %v", name, err)}
+	}
+	return res, v.(*parsed), nil
+}
+
+var (
+	hvFull        = []string{FullType}
+	hvAbbreviated = []string{AbbreviatedType}
+)
+
+func (nm *npmMirror) packument(w http.ResponseWriter, r *http.Request) error {
+	n, err := name(r)
+	if err != nil {
+		return fetch.NewError(http.StatusNotFound, err.Error())
+	}
+	abbreviated := Abbreviated(r.Header.Get("Accept"))
+	res, p, err := nm.load(r.Context(), n, abbreviated)
+	if err != nil {
+		return err
+	}
+	base := nm.env.PublicURL
+	if base == "" {
+		base = fetch.RequestScheme(r) + "://" + r.Host
+	}
+	d, err := p.doc(base + fetch.RoutePrefix(r.URL.Path, nm.m.Name))
+	if err != nil {
+		return &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("packument of %s: %v", n, err)}
+	}
+	ctype := hvFull
+	if abbreviated {
+		ctype = hvAbbreviated
+	}
+	return fetch.ServeDoc(w, r, d, ctype, res)
+}
+
+// tarball serves <name>/-/<file>: from storage when it is there, else
+// fetched from the URL the mirrored packument gives for that file, and
+// verified against its integrity (sha512) or shasum before it is stored.
+func (nm *npmMirror) tarball(w http.ResponseWriter, r *http.Request) error {
+	n, err := name(r)
+	file := r.PathValue("file")
+	if err != nil || !ValidTarball(file) {
+		return fetch.NewError(http.StatusNotFound, "not a tarball URL of this mirror: expected /<name>/-/<file>.tgz")
+	}
+	key := storage.Join(nm.env.DistPrefix, nm.m.Name, n, "-", file)
+	return nm.env.Core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
+		// The abbreviated packument is what npm installs read, and the
+		// smaller one; the full one serves when only it is in memory.
+		var p *parsed
+		var err error
+		if _, ok := nm.env.Core.FreshInMemory(nm.packumentKey(n, false), nm.m.TTL); ok {
+			_, p, err = nm.load(ctx, n, false)
+		} else {
+			_, p, err = nm.load(ctx, n, true)
+		}
+		if err != nil {
+			return fetch.FileSource{}, err
+		}
+		d, ok := p.pkg.Find(file)
+		if !ok {
+			return fetch.FileSource{}, fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not a tarball of %s in the mirrored metadata", fetch.QuoteName(file), n))
+		}
+		src := fetch.FileSource{URL: d.Tarball, Client: nm.client}
+		if u, err := url.Parse(d.Tarball); err == nil && !u.IsAbs() {
+			if base, err := url.Parse(nm.m.URL + "/"); err == nil {
+				src.URL = base.ResolveReference(u).String()
+			}
+		}
+		if sum, err := fetch.SRIDigest(d.Integrity); err == nil {
+			src.Digests = []fetch.Digest{sum}
+		} else if sum, err := fetch.HexDigest("sha1", d.Shasum); err == nil {
+			src.Digests = []fetch.Digest{sum}
+		} else {
+			src.Check = fetch.ArchiveCheck("tgz")
+		}
+		return src, nil
+	})
+}
+
+func (nm *npmMirror) ping(w http.ResponseWriter, r *http.Request) error {
+	return fetch.WriteJSON(w, http.StatusOK, map[string]any{})
+}
+
+// search forwards a search to the upstream (text, size and from only);
+// it is not cached.
+func (nm *npmMirror) search(w http.ResponseWriter, r *http.Request) error {
+	q := url.Values{}
+	for _, k := range []string{"text", "size", "from"} {
+		if v := r.URL.Query().Get(k); v != "" {
+			q.Set(k, fetch.Truncate(v, 200))
+		}
+	}
+	return nm.forward(w, r, http.MethodGet, nm.m.URL+"/-/v1/search?"+q.Encode(), nil)
+}
+
+// maxAuditBody bounds an audit request (a lock file's worth of names and
+// versions, compressed).
+const maxAuditBody = 32 << 20
+
+// audit forwards npm audit's request to the upstream, body as sent.
+func (nm *npmMirror) audit(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxAuditBody+1))
+	if err != nil {
+		return fetch.BadRequest("the audit request was not received completely: %v", err)
+	}
+	if len(body) > maxAuditBody {
+		return fetch.NewError(http.StatusRequestEntityTooLarge, "audit request larger than 32 MiB")
+	}
+	return nm.forward(w, r, http.MethodPost, nm.m.URL+strings.TrimPrefix(r.URL.Path, fetch.RoutePrefix(r.URL.Path, nm.m.Name)), body)
+}
+
+// forward sends a request to the upstream and passes its JSON answer on.
+func (nm *npmMirror) forward(w http.ResponseWriter, r *http.Request, method, target string, body []byte) error {
+	if nm.m.URL == "" {
+		return fetch.NewError(http.StatusNotFound, "a repository without upstream forwards nothing")
+	}
+	req, err := http.NewRequestWithContext(r.Context(), method, target, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	for _, h := range []string{"Content-Type", "Content-Encoding", "Accept", "npm-command"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	req.Header.Set("User-Agent", fetch.UserAgent)
+	resp, err := nm.client.Do(req)
+	if err != nil {
+		return fetch.TransportError(target, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		return fetch.StatusError(target, resp)
+	}
+	b, err := fetch.ReadBody(resp, nm.env.Core.MaxMetadataBytes())
+	if err != nil {
+		return fetch.TransportError(target, err)
+	}
+	ctype := resp.Header.Get("Content-Type")
+	if ctype == "" {
+		ctype = "application/json"
+	}
+	return fetch.WriteBlob(w, resp.StatusCode, ctype, b)
+}
