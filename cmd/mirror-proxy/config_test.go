@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -29,7 +30,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"STORAGE_AWS_ARGS", `{"endpoint":"http://x","bogus":1}`, `STORAGE_AWS_ARGS: unknown key "bogus"`},
 		{"STORAGE_SOURCE", "gcs", "STORAGE_SOURCE"},
 		{"MIRRORS", `[{"name":"readyz","type":"composer","url":"http://x"}]`, "reserved"},
-		{"MIRRORS", `[{"name":"a","type":"npm","url":"http://x"}]`, `unknown type "npm"`},
+		{"MIRRORS", `[{"name":"a","type":"maven","url":"http://x"}]`, `unknown type "maven"`},
 		{"MIRRORS", `[{"name":"a","type":"composer","url":"ftp://x"}]`, "not an http(s) URL"},
 		{"MIRRORS", `[{"name":"A B","type":"composer","url":"http://x"}]`, "name must be"},
 		{"MIRRORS", `[{"name":"a","type":"composer","url":"http://x","ttl":"soon"}]`, "not a duration"},
@@ -155,5 +156,19 @@ func TestBytes(t *testing.T) {
 		if err := b.Decode(v); err != nil || int64(b) != want {
 			t.Errorf("%s: %d %v", v, b, err)
 		}
+	}
+}
+
+// An npm mirror without url takes the public registry; the types come
+// from the registry of ecosystems.
+func TestNpmMirrorDefaultsToThePublicRegistry(t *testing.T) {
+	t.Setenv("MIRRORS", `[{"name":"npm","type":"npm"}]`)
+	c, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.ProxyMirrors()[0]
+	if m.URL != "https://registry.npmjs.org" || m.TTL != 5*time.Minute {
+		t.Errorf("npm mirror: %+v", m)
 	}
 }
