@@ -16,6 +16,16 @@ import (
 // its own and no user configuration.
 func npmRun(t *testing.T, dir, registry, cache string, args ...string) (string, error) {
 	t.Helper()
+	return npmWith(t, "", dir, registry, cache, args...)
+}
+
+// npmWith is npmRun with npmrc as the user configuration (tokens).
+func npmWith(t *testing.T, npmrc, dir, registry, cache string, args ...string) (string, error) {
+	t.Helper()
+	userconfig := filepath.Join(t.TempDir(), "npmrc")
+	if err := os.WriteFile(userconfig, []byte(npmrc), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	bin, ok := testenv.LookPath("npm")
 	if !ok {
 		testenv.Missing(t, "npm", "node 20's npm")
@@ -23,7 +33,7 @@ func npmRun(t *testing.T, dir, registry, cache string, args ...string) (string, 
 	cmd := exec.Command(bin, append(args, "--registry", registry, "--cache", cache, "--no-fund", "--no-update-notifier",
 		"--fetch-retries", "0", "--loglevel", "http")...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "NO_UPDATE_NOTIFIER=1", "npm_config_userconfig="+filepath.Join(t.TempDir(), "npmrc"))
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "NO_UPDATE_NOTIFIER=1", "npm_config_userconfig="+userconfig)
 	return output(t, cmd)
 }
 
@@ -88,4 +98,75 @@ func TestNpmMirrorOnS3(t *testing.T) {
 			t.Errorf("npm ci did not install @acme/util: %v", err)
 		}
 	})
+}
+
+// npm publish of a private scoped package to a hosted npm mirror with a
+// token, then an install of it next to mirrored packages; a higher version
+// of the same name published upstream later is never seen; npm unpublish
+// removes a version.
+func TestNpmPublishPrivatePackage(t *testing.T) {
+	testenv.Deadline(t, 3*time.Minute)
+	up := fakenpm.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	px := startProxy(t, map[string]string{
+		"STORAGE_LOCAL_DIR": t.TempDir(),
+		"MIRRORS":           `[{"name":"npm","type":"npm","url":"` + up.URL() + `","hosted":true}]`,
+		"AUTH_TOKENS":       hostedTokensJSON(),
+	})
+	registry := px.URL + "/npm/"
+	host := strings.TrimPrefix(px.URL, "http://")
+	writeRC := "//" + host + "/npm/:_authToken=" + e2eWrite + "\n"
+	readRC := "//" + host + "/npm/:_authToken=" + e2eRead + "\n"
+
+	publishDir := func(version string) string {
+		d := t.TempDir()
+		os.WriteFile(filepath.Join(d, "package.json"), []byte(`{"name":"@acme/private","version":"`+version+`","main":"index.js","dependencies":{"left-pad":"^1.2.0"}}`), 0o644)
+		os.WriteFile(filepath.Join(d, "index.js"), []byte("module.exports = '"+version+"';\n"), 0o644)
+		return d
+	}
+	for _, v := range []string{"1.0.0", "1.1.0"} {
+		mustNpmWith(t, writeRC, publishDir(v), registry, t.TempDir(), "publish")
+	}
+	if out, err := npmWith(t, readRC, publishDir("1.2.0"), registry, t.TempDir(), "publish"); err == nil {
+		t.Errorf("a read-only token published:\n%s", tailLines(out, 10))
+	}
+	if out, err := npmWith(t, writeRC, publishDir("1.1.0"), registry, t.TempDir(), "publish"); err == nil || !strings.Contains(out, "previously published") {
+		t.Errorf("publishing over 1.1.0: %v\n%s", err, tailLines(out, 10))
+	}
+
+	// The upstream now has the same name, higher.
+	up.Publish("@acme/private", fakenpm.Version{Version: "9.0.0"})
+	app := t.TempDir()
+	os.WriteFile(filepath.Join(app, "package.json"), []byte(`{"name":"app","version":"1.0.0","private":true,"dependencies":{"@acme/private":"*","is-even":"^1.0.0"}}`), 0o644)
+	mustNpmWith(t, readRC, app, registry, t.TempDir(), "install", "--no-audit")
+	b, err := os.ReadFile(filepath.Join(app, "node_modules", "@acme", "private", "index.js"))
+	if err != nil || !strings.Contains(string(b), "1.1.0") {
+		t.Errorf("installed @acme/private: %q %v, want 1.1.0", b, err)
+	}
+	for _, m := range []string{"left-pad", "is-even", "is-odd"} {
+		if _, err := os.Stat(filepath.Join(app, "node_modules", m)); err != nil {
+			t.Errorf("mirrored %s not installed: %v", m, err)
+		}
+	}
+	if out, err := npmWith(t, readRC, app, registry, t.TempDir(), "install", "--no-audit", "@acme/private@9.0.0"); err == nil {
+		t.Errorf("the upstream's 9.0.0 of a private name was installed:\n%s", tailLines(out, 10))
+	}
+
+	mustNpmWith(t, writeRC, t.TempDir(), registry, t.TempDir(), "unpublish", "@acme/private@1.1.0", "--force")
+	out := mustNpmWith(t, readRC, t.TempDir(), registry, t.TempDir(), "view", "@acme/private", "versions", "--json")
+	if !strings.Contains(out, "1.0.0") || strings.Contains(out, "1.1.0") || strings.Contains(out, "9.0.0") {
+		t.Errorf("versions after unpublish: %s", out)
+	}
+}
+
+func mustNpmWith(t *testing.T, npmrc, dir, registry, cache string, args ...string) string {
+	t.Helper()
+	out, err := npmWith(t, npmrc, dir, registry, cache, args...)
+	if err != nil {
+		t.Fatalf("npm %v: %v\n%s", args, err, tailLines(out, 40))
+	}
+	return out
 }

@@ -80,6 +80,29 @@ func BadRequest(format string, a ...any) error {
 	return NewError(http.StatusBadRequest, fmt.Sprintf(format, a...))
 }
 
+// SpoolBody copies a request body (an upload that is not multipart, such
+// as npm publish's JSON) to a temporary file: max bytes at most (413),
+// as long as it keeps arriving (idle bounds its silences).
+func (c *Core) SpoolBody(w http.ResponseWriter, r *http.Request, max int64, idle time.Duration) (*hosted.Spooled, error) {
+	if r.ContentLength > max {
+		return nil, NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("upload of %d bytes is larger than UPLOAD_MAX_BYTES (%d)", r.ContentLength, max))
+	}
+	if db, ok := r.Body.(idleBody); ok {
+		db.SetIdle(idle)
+	}
+	dir := c.spoolDir
+	_ = os.MkdirAll(dir, 0o700)
+	f, err := hosted.Spool(http.MaxBytesReader(w, r.Body, max), dir, max)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) || errors.Is(err, hosted.ErrTooLarge) {
+		return nil, NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("upload larger than UPLOAD_MAX_BYTES (%d)", max))
+	}
+	if err != nil {
+		return nil, BadRequest("the upload was not received completely: %v", err)
+	}
+	return f, nil
+}
+
 // idleBody is a request body whose read deadline can become an idle
 // limit (the server's guard makes bodies so).
 type idleBody interface{ SetIdle(time.Duration) }

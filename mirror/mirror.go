@@ -73,6 +73,11 @@ type Env struct {
 	Log       *slog.Logger
 	// ReadUpload reads a multipart upload with the server's limits.
 	ReadUpload func(w http.ResponseWriter, r *http.Request, fileField string) (*fetch.Upload, error)
+	// SpoolBody copies a request body to a temporary file with the
+	// server's limits (uploads that are not multipart).
+	SpoolBody func(w http.ResponseWriter, r *http.Request) (*hosted.Spooled, error)
+	// UploadMax is UPLOAD_MAX_BYTES.
+	UploadMax int64
 }
 
 // MetaKey is the storage key of a mirrored metadata document.

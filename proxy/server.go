@@ -23,6 +23,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/cork"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/all" // every ecosystem registers itself
 	"github.com/mirror-proxy/mirror-proxy/storage"
@@ -178,7 +179,10 @@ func New(o Options) *Server {
 			continue
 		}
 		env := &mirror.Env{Core: s.core, Mirror: m, MetaPrefix: o.MetaPrefix, DistPrefix: o.DistPrefix,
-			PublicURL: o.PublicURL, Log: o.Logger, ReadUpload: s.readUpload,
+			PublicURL: o.PublicURL, Log: o.Logger, ReadUpload: s.readUpload, UploadMax: o.UploadMaxBytes,
+			SpoolBody: func(w http.ResponseWriter, r *http.Request) (*hosted.Spooled, error) {
+				return s.core.SpoolBody(w, r, o.UploadMaxBytes, o.BodyReadTimeout)
+			},
 			Client: fetch.NewClient(o.UpstreamTimeout, m, t.DefaultFileHosts, s.core.Metrics().UpstreamObserver(m.Name))}
 		if m.Hosted {
 			env.Repo = s.newRepo(m)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -36,14 +37,18 @@ type npmMirror struct {
 	env    *mirror.Env
 	m      fetch.Mirror
 	client *http.Client
+	repo   *hosted.Repo // hosted packages; nil when the mirror hosts none
 }
 
 func newMirror(env *mirror.Env) mirror.Ecosystem {
-	return &npmMirror{env: env, m: env.Mirror, client: env.Client}
+	return &npmMirror{env: env, m: env.Mirror, client: env.Client, repo: env.Repo}
 }
 
 // Routes registers the mirror's routes.
 func (nm *npmMirror) Routes(rt mirror.Router) {
+	if nm.repo != nil {
+		nm.registerHosted(rt)
+	}
 	rt.Read("/-/ping", nm.ping)
 	rt.Read("/-/v1/search", nm.search)
 	rt.Handle(http.MethodPost, "/-/npm/v1/security/advisories/bulk", nm.audit)
@@ -169,6 +174,12 @@ func (nm *npmMirror) packument(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fetch.NewError(http.StatusNotFound, err.Error())
 	}
+	if owned, err := nm.ownedBy(r.Context(), n); err != nil || owned {
+		if err != nil {
+			return err
+		}
+		return nm.hostedPackument(w, r, n)
+	}
 	abbreviated := Abbreviated(r.Header.Get("Accept"))
 	res, p, err := nm.load(r.Context(), n, abbreviated)
 	if err != nil {
@@ -197,6 +208,12 @@ func (nm *npmMirror) tarball(w http.ResponseWriter, r *http.Request) error {
 	file := r.PathValue("file")
 	if err != nil || !ValidTarball(file) {
 		return fetch.NewError(http.StatusNotFound, "not a tarball URL of this mirror: expected /<name>/-/<file>.tgz")
+	}
+	if owned, err := nm.ownedBy(r.Context(), n); err != nil || owned {
+		if err != nil {
+			return err
+		}
+		return nm.hostedTarball(w, r, n, file)
 	}
 	key := storage.Join(nm.env.DistPrefix, nm.m.Name, n, "-", file)
 	return nm.env.Core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
