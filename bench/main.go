@@ -40,6 +40,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/mirror-proxy/mirror-proxy/internal/fakenpm"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
 )
@@ -88,6 +89,8 @@ type env struct {
 	nginxURL  string
 	packURL   string
 	pypiURL   string
+	npmURL    string
+	npm       *fakenpm.Server
 	blobURL   string
 	blobs     *blobServer
 	pypi      *fakepypi.Server
@@ -207,6 +210,11 @@ func setup(sz sizes) (*env, error) {
 		return nil, err
 	}
 	e.pypiURL = e.pypi.IndexURL()
+	e.npm = fakenpm.New()
+	if err := e.npm.Start("127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	e.npmURL = e.npm.URL()
 	e.blobs = newBlobServer(sz)
 	bl, _ := net.Listen("tcp", "127.0.0.1:0")
 	go http.Serve(bl, e.blobs)
@@ -249,8 +257,8 @@ func setup(sz sizes) (*env, error) {
 		fmt.Sprintf(`STORAGE_AWS_ARGS={"endpoint":%q,"accessKeyId":"bench","accessKeySecret":"bench-secret","region":"us-east-1","pathStyleEndpoint":true}`, s3url),
 		"MIRROR_METADATA_CACHE_DIR="+filepath.Join(dir, "meta-cache"), "MIRROR_DIST_CACHE_DIR="+filepath.Join(dir, "dist-cache"),
 		"MIRROR_DIST_CACHE_MAX_BYTES=20GiB",
-		fmt.Sprintf(`MIRRORS=[{"name":"packagist","type":"composer","url":%q,"ttl":"1h"},{"name":"pypi","type":"pypi","url":%q,"ttl":"1h"},{"name":"blobs","type":"pypi","url":%q,"ttl":"1h"}]`,
-			e.packURL, e.pypiURL, e.blobURL+"/simple"))
+		fmt.Sprintf(`MIRRORS=[{"name":"packagist","type":"composer","url":%q,"ttl":"1h"},{"name":"pypi","type":"pypi","url":%q,"ttl":"1h"},{"name":"blobs","type":"pypi","url":%q,"ttl":"1h"},{"name":"npm","type":"npm","url":%q,"ttl":"1h"}]`,
+			e.packURL, e.pypiURL, e.blobURL+"/simple", e.npmURL))
 	if err := e.start("proxy", cmd); err != nil {
 		return e, err
 	}
@@ -301,10 +309,11 @@ http {
         # Packagist at the root: its packages.json has path-absolute URLs.
         location / { proxy_pass %[3]s; }
         location /pypi/ { proxy_pass http://%[4]s/; }
+        location /npm/ { proxy_pass %[6]s/; }
         location /blobs/ { proxy_pass %[5]s/; }
     }
 }
-`, ndir, nport, e.packURL, pu.Host, e.blobURL)
+`, ndir, nport, e.packURL, pu.Host, e.blobURL, e.npmURL)
 	os.WriteFile(filepath.Join(ndir, "nginx.conf"), []byte(conf), 0o644)
 	cmd = exec.Command(nginx, "-p", ndir, "-c", filepath.Join(ndir, "nginx.conf"), "-g", "daemon off;")
 	if err := e.start("nginx", cmd); err != nil {
@@ -651,17 +660,18 @@ func run(sz sizes) (err error) {
 	}
 
 	// 1. Warm metadata.
-	type target struct{ name, proxy, nginx string }
+	type target struct{ name, proxy, nginx, accept string }
 	metaTargets := []target{
-		{"Composer p2 file (bench/meta)", e.proxyURL + "/packagist/p2/bench/meta.json", e.nginxURL + "/p2/bench/meta.json"},
-		{"PyPI simple JSON page", e.proxyURL + "/pypi/simple/benchpkg-01/", e.nginxURL + "/pypi/simple/benchpkg-01/"},
+		{"Composer p2 file (bench/meta)", e.proxyURL + "/packagist/p2/bench/meta.json", e.nginxURL + "/p2/bench/meta.json", "application/json"},
+		{"PyPI simple JSON page", e.proxyURL + "/pypi/simple/benchpkg-01/", e.nginxURL + "/pypi/simple/benchpkg-01/", "application/vnd.pypi.simple.v1+json"},
+		{"npm packument, abbreviated (many-versions)", e.proxyURL + "/npm/many-versions", e.nginxURL + "/npm/many-versions", "application/vnd.npm.install-v1+json"},
 	}
 	for _, t := range metaTargets {
 		// Clients that send Accept-Encoding: gzip (composer, pip) and
 		// clients that do not (curl, many libraries and health checkers).
 		for _, enc := range []struct{ label, header string }{{"gzip", "Accept-Encoding: gzip"}, {"no gzip", "Accept-Encoding: identity"}} {
-			hdr := []string{enc.header, "Accept: application/vnd.pypi.simple.v1+json"}
-			body, err := fetchAll(t.proxy)
+			hdr := []string{enc.header, "Accept: " + t.accept}
+			body, err := fetchAll(t.proxy, "Accept: "+t.accept)
 			if err != nil {
 				return err
 			}
