@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	mrand "math/rand"
 	"net/http"
 	"net/url"
 	"sort"
@@ -35,6 +36,8 @@ type Version struct {
 	// ShasumOnly publishes the version without dist.integrity (old
 	// packages have only the sha1 shasum).
 	ShasumOnly bool
+	// Size pads the tarball with this many incompressible bytes.
+	Size int
 }
 
 // Server is the fake registry.
@@ -127,10 +130,16 @@ func buildTarball(name string, v Version) []byte {
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
 	mod := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, f := range []struct{ name, body string }{
+	files := []struct{ name, body string }{
 		{"package/package.json", string(pj)},
 		{"package/index.js", fmt.Sprintf("module.exports = %q;\n", name+"@"+v.Version)},
-	} {
+	}
+	if v.Size > 0 {
+		pad := make([]byte, v.Size)
+		mrand.New(mrand.NewSource(int64(v.Size))).Read(pad)
+		files = append(files, struct{ name, body string }{"package/blob.bin", string(pad)})
+	}
+	for _, f := range files {
 		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body)), ModTime: mod, Typeflag: tar.TypeReg})
 		tw.Write([]byte(f.body))
 	}

@@ -241,6 +241,9 @@ func (s *Server) Publish(name string, r Release) {
 	defer s.mu.Unlock()
 	n := Normalize(name)
 	p := s.projects[n]
+	if p.Name == "" {
+		p.Name = name // a new project
+	}
 	p.Releases = append(p.Releases, r)
 	s.projects[n] = p
 	w, md, fn := buildWheel(p.Name, r)

@@ -1,0 +1,213 @@
+// Package mirrortest is the contract every ecosystem keeps, checked
+// through that ecosystem's own routes with its fake upstream (as
+// storage/storagetest is for storage backends): warm hits make no storage
+// call, metadata is served stale when the upstream fails and an upstream
+// failure is never a 404, a file whose bytes do not match its digest is
+// never stored and never completes cleanly, a stored file is served from
+// storage alone (HEAD and Range included) after a restart with the
+// upstream down, and client input never escapes its key prefix.
+package mirrortest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/proxy"
+	"github.com/mirror-proxy/mirror-proxy/storage"
+	"github.com/mirror-proxy/mirror-proxy/storage/local"
+)
+
+// Fixture describes one ecosystem for the contract.
+type Fixture struct {
+	// Type is the mirror type; the mirror is mounted at /m.
+	Type string
+	// Start starts a fresh fake upstream and returns its URL for the
+	// mirror's url, a function that stops it (the upstream is then down)
+	// and one that corrupts (on) or restores the bytes of File.
+	Start func(t *testing.T) (url string, stop func(), corrupt func(on bool))
+	// Meta is a metadata path under the mount that the upstream has
+	// (with Header sent), and Missing one it never had.
+	Meta, Missing string
+	Header        []string
+	// File finds, from the mirror at base ("http://host/m"), the URL of
+	// a file of at least 1 MiB the upstream has, and returns its bytes.
+	File func(t *testing.T, base string) (url string, want []byte)
+}
+
+// countingStore counts every call that reaches storage.
+type countingStore struct {
+	storage.Store
+	calls atomic.Int64
+}
+
+func (s *countingStore) Get(ctx context.Context, key string, rng storage.Range) (io.ReadCloser, storage.Info, error) {
+	s.calls.Add(1)
+	return s.Store.Get(ctx, key, rng)
+}
+
+func (s *countingStore) Stat(ctx context.Context, key string) (storage.Info, error) {
+	s.calls.Add(1)
+	return s.Store.Stat(ctx, key)
+}
+
+func (s *countingStore) Put(ctx context.Context, key string, r io.Reader, o storage.PutOptions) error {
+	s.calls.Add(1)
+	return s.Store.Put(ctx, key, r, o)
+}
+
+var _ storage.Store = (*countingStore)(nil)
+
+type env struct {
+	store *countingStore
+	base  string
+	opts  proxy.Options
+}
+
+func start(t *testing.T, st *countingStore, typ, url string) *env {
+	opts := proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
+		Mirrors:         []proxy.Mirror{{Name: "m", Type: typ, URL: url, TTL: time.Hour, NotFoundTTL: time.Second}},
+		UpstreamTimeout: 3 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// Failures not remembered: the contract checks that a healed
+		// upstream is fetched again.
+		VerifyFailureTTL: -1}
+	srv := proxy.New(opts)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	return &env{store: st, base: hs.URL + "/m", opts: opts}
+}
+
+// Get does a request and returns the status, headers and body; a body
+// cut off mid-transfer is reported in err.
+func Get(t *testing.T, url string, hdr ...string) (int, http.Header, []byte, error) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	if strings.HasPrefix(url, "HEAD ") {
+		req, _ = http.NewRequest(http.MethodHead, strings.TrimPrefix(url, "HEAD "), nil)
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b, err
+}
+
+func distKeys(st storage.Store) []string {
+	var keys []string
+	_ = st.List(context.Background(), "mirror-dist/", func(i storage.Info) error { keys = append(keys, i.Key); return nil })
+	return keys
+}
+
+// Run checks the contract for f.
+func Run(t *testing.T, f Fixture) {
+	t.Run("warm hits make no storage call", func(t *testing.T) {
+		url, _, _ := f.Start(t)
+		lst, _ := local.New(t.TempDir())
+		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		if code, _, b, _ := Get(t, e.base+f.Meta, f.Header...); code != 200 {
+			t.Fatalf("%s: %d %s", f.Meta, code, b)
+		}
+		before := e.store.calls.Load()
+		for range 20 {
+			Get(t, e.base+f.Meta, f.Header...)
+		}
+		if n := e.store.calls.Load() - before; n != 0 {
+			t.Errorf("20 warm requests of %s made %d storage calls", f.Meta, n)
+		}
+	})
+
+	t.Run("upstream down: stale metadata, never a 404", func(t *testing.T) {
+		url, stop, _ := f.Start(t)
+		lst, _ := local.New(t.TempDir())
+		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		_, _, want, _ := Get(t, e.base+f.Meta, f.Header...)
+		stop()
+		e2 := start(t, e.store, f.Type, url) // a fresh replica: memory empty
+		if code, _, b, _ := Get(t, e2.base+f.Meta, f.Header...); code != 200 || len(b) != len(want) {
+			t.Errorf("stored metadata with the upstream down: %d, %d bytes (want %d)", code, len(b), len(want))
+		}
+		if code, _, b, _ := Get(t, e2.base+f.Missing, f.Header...); code < 500 {
+			t.Errorf("never-seen metadata with the upstream down: %d %s, want 5xx", code, b)
+		}
+	})
+
+	t.Run("a corrupt file is never stored, never completes", func(t *testing.T) {
+		url, _, corrupt := f.Start(t)
+		lst, _ := local.New(t.TempDir())
+		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		u, want := f.File(t, e.base)
+		corrupt(true)
+		code, _, b, err := Get(t, u)
+		if code == 200 && err == nil && len(b) == len(want) {
+			t.Errorf("a corrupt file completed cleanly (%d bytes)", len(b))
+		}
+		time.Sleep(100 * time.Millisecond)
+		if keys := distKeys(lst); len(keys) != 0 {
+			t.Errorf("a corrupt file was stored: %v", keys)
+		}
+		corrupt(false)
+		if code, _, b, err := Get(t, u); code != 200 || err != nil || string(b) != string(want) {
+			t.Errorf("after the upstream healed: %d %v, %d bytes", code, err, len(b))
+		}
+	})
+
+	t.Run("a stored file is served from storage after a restart", func(t *testing.T) {
+		url, stop, _ := f.Start(t)
+		lst, _ := local.New(t.TempDir())
+		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		u, want := f.File(t, e.base)
+		if code, _, b, _ := Get(t, u); code != 200 || string(b) != string(want) {
+			t.Fatalf("cold file: %d, %d bytes", code, len(b))
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for len(distKeys(lst)) == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond) // the commit follows the response
+		}
+		stop()
+		e2 := start(t, e.store, f.Type, url)
+		u2 := strings.Replace(u, e.base, e2.base, 1)
+		if code, _, b, err := Get(t, u2); code != 200 || err != nil || string(b) != string(want) {
+			t.Errorf("stored file after a restart, upstream down: %d %v, %d bytes", code, err, len(b))
+		}
+		code, h, _, _ := Get(t, "HEAD "+u2)
+		if code != 200 || h.Get("Content-Length") != itoa(len(want)) || h.Get("Accept-Ranges") != "bytes" {
+			t.Errorf("HEAD: %d, Content-Length %q, Accept-Ranges %q", code, h.Get("Content-Length"), h.Get("Accept-Ranges"))
+		}
+		code, _, b, _ := Get(t, u2, "Range", "bytes=10-19")
+		if code != http.StatusPartialContent || string(b) != string(want[10:20]) {
+			t.Errorf("Range: %d %q", code, b)
+		}
+	})
+
+	t.Run("client input never escapes its prefix", func(t *testing.T) {
+		url, _, _ := f.Start(t)
+		lst, _ := local.New(t.TempDir())
+		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		for _, p := range []string{"/..%2f..%2fetc%2fpasswd", "/%2e%2e/%2e%2e/x", "/a/..%2f..%2f..%2fx/-/x.tgz", "/files/..%2f/x/y"} {
+			code, _, _, _ := Get(t, e.base+p)
+			if code < 400 || code >= 500 {
+				t.Errorf("%s: %d, want 4xx", p, code)
+			}
+		}
+		_ = lst.List(context.Background(), "", func(i storage.Info) error {
+			if !strings.HasPrefix(i.Key, "mirror-meta/m/") && !strings.HasPrefix(i.Key, "mirror-dist/m/") {
+				t.Errorf("stored outside the mirror's prefixes: %s", i.Key)
+			}
+			return nil
+		})
+	})
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
