@@ -22,13 +22,10 @@ type Doc struct {
 }
 
 func NewDoc(body []byte, tag string) *Doc {
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	zw.Write(body)
-	zw.Close()
+	buf := gzipBytes(body, gzip.BestSpeed, gzip.Header{})
 	sum := sha256.Sum256(body)
 	etag := `"` + tag + hex.EncodeToString(sum[:12]) + `"`
-	d := &Doc{GzBody: GzBody{gz: buf.Bytes(), gzLen: []string{strconv.Itoa(buf.Len())}, rawLen: []string{strconv.Itoa(len(body))}},
+	d := &Doc{GzBody: GzBody{gz: buf, gzLen: []string{strconv.Itoa(len(buf))}, rawLen: []string{strconv.Itoa(len(body))}},
 		etag: etag, etagH: []string{etag}}
 	return d
 }
@@ -161,4 +158,17 @@ func acceptsGzip(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// gzipBytes is the one gzip encoder of documents: rendered pages (fast,
+// made once per stored version) and stored metadata (smallest, with the
+// envelope in the header).
+func gzipBytes(body []byte, level int, h gzip.Header) []byte {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, level)
+	h.OS = 255 // unknown, as gzip.NewWriter says
+	zw.Header = h
+	zw.Write(body) // writes to memory cannot fail
+	zw.Close()
+	return buf.Bytes()
 }

@@ -292,7 +292,6 @@ func (c *Core) download(f *flight, src FileSource) {
 			finish(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("bad file URL %q in metadata: %v", SafeURL(src.URL), err)})
 			return
 		}
-		req.Header.Set("User-Agent", UserAgent)
 		resp, err := src.Client.Do(req)
 		if err != nil {
 			c.metrics.upstream.with("file", "error").Add(1)

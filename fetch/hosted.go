@@ -10,8 +10,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/storage"
+	"github.com/mirror-proxy/mirror-proxy/storage/cas"
 )
 
 // Hosted packages: a mirror with "hosted": true accepts uploads (the
@@ -22,6 +24,9 @@ import (
 
 // DefaultUploadMax is UPLOAD_MAX_BYTES' default.
 const DefaultUploadMax = 512 << 20
+
+// The Redis lease is the lock of index updates.
+var _ cas.Locker = (*cache.Coordinator)(nil)
 
 // NewRepo opens the hosted repository kept under prefix
 // (<ARTIFACT_PREFIX>/<mirror>), whose copies are fresh for ttl.

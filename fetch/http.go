@@ -99,3 +99,15 @@ func RoutePrefix(path, name string) string {
 	}
 	return "/" + name
 }
+
+// BaseURL is the absolute URL of the mount a request came in on
+// ("https://mirror.example.com/npm"): from publicURL (PUBLIC_URL) when
+// set, else the request's scheme and Host. Only for the few absolute URLs
+// an ecosystem must write.
+func BaseURL(r *http.Request, publicURL, mirror string) string {
+	base := publicURL
+	if base == "" {
+		base = RequestScheme(r) + "://" + r.Host
+	}
+	return base + RoutePrefix(r.URL.Path, mirror)
+}

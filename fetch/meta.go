@@ -186,17 +186,8 @@ func asciiJSON(v any) string {
 
 func encodeMeta(key string, body []byte, env envelope) (*MetaEntry, error) {
 	env.Size = int64(len(body))
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	zw.Comment = asciiJSON(env)
-	zw.ModTime = time.Unix(env.Fetched, 0)
-	if _, err := zw.Write(body); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	e := (&MetaEntry{key: key, GzBody: GzBody{gz: buf.Bytes()}, size: env.Size, header: env}).finish()
+	gz := gzipBytes(body, gzip.BestCompression, gzip.Header{Comment: asciiJSON(env), ModTime: time.Unix(env.Fetched, 0)})
+	e := (&MetaEntry{key: key, GzBody: GzBody{gz: gz}, size: env.Size, header: env}).finish()
 	e.checked.Store(time.Unix(env.Fetched, 0).UnixNano())
 	return e, nil
 }
@@ -426,7 +417,6 @@ func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, er
 		return MetaResult{}, &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("bad upstream URL %q: %v", SafeURL(src.URL), err)}
 	}
 	req.Header.Set("Accept-Encoding", "gzip")
-	req.Header.Set("User-Agent", UserAgent)
 	if src.Accept != "" {
 		req.Header.Set("Accept", src.Accept)
 	}

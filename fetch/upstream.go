@@ -206,12 +206,14 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	auth, ok := t.creds[origin(r.URL)]
-	if ok || r.Header.Get("Authorization") != "" {
+	if ok || r.Header.Get("Authorization") != "" || r.Header.Get("User-Agent") != UserAgent {
 		r = r.Clone(r.Context())
 		r.Header.Del("Authorization")
 		if ok {
 			r.Header.Set("Authorization", auth)
 		}
+		// Every upstream request names the proxy, set here only.
+		r.Header.Set("User-Agent", UserAgent)
 	}
 	start := time.Now()
 	resp, err := t.base.RoundTrip(r)

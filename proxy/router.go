@@ -18,6 +18,8 @@ type Router struct {
 	prefix string
 }
 
+var _ mirror.Router = Router{}
+
 func (s *Server) router(prefix string) mirror.Router { return Router{s: s, prefix: prefix} }
 
 // Read registers a GET route that also answers HEAD.

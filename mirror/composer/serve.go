@@ -39,6 +39,8 @@ type composerMirror struct {
 	roots   hostedRoots  // packages.json of a mirror without upstream
 }
 
+var _ mirror.Ecosystem = (*composerMirror)(nil)
+
 func newMirror(env *mirror.Env) mirror.Ecosystem {
 	cm := &composerMirror{env: env, m: env.Mirror, client: env.Client, repo: env.Repo}
 	cm.rootKey = cm.metaKey("packages.json")
@@ -161,11 +163,7 @@ func (cm *composerMirror) root(w http.ResponseWriter, r *http.Request) error {
 	prefix := fetch.RoutePrefix(r.URL.Path, cm.m.Name)
 	adv := ""
 	if root.advURL != "" {
-		base := cm.env.PublicURL
-		if base == "" {
-			base = fetch.RequestScheme(r) + "://" + r.Host
-		}
-		adv = base + prefix + "/api/security-advisories/"
+		adv = fetch.BaseURL(r, cm.env.PublicURL, cm.m.Name) + "/api/security-advisories/"
 	}
 	d, err := root.clientRoot(prefix, adv, names)
 	if err != nil {
@@ -327,7 +325,6 @@ func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) err
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("User-Agent", fetch.UserAgent)
 	resp, err := cm.client.Do(req)
 	if err != nil {
 		return fetch.TransportError(target, err)

@@ -299,11 +299,7 @@ func (nm *npmMirror) hostedPackument(w http.ResponseWriter, r *http.Request, n s
 	if err != nil {
 		return &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
 	}
-	base := nm.env.PublicURL
-	if base == "" {
-		base = fetch.RequestScheme(r) + "://" + r.Host
-	}
-	d, err := v.(*parsed).doc(base + fetch.RoutePrefix(r.URL.Path, nm.m.Name))
+	d, err := v.(*parsed).doc(fetch.BaseURL(r, nm.env.PublicURL, nm.m.Name))
 	if err != nil {
 		return err
 	}

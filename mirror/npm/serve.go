@@ -40,6 +40,8 @@ type npmMirror struct {
 	repo   *hosted.Repo // hosted packages; nil when the mirror hosts none
 }
 
+var _ mirror.Ecosystem = (*npmMirror)(nil)
+
 func newMirror(env *mirror.Env) mirror.Ecosystem {
 	return &npmMirror{env: env, m: env.Mirror, client: env.Client, repo: env.Repo}
 }
@@ -185,11 +187,7 @@ func (nm *npmMirror) packument(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	base := nm.env.PublicURL
-	if base == "" {
-		base = fetch.RequestScheme(r) + "://" + r.Host
-	}
-	d, err := p.doc(base + fetch.RoutePrefix(r.URL.Path, nm.m.Name))
+	d, err := p.doc(fetch.BaseURL(r, nm.env.PublicURL, nm.m.Name))
 	if err != nil {
 		return &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("packument of %s: %v", n, err)}
 	}
@@ -296,7 +294,6 @@ func (nm *npmMirror) forward(w http.ResponseWriter, r *http.Request, method, tar
 			req.Header.Set(h, v)
 		}
 	}
-	req.Header.Set("User-Agent", fetch.UserAgent)
 	resp, err := nm.client.Do(req)
 	if err != nil {
 		return fetch.TransportError(target, err)

@@ -29,6 +29,8 @@ type pypiMirror struct {
 	rootList hostedRootList
 }
 
+var _ mirror.Ecosystem = (*pypiMirror)(nil)
+
 // rootTTL: the upstream's project list (several hundred thousand names on
 // PyPI, used by no installer) is refreshed at most this often, in the
 // background, while the stored copy is served.

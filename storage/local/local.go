@@ -26,6 +26,8 @@ type Store struct {
 	tmp  string
 }
 
+var _ storage.Store = (*Store)(nil)
+
 // New opens (creating if needed) a store rooted at dir.
 func New(dir string) (*Store, error) {
 	abs, err := filepath.Abs(dir)

@@ -70,6 +70,8 @@ type Store struct {
 	createOnly atomic.Bool
 }
 
+var _ storage.Store = (*Store)(nil)
+
 // New builds the client. It does not contact the store; call Check for that.
 func New(ctx context.Context, c Config) (*Store, error) {
 	if c.Bucket == "" {
