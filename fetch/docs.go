@@ -30,32 +30,13 @@ func NewDoc(body []byte, tag string) *Doc {
 	return d
 }
 
-var (
-	hvVaryAccept   = []string{"Accept, Accept-Encoding"}
-	hvNoStoreReval = []string{"max-age=0, must-revalidate"}
-)
+var hvVaryAccept = []string{"Accept, Accept-Encoding"}
 
 // ServeDoc sends a rendered page: gzip bytes as they are when accepted,
 // with an ETag per format (If-None-Match → 304) and Last-Modified from the
 // stored page.
 func ServeDoc(w http.ResponseWriter, r *http.Request, d *Doc, ctype []string, res MetaResult) error {
-	h := w.Header()
-	h["Content-Type"] = ctype
-	h["Vary"] = hvVaryAccept
-	h["Cache-Control"] = hvNoStoreReval
-	h["Etag"] = d.etagH
-	if res.Stale {
-		h["X-Mirror-Stale"] = hvTrue
-	}
-	h["Last-Modified"] = res.Entry.lastModified
-	if inm := r.Header.Get("If-None-Match"); inm != "" {
-		if etagMatch(inm, d.etag) {
-			return NoContent(w, http.StatusNotModified)
-		}
-	} else if notModified(r, res.Entry.mod) {
-		return NoContent(w, http.StatusNotModified)
-	}
-	return writeGzipDoc(w, r, &d.GzBody, nil)
+	return serve(w, r, res, ctype, hvVaryAccept, &d.GzBody, d.etag, d.etagH, nil)
 }
 
 func etagMatch(header, etag string) bool {
@@ -122,16 +103,30 @@ func (core *Core) ServeMeta(w http.ResponseWriter, r *http.Request, res MetaResu
 // ServeMetaBody is ServeMeta for a body derived from the entry (rendered
 // from it), with the entry's validators.
 func ServeMetaBody(w http.ResponseWriter, r *http.Request, res MetaResult, ctype []string, b *GzBody, made func()) error {
-	e := res.Entry
+	return serve(w, r, res, ctype, hvVaryEncoding, b, "", nil, made)
+}
+
+// serve is the one way a document leaves: headers assigned in canonical
+// form from precomputed values (the hottest path of the proxy), a 304 for
+// a matching If-None-Match (when the document has an ETag) or
+// If-Modified-Since, else the gzip or plain bytes from memory.
+func serve(w http.ResponseWriter, r *http.Request, res MetaResult, ctype, vary []string, b *GzBody, etag string, etagH []string, made func()) error {
 	h := w.Header()
 	h["Content-Type"] = ctype
-	h["Vary"] = hvVaryEncoding
+	h["Vary"] = vary
 	h["Cache-Control"] = hvRevalidate
+	if etagH != nil {
+		h["Etag"] = etagH
+	}
 	if res.Stale {
 		h["X-Mirror-Stale"] = hvTrue
 	}
-	h["Last-Modified"] = e.lastModified
-	if notModified(r, e.mod) {
+	h["Last-Modified"] = res.Entry.lastModified
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etag != "" {
+		if etagMatch(inm, etag) {
+			return NoContent(w, http.StatusNotModified)
+		}
+	} else if notModified(r, res.Entry.mod) {
 		return NoContent(w, http.StatusNotModified)
 	}
 	return writeGzipDoc(w, r, b, made)
