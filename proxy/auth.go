@@ -46,8 +46,7 @@ func ParseTokenSecret(v string) ([32]byte, error) {
 const realm = `Basic realm="mirror-proxy"`
 
 // presentedToken is the token a request carries: the password of HTTP
-// Basic (any username: composer's http-basic, pip's __token__:TOKEN@host,
-// twine's -u __token__), or a Bearer token.
+// Basic (any username, as package clients send tokens), or a Bearer token.
 func presentedToken(r *http.Request) (string, bool) {
 	h := r.Header.Get("Authorization")
 	scheme, rest, ok := strings.Cut(h, " ")

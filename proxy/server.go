@@ -326,6 +326,9 @@ func (s *Server) observe(c echo.Context, took time.Duration) {
 // the body d again (uploads, which may take long while they keep sending).
 func (b *deadlineBody) SetIdle(d time.Duration) { b.idle.Store(int64(d)) }
 
+// Core is the server's fetch-through core (tests and embedding).
+func (s *Server) Core() *fetch.Core { return s.core }
+
 // Handler is the server as an http.Handler.
 func (s *Server) Handler() http.Handler { return s.e }
 

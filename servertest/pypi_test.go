@@ -1,4 +1,4 @@
-package proxy_test
+package servertest_test
 
 import (
 	"bytes"

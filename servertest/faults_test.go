@@ -1,4 +1,4 @@
-package proxy_test
+package servertest_test
 
 import (
 	"bytes"
@@ -70,7 +70,7 @@ func TestStalledStorageFallsBackQuickly(t *testing.T) {
 		urls = append(urls, u)
 	}
 	time.Sleep(200 * time.Millisecond) // the uploads land
-	e.srv.ExpireMemory()
+	e.srv.Core().PurgeMemory()
 	srv.Pause()
 	defer srv.Resume()
 	start := time.Now()
@@ -193,7 +193,7 @@ func TestFullDiskCacheNeverFailsAFile(t *testing.T) {
 		if code != 200 || !bytes.Equal(body, big) {
 			t.Fatalf("request %d with a full cache disk: %d, %d of %d bytes", i, code, len(body), len(big))
 		}
-		e.srv.ExpireMemory()
+		e.srv.Core().PurgeMemory()
 	}
 	if k := storedKeys(t, e.store, "mirror-dist/"); len(k) != 1 {
 		t.Errorf("stored %v", k)

@@ -1,4 +1,4 @@
-package proxy_test
+package servertest_test
 
 import (
 	"bytes"
@@ -376,14 +376,14 @@ func TestIdentityClientsGetKeptPlainBytes(t *testing.T) {
 	}
 	zr, _ := gzip.NewReader(bytes.NewReader(gz))
 	want, _ := io.ReadAll(zr)
-	before := e.srv.MemoryUsed()
+	before := e.srv.Core().MemoryUsed()
 	for i := 0; i < 3; i++ {
 		resp, body, _ := do(t, "GET", u, "Accept-Encoding", "identity") // Go's client would ask for gzip itself
 		if resp.Header.Get("Content-Encoding") != "" || !bytes.Equal(body, want) || resp.ContentLength != int64(len(want)) {
 			t.Fatalf("identity client: %v, %d bytes", resp.Header, len(body))
 		}
 	}
-	if grown := e.srv.MemoryUsed() - before; grown != int64(len(want)) {
+	if grown := e.srv.Core().MemoryUsed() - before; grown != int64(len(want)) {
 		t.Errorf("the kept plain bytes count %d in the memory budget, want %d", grown, len(want))
 	}
 	for _, page := range []string{e.url + "/packages.json"} {

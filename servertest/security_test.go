@@ -1,4 +1,4 @@
-package proxy_test
+package servertest_test
 
 import (
 	"archive/zip"
@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/hostile"
+	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
@@ -149,7 +150,7 @@ func TestUnusableLinksAreSkippedNotFatal(t *testing.T) {
 				strings.Contains(string(body), "y-1.0") || strings.Contains(string(body), "bad-1.0") {
 				t.Fatalf("%s: %d %s", page, resp.StatusCode, body)
 			}
-			e.srv.ExpireMemory() // the stored page must be servable too
+			e.srv.Core().PurgeMemory() // the stored page must be servable too
 		}
 	}
 }
@@ -331,7 +332,7 @@ func TestManyHostsKeepBoundedRoots(t *testing.T) {
 			t.Fatalf("host %d: %d %s", i, resp.StatusCode, body)
 		}
 	}
-	if n := e.srv.RenderedRoots("packagist"); n > 16 {
+	if n := composer.RenderedRoots(e.srv.Core().Peek("mirror-meta/packagist/packages.json")); n > 16 {
 		t.Errorf("200 Host headers left %d rendered roots in memory", n)
 	}
 }
