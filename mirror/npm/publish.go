@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -79,6 +80,10 @@ func tarballFile(name, version string) string {
 
 var errPublished = errors.New("published")
 
+// versionRe is what a published version may look like (semver's
+// characters; it becomes part of a storage key).
+var versionRe = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+-]{0,99}$`)
+
 // publish takes `npm publish`'s document: one new version and its tarball.
 func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r)
@@ -117,7 +122,7 @@ func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 			return fetch.BadRequest("version %s is not an object", fetch.QuoteName(v))
 		}
 	}
-	if version == "" || strings.ContainsAny(version, "/\\ ") || len(version) > 100 {
+	if !versionRe.MatchString(version) {
 		return fetch.BadRequest("invalid version %s", fetch.QuoteName(version))
 	}
 	file := tarballFile(n, version)
