@@ -51,8 +51,7 @@ func StatusError(u string, resp *http.Response) *UpstreamError {
 	url := SafeURL(u)
 	e := &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream %s answered %s", url, resp.Status)}
 	switch {
-	case resp.StatusCode == http.StatusTooManyRequests ||
-		(resp.StatusCode == http.StatusForbidden && resp.Header.Get("X-RateLimit-Remaining") == "0"):
+	case resp.StatusCode == http.StatusTooManyRequests:
 		e.Status = http.StatusServiceUnavailable
 		e.RetryAfter = resp.Header.Get("Retry-After")
 		if e.RetryAfter == "" {

@@ -199,6 +199,7 @@ type upstreamTransport struct {
 	creds  map[string]string // "scheme://host:port" → Authorization value
 	policy *hostPolicy
 	took   interface{ Observe(float64) } // time to response headers; may be nil
+	adjust func(*http.Response)          // may be nil
 }
 
 func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -220,14 +221,28 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if t.took != nil {
 		t.took.Observe(time.Since(start).Seconds())
 	}
+	if err == nil && t.adjust != nil {
+		t.adjust(resp)
+	}
 	return resp, err
 }
 
 // NewClient is the HTTP client a mirror uses for its upstream and
 // the file URLs its metadata names.
-func NewClient(timeout time.Duration, m Mirror, defaultFileHosts []string, took interface{ Observe(float64) }) *http.Client {
+// ClientOptions are what an ecosystem adds to a mirror's client.
+type ClientOptions struct {
+	// DefaultFileHosts: hosts files may come from besides the mirror's own.
+	DefaultFileHosts []string
+	// Took observes the time to response headers (may be nil).
+	Took interface{ Observe(float64) }
+	// Adjust, when set, sees every upstream response before the core does
+	// (to turn a host's own way of saying "rate limited" into a 429).
+	Adjust func(*http.Response)
+}
+
+func NewClient(timeout time.Duration, m Mirror, o ClientOptions) *http.Client {
 	mu, _ := url.Parse(m.URL)
-	policy := newHostPolicy(mu.Hostname(), defaultFileHosts, m.FileHosts)
+	policy := newHostPolicy(mu.Hostname(), o.DefaultFileHosts, m.FileHosts)
 	base := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           policy.dial(&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}),
@@ -256,7 +271,7 @@ func NewClient(timeout time.Duration, m Mirror, defaultFileHosts []string, took 
 		}
 	}
 	return &http.Client{
-		Transport: &upstreamTransport{base: base, creds: creds, policy: policy, took: took},
+		Transport: &upstreamTransport{base: base, creds: creds, policy: policy, took: o.Took, adjust: o.Adjust},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 10 {
 				return errors.New("stopped after 10 redirects")

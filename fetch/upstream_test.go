@@ -40,7 +40,7 @@ func TestCredentialsKeyedOnOrigin(t *testing.T) {
 			[]string{"https://api.github.com/repos/a/b/zipball/c"},
 			[]string{"http://api.github.com/x", "https://codeload.github.com/x", "http://repo.example.com/x"}},
 	} {
-		c := NewClient(0, Mirror{Name: "m", Type: "composer", URL: tc.mirror, Auth: []HostAuth{tc.auth}, FileHosts: []string{"*"}}, nil, nil)
+		c := NewClient(0, Mirror{Name: "m", Type: "composer", URL: tc.mirror, Auth: []HostAuth{tc.auth}, FileHosts: []string{"*"}}, ClientOptions{})
 		tr := c.Transport.(*upstreamTransport)
 		rec := &recordRT{got: map[string]string{}}
 		tr.base = rec

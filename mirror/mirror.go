@@ -30,6 +30,10 @@ type Type struct {
 	// download files from besides its own (where public registries keep
 	// their files); they are dialled at public addresses only.
 	DefaultFileHosts []string
+	// AdjustResponse, when set, sees every upstream response of the
+	// type's mirrors before the core does (GitHub's rate limit on Composer
+	// dists becomes a 429).
+	AdjustResponse func(*http.Response)
 	// Mounts are the path prefixes a mirror named name is served under;
 	// nil means "/" + name.
 	Mounts func(name string) []string

@@ -183,7 +183,8 @@ func New(o Options) *Server {
 			SpoolBody: func(w http.ResponseWriter, r *http.Request) (*hosted.Spooled, error) {
 				return s.core.SpoolBody(w, r, o.UploadMaxBytes, o.BodyReadTimeout)
 			},
-			Client: fetch.NewClient(o.UpstreamTimeout, m, t.DefaultFileHosts, s.core.Metrics().UpstreamObserver(m.Name))}
+			Client: fetch.NewClient(o.UpstreamTimeout, m, fetch.ClientOptions{DefaultFileHosts: t.DefaultFileHosts,
+				Took: s.core.Metrics().UpstreamObserver(m.Name), Adjust: t.AdjustResponse})}
 		if m.Hosted {
 			env.Repo = s.newRepo(m)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,9 +24,27 @@ func init() {
 		// GitHub, GitLab and Bitbucket, where Packagist's dists live.
 		DefaultFileHosts: []string{"github.com", "api.github.com", "codeload.github.com", "gitlab.com", "bitbucket.org", "api.bitbucket.org"},
 		// Also under Packeton's /mirror/N/.
-		Mounts: func(name string) []string { return []string{"/" + name, "/mirror/" + name} },
-		New:    newMirror,
+		Mounts:         func(name string) []string { return []string{"/" + name, "/mirror/" + name} },
+		New:            newMirror,
+		AdjustResponse: githubRateLimit,
 	})
+}
+
+// githubRateLimit turns GitHub's way of saying "rate limited" (a 403
+// with X-RateLimit-Remaining: 0, on the zipball URLs Packagist's dists
+// name) into a 429, which the core answers with 503 and Retry-After
+// instead of a 502.
+func githubRateLimit(resp *http.Response) {
+	if resp.StatusCode == http.StatusForbidden && resp.Header.Get("X-RateLimit-Remaining") == "0" {
+		resp.StatusCode, resp.Status = http.StatusTooManyRequests, "429 Too Many Requests (GitHub rate limit)"
+		if resp.Header.Get("Retry-After") == "" {
+			if reset, err := strconv.ParseInt(resp.Header.Get("X-RateLimit-Reset"), 10, 64); err == nil {
+				if wait := time.Until(time.Unix(reset, 0)); wait > 0 {
+					resp.Header.Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+				}
+			}
+		}
+	}
 }
 
 // composerMirror serves one Composer 2 mirror under /N/ and Packeton's
