@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
 // HostAuth is a credential for one upstream origin. It is sent only there
@@ -328,4 +330,7 @@ type Mirror struct {
 	// Hosted makes the mirror accept uploads, kept under ArtifactPrefix;
 	// URL may then be empty (a repository that only hosts).
 	Hosted bool
+	// Cooldown holds back what the upstream published too recently (it
+	// never applies to hosted packages).
+	Cooldown policy.Cooldown
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/mirror-proxy/mirror-proxy/mirror"
+	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
 )
@@ -44,6 +46,8 @@ type Config struct {
 	DistCacheDir   string `envconfig:"MIRROR_DIST_CACHE_DIR" desc:"optional disk cache of files (empty: none)"`
 	DistCacheBytes Bytes  `envconfig:"MIRROR_DIST_CACHE_MAX_BYTES" default:"10GiB" desc:"size limit of the file disk cache (least recently used files are evicted)"`
 	MemCacheBytes  Bytes  `envconfig:"MEMORY_CACHE_MAX_BYTES" default:"256MiB" desc:"size limit of the in-memory metadata cache"`
+
+	Cooldown string `envconfig:"COOLDOWN" desc:"default cooldown of every mirror: versions published less than this long ago are hidden (3d, 36h); empty: off"`
 
 	UploadMaxBytes Bytes `envconfig:"UPLOAD_MAX_BYTES" default:"512MiB" desc:"largest file a hosted mirror accepts in one upload (larger: 413)"`
 
@@ -163,6 +167,10 @@ type MirrorSpec struct {
 	FileHosts   []string         `json:"fileHosts"`
 	Public      bool             `json:"public"`
 	Hosted      bool             `json:"hosted"`
+	// Cooldown policy (overrides COOLDOWN).
+	Cooldown        *string  `json:"cooldown"`
+	CooldownExempt  []string `json:"cooldownExempt"`
+	CooldownUnknown string   `json:"cooldownUnknown"`
 }
 
 // TokenSpec is one access token as users write it.
@@ -319,6 +327,11 @@ func (c *Config) validate() error {
 	if _, err := c.Tokens(); err != nil {
 		return err
 	}
+	if c.Cooldown != "" {
+		if _, err := policy.ParseDuration(c.Cooldown); err != nil {
+			return configError{"COOLDOWN", err.Error()}
+		}
+	}
 	if len(c.Mirrors) == 0 {
 		return configError{"MIRRORS", "no mirror configured"}
 	}
@@ -359,6 +372,21 @@ func (c *Config) validate() error {
 				if _, err := time.ParseDuration(d); err != nil {
 					return configError{"MIRRORS", fmt.Sprintf("%s: %q is not a duration (examples: 90s, 10m)", where, d)}
 				}
+			}
+		}
+		if m.Cooldown != nil {
+			if _, err := policy.ParseDuration(*m.Cooldown); err != nil {
+				return configError{"MIRRORS", fmt.Sprintf("%s: cooldown: %v", where, err)}
+			}
+		}
+		switch m.CooldownUnknown {
+		case "", "allow", "deny":
+		default:
+			return configError{"MIRRORS", fmt.Sprintf("%s: cooldownUnknown must be allow or deny", where)}
+		}
+		for _, p := range m.CooldownExempt {
+			if _, err := path.Match(p, ""); err != nil || p == "" {
+				return configError{"MIRRORS", fmt.Sprintf("%s: cooldownExempt: %q is not a name pattern", where, p)}
 			}
 		}
 		for _, a := range m.Auth {
@@ -469,6 +497,14 @@ func (c *Config) ProxyMirrors() []proxy.Mirror {
 		}
 		if d, err := time.ParseDuration(m.NotFoundTTL); err == nil {
 			pm.NotFoundTTL = d
+		}
+		age := c.Cooldown
+		if m.Cooldown != nil {
+			age = *m.Cooldown
+		}
+		if age != "" {
+			d, _ := policy.ParseDuration(age)
+			pm.Cooldown = policy.Cooldown{Age: d, Exempt: m.CooldownExempt, AllowUnknown: m.CooldownUnknown == "allow"}
 		}
 		out = append(out, pm)
 	}

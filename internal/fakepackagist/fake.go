@@ -38,6 +38,8 @@ type Version struct {
 	NoDist bool
 	// Size pads the zip with incompressible bytes.
 	Size int
+	// Time is the version's release time (default 2024-01-01).
+	Time time.Time
 }
 
 // Server is the fake upstream.
@@ -197,7 +199,7 @@ func (s *Server) versionObject(base, name string, v Version) map[string]any {
 	o := map[string]any{
 		"name": name, "version": v.Version, "version_normalized": normalize(v),
 		"type": "library", "license": []string{"MIT"},
-		"time":     "2024-01-01T00:00:00+00:00",
+		"time":     releaseTime(v),
 		"source":   map[string]any{"type": "git", "url": "https://example.invalid/" + name + ".git", "reference": v.Ref},
 		"autoload": map[string]any{"psr-4": map[string]string{"Acme\\": "src/"}},
 	}
@@ -373,4 +375,11 @@ func (s *Server) Names() []string {
 	}
 	sort.Strings(n)
 	return n
+}
+
+func releaseTime(v Version) string {
+	if v.Time.IsZero() {
+		return "2024-01-01T00:00:00+00:00"
+	}
+	return v.Time.UTC().Format("2006-01-02T15:04:05+00:00")
 }

@@ -35,6 +35,8 @@ type Release struct {
 	RequiresPython string
 	Yanked         string // reason; "" = not yanked
 	Size           int    // pad the wheel with this many incompressible bytes
+	// Uploaded is the file's upload-time (default 2024-01-01).
+	Uploaded time.Time
 }
 
 // Project is one project of the fake index.
@@ -322,7 +324,7 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request, name string) 
 			m := map[string]any{
 				"filename": f.filename, "url": base + "/files/" + f.filename,
 				"hashes": map[string]string{"sha256": sha(f.wheel)}, "size": len(f.wheel),
-				"upload-time": "2024-01-01T00:00:00.000000Z",
+				"upload-time": uploadTime(f.rel),
 				"_private":    "kept",
 			}
 			if f.rel.RequiresPython != "" {
@@ -386,4 +388,11 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, name string) 
 		return
 	}
 	fakeserver.WriteBody(w, body, delay)
+}
+
+func uploadTime(r Release) string {
+	if r.Uploaded.IsZero() {
+		return "2024-01-01T00:00:00.000000Z"
+	}
+	return r.Uploaded.UTC().Format("2006-01-02T15:04:05.000000Z")
 }

@@ -25,7 +25,8 @@ type pypiMirror struct {
 	env      *mirror.Env
 	m        fetch.Mirror
 	client   *http.Client
-	repo     *hosted.Repo // hosted projects; nil when the mirror hosts none
+	repo     *hosted.Repo  // hosted projects; nil when the mirror hosts none
+	derived  fetch.Derived // pages filtered by the cooldown
 	rootList hostedRootList
 }
 
@@ -165,6 +166,9 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if pm.m.Cooldown.Active(raw) {
+		page = pm.cooled(res, page, raw)
+	}
 	d := page.html
 	if typ == JSONType {
 		d = page.json
@@ -251,6 +255,11 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return pm.hostedFile(w, r, project, key, filename)
+	}
+	if pm.m.Cooldown.Active(project) {
+		if err := pm.heldBack(r.Context(), project, key, base); err != nil {
+			return err
+		}
 	}
 	skey := storage.Join(pm.env.DistPrefix, pm.m.Name, project, key, filename)
 	err = pm.env.Core.ServeFile(w, r, skey, func(ctx context.Context) (fetch.FileSource, error) {
