@@ -101,6 +101,10 @@ func (e *MetaEntry) finish() *MetaEntry {
 	return e
 }
 
+// Body returns the stored document, uncompressed (a copy is not made:
+// callers must not change it).
+func (e *MetaEntry) Body() ([]byte, error) { return e.body() }
+
 // body returns the uncompressed document.
 func (e *MetaEntry) body() ([]byte, error) {
 	if p := e.plain.Load(); p != nil {

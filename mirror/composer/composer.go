@@ -238,6 +238,8 @@ type Dist struct {
 	// Version is the %version% segment of the version the dist belongs
 	// to (MirrorVersion of its normalized version); "" when it has none.
 	Version string
+	// Time is the version's release time as the metadata gives it.
+	Time string
 }
 
 // ChangedDists lists the dists of pkg whose shasum differs between two
@@ -317,7 +319,7 @@ func FindDist(versions []Version, version, ref string) (Dist, bool) {
 		if d == nil || str(d, "url") == "" {
 			continue
 		}
-		dist := Dist{Type: str(d, "type"), URL: str(d, "url"), Reference: str(d, "reference"), Shasum: str(d, "shasum")}
+		dist := Dist{Type: str(d, "type"), URL: str(d, "url"), Reference: str(d, "reference"), Shasum: str(d, "shasum"), Time: str(v, "time")}
 		vn := str(v, "version_normalized")
 		if vn != "" {
 			dist.Version = MirrorVersion(vn)

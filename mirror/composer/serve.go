@@ -54,8 +54,9 @@ type composerMirror struct {
 	m       fetch.Mirror
 	client  *http.Client
 	rootKey string
-	repo    *hosted.Repo // hosted packages; nil when the mirror hosts none
-	roots   hostedRoots  // packages.json of a mirror without upstream
+	repo    *hosted.Repo  // hosted packages; nil when the mirror hosts none
+	roots   hostedRoots   // packages.json of a mirror without upstream
+	derived fetch.Derived // p2 files filtered by the cooldown
 }
 
 var _ mirror.Ecosystem = (*composerMirror)(nil)
@@ -208,6 +209,13 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if cm.m.Cooldown.Active(name) {
+		d, err := cm.cooledP2(res, name)
+		if err != nil {
+			return err
+		}
+		return fetch.ServeDoc(w, r, d, fetch.HeaderJSON, res)
+	}
 	return cm.env.Core.ServeMeta(w, r, res, fetch.HeaderJSON)
 }
 
@@ -254,6 +262,11 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return cm.hostedDist(w, r, name, ref, typ)
+	}
+	if cm.m.Cooldown.Active(name) {
+		if err := cm.heldBack(r.Context(), name, version, ref); err != nil {
+			return err
+		}
 	}
 	key := storage.Join(cm.env.DistPrefix, cm.m.Name, name, version, file)
 	return cm.env.Core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
