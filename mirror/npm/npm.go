@@ -14,6 +14,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Media types of packuments.
@@ -78,6 +79,21 @@ func Parse(b []byte) (*Packument, error) {
 		p.Versions[v] = Dist{Version: v, Tarball: d.Dist.Tarball, Integrity: d.Dist.Integrity, Shasum: d.Dist.Shasum}
 	}
 	return p, nil
+}
+
+// Times reads a full packument's publish times by version.
+func Times(b []byte) map[string]time.Time {
+	var doc struct {
+		Time map[string]string `json:"time"`
+	}
+	_ = json.Unmarshal(b, &doc)
+	out := map[string]time.Time{}
+	for v, s := range doc.Time {
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			out[v] = t
+		}
+	}
+	return out
 }
 
 // TarballFile is the file name a tarball URL ends with.

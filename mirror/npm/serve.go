@@ -34,10 +34,11 @@ func init() {
 //	/N/<name>/-/<file>.tgz, /N/@scope/name/-/<file>.tgz   tarballs
 //	/N/-/ping, /N/-/v1/search, POST /N/-/npm/v1/security/...   forwarded
 type npmMirror struct {
-	env    *mirror.Env
-	m      fetch.Mirror
-	client *http.Client
-	repo   *hosted.Repo // hosted packages; nil when the mirror hosts none
+	env     *mirror.Env
+	m       fetch.Mirror
+	client  *http.Client
+	repo    *hosted.Repo  // hosted packages; nil when the mirror hosts none
+	derived fetch.Derived // packuments filtered by the cooldown
 }
 
 var _ mirror.Ecosystem = (*npmMirror)(nil)
@@ -115,6 +116,7 @@ func (nm *npmMirror) source(name string, abbreviated bool) *fetch.MetaSource {
 type parsed struct {
 	pkg      *Packument
 	body     []byte
+	times    map[string]time.Time // publish times (full packuments only)
 	mu       sync.Mutex
 	rendered map[string]*fetch.Doc
 }
@@ -158,7 +160,7 @@ func (nm *npmMirror) load(ctx context.Context, name string, abbreviated bool) (f
 		if err != nil {
 			return nil, err
 		}
-		return &parsed{pkg: p, body: b}, nil
+		return &parsed{pkg: p, body: b, times: Times(b)}, nil
 	})
 	if err != nil {
 		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored packument of %s: %v", name, err)}
@@ -187,6 +189,11 @@ func (nm *npmMirror) packument(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if nm.m.Cooldown.Active(n) {
+		if p, err = nm.cooled(r.Context(), n, res, p); err != nil {
+			return err
+		}
+	}
 	d, err := p.doc(fetch.BaseURL(r, nm.env.PublicURL, nm.m.Name))
 	if err != nil {
 		return &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("packument of %s: %v", n, err)}
@@ -212,6 +219,11 @@ func (nm *npmMirror) tarball(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return nm.hostedTarball(w, r, n, file)
+	}
+	if nm.m.Cooldown.Active(n) {
+		if err := nm.heldBack(r.Context(), n, file); err != nil {
+			return err
+		}
 	}
 	key := storage.Join(nm.env.DistPrefix, nm.m.Name, n, "-", file)
 	return nm.env.Core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
