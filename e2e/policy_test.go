@@ -1,0 +1,64 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
+	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
+	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
+)
+
+// Under a 3-day cooldown the real composer and pip resolve the newest
+// version older than 3 days; an exempt package resolves its newest one;
+// the file of a too-young version is a 403 with the date.
+func TestCooldownWithRealClients(t *testing.T) {
+	testenv.Deadline(t, 2*time.Minute)
+	if _, ok := testenv.LookPath("composer"); !ok {
+		testenv.Missing(t, "composer", "apt-get install composer php-cli php-zip unzip")
+	}
+	now := time.Now()
+	pack := fakepackagist.New()
+	pack.Publish("acme/fresh", fakepackagist.Version{Version: "1.0.0", Ref: strings.Repeat("a", 40), Time: now.Add(-10 * 24 * time.Hour)})
+	pack.Publish("acme/fresh", fakepackagist.Version{Version: "1.1.0", Ref: strings.Repeat("b", 40), Time: now.Add(-time.Hour)})
+	pack.Publish("trusted/fresh", fakepackagist.Version{Version: "1.0.0", Ref: strings.Repeat("c", 40), Time: now.Add(-10 * 24 * time.Hour)})
+	pack.Publish("trusted/fresh", fakepackagist.Version{Version: "1.1.0", Ref: strings.Repeat("d", 40), Time: now.Add(-time.Hour)})
+	if err := pack.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer pack.Stop()
+	py := fakepypi.New(false)
+	py.Publish("fresh-pkg", fakepypi.Release{Version: "1.0", Uploaded: now.Add(-10 * 24 * time.Hour)})
+	py.Publish("fresh-pkg", fakepypi.Release{Version: "1.1", Uploaded: now.Add(-time.Hour)})
+	if err := py.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer py.Stop()
+	px := startProxy(t, map[string]string{
+		"STORAGE_LOCAL_DIR": t.TempDir(),
+		"COOLDOWN":          "3d",
+		"MIRRORS": `[{"name":"packagist","type":"composer","url":"` + pack.URL() + `","cooldownExempt":["trusted/*"]},` +
+			`{"name":"pypi","type":"pypi","url":"` + py.IndexURL() + `"}]`,
+	})
+
+	dir := composerProject(t, px.URL+"/packagist", nil)
+	mustComposer(t, dir, "require", "acme/fresh:^1.0", "trusted/fresh:^1.0")
+	lock, _ := os.ReadFile(filepath.Join(dir, "composer.lock"))
+	l := string(lock)
+	if !strings.Contains(l, `"name": "acme/fresh",`+"\n"+`            "version": "1.0.0"`) || !strings.Contains(l, `"name": "trusted/fresh",`+"\n"+`            "version": "1.1.0"`) {
+		t.Errorf("composer.lock: want acme/fresh 1.0.0 (cooldown) and trusted/fresh 1.1.0 (exempt):\n%s", l)
+	}
+
+	target := t.TempDir()
+	mustPip(t, px.URL+"/pypi/simple/", "install", "--target", target, "fresh-pkg")
+	if got := installed(t, target); !strings.Contains(got, "fresh_pkg-1.0") {
+		t.Errorf("pip installed %q, want fresh_pkg-1.0", got)
+	}
+	code, _, body := get(t, px.URL+"/packagist/zipball/acme/fresh/1.1.0.0/ref"+strings.Repeat("b", 40)+".zip")
+	if code != 403 || !strings.Contains(string(body), now.Add(71*time.Hour).UTC().Format("2006-01-02")) {
+		t.Errorf("dist of the young version: %d %s", code, body)
+	}
+}
