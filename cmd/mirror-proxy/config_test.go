@@ -172,3 +172,28 @@ func TestNpmMirrorDefaultsToThePublicRegistry(t *testing.T) {
 		t.Errorf("npm mirror: %+v", m)
 	}
 }
+
+// COOLDOWN is every mirror's default; a mirror's own cooldown wins; bad
+// values name the variable.
+func TestCooldownConfig(t *testing.T) {
+	t.Setenv("COOLDOWN", "3d")
+	t.Setenv("MIRRORS", `[{"name":"a","type":"pypi","url":"http://x"},{"name":"b","type":"npm","cooldown":"12h","cooldownExempt":["@acme/*"],"cooldownUnknown":"allow"},{"name":"c","type":"npm","cooldown":"0d"}]`)
+	c, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := c.ProxyMirrors()
+	if ms[0].Cooldown.Age != 72*time.Hour || ms[1].Cooldown.Age != 12*time.Hour || !ms[1].Cooldown.AllowUnknown ||
+		len(ms[1].Cooldown.Exempt) != 1 || ms[2].Cooldown.Active("x") {
+		t.Errorf("cooldowns: %+v %+v %+v", ms[0].Cooldown, ms[1].Cooldown, ms[2].Cooldown)
+	}
+	t.Setenv("COOLDOWN", "3 days")
+	if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "COOLDOWN") {
+		t.Errorf("bad COOLDOWN: %v", err)
+	}
+	t.Setenv("COOLDOWN", "")
+	t.Setenv("MIRRORS", `[{"name":"a","type":"pypi","url":"http://x","cooldownUnknown":"maybe"}]`)
+	if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "cooldownUnknown") {
+		t.Errorf("bad cooldownUnknown: %v", err)
+	}
+}
