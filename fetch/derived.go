@@ -24,8 +24,9 @@ type derived struct {
 // computed again).
 const maxDerived = 4096
 
-// Get returns the value derived for key (the stored entry it comes from,
-// and anything else it depends on), computing it with make when there is
+// Get returns the value derived for key (the ID of the stored entry it
+// comes from, and anything else it depends on: never the entry itself,
+// which the cache would keep alive), computing it with make when there is
 // none or its window has passed.
 func (d *Derived) Get(key any, now time.Time, make func() (any, policy.Window)) any {
 	d.mu.Lock()

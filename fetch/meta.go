@@ -58,6 +58,8 @@ type MetaEntry struct {
 	checked atomic.Int64 // unix nanos: last time the upstream confirmed it
 	failed  atomic.Int64 // unix nanos: last failed revalidation
 
+	id uint64 // see ID
+
 	parseOnce  sync.Once
 	parsed     any
 	parseErr   error
@@ -91,6 +93,7 @@ type envelope struct {
 
 // finish computes the values every response of the entry uses.
 func (e *MetaEntry) finish() *MetaEntry {
+	e.id = entryIDs.Add(1)
 	e.mod = time.Unix(e.header.Fetched, 0).UTC()
 	if t, err := http.ParseTime(e.header.LastModified); err == nil {
 		e.mod = t.UTC()
@@ -100,6 +103,13 @@ func (e *MetaEntry) finish() *MetaEntry {
 	e.rawLen = []string{strconv.FormatInt(e.size, 10)}
 	return e
 }
+
+// entryIDs numbers entries as they are made.
+var entryIDs atomic.Uint64
+
+// ID identifies this version of the document in this process (a key for
+// what is derived from it that does not keep the entry alive).
+func (e *MetaEntry) ID() uint64 { return e.id }
 
 // Body returns the stored document, uncompressed (a copy is not made:
 // callers must not change it).

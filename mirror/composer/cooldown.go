@@ -32,7 +32,7 @@ func released(s string) time.Time {
 // unminified (Composer 2 reads both), every other key kept.
 func (cm *composerMirror) cooledP2(res fetch.MetaResult, name string) (*fetch.Doc, error) {
 	var ferr error
-	d := cm.derived.Get(res.Entry, time.Now(), func() (any, policy.Window) {
+	d := cm.derived.Get(res.Entry.ID(), time.Now(), func() (any, policy.Window) {
 		var w policy.Window
 		v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return Expand(b, name) })
 		if err != nil {

@@ -17,7 +17,7 @@ import (
 // newest version old enough; their tarballs answer 403 with the date. The
 // abbreviated packument has no times: the full one decides.
 
-type cooledKey struct{ doc, full *fetch.MetaEntry }
+type cooledKey struct{ doc, full uint64 }
 
 // times loads the publish times of a package (from the full packument).
 func (nm *npmMirror) times(ctx context.Context, n string) (fetch.MetaResult, map[string]time.Time, error) {
@@ -35,7 +35,7 @@ func (nm *npmMirror) cooled(ctx context.Context, n string, res fetch.MetaResult,
 	if err != nil {
 		return nil, err
 	}
-	v := nm.derived.Get(cooledKey{res.Entry, full.Entry}, time.Now(), func() (any, policy.Window) {
+	v := nm.derived.Get(cooledKey{res.Entry.ID(), full.Entry.ID()}, time.Now(), func() (any, policy.Window) {
 		var w policy.Window
 		var doc map[string]json.RawMessage
 		if json.Unmarshal(p.body, &doc) != nil {

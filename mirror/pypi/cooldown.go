@@ -26,7 +26,7 @@ func uploaded(f *File) time.Time {
 
 // cooled is page as the cooldown lets clients see it.
 func (pm *pypiMirror) cooled(res fetch.MetaResult, page *rendered, name string) *rendered {
-	return pm.derived.Get(res.Entry, time.Now(), func() (any, policy.Window) {
+	return pm.derived.Get(res.Entry.ID(), time.Now(), func() (any, policy.Window) {
 		now := time.Now()
 		var w policy.Window
 		p := *page.project
