@@ -333,4 +333,7 @@ type Mirror struct {
 	// Cooldown holds back what the upstream published too recently (it
 	// never applies to hosted packages).
 	Cooldown policy.Cooldown
+	// Rules are the allow and deny lists (they never apply to hosted
+	// packages either).
+	Rules policy.Rules
 }

@@ -171,6 +171,9 @@ type MirrorSpec struct {
 	Cooldown        *string  `json:"cooldown"`
 	CooldownExempt  []string `json:"cooldownExempt"`
 	CooldownUnknown string   `json:"cooldownUnknown"`
+	// Allow (strict mode) and deny rules.
+	Allow []string `json:"allow"`
+	Deny  []string `json:"deny"`
 }
 
 // TokenSpec is one access token as users write it.
@@ -384,6 +387,16 @@ func (c *Config) validate() error {
 		default:
 			return configError{"MIRRORS", fmt.Sprintf("%s: cooldownUnknown must be allow or deny", where)}
 		}
+		for _, p := range m.Allow {
+			if _, err := path.Match(p, ""); err != nil || p == "" {
+				return configError{"MIRRORS", fmt.Sprintf("%s: allow: %q is not a name pattern", where, p)}
+			}
+		}
+		for _, d := range m.Deny {
+			if _, err := policy.ParseDeny(d); err != nil {
+				return configError{"MIRRORS", fmt.Sprintf("%s: deny: %v", where, err)}
+			}
+		}
 		for _, p := range m.CooldownExempt {
 			if _, err := path.Match(p, ""); err != nil || p == "" {
 				return configError{"MIRRORS", fmt.Sprintf("%s: cooldownExempt: %q is not a name pattern", where, p)}
@@ -497,6 +510,12 @@ func (c *Config) ProxyMirrors() []proxy.Mirror {
 		}
 		if d, err := time.ParseDuration(m.NotFoundTTL); err == nil {
 			pm.NotFoundTTL = d
+		}
+		pm.Rules.Allow = m.Allow
+		for _, d := range m.Deny {
+			if rule, err := policy.ParseDeny(d); err == nil {
+				pm.Rules.Deny = append(pm.Rules.Deny, rule)
+			}
 		}
 		age := c.Cooldown
 		if m.Cooldown != nil {

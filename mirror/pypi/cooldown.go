@@ -9,11 +9,42 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
-// Cooldown: files uploaded (PEP 700 upload-time) less than the mirror's
-// cooldown ago are left out of project pages, and their downloads are
-// refused with a 403 that names the policy and the date. The page is
-// filtered once per stored version and kept until a held-back file comes
-// of age.
+// Policies: files uploaded (PEP 700 upload-time) less than the mirror's
+// cooldown ago, and files of denied versions, are left out of project
+// pages, and their downloads are refused with a 403 that names the policy
+// (and the date, for the cooldown). A project outside the allow list, or
+// denied whole, is a 404 that says so. The page is filtered once per
+// stored version and kept until a held-back file comes of age.
+
+// filters reports whether the page of project is filtered.
+func (pm *pypiMirror) filters(project string) bool {
+	return pm.m.Cooldown.Active(project) || pm.rules.Filters(project)
+}
+
+// fileVersion is the version a file's name gives.
+func fileVersion(filename string) string {
+	df, err := ParseDistFilename(filename)
+	if err != nil {
+		return ""
+	}
+	return df.Version
+}
+
+// judge says why a file is not served ("" : it is), and the cooldown's
+// verdict.
+func (pm *pypiMirror) judge(project string, f *File, now time.Time) (string, policy.Verdict) {
+	if why := pm.rules.DenyVersion(project, fileVersion(f.Filename)); why != "" {
+		return why, policy.Verdict{Hidden: true}
+	}
+	if !pm.m.Cooldown.Active(project) {
+		return "", policy.Verdict{}
+	}
+	v := pm.m.Cooldown.Judge(uploaded(f), now)
+	if v.Hidden {
+		return pm.m.Cooldown.Reason(f.Filename, v), v
+	}
+	return "", v
+}
 
 // uploaded is a file's upload time (zero when the index gives none).
 func uploaded(f *File) time.Time {
@@ -33,9 +64,9 @@ func (pm *pypiMirror) cooled(res fetch.MetaResult, page *rendered, name string) 
 		p.Files = nil
 		for i := range page.project.Files {
 			f := &page.project.Files[i]
-			v := pm.m.Cooldown.Judge(uploaded(f), now)
+			why, v := pm.judge(name, f, now)
 			w.Add(v)
-			if !v.Hidden {
+			if why == "" {
 				p.Files = append(p.Files, *f)
 			}
 		}
@@ -53,8 +84,8 @@ func (pm *pypiMirror) heldBack(ctx context.Context, project, key, filename strin
 	if !ok {
 		return nil
 	}
-	if v := pm.m.Cooldown.Judge(uploaded(f), time.Now()); v.Hidden {
-		return fetch.NewError(http.StatusForbidden, pm.m.Cooldown.Reason(filename, v))
+	if why, _ := pm.judge(project, f, time.Now()); why != "" {
+		return fetch.NewError(http.StatusForbidden, why)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
+	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -26,7 +27,8 @@ type pypiMirror struct {
 	m        fetch.Mirror
 	client   *http.Client
 	repo     *hosted.Repo  // hosted projects; nil when the mirror hosts none
-	derived  fetch.Derived // pages filtered by the cooldown
+	derived  fetch.Derived // pages filtered by the policies
+	rules    policy.Rules  // with PEP 503 names
 	rootList hostedRootList
 }
 
@@ -47,7 +49,7 @@ func init() {
 }
 
 func newMirror(env *mirror.Env) mirror.Ecosystem {
-	return &pypiMirror{env: env, m: env.Mirror, client: env.Client, repo: env.Repo}
+	return &pypiMirror{env: env, m: env.Mirror, client: env.Client, repo: env.Repo, rules: env.Mirror.Rules.Normalized(Normalize)}
 }
 
 // Routes registers the mirror's routes.
@@ -162,11 +164,14 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 		}
 		return pm.hostedPage(w, r, raw, typ)
 	}
+	if why := pm.rules.Refuse(raw); why != "" {
+		return fetch.NewError(http.StatusNotFound, why)
+	}
 	res, page, err := pm.projectPage(r.Context(), raw)
 	if err != nil {
 		return err
 	}
-	if pm.m.Cooldown.Active(raw) {
+	if pm.filters(raw) {
 		page = pm.cooled(res, page, raw)
 	}
 	d := page.html
@@ -256,7 +261,10 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 		}
 		return pm.hostedFile(w, r, project, key, filename)
 	}
-	if pm.m.Cooldown.Active(project) {
+	if why := pm.rules.Refuse(project); why != "" {
+		return fetch.NewError(http.StatusNotFound, why)
+	}
+	if pm.filters(project) {
 		if err := pm.heldBack(r.Context(), project, key, base); err != nil {
 			return err
 		}
