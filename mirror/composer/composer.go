@@ -240,6 +240,8 @@ type Dist struct {
 	Version string
 	// Time is the version's release time as the metadata gives it.
 	Time string
+	// Pretty is the version as the metadata writes it ("1.2.3").
+	Pretty string
 }
 
 // ChangedDists lists the dists of pkg whose shasum differs between two
@@ -319,7 +321,7 @@ func FindDist(versions []Version, version, ref string) (Dist, bool) {
 		if d == nil || str(d, "url") == "" {
 			continue
 		}
-		dist := Dist{Type: str(d, "type"), URL: str(d, "url"), Reference: str(d, "reference"), Shasum: str(d, "shasum"), Time: str(v, "time")}
+		dist := Dist{Type: str(d, "type"), URL: str(d, "url"), Reference: str(d, "reference"), Shasum: str(d, "shasum"), Time: str(v, "time"), Pretty: str(v, "version")}
 		vn := str(v, "version_normalized")
 		if vn != "" {
 			dist.Version = MirrorVersion(vn)

@@ -7,17 +7,47 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
-// Cooldown: versions released (their "time") less than the mirror's
-// cooldown ago are left out of p2 files, so that Composer resolves the
-// newest version old enough; their dists answer 403 with the date. A p2
-// file is filtered once per stored version and kept until a held-back
-// version comes of age.
+// Policies: versions released (their "time") less than the mirror's
+// cooldown ago, and denied versions, are left out of p2 files, so that
+// Composer resolves the newest version it may have; their dists answer
+// 403 with the reason (and the date, for the cooldown). A package outside
+// the allow list, or denied whole, is a 404 that says so. A p2 file is
+// filtered once per stored version and kept until a held-back version
+// comes of age.
+
+// filters reports whether the p2 files of name are filtered.
+func (cm *composerMirror) filters(name string) bool {
+	return cm.m.Cooldown.Active(name) || cm.m.Rules.Filters(name)
+}
+
+// judge says why a version is not served ("" : it is), and the
+// cooldown's verdict.
+func (cm *composerMirror) judge(name, pretty, normalized, at string, now time.Time) (string, policy.Verdict) {
+	if why := cm.m.Rules.DenyVersion(name, pretty, normalized, denyForm(normalized)); why != "" {
+		return why, policy.Verdict{Hidden: true}
+	}
+	if !cm.m.Cooldown.Active(name) {
+		return "", policy.Verdict{}
+	}
+	v := cm.m.Cooldown.Judge(released(at), now)
+	if v.Hidden {
+		return cm.m.Cooldown.Reason(name+" "+pretty, v), v
+	}
+	return "", v
+}
+
+// denyForm is a normalized version as a deny rule may write it ("1.2.3"
+// for 1.2.3.0).
+func denyForm(normalized string) string {
+	return strings.TrimSuffix(normalized, ".0")
+}
 
 func released(s string) time.Time {
 	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04:05-0700", "2006-01-02 15:04:05"} {
@@ -52,9 +82,9 @@ func (cm *composerMirror) cooledP2(res fetch.MetaResult, name string) (*fetch.Do
 		now := time.Now()
 		kept := []Version{}
 		for _, ver := range v.([]Version) {
-			verdict := cm.m.Cooldown.Judge(released(str(ver, "time")), now)
+			why, verdict := cm.judge(name, str(ver, "version"), str(ver, "version_normalized"), str(ver, "time"), now)
 			w.Add(verdict)
-			if !verdict.Hidden {
+			if why == "" {
 				kept = append(kept, ver)
 			}
 		}
@@ -86,8 +116,8 @@ func (cm *composerMirror) heldBack(ctx context.Context, name, version, ref strin
 		}
 		versions = append(versions, v.([]Version)...)
 		if d, ok := FindDist(versions, version, ref); ok {
-			if verdict := cm.m.Cooldown.Judge(released(d.Time), time.Now()); verdict.Hidden {
-				return fetch.NewError(http.StatusForbidden, cm.m.Cooldown.Reason(name+" "+version, verdict))
+			if why, _ := cm.judge(name, d.Pretty, d.Version, d.Time, time.Now()); why != "" {
+				return fetch.NewError(http.StatusForbidden, why)
 			}
 			return nil
 		}

@@ -205,11 +205,14 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 		}
 		return cm.serveHostedP2(w, r, name, dev)
 	}
+	if why := cm.m.Rules.Refuse(name); why != "" {
+		return fetch.NewError(http.StatusNotFound, why)
+	}
 	res, err := cm.p2Meta(r.Context(), name, dev)
 	if err != nil {
 		return err
 	}
-	if cm.m.Cooldown.Active(name) {
+	if cm.filters(name) {
 		d, err := cm.cooledP2(res, name)
 		if err != nil {
 			return err
@@ -263,7 +266,10 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 		}
 		return cm.hostedDist(w, r, name, ref, typ)
 	}
-	if cm.m.Cooldown.Active(name) {
+	if why := cm.m.Rules.Refuse(name); why != "" {
+		return fetch.NewError(http.StatusNotFound, why)
+	}
+	if cm.filters(name) {
 		if err := cm.heldBack(r.Context(), name, version, ref); err != nil {
 			return err
 		}

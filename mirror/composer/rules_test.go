@@ -1,0 +1,61 @@
+package composer_test
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
+	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
+	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
+	"github.com/mirror-proxy/mirror-proxy/policy"
+	"github.com/mirror-proxy/mirror-proxy/proxy"
+	"github.com/mirror-proxy/mirror-proxy/storage/local"
+)
+
+// Strict mode refuses unlisted packages with a message; a denied version
+// leaves the p2 file and its dist is a 403 with the reason.
+func TestAllowAndDenyRules(t *testing.T) {
+	up := fakepackagist.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	st, _ := local.New(t.TempDir())
+	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
+		Mirrors: []proxy.Mirror{{Name: "packagist", Type: "composer", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second,
+			Rules: policy.Rules{Allow: []string{"acme/*"}, Deny: []policy.Deny{{Name: "acme/foo", Version: "1.1.0"}, {Name: "acme/huge"}}}}},
+		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	hs := httptest.NewServer(srv.Handler())
+	defer func() { hs.Close(); srv.Close() }()
+	base := hs.URL + "/packagist"
+	if code, _, b, _ := mirrortest.Get(t, base+"/p2/other/pkg.json"); code != 404 || !strings.Contains(string(b), "not approved") {
+		t.Errorf("unlisted package: %d %s", code, b)
+	}
+	if code, _, b, _ := mirrortest.Get(t, base+"/p2/acme/huge.json"); code != 404 || !strings.Contains(string(b), "denied") {
+		t.Errorf("denied package: %d %s", code, b)
+	}
+	_, _, b, _ := mirrortest.Get(t, base+"/p2/acme/foo.json")
+	vs, err := composer.Expand(b, "acme/foo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		if v["version"] == "1.1.0" {
+			t.Errorf("the denied version is listed")
+		}
+	}
+	if len(vs) == 0 {
+		t.Errorf("no version left: %s", b)
+	}
+	ref := sha1.Sum([]byte("foo1.1"))
+	code, _, body, _ := mirrortest.Get(t, base+"/zipball/acme/foo/1.1.0.0/ref"+hex.EncodeToString(ref[:])+".zip")
+	if code != 403 || !strings.Contains(string(body), "denied") {
+		t.Errorf("dist of the denied version: %d %s", code, body)
+	}
+}
