@@ -11,13 +11,36 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
-// Cooldown: versions published (the full packument's "time") less than
-// the mirror's cooldown ago are left out of both representations;
+// Policies: versions published (the full packument's "time") less than
+// the mirror's cooldown ago, and denied versions, are left out of both
+// representations (a package outside the allow list, or denied whole, is
+// a 404 that says so);
 // dist-tags that named them are dropped, and "latest" falls back to the
 // newest version old enough; their tarballs answer 403 with the date. The
 // abbreviated packument has no times: the full one decides.
 
 type cooledKey struct{ doc, full uint64 }
+
+// filters reports whether the packuments of n are filtered.
+func (nm *npmMirror) filters(n string) bool {
+	return nm.m.Cooldown.Active(n) || nm.m.Rules.Filters(n)
+}
+
+// judge says why a version is not served ("" : it is), and the
+// cooldown's verdict.
+func (nm *npmMirror) judge(n, version string, published, now time.Time) (string, policy.Verdict) {
+	if why := nm.m.Rules.DenyVersion(n, version); why != "" {
+		return why, policy.Verdict{Hidden: true}
+	}
+	if !nm.m.Cooldown.Active(n) {
+		return "", policy.Verdict{}
+	}
+	v := nm.m.Cooldown.Judge(published, now)
+	if v.Hidden {
+		return nm.m.Cooldown.Reason(n+"@"+version, v), v
+	}
+	return "", v
+}
 
 // times loads the publish times of a package (from the full packument).
 func (nm *npmMirror) times(ctx context.Context, n string) (fetch.MetaResult, map[string]time.Time, error) {
@@ -50,9 +73,9 @@ func (nm *npmMirror) cooled(ctx context.Context, n string, res fetch.MetaResult,
 		now := time.Now()
 		newest, newestT := "", time.Time{}
 		for ver := range versions {
-			verdict := nm.m.Cooldown.Judge(times[ver], now)
+			why, verdict := nm.judge(n, ver, times[ver], now)
 			w.Add(verdict)
-			if verdict.Hidden {
+			if why != "" {
 				delete(versions, ver)
 				delete(docTimes, ver)
 				continue
@@ -98,8 +121,8 @@ func (nm *npmMirror) heldBack(ctx context.Context, n, file string) error {
 	if !ok {
 		return nil
 	}
-	if v := nm.m.Cooldown.Judge(p.times[d.Version], time.Now()); v.Hidden {
-		return fetch.NewError(http.StatusForbidden, nm.m.Cooldown.Reason(n+"@"+d.Version, v))
+	if why, _ := nm.judge(n, d.Version, p.times[d.Version], time.Now()); why != "" {
+		return fetch.NewError(http.StatusForbidden, why)
 	}
 	return nil
 }

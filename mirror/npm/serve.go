@@ -184,12 +184,15 @@ func (nm *npmMirror) packument(w http.ResponseWriter, r *http.Request) error {
 		}
 		return nm.hostedPackument(w, r, n)
 	}
+	if why := nm.m.Rules.Refuse(n); why != "" {
+		return fetch.NewError(http.StatusNotFound, why)
+	}
 	abbreviated := Abbreviated(r.Header.Get("Accept"))
 	res, p, err := nm.load(r.Context(), n, abbreviated)
 	if err != nil {
 		return err
 	}
-	if nm.m.Cooldown.Active(n) {
+	if nm.filters(n) {
 		if p, err = nm.cooled(r.Context(), n, res, p); err != nil {
 			return err
 		}
@@ -220,7 +223,10 @@ func (nm *npmMirror) tarball(w http.ResponseWriter, r *http.Request) error {
 		}
 		return nm.hostedTarball(w, r, n, file)
 	}
-	if nm.m.Cooldown.Active(n) {
+	if why := nm.m.Rules.Refuse(n); why != "" {
+		return fetch.NewError(http.StatusNotFound, why)
+	}
+	if nm.filters(n) {
 		if err := nm.heldBack(r.Context(), n, file); err != nil {
 			return err
 		}
