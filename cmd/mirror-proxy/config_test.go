@@ -197,3 +197,20 @@ func TestCooldownConfig(t *testing.T) {
 		t.Errorf("bad cooldownUnknown: %v", err)
 	}
 }
+
+// allow and deny are read per mirror; a bad deny rule names itself.
+func TestRulesConfig(t *testing.T) {
+	t.Setenv("MIRRORS", `[{"name":"a","type":"npm","allow":["@acme/*"],"deny":["left-pad@1.3.0","evil"]}]`)
+	c, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.ProxyMirrors()[0].Rules
+	if len(r.Allow) != 1 || len(r.Deny) != 2 || r.Deny[0].Version != "1.3.0" || r.Deny[1].Name != "evil" {
+		t.Errorf("rules: %+v", r)
+	}
+	t.Setenv("MIRRORS", `[{"name":"a","type":"npm","deny":["x=="]}]`)
+	if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "deny") {
+		t.Errorf("bad deny rule: %v", err)
+	}
+}
