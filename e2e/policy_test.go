@@ -62,3 +62,48 @@ func TestCooldownWithRealClients(t *testing.T) {
 		t.Errorf("dist of the young version: %d %s", code, body)
 	}
 }
+
+// Strict mode and a denied version with the real clients: composer and
+// pip skip the denied version; an unlisted package is refused with the
+// message.
+func TestAllowAndDenyWithRealClients(t *testing.T) {
+	testenv.Deadline(t, 2*time.Minute)
+	if _, ok := testenv.LookPath("composer"); !ok {
+		testenv.Missing(t, "composer", "apt-get install composer php-cli php-zip unzip")
+	}
+	pack := fakepackagist.New()
+	if err := pack.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer pack.Stop()
+	py := fakepypi.New(false)
+	py.Publish("two-versions", fakepypi.Release{Version: "1.0"})
+	py.Publish("two-versions", fakepypi.Release{Version: "1.1"})
+	if err := py.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer py.Stop()
+	px := startProxy(t, map[string]string{
+		"STORAGE_LOCAL_DIR": t.TempDir(),
+		"MIRRORS": `[{"name":"packagist","type":"composer","url":"` + pack.URL() + `","allow":["acme/*"],"deny":["acme/foo:1.1.0"]},` +
+			`{"name":"pypi","type":"pypi","url":"` + py.IndexURL() + `","deny":["two-versions==1.1"]}]`,
+	})
+	dir := composerProject(t, px.URL+"/packagist", nil)
+	mustComposer(t, dir, "require", "acme/foo:^1.0")
+	lock, _ := os.ReadFile(filepath.Join(dir, "composer.lock"))
+	if !strings.Contains(string(lock), `"name": "acme/foo",`+"\n"+`            "version": "1.0.0"`) {
+		t.Errorf("composer.lock: want acme/foo 1.0.0 (1.1.0 denied):\n%s", lock)
+	}
+	code, _, body := get(t, px.URL+"/packagist/p2/other/pkg.json")
+	if code != 404 || !strings.Contains(string(body), "not approved") {
+		t.Errorf("unlisted package: %d %s", code, body)
+	}
+	target := t.TempDir()
+	mustPip(t, px.URL+"/pypi/simple/", "install", "--target", target, "two-versions")
+	if got := installed(t, target); !strings.Contains(got, "two_versions-1.0") {
+		t.Errorf("pip installed %q, want two_versions-1.0 (1.1 denied)", got)
+	}
+	if out, err := pip(t, px.URL+"/pypi/simple/", "install", "--target", t.TempDir(), "two-versions==1.1"); err == nil {
+		t.Errorf("a pinned install of the denied version worked:\n%s", tailLines(out, 10))
+	}
+}
