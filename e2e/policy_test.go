@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/internal/fakenpm"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
@@ -105,5 +106,74 @@ func TestAllowAndDenyWithRealClients(t *testing.T) {
 	}
 	if out, err := pip(t, px.URL+"/pypi/simple/", "install", "--target", t.TempDir(), "two-versions==1.1"); err == nil {
 		t.Errorf("a pinned install of the denied version worked:\n%s", tailLines(out, 10))
+	}
+}
+
+// A dated snapshot URL installs the versions of that date with composer,
+// pip and npm; a date before the first version gives the clients'
+// ordinary "no matching version" error.
+func TestSnapshotsWithRealClients(t *testing.T) {
+	testenv.Deadline(t, 3*time.Minute)
+	if _, ok := testenv.LookPath("composer"); !ok {
+		testenv.Missing(t, "composer", "apt-get install composer php-cli php-zip unzip")
+	}
+	jan, jun := time.Date(2025, 1, 10, 12, 0, 0, 0, time.UTC), time.Date(2025, 6, 20, 12, 0, 0, 0, time.UTC)
+	pack := fakepackagist.New()
+	pack.Publish("acme/dated", fakepackagist.Version{Version: "1.0.0", Ref: strings.Repeat("1", 40), Time: jan})
+	pack.Publish("acme/dated", fakepackagist.Version{Version: "1.1.0", Ref: strings.Repeat("2", 40), Time: jun})
+	if err := pack.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer pack.Stop()
+	py := fakepypi.New(false)
+	py.Publish("dated-pkg", fakepypi.Release{Version: "1.0", Uploaded: jan})
+	py.Publish("dated-pkg", fakepypi.Release{Version: "1.1", Uploaded: jun})
+	if err := py.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer py.Stop()
+	npmUp := fakenpm.New()
+	npmUp.Publish("dated", fakenpm.Version{Version: "1.0.0", Time: jan})
+	npmUp.Publish("dated", fakenpm.Version{Version: "1.1.0", Time: jun})
+	if err := npmUp.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer npmUp.Stop()
+	px := startProxy(t, map[string]string{
+		"STORAGE_LOCAL_DIR": t.TempDir(),
+		"MIRRORS": `[{"name":"packagist","type":"composer","url":"` + pack.URL() + `"},` +
+			`{"name":"pypi","type":"pypi","url":"` + py.IndexURL() + `"},{"name":"npm","type":"npm","url":"` + npmUp.URL() + `"}]`,
+	})
+
+	dir := composerProject(t, px.URL+"/packagist/@2025-06-01", nil)
+	mustComposer(t, dir, "require", "acme/dated:^1.0")
+	lock, _ := os.ReadFile(filepath.Join(dir, "composer.lock"))
+	if !strings.Contains(string(lock), `"version": "1.0.0"`) || strings.Contains(string(lock), `"version": "1.1.0"`) {
+		t.Errorf("composer under the snapshot of 2025-06-01:\n%s", lock)
+	}
+	early := composerProject(t, px.URL+"/packagist/@2024-12-31", nil)
+	if out, err := composer(t, early, "require", "acme/dated:^1.0"); err == nil || !strings.Contains(out, "acme/dated") {
+		t.Errorf("composer under a snapshot before the first version: %v\n%s", err, tailLines(out, 10))
+	}
+
+	target := t.TempDir()
+	mustPip(t, px.URL+"/pypi/@2025-06-01/simple/", "install", "--target", target, "dated-pkg")
+	if got := installed(t, target); !strings.Contains(got, "dated_pkg-1.0") {
+		t.Errorf("pip under the snapshot installed %q, want dated_pkg-1.0", got)
+	}
+	if out, err := pip(t, px.URL+"/pypi/@2024-12-31/simple/", "install", "--target", t.TempDir(), "dated-pkg"); err == nil || !strings.Contains(out, "No matching distribution") {
+		t.Errorf("pip under a snapshot before the first version: %v\n%s", err, tailLines(out, 10))
+	}
+
+	app := t.TempDir()
+	os.WriteFile(filepath.Join(app, "package.json"), []byte(`{"name":"app","version":"1.0.0","private":true,"dependencies":{"dated":"^1.0.0"}}`), 0o644)
+	mustNpm(t, app, px.URL+"/npm/@2025-06-01/", t.TempDir(), "install", "--no-audit")
+	b, err := os.ReadFile(filepath.Join(app, "node_modules", "dated", "package.json"))
+	if err != nil || !strings.Contains(string(b), `"version": "1.0.0"`) {
+		t.Errorf("npm under the snapshot installed %s (%v), want 1.0.0", b, err)
+	}
+	lockJSON, _ := os.ReadFile(filepath.Join(app, "package-lock.json"))
+	if !strings.Contains(string(lockJSON), px.URL+"/npm/@2025-06-01/dated/-/dated-1.0.0.tgz") {
+		t.Errorf("package-lock.json does not keep the snapshot URL:\n%s", lockJSON)
 	}
 }

@@ -109,5 +109,5 @@ func BaseURL(r *http.Request, publicURL, mirror string) string {
 	if base == "" {
 		base = RequestScheme(r) + "://" + r.Host
 	}
-	return base + RoutePrefix(r.URL.Path, mirror)
+	return base + MountPrefix(r, mirror)
 }

@@ -101,3 +101,18 @@ func Duration(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// AsOf judges a version under a snapshot: hidden when published after
+// cutoff, or when its publish time is unknown (unless allowUnknown).
+func AsOf(published, cutoff time.Time, allowUnknown bool) (string, Verdict) {
+	if published.IsZero() {
+		if allowUnknown {
+			return "", Verdict{}
+		}
+		return "it has no publish time, so the snapshot cannot include it", Verdict{Hidden: true}
+	}
+	if published.After(cutoff) {
+		return "it was published on " + published.UTC().Format("2006-01-02") + ", after the snapshot's date", Verdict{Hidden: true}
+	}
+	return "", Verdict{}
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/mirror-proxy/mirror-proxy/fetch"
 )
 
 // Token is an access token as configured (AUTH_TOKENS): only the sha256
@@ -105,6 +106,9 @@ func (s *Server) authorize(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		write := s.writeRoutes[c.Request().Method+" "+c.Path()]
+		if _, snap := fetch.Snapshot(c.Request()); write && snap {
+			return echo.NewHTTPError(http.StatusMethodNotAllowed, "a dated snapshot is read-only: publish to the mirror's own URL")
+		}
 		if len(s.opts.Tokens) == 0 {
 			if write {
 				return echo.NewHTTPError(http.StatusForbidden, "uploads need a token with the write scope: configure AUTH_TOKENS (see the README)")

@@ -276,6 +276,12 @@ func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 		case r.Host != "" && !validHost(r.Host):
 			refused = echo.NewHTTPError(http.StatusBadRequest, "malformed Host header")
 		}
+		if refused == nil && strings.Contains(r.URL.Path, "/@") {
+			if sr, ok := s.snapshotRequest(r); ok {
+				c.SetRequest(sr)
+				r = sr
+			}
+		}
 		if refused != nil {
 			c.Error(refused)
 			s.observe(c, 0)
@@ -293,6 +299,37 @@ func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	}
+}
+
+// snapshotRequest takes a dated snapshot's segment out of a mirror's path
+// (/<mirror>/@2025-06-01/... or /mirror/<mirror>/@2025-06-01/...) so that
+// the mirror's own routes serve it, and marks the request with the
+// snapshot's cutoff (see fetch.Snapshot).
+func (s *Server) snapshotRequest(r *http.Request) (*http.Request, bool) {
+	p := r.URL.Path
+	start := 1
+	if strings.HasPrefix(p, "/mirror/") {
+		start = len("/mirror/")
+	}
+	nameEnd := strings.IndexByte(p[start:], '/')
+	if nameEnd < 0 {
+		return nil, false
+	}
+	nameEnd += start
+	if _, ok := s.mirrors[p[start:nameEnd]]; !ok {
+		return nil, false
+	}
+	seg, rest, _ := strings.Cut(p[nameEnd+1:], "/")
+	cutoff, ok := fetch.ParseSnapshot(seg)
+	if !ok {
+		return nil, false // not a date: an npm scope, say
+	}
+	// In place: echo routes on the request it was given.
+	r.URL.Path = p[:nameEnd] + "/" + rest
+	if r.URL.RawPath != "" {
+		r.URL.RawPath = strings.Replace(r.URL.RawPath, "/"+seg+"/", "/", 1)
+	}
+	return fetch.WithSnapshot(r, seg, cutoff), true
 }
 
 // deadlineBody lifts the connection's read deadline once the body has

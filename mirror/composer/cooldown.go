@@ -2,7 +2,6 @@ package composer
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,16 +21,22 @@ import (
 // filtered once per stored version and kept until a held-back version
 // comes of age.
 
-// filters reports whether the p2 files of name are filtered.
-func (cm *composerMirror) filters(name string) bool {
-	return cm.m.Cooldown.Active(name) || cm.m.Rules.Filters(name)
+// filters reports whether the p2 files of name are filtered for r.
+func (cm *composerMirror) filters(r *http.Request, name string) bool {
+	_, snap := fetch.Snapshot(r)
+	return snap || cm.m.Cooldown.Active(name) || cm.m.Rules.Filters(name)
 }
 
 // judge says why a version is not served ("" : it is), and the
 // cooldown's verdict.
-func (cm *composerMirror) judge(name, pretty, normalized, at string, now time.Time) (string, policy.Verdict) {
+func (cm *composerMirror) judge(r *http.Request, name, pretty, normalized, at string, now time.Time) (string, policy.Verdict) {
 	if why := cm.m.Rules.DenyVersion(name, pretty, normalized, denyForm(normalized)); why != "" {
 		return why, policy.Verdict{Hidden: true}
+	}
+	if cutoff, ok := fetch.Snapshot(r); ok {
+		if why, v := policy.AsOf(released(at), cutoff, cm.m.Cooldown.AllowUnknown); v.Hidden {
+			return name + " " + pretty + " is not in this snapshot: " + why, v
+		}
 	}
 	if !cm.m.Cooldown.Active(name) {
 		return "", policy.Verdict{}
@@ -60,9 +65,13 @@ func released(s string) time.Time {
 
 // cooledP2 is the p2 file of res as the cooldown lets clients see it:
 // unminified (Composer 2 reads both), every other key kept.
-func (cm *composerMirror) cooledP2(res fetch.MetaResult, name string) (*fetch.Doc, error) {
+func (cm *composerMirror) cooledP2(r *http.Request, res fetch.MetaResult, name string) (*fetch.Doc, error) {
 	var ferr error
-	d := cm.derived.Get(res.Entry.ID(), time.Now(), func() (any, policy.Window) {
+	key := struct {
+		id  uint64
+		day string
+	}{res.Entry.ID(), fetch.SnapshotDay(r)}
+	d := cm.derived.Get(key, time.Now(), func() (any, policy.Window) {
 		var w policy.Window
 		v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return Expand(b, name) })
 		if err != nil {
@@ -82,7 +91,7 @@ func (cm *composerMirror) cooledP2(res fetch.MetaResult, name string) (*fetch.Do
 		now := time.Now()
 		kept := []Version{}
 		for _, ver := range v.([]Version) {
-			why, verdict := cm.judge(name, str(ver, "version"), str(ver, "version_normalized"), str(ver, "time"), now)
+			why, verdict := cm.judge(r, name, str(ver, "version"), str(ver, "version_normalized"), str(ver, "time"), now)
 			w.Add(verdict)
 			if why == "" {
 				kept = append(kept, ver)
@@ -103,7 +112,8 @@ func (cm *composerMirror) cooledP2(res fetch.MetaResult, name string) (*fetch.Do
 }
 
 // heldBack refuses the dist of a version the cooldown hides.
-func (cm *composerMirror) heldBack(ctx context.Context, name, version, ref string) error {
+func (cm *composerMirror) heldBack(r *http.Request, name, version, ref string) error {
+	ctx := r.Context()
 	var versions []Version
 	for _, dev := range []bool{false, true} {
 		res, err := cm.p2Meta(ctx, name, dev)
@@ -116,7 +126,7 @@ func (cm *composerMirror) heldBack(ctx context.Context, name, version, ref strin
 		}
 		versions = append(versions, v.([]Version)...)
 		if d, ok := FindDist(versions, version, ref); ok {
-			if why, _ := cm.judge(name, d.Pretty, d.Version, d.Time, time.Now()); why != "" {
+			if why, _ := cm.judge(r, name, d.Pretty, d.Version, d.Time, time.Now()); why != "" {
 				return fetch.NewError(http.StatusForbidden, why)
 			}
 			return nil

@@ -206,7 +206,7 @@ func (cm *composerMirror) hostedOnlyRoot(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return err
 	}
-	d := cm.roots.get(fetch.RoutePrefix(r.URL.Path, cm.m.Name), n)
+	d := cm.roots.get(fetch.MountPrefix(r, cm.m.Name), n)
 	return fetch.ServeDoc(w, r, d, fetch.HeaderJSON, fetch.HostedEntry(time.Time{}))
 }
 

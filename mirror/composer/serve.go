@@ -180,7 +180,7 @@ func (cm *composerMirror) root(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	prefix := fetch.RoutePrefix(r.URL.Path, cm.m.Name)
+	prefix := fetch.MountPrefix(r, cm.m.Name)
 	adv := ""
 	if root.advURL != "" {
 		adv = fetch.BaseURL(r, cm.env.PublicURL, cm.m.Name) + "/api/security-advisories/"
@@ -212,8 +212,8 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if cm.filters(name) {
-		d, err := cm.cooledP2(res, name)
+	if cm.filters(r, name) {
+		d, err := cm.cooledP2(r, res, name)
 		if err != nil {
 			return err
 		}
@@ -269,8 +269,8 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 	if why := cm.m.Rules.Refuse(name); why != "" {
 		return fetch.NewError(http.StatusNotFound, why)
 	}
-	if cm.filters(name) {
-		if err := cm.heldBack(r.Context(), name, version, ref); err != nil {
+	if cm.filters(r, name) {
+		if err := cm.heldBack(r, name, version, ref); err != nil {
 			return err
 		}
 	}
@@ -321,7 +321,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 			canonType = "zip"
 		}
 		if d.Version != version || canonType != typ {
-			prefix := fetch.RoutePrefix(r.URL.Path, cm.m.Name)
+			prefix := fetch.MountPrefix(r, cm.m.Name)
 			return fetch.FileSource{}, &fetch.RedirectTo{URL: prefix + "/zipball/" + name + "/" + d.Version + "/ref" + ref + "." + canonType}
 		}
 		src := fetch.FileSource{URL: d.URL, Client: cm.client}

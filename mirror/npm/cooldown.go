@@ -19,18 +19,27 @@ import (
 // newest version old enough; their tarballs answer 403 with the date. The
 // abbreviated packument has no times: the full one decides.
 
-type cooledKey struct{ doc, full uint64 }
+type cooledKey struct {
+	doc, full uint64
+	day       string // the snapshot's, if any
+}
 
-// filters reports whether the packuments of n are filtered.
-func (nm *npmMirror) filters(n string) bool {
-	return nm.m.Cooldown.Active(n) || nm.m.Rules.Filters(n)
+// filters reports whether the packuments of n are filtered for r.
+func (nm *npmMirror) filters(r *http.Request, n string) bool {
+	_, snap := fetch.Snapshot(r)
+	return snap || nm.m.Cooldown.Active(n) || nm.m.Rules.Filters(n)
 }
 
 // judge says why a version is not served ("" : it is), and the
 // cooldown's verdict.
-func (nm *npmMirror) judge(n, version string, published, now time.Time) (string, policy.Verdict) {
+func (nm *npmMirror) judge(r *http.Request, n, version string, published, now time.Time) (string, policy.Verdict) {
 	if why := nm.m.Rules.DenyVersion(n, version); why != "" {
 		return why, policy.Verdict{Hidden: true}
+	}
+	if cutoff, ok := fetch.Snapshot(r); ok {
+		if why, v := policy.AsOf(published, cutoff, nm.m.Cooldown.AllowUnknown); v.Hidden {
+			return n + "@" + version + " is not in this snapshot: " + why, v
+		}
 	}
 	if !nm.m.Cooldown.Active(n) {
 		return "", policy.Verdict{}
@@ -53,12 +62,12 @@ func (nm *npmMirror) times(ctx context.Context, n string) (fetch.MetaResult, map
 
 // cooled is the packument p (of entry res) as the cooldown lets clients
 // see it.
-func (nm *npmMirror) cooled(ctx context.Context, n string, res fetch.MetaResult, p *parsed) (*parsed, error) {
-	full, times, err := nm.times(ctx, n)
+func (nm *npmMirror) cooled(r *http.Request, n string, res fetch.MetaResult, p *parsed) (*parsed, error) {
+	full, times, err := nm.times(r.Context(), n)
 	if err != nil {
 		return nil, err
 	}
-	v := nm.derived.Get(cooledKey{res.Entry.ID(), full.Entry.ID()}, time.Now(), func() (any, policy.Window) {
+	v := nm.derived.Get(cooledKey{res.Entry.ID(), full.Entry.ID(), fetch.SnapshotDay(r)}, time.Now(), func() (any, policy.Window) {
 		var w policy.Window
 		var doc map[string]json.RawMessage
 		if json.Unmarshal(p.body, &doc) != nil {
@@ -73,7 +82,7 @@ func (nm *npmMirror) cooled(ctx context.Context, n string, res fetch.MetaResult,
 		now := time.Now()
 		newest, newestT := "", time.Time{}
 		for ver := range versions {
-			why, verdict := nm.judge(n, ver, times[ver], now)
+			why, verdict := nm.judge(r, n, ver, times[ver], now)
 			w.Add(verdict)
 			if why != "" {
 				delete(versions, ver)
@@ -112,8 +121,8 @@ func (nm *npmMirror) cooled(ctx context.Context, n string, res fetch.MetaResult,
 }
 
 // heldBack refuses the tarball of a version the cooldown hides.
-func (nm *npmMirror) heldBack(ctx context.Context, n, file string) error {
-	_, p, err := nm.load(ctx, n, false)
+func (nm *npmMirror) heldBack(r *http.Request, n, file string) error {
+	_, p, err := nm.load(r.Context(), n, false)
 	if err != nil {
 		return nil // the download path reports what is wrong
 	}
@@ -121,7 +130,7 @@ func (nm *npmMirror) heldBack(ctx context.Context, n, file string) error {
 	if !ok {
 		return nil
 	}
-	if why, _ := nm.judge(n, d.Version, p.times[d.Version], time.Now()); why != "" {
+	if why, _ := nm.judge(r, n, d.Version, p.times[d.Version], time.Now()); why != "" {
 		return fetch.NewError(http.StatusForbidden, why)
 	}
 	return nil

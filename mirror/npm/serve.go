@@ -192,8 +192,8 @@ func (nm *npmMirror) packument(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if nm.filters(n) {
-		if p, err = nm.cooled(r.Context(), n, res, p); err != nil {
+	if nm.filters(r, n) {
+		if p, err = nm.cooled(r, n, res, p); err != nil {
 			return err
 		}
 	}
@@ -226,8 +226,8 @@ func (nm *npmMirror) tarball(w http.ResponseWriter, r *http.Request) error {
 	if why := nm.m.Rules.Refuse(n); why != "" {
 		return fetch.NewError(http.StatusNotFound, why)
 	}
-	if nm.filters(n) {
-		if err := nm.heldBack(r.Context(), n, file); err != nil {
+	if nm.filters(r, n) {
+		if err := nm.heldBack(r, n, file); err != nil {
 			return err
 		}
 	}

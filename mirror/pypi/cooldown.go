@@ -1,7 +1,6 @@
 package pypi
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -16,9 +15,10 @@ import (
 // denied whole, is a 404 that says so. The page is filtered once per
 // stored version and kept until a held-back file comes of age.
 
-// filters reports whether the page of project is filtered.
-func (pm *pypiMirror) filters(project string) bool {
-	return pm.m.Cooldown.Active(project) || pm.rules.Filters(project)
+// filters reports whether the page of project is filtered for r.
+func (pm *pypiMirror) filters(r *http.Request, project string) bool {
+	_, snap := fetch.Snapshot(r)
+	return snap || pm.m.Cooldown.Active(project) || pm.rules.Filters(project)
 }
 
 // fileVersion is the version a file's name gives.
@@ -32,9 +32,14 @@ func fileVersion(filename string) string {
 
 // judge says why a file is not served ("" : it is), and the cooldown's
 // verdict.
-func (pm *pypiMirror) judge(project string, f *File, now time.Time) (string, policy.Verdict) {
+func (pm *pypiMirror) judge(r *http.Request, project string, f *File, now time.Time) (string, policy.Verdict) {
 	if why := pm.rules.DenyVersion(project, fileVersion(f.Filename)); why != "" {
 		return why, policy.Verdict{Hidden: true}
+	}
+	if cutoff, ok := fetch.Snapshot(r); ok {
+		if why, v := policy.AsOf(uploaded(f), cutoff, pm.m.Cooldown.AllowUnknown); v.Hidden {
+			return f.Filename + " is not in this snapshot: " + why, v
+		}
 	}
 	if !pm.m.Cooldown.Active(project) {
 		return "", policy.Verdict{}
@@ -56,15 +61,19 @@ func uploaded(f *File) time.Time {
 }
 
 // cooled is page as the cooldown lets clients see it.
-func (pm *pypiMirror) cooled(res fetch.MetaResult, page *rendered, name string) *rendered {
-	return pm.derived.Get(res.Entry.ID(), time.Now(), func() (any, policy.Window) {
+func (pm *pypiMirror) cooled(r *http.Request, res fetch.MetaResult, page *rendered, name string) *rendered {
+	key := struct {
+		id  uint64
+		day string
+	}{res.Entry.ID(), fetch.SnapshotDay(r)}
+	return pm.derived.Get(key, time.Now(), func() (any, policy.Window) {
 		now := time.Now()
 		var w policy.Window
 		p := *page.project
 		p.Files = nil
 		for i := range page.project.Files {
 			f := &page.project.Files[i]
-			why, v := pm.judge(name, f, now)
+			why, v := pm.judge(r, name, f, now)
 			w.Add(v)
 			if why == "" {
 				p.Files = append(p.Files, *f)
@@ -75,8 +84,8 @@ func (pm *pypiMirror) cooled(res fetch.MetaResult, page *rendered, name string) 
 }
 
 // heldBack refuses the download of a file the cooldown hides.
-func (pm *pypiMirror) heldBack(ctx context.Context, project, key, filename string) error {
-	_, page, err := pm.projectPage(ctx, project)
+func (pm *pypiMirror) heldBack(r *http.Request, project, key, filename string) error {
+	_, page, err := pm.projectPage(r.Context(), project)
 	if err != nil {
 		return nil // the download path reports what is wrong
 	}
@@ -84,7 +93,7 @@ func (pm *pypiMirror) heldBack(ctx context.Context, project, key, filename strin
 	if !ok {
 		return nil
 	}
-	if why, _ := pm.judge(project, f, time.Now()); why != "" {
+	if why, _ := pm.judge(r, project, f, time.Now()); why != "" {
 		return fetch.NewError(http.StatusForbidden, why)
 	}
 	return nil

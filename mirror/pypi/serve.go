@@ -67,7 +67,7 @@ func (pm *pypiMirror) Routes(rt mirror.Router) {
 func (pm *pypiMirror) metaKey(dir, name string) string { return pm.env.MetaKey(dir + "/" + name) }
 
 func (pm *pypiMirror) redirectRoot(w http.ResponseWriter, r *http.Request) error {
-	return fetch.Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+query(r))
+	return fetch.Redirect(w, r, http.StatusMovedPermanently, fetch.MountPrefix(r, pm.m.Name)+"/simple/"+query(r))
 }
 
 func query(r *http.Request) string {
@@ -82,7 +82,7 @@ func (pm *pypiMirror) redirectProject(w http.ResponseWriter, r *http.Request) er
 	if !ValidName(raw) {
 		return fetch.NewError(http.StatusNotFound, fetch.QuoteName(raw)+" is not a valid project name")
 	}
-	return fetch.Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+Normalize(raw)+"/"+query(r))
+	return fetch.Redirect(w, r, http.StatusMovedPermanently, fetch.MountPrefix(r, pm.m.Name)+"/simple/"+Normalize(raw)+"/"+query(r))
 }
 
 // rendered is a page in both formats, gzip-compressed once per stored
@@ -151,7 +151,7 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 		return fetch.NewError(http.StatusNotFound, fetch.QuoteName(raw)+" is not a valid project name")
 	}
 	if name := Normalize(raw); name != raw {
-		return fetch.Redirect(w, r, http.StatusMovedPermanently, "/"+pm.m.Name+"/simple/"+name+"/"+query(r))
+		return fetch.Redirect(w, r, http.StatusMovedPermanently, fetch.MountPrefix(r, pm.m.Name)+"/simple/"+name+"/"+query(r))
 	}
 	typ, err := Negotiate(r.Header.Get("Accept"), r.URL.Query().Get("format"))
 	if err != nil {
@@ -171,8 +171,8 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if pm.filters(raw) {
-		page = pm.cooled(res, page, raw)
+	if pm.filters(r, raw) {
+		page = pm.cooled(r, res, page, raw)
 	}
 	d := page.html
 	if typ == JSONType {
@@ -264,8 +264,8 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 	if why := pm.rules.Refuse(project); why != "" {
 		return fetch.NewError(http.StatusNotFound, why)
 	}
-	if pm.filters(project) {
-		if err := pm.heldBack(r.Context(), project, key, base); err != nil {
+	if pm.filters(r, project) {
+		if err := pm.heldBack(r, project, key, base); err != nil {
 			return err
 		}
 	}
