@@ -15,6 +15,9 @@ import (
 // metadata). It is the only error reported to clients as 404.
 var ErrNotFound = errors.New("not found")
 
+// ErrOffline: the mirror never contacts its upstream (UPSTREAM_OFFLINE).
+var ErrOffline = errors.New("the mirror is offline")
+
 // upstream404 is errNotFound naming the upstream URL that answered 404,
 // so that a mirror URL missing a path segment (a PyPI index without
 // /simple) shows in the answer.
@@ -36,6 +39,10 @@ func (e *UpstreamError) Error() string { return e.Msg }
 
 func TransportError(u string, err error) *UpstreamError {
 	url := SafeURL(u)
+	if errors.Is(err, ErrOffline) {
+		// The operator's choice: what storage does not hold does not exist.
+		return &UpstreamError{Status: http.StatusNotFound, Msg: fmt.Sprintf("not in storage, and the mirror is offline (UPSTREAM_OFFLINE): %s was not fetched", url)}
+	}
 	var ue *neturl.Error
 	if errors.As(err, &ue) {
 		err = ue.Err // its text repeats the URL, query included

@@ -197,14 +197,18 @@ func (p *hostPolicy) dial(d *net.Dialer) func(ctx context.Context, network, addr
 // redirects included, according to the request's origin alone, and
 // refuses hosts the policy does not allow.
 type upstreamTransport struct {
-	base   http.RoundTripper
-	creds  map[string]string // "scheme://host:port" → Authorization value
-	policy *hostPolicy
-	took   interface{ Observe(float64) } // time to response headers; may be nil
-	adjust func(*http.Response)          // may be nil
+	base    http.RoundTripper
+	creds   map[string]string // "scheme://host:port" → Authorization value
+	policy  *hostPolicy
+	took    interface{ Observe(float64) } // time to response headers; may be nil
+	adjust  func(*http.Response)          // may be nil
+	offline bool                          // refuse every request (ErrOffline)
 }
 
 func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.offline {
+		return nil, ErrOffline
+	}
 	if err := t.policy.allowed(r.URL.Hostname()); err != nil {
 		return nil, err
 	}
@@ -273,7 +277,7 @@ func NewClient(timeout time.Duration, m Mirror, o ClientOptions) *http.Client {
 		}
 	}
 	return &http.Client{
-		Transport: &upstreamTransport{base: base, creds: creds, policy: policy, took: o.Took, adjust: o.Adjust},
+		Transport: &upstreamTransport{base: base, creds: creds, policy: policy, took: o.Took, adjust: o.Adjust, offline: m.Offline},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 10 {
 				return errors.New("stopped after 10 redirects")
@@ -336,4 +340,7 @@ type Mirror struct {
 	// Rules are the allow and deny lists (they never apply to hosted
 	// packages either).
 	Rules policy.Rules
+	// Offline: the upstream is never contacted; only what storage holds
+	// is served (UPSTREAM_OFFLINE, or the mirror's "offline").
+	Offline bool
 }

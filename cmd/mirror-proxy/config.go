@@ -47,6 +47,8 @@ type Config struct {
 	DistCacheBytes Bytes  `envconfig:"MIRROR_DIST_CACHE_MAX_BYTES" default:"10GiB" desc:"size limit of the file disk cache (least recently used files are evicted)"`
 	MemCacheBytes  Bytes  `envconfig:"MEMORY_CACHE_MAX_BYTES" default:"256MiB" desc:"size limit of the in-memory metadata cache"`
 
+	UpstreamOffline bool `envconfig:"UPSTREAM_OFFLINE" default:"false" desc:"never contact any upstream: serve only what storage holds (what it does not hold is a 404 that says so); for air-gapped sites filled by prefetch"`
+
 	Cooldown string `envconfig:"COOLDOWN" desc:"default cooldown of every mirror: versions published less than this long ago are hidden (3d, 36h); empty: off"`
 
 	UploadMaxBytes Bytes `envconfig:"UPLOAD_MAX_BYTES" default:"512MiB" desc:"largest file a hosted mirror accepts in one upload (larger: 413)"`
@@ -174,6 +176,8 @@ type MirrorSpec struct {
 	// Allow (strict mode) and deny rules.
 	Allow []string `json:"allow"`
 	Deny  []string `json:"deny"`
+	// Offline: serve only what storage holds (overrides UPSTREAM_OFFLINE).
+	Offline *bool `json:"offline"`
 }
 
 // TokenSpec is one access token as users write it.
@@ -510,6 +514,10 @@ func (c *Config) ProxyMirrors() []proxy.Mirror {
 		}
 		if d, err := time.ParseDuration(m.NotFoundTTL); err == nil {
 			pm.NotFoundTTL = d
+		}
+		pm.Offline = c.UpstreamOffline
+		if m.Offline != nil {
+			pm.Offline = *m.Offline
 		}
 		pm.Rules.Allow = m.Allow
 		for _, d := range m.Deny {
