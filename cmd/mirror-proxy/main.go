@@ -33,7 +33,7 @@ import (
 	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
 )
 
-const usage = `mirror-proxy: a stateless Composer and PyPI mirror proxy that keeps what it fetches in S3.
+const usage = `mirror-proxy: a stateless Composer, PyPI and npm mirror proxy that keeps what it fetches in S3.
 
 Usage:
   mirror-proxy serve          run the server; configured by environment variables only
@@ -42,6 +42,10 @@ Usage:
                               exit 0 when the server on LISTEN_ADDR answers /healthz
                               (or when URL answers at all: for other containers)
   mirror-proxy create-bucket  create STORAGE_AWS_BUCKET (STORAGE_SOURCE=s3) unless it exists
+  mirror-proxy prefetch --mirror NAME FILE...
+                              fetch everything composer.lock, requirements.txt or
+                              package-lock.json files name into storage (verified, as
+                              a request would); exit 1 when anything failed
 `
 
 func main() {
@@ -66,6 +70,8 @@ func main() {
 		}
 	case "healthcheck":
 		os.Exit(healthcheck(args[1:]))
+	case "prefetch":
+		os.Exit(prefetch(args[1:]))
 	case "create-bucket":
 		if err := createBucket(); err != nil {
 			fmt.Fprintln(os.Stderr, "mirror-proxy:", err)
@@ -108,6 +114,24 @@ func serve() error {
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	return withServer(ctx, cfg, log, func(srv *proxy.Server) error {
+		l, err := net.Listen("tcp", cfg.ListenAddr)
+		if err != nil {
+			return fmt.Errorf("LISTEN_ADDR %q: %w", cfg.ListenAddr, err)
+		}
+		var names []string
+		for _, m := range cfg.Mirrors {
+			names = append(names, m.Name+"="+m.Type+":"+redactURL(m.URL))
+		}
+		log.Info("listening", "addr", l.Addr().String(), "mirrors", strings.Join(names, " "))
+		return srv.Serve(ctx, l, cfg.ShutdownTimeout)
+	})
+}
+
+// withServer builds the server the configuration describes (storage,
+// caches, Redis) and runs fn with it.
+func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*proxy.Server) error) error {
+	var err error
 
 	var store storage.Store
 	var ready func(context.Context) error
@@ -204,17 +228,7 @@ func serve() error {
 	if opts.FinishShare == 0 {
 		opts.FinishShare = -1 // proxy.Options: negative finishes every download
 	}
-	srv := proxy.New(opts)
-	l, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("LISTEN_ADDR %q: %w", cfg.ListenAddr, err)
-	}
-	var names []string
-	for _, m := range cfg.Mirrors {
-		names = append(names, m.Name+"="+m.Type+":"+redactURL(m.URL))
-	}
-	log.Info("listening", "addr", l.Addr().String(), "mirrors", strings.Join(names, " "))
-	return srv.Serve(ctx, l, cfg.ShutdownTimeout)
+	return fn(proxy.New(opts))
 }
 
 // recheck runs the startup check of an S3 store that was unreachable at

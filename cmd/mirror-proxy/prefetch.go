@@ -1,0 +1,363 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
+	"github.com/mirror-proxy/mirror-proxy/mirror/npm"
+	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
+	"github.com/mirror-proxy/mirror-proxy/proxy"
+)
+
+// prefetch fills storage with everything lock files name, through the
+// same verified path as requests: it runs the proxy in-process on a
+// loopback port and asks it for each package's metadata, then each file.
+
+// item is one thing to fetch: a path under the mirror, or a function that
+// finds more items in a fetched document.
+type item struct {
+	path   string
+	accept string
+	then   func(body []byte) ([]item, error) // more to fetch, from this document
+	what   string
+}
+
+func prefetch(args []string) int {
+	mirrorName := ""
+	var files []string
+	for i := 0; i < len(args); i++ {
+		switch {
+		case args[i] == "--mirror" && i+1 < len(args):
+			mirrorName = args[i+1]
+			i++
+		case strings.HasPrefix(args[i], "--mirror="):
+			mirrorName = strings.TrimPrefix(args[i], "--mirror=")
+		default:
+			files = append(files, args[i])
+		}
+	}
+	if mirrorName == "" || len(files) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: mirror-proxy prefetch --mirror NAME FILE... (composer.lock, requirements.txt, package-lock.json)")
+		return 2
+	}
+	cfg, err := LoadConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mirror-proxy:", err)
+		return 2
+	}
+	var typ string
+	for _, m := range cfg.Mirrors {
+		if m.Name == mirrorName {
+			typ = m.Type
+		}
+	}
+	if typ == "" {
+		fmt.Fprintf(os.Stderr, "mirror-proxy prefetch: no mirror named %q in MIRRORS\n", mirrorName)
+		return 2
+	}
+	var items []item
+	for _, f := range files {
+		its, err := readLock(f, typ)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mirror-proxy prefetch:", err)
+			return 2
+		}
+		items = append(items, its...)
+	}
+	// Quiet logs: the progress bar and the summary are the output.
+	cfg.LogLevel = "warn"
+	log := newLogger(cfg)
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	failed := 0
+	err = withServer(ctx, cfg, log, func(srv *proxy.Server) error {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(sctx, l, 10*time.Minute) }()
+		base := "http://" + l.Addr().String() + "/" + mirrorName
+		failed = run(ctx, base, items)
+		cancel() // graceful: downloads still running are committed first
+		return <-done
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mirror-proxy prefetch:", err)
+		return 1
+	}
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+// run fetches every item (and what they lead to) with a progress bar, and
+// prints a summary; it returns how many failed.
+func run(ctx context.Context, base string, items []item) int {
+	bar := progressbar.NewOptions(len(items), progressbar.OptionSetDescription("prefetch"),
+		progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+	client := &http.Client{Timeout: 30 * time.Minute}
+	ok, failed := 0, 0
+	var failures []string
+	for len(items) > 0 {
+		it := items[0]
+		items = items[1:]
+		body, err := get(ctx, client, base+it.path, it.accept, it.then != nil)
+		if err == nil && it.then != nil {
+			var more []item
+			if more, err = it.then(body); err == nil {
+				items = append(items, more...)
+				bar.ChangeMax(bar.GetMax() + len(more))
+			}
+		}
+		if err != nil {
+			failed++
+			failures = append(failures, fmt.Sprintf("  %s: %v", it.what, err))
+		} else {
+			ok++
+		}
+		_ = bar.Add(1)
+	}
+	_ = bar.Finish()
+	fmt.Fprintf(os.Stderr, "prefetch: %d fetched or already present, %d failed\n", ok, failed)
+	for _, f := range failures {
+		fmt.Fprintln(os.Stderr, f)
+	}
+	return failed
+}
+
+func get(ctx context.Context, c *http.Client, u, accept string, keep bool) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1000))
+		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	if keep {
+		return io.ReadAll(resp.Body)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return nil, err
+}
+
+// readLock reads a lock file into items; errors name the file and line.
+func readLock(file, typ string) ([]item, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	base := path.Base(file)
+	switch {
+	case typ == "composer" && strings.HasSuffix(base, ".lock"):
+		return composerLock(file, b)
+	case typ == "pypi" && strings.HasSuffix(base, ".txt"):
+		return requirements(file, b)
+	case typ == "npm" && strings.HasSuffix(base, ".json"):
+		return packageLock(file, b)
+	}
+	return nil, fmt.Errorf("%s: not a lock file of a %s mirror (composer.lock, requirements.txt, package-lock.json)", file, typ)
+}
+
+// jsonError names the line of a JSON syntax error.
+func jsonError(file string, b []byte, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%s:%d: %v", file, bytes.Count(b[:se.Offset], []byte("\n"))+1, err)
+	}
+	return fmt.Errorf("%s: %v", file, err)
+}
+
+func composerLock(file string, b []byte) ([]item, error) {
+	var lock struct {
+		Packages    []lockedPackage `json:"packages"`
+		PackagesDev []lockedPackage `json:"packages-dev"`
+	}
+	if err := json.Unmarshal(b, &lock); err != nil {
+		return nil, jsonError(file, b, err)
+	}
+	items := []item{{path: "/packages.json", what: "packages.json"}}
+	for _, p := range append(lock.Packages, lock.PackagesDev...) {
+		if !composer.ValidName(p.Name) {
+			return nil, fmt.Errorf("%s: %q is not a package name", file, p.Name)
+		}
+		normalized, err := composer.NormalizeVersion(p.Version)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %v", file, p.Name, err)
+		}
+		p2 := "/p2/" + p.Name + ".json"
+		if composer.IsDevVersion(normalized) {
+			p2 = "/p2/" + p.Name + "~dev.json"
+		}
+		items = append(items, item{path: p2, what: p.Name + " metadata"})
+		if p.Dist.Type != "" {
+			items = append(items, item{what: p.Name + " " + p.Version, path: "/zipball/" + p.Name + "/" + composer.MirrorVersion(normalized) +
+				"/ref" + composer.MirrorReference(p.Dist.Reference) + "." + p.Dist.Type})
+		}
+	}
+	return items, nil
+}
+
+type lockedPackage struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Dist    struct {
+		Type      string `json:"type"`
+		Reference string `json:"reference"`
+	} `json:"dist"`
+}
+
+// requirements reads pinned lines ("name==version", with --hash options).
+func requirements(file string, b []byte) ([]item, error) {
+	var items []item
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	var logical string
+	line, start := 0, 0
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		if logical == "" {
+			start = line
+		}
+		if strings.HasSuffix(strings.TrimSpace(text), "\\") {
+			logical += strings.TrimSuffix(strings.TrimSpace(text), "\\") + " "
+			continue
+		}
+		logical += text
+		req := strings.TrimSpace(logical)
+		logical = ""
+		if i := strings.Index(req, " #"); i >= 0 {
+			req = req[:i]
+		}
+		if req == "" || strings.HasPrefix(req, "#") || strings.HasPrefix(req, "-") {
+			continue
+		}
+		fields := strings.Fields(req)
+		spec := strings.TrimSpace(strings.SplitN(fields[0], ";", 2)[0])
+		name, version, ok := strings.Cut(spec, "==")
+		if i := strings.IndexByte(name, '['); i >= 0 {
+			name = name[:i]
+		}
+		if !ok || !pypi.ValidName(name) || version == "" {
+			return nil, fmt.Errorf("%s:%d: %q is not a pinned requirement (name==version)", file, start, spec)
+		}
+		hashes := map[string]bool{}
+		for _, f := range fields[1:] {
+			if h, ok := strings.CutPrefix(f, "--hash=sha256:"); ok {
+				hashes[strings.ToLower(h)] = true
+			}
+		}
+		project := pypi.Normalize(name)
+		items = append(items, item{path: "/simple/" + project + "/", accept: pypi.JSONType, what: project + " page",
+			then: pypiFiles(project, version, hashes)})
+	}
+	return items, sc.Err()
+}
+
+// pypiFiles finds, in a project's JSON page, the files of version (those
+// with a listed hash, when hashes are given) and their core metadata.
+func pypiFiles(project, version string, hashes map[string]bool) func([]byte) ([]item, error) {
+	return func(b []byte) ([]item, error) {
+		var doc struct {
+			Files []struct {
+				Filename     string            `json:"filename"`
+				URL          string            `json:"url"`
+				Hashes       map[string]string `json:"hashes"`
+				CoreMetadata any               `json:"core-metadata"`
+			} `json:"files"`
+		}
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return nil, err
+		}
+		page, _ := url.Parse("/simple/" + project + "/")
+		var out []item
+		for _, f := range doc.Files {
+			df, err := pypi.ParseDistFilename(f.Filename)
+			if err != nil || !pypi.SameVersion(df.Version, version) {
+				continue
+			}
+			if len(hashes) > 0 && !hashes[strings.ToLower(f.Hashes["sha256"])] {
+				continue
+			}
+			ref, err := url.Parse(f.URL)
+			if err != nil {
+				continue
+			}
+			p := page.ResolveReference(ref).Path
+			out = append(out, item{path: p, what: f.Filename})
+			if f.CoreMetadata != nil && f.CoreMetadata != false {
+				out = append(out, item{path: p + ".metadata", what: f.Filename + ".metadata"})
+			}
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("no file of %s %s in the index", project, version)
+		}
+		return out, nil
+	}
+}
+
+// packageLock reads package-lock.json (lockfileVersion 2 and 3).
+func packageLock(file string, b []byte) ([]item, error) {
+	var lock struct {
+		Packages map[string]struct {
+			Version  string `json:"version"`
+			Resolved string `json:"resolved"`
+			Link     bool   `json:"link"`
+		} `json:"packages"`
+	}
+	if err := json.Unmarshal(b, &lock); err != nil {
+		return nil, jsonError(file, b, err)
+	}
+	var items []item
+	for key, p := range lock.Packages {
+		i := strings.LastIndex(key, "node_modules/")
+		if key == "" || i < 0 || p.Link || p.Version == "" {
+			continue
+		}
+		name := key[i+len("node_modules/"):]
+		if !npm.ValidName(name) {
+			return nil, fmt.Errorf("%s: %q is not a package name", file, name)
+		}
+		tarball := path.Base(p.Resolved)
+		if !npm.ValidTarball(tarball) {
+			base := name
+			if j := strings.IndexByte(name, '/'); j >= 0 {
+				base = name[j+1:]
+			}
+			tarball = base + "-" + p.Version + ".tgz"
+		}
+		items = append(items, item{path: "/" + npm.Escape(name), accept: npm.AbbreviatedType, what: name + " packument"},
+			item{path: "/" + name + "/-/" + tarball, what: name + "@" + p.Version})
+	}
+	return items, nil
+}
