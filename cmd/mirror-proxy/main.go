@@ -43,8 +43,8 @@ Usage:
                               (or when URL answers at all: for other containers)
   mirror-proxy create-bucket  create STORAGE_AWS_BUCKET (STORAGE_SOURCE=s3) unless it exists
   mirror-proxy prefetch --mirror NAME FILE...
-                              fetch everything composer.lock, requirements.txt or
-                              package-lock.json files name into storage (verified, as
+                              fetch everything composer.lock, requirements.txt,
+                              pylock.toml or package-lock.json files name into storage (verified, as
                               a request would); exit 1 when anything failed
 `
 

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
@@ -183,10 +184,12 @@ func readLock(file, typ string) ([]item, error) {
 		return composerLock(file, b)
 	case typ == "pypi" && strings.HasSuffix(base, ".txt"):
 		return requirements(file, b)
+	case typ == "pypi" && strings.HasSuffix(base, ".toml"):
+		return pylock(file, b)
 	case typ == "npm" && strings.HasSuffix(base, ".json"):
 		return packageLock(file, b)
 	}
-	return nil, fmt.Errorf("%s: not a lock file of a %s mirror (composer.lock, requirements.txt, package-lock.json)", file, typ)
+	return nil, fmt.Errorf("%s: not a lock file of a %s mirror (composer.lock, requirements.txt, pylock.toml, package-lock.json)", file, typ)
 }
 
 // jsonError names the line of a JSON syntax error.
@@ -324,6 +327,49 @@ func pypiFiles(project, version string, hashes map[string]bool) func([]byte) ([]
 		}
 		return out, nil
 	}
+}
+
+// pylock reads PEP 751's pylock.toml: each package's name, version and
+// the sha256 of its wheels and sdist.
+func pylock(file string, b []byte) ([]item, error) {
+	var lock struct {
+		Packages []struct {
+			Name    string `toml:"name"`
+			Version string `toml:"version"`
+			Sdist   *struct {
+				Hashes map[string]string `toml:"hashes"`
+			} `toml:"sdist"`
+			Wheels []struct {
+				Hashes map[string]string `toml:"hashes"`
+			} `toml:"wheels"`
+		} `toml:"packages"`
+	}
+	if _, err := toml.Decode(string(b), &lock); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%s:%d: %s", file, pe.Position.Line, pe.Message)
+		}
+		return nil, fmt.Errorf("%s: %v", file, err)
+	}
+	var items []item
+	for _, p := range lock.Packages {
+		if !pypi.ValidName(p.Name) || p.Version == "" {
+			return nil, fmt.Errorf("%s: package %q has no valid name and version", file, p.Name)
+		}
+		hashes := map[string]bool{}
+		for _, w := range p.Wheels {
+			if h := w.Hashes["sha256"]; h != "" {
+				hashes[strings.ToLower(h)] = true
+			}
+		}
+		if p.Sdist != nil && p.Sdist.Hashes["sha256"] != "" {
+			hashes[strings.ToLower(p.Sdist.Hashes["sha256"])] = true
+		}
+		project := pypi.Normalize(p.Name)
+		items = append(items, item{path: "/simple/" + project + "/", accept: pypi.JSONType, what: project + " page",
+			then: pypiFiles(project, p.Version, hashes)})
+	}
+	return items, nil
 }
 
 // packageLock reads package-lock.json (lockfileVersion 2 and 3).
