@@ -75,9 +75,6 @@ func New(o Options) *Repo {
 		indexes: map[string]*Index{}}
 }
 
-// Prefix is the key prefix of the repository's objects.
-func (r *Repo) Prefix() string { return r.prefix }
-
 // Key is the storage key of a path inside the repository.
 func (r *Repo) Key(path string) string { return storage.Join(r.prefix, path) }
 
@@ -233,11 +230,6 @@ func (r *Repo) PutFile(ctx context.Context, path string, body io.Reader, size in
 		return fmt.Errorf("%w: storing %s: %v", ErrUnavailable, path, err)
 	}
 	return nil
-}
-
-// Stat is the stored object at path.
-func (r *Repo) Stat(ctx context.Context, path string) (storage.Info, error) {
-	return r.store.Stat(ctx, r.Key(path))
 }
 
 // Update changes name's index with change (old is nil for a new package)

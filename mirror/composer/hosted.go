@@ -238,17 +238,6 @@ func (x *HostedIndex) P2(dev bool) []byte {
 	return bytes.TrimRight(buf.Bytes(), "\n")
 }
 
-// HasReference reports whether a version of the index has a dist with
-// this reference (sha1).
-func (x *HostedIndex) HasReference(ref string) bool {
-	for _, v := range x.Versions {
-		if d, ok := v["dist"].(map[string]any); ok && str(d, "reference") == ref {
-			return true
-		}
-	}
-	return false
-}
-
 // HostedRoot is the packages.json of a repository that only hosts: the
 // same shape as a mirrored one (metadata-url and a preferred dist mirror
 // at prefix), listing the names it has.
