@@ -57,7 +57,7 @@ func (nm *npmMirror) times(ctx context.Context, n string) (fetch.MetaResult, map
 	if err != nil {
 		return res, nil, err
 	}
-	return res, p.times, nil
+	return res, p.pkg.Times, nil
 }
 
 // cooled is the packument p (of entry res) as the cooldown lets clients
@@ -130,7 +130,7 @@ func (nm *npmMirror) heldBack(r *http.Request, n, file string) error {
 	if !ok {
 		return nil
 	}
-	if why, _ := nm.judge(r, n, d.Version, p.times[d.Version], time.Now()); why != "" {
+	if why, _ := nm.judge(r, n, d.Version, p.pkg.Times[d.Version], time.Now()); why != "" {
 		return fetch.NewError(http.StatusForbidden, why)
 	}
 	return nil

@@ -50,10 +50,12 @@ type Dist struct {
 	Shasum    string // sha1 hex
 }
 
-// Packument is what the proxy needs of a packument: each version's dist.
+// Packument is what the proxy needs of a packument: each version's dist,
+// and (full packuments only) each version's publish time.
 type Packument struct {
 	Name     string
 	Versions map[string]Dist
+	Times    map[string]time.Time
 }
 
 // Parse reads a packument (either representation).
@@ -67,6 +69,7 @@ func Parse(b []byte) (*Packument, error) {
 				Shasum    string `json:"shasum"`
 			} `json:"dist"`
 		} `json:"versions"`
+		Time map[string]string `json:"time"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("packument is not a JSON object: %w", err)
@@ -74,26 +77,16 @@ func Parse(b []byte) (*Packument, error) {
 	if doc.Name == "" {
 		return nil, errors.New("packument has no name")
 	}
-	p := &Packument{Name: doc.Name, Versions: map[string]Dist{}}
+	p := &Packument{Name: doc.Name, Versions: map[string]Dist{}, Times: map[string]time.Time{}}
+	for v, t := range doc.Time {
+		if at, err := time.Parse(time.RFC3339Nano, t); err == nil {
+			p.Times[v] = at
+		}
+	}
 	for v, d := range doc.Versions {
 		p.Versions[v] = Dist{Version: v, Tarball: d.Dist.Tarball, Integrity: d.Dist.Integrity, Shasum: d.Dist.Shasum}
 	}
 	return p, nil
-}
-
-// Times reads a full packument's publish times by version.
-func Times(b []byte) map[string]time.Time {
-	var doc struct {
-		Time map[string]string `json:"time"`
-	}
-	_ = json.Unmarshal(b, &doc)
-	out := map[string]time.Time{}
-	for v, s := range doc.Time {
-		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-			out[v] = t
-		}
-	}
-	return out
 }
 
 // TarballFile is the file name a tarball URL ends with.

@@ -116,7 +116,6 @@ func (nm *npmMirror) source(name string, abbreviated bool) *fetch.MetaSource {
 type parsed struct {
 	pkg      *Packument
 	body     []byte
-	times    map[string]time.Time // publish times (full packuments only)
 	mu       sync.Mutex
 	rendered map[string]*fetch.Doc
 }
@@ -160,7 +159,7 @@ func (nm *npmMirror) load(ctx context.Context, name string, abbreviated bool) (f
 		if err != nil {
 			return nil, err
 		}
-		return &parsed{pkg: p, body: b, times: Times(b)}, nil
+		return &parsed{pkg: p, body: b}, nil
 	})
 	if err != nil {
 		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored packument of %s: %v", name, err)}
