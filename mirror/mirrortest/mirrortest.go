@@ -72,8 +72,12 @@ type env struct {
 }
 
 func start(t *testing.T, st *countingStore, typ, url string) *env {
+	return startTTL(t, st, typ, url, time.Hour)
+}
+
+func startTTL(t *testing.T, st *countingStore, typ, url string, ttl time.Duration) *env {
 	opts := proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
-		Mirrors:         []proxy.Mirror{{Name: "m", Type: typ, URL: url, TTL: time.Hour, NotFoundTTL: time.Second}},
+		Mirrors:         []proxy.Mirror{{Name: "m", Type: typ, URL: url, TTL: ttl, NotFoundTTL: time.Second}},
 		UpstreamTimeout: 3 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		// Failures not remembered: the contract checks that a healed
 		// upstream is fetched again.
@@ -82,6 +86,27 @@ func start(t *testing.T, st *countingStore, typ, url string) *env {
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { hs.Close(); srv.Close() })
 	return &env{store: st, base: hs.URL + "/m", opts: opts}
+}
+
+// Serve runs a proxy with the one mirror m (named m.Name) on fresh local
+// storage, and returns the mirror's base URL ("http://host/<name>").
+func Serve(t *testing.T, m proxy.Mirror) string {
+	t.Helper()
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.TTL == 0 {
+		m.TTL = time.Minute
+	}
+	if m.NotFoundTTL == 0 {
+		m.NotFoundTTL = time.Second
+	}
+	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist", Mirrors: []proxy.Mirror{m},
+		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	return hs.URL + "/" + m.Name
 }
 
 // Get does a request and returns the status, headers and body; a body
@@ -134,9 +159,13 @@ func Run(t *testing.T, f Fixture) {
 		e := start(t, &countingStore{Store: lst}, f.Type, url)
 		_, _, want, _ := Get(t, e.base+f.Meta, f.Header...)
 		stop()
-		e2 := start(t, e.store, f.Type, url) // a fresh replica: memory empty
-		if code, _, b, _ := Get(t, e2.base+f.Meta, f.Header...); code != 200 || len(b) != len(want) {
-			t.Errorf("stored metadata with the upstream down: %d, %d bytes (want %d)", code, len(b), len(want))
+		// A fresh replica (memory empty) whose copy in storage has expired:
+		// it must ask the upstream, fail, and serve the stored copy stale.
+		e2 := startTTL(t, e.store, f.Type, url, time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
+		code, h, b, _ := Get(t, e2.base+f.Meta, f.Header...)
+		if code != 200 || len(b) != len(want) || h.Get("X-Mirror-Stale") != "true" {
+			t.Errorf("expired metadata with the upstream down: %d, %d bytes (want %d), X-Mirror-Stale %q", code, len(b), len(want), h.Get("X-Mirror-Stale"))
 		}
 		if code, _, b, _ := Get(t, e2.base+f.Missing, f.Header...); code < 500 {
 			t.Errorf("never-seen metadata with the upstream down: %d %s, want 5xx", code, b)
