@@ -1,9 +1,6 @@
 package composer_test
 
 import (
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +10,6 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
-	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
 // Under a 3-day cooldown the p2 file lists only versions released more
@@ -29,14 +25,8 @@ func TestCooldownHidesYoungVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer up.Stop()
-	st, _ := local.New(t.TempDir())
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
-		Mirrors: []proxy.Mirror{{Name: "packagist", Type: "composer", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second,
-			Cooldown: policy.Cooldown{Age: 72 * time.Hour, Exempt: []string{"trusted/*"}}}},
-		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	defer func() { hs.Close(); srv.Close() }()
-	base := hs.URL + "/packagist"
+	base := mirrortest.Serve(t, proxy.Mirror{Name: "packagist", Type: "composer", URL: up.URL(),
+		Cooldown: policy.Cooldown{Age: 72 * time.Hour, Exempt: []string{"trusted/*"}}})
 
 	_, _, b, _ := mirrortest.Get(t, base+"/p2/acme/fresh.json")
 	vs, err := composer.Expand(b, "acme/fresh")

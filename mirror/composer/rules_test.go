@@ -3,19 +3,14 @@ package composer_test
 import (
 	"crypto/sha1"
 	"encoding/hex"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
-	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
 // Strict mode refuses unlisted packages with a message; a denied version
@@ -26,14 +21,8 @@ func TestAllowAndDenyRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer up.Stop()
-	st, _ := local.New(t.TempDir())
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
-		Mirrors: []proxy.Mirror{{Name: "packagist", Type: "composer", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second,
-			Rules: policy.Rules{Allow: []string{"acme/*"}, Deny: []policy.Deny{{Name: "acme/foo", Version: "1.1.0"}, {Name: "acme/huge"}}}}},
-		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	defer func() { hs.Close(); srv.Close() }()
-	base := hs.URL + "/packagist"
+	base := mirrortest.Serve(t, proxy.Mirror{Name: "packagist", Type: "composer", URL: up.URL(),
+		Rules: policy.Rules{Allow: []string{"acme/*"}, Deny: []policy.Deny{{Name: "acme/foo", Version: "1.1.0"}, {Name: "acme/huge"}}}})
 	if code, _, b, _ := mirrortest.Get(t, base+"/p2/other/pkg.json"); code != 404 || !strings.Contains(string(b), "not approved") {
 		t.Errorf("unlisted package: %d %s", code, b)
 	}

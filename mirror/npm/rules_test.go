@@ -2,18 +2,13 @@ package npm_test
 
 import (
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakenpm"
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
-	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
 // Strict mode refuses unlisted packages with a message; a denied version
@@ -24,15 +19,9 @@ func TestAllowAndDenyRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer up.Stop()
-	st, _ := local.New(t.TempDir())
 	d, _ := policy.ParseDeny("left-pad@1.3.0")
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
-		Mirrors: []proxy.Mirror{{Name: "npm", Type: "npm", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second,
-			Rules: policy.Rules{Allow: []string{"left-pad", "@acme/*"}, Deny: []policy.Deny{d}}}},
-		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	defer func() { hs.Close(); srv.Close() }()
-	base := hs.URL + "/npm"
+	base := mirrortest.Serve(t, proxy.Mirror{Name: "npm", Type: "npm", URL: up.URL(),
+		Rules: policy.Rules{Allow: []string{"left-pad", "@acme/*"}, Deny: []policy.Deny{d}}})
 	if code, _, b, _ := mirrortest.Get(t, base+"/is-odd"); code != 404 || !strings.Contains(string(b), "not approved") {
 		t.Errorf("unlisted package: %d %s", code, b)
 	}

@@ -2,9 +2,6 @@ package pypi_test
 
 import (
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +10,6 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
-	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
 // Under a 3-day cooldown a file uploaded an hour ago is not on the page
@@ -28,14 +24,8 @@ func TestCooldownHidesYoungFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer up.Stop()
-	st, _ := local.New(t.TempDir())
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
-		Mirrors: []proxy.Mirror{{Name: "pypi", Type: "pypi", URL: up.IndexURL(), TTL: time.Minute, NotFoundTTL: time.Second,
-			Cooldown: policy.Cooldown{Age: 72 * time.Hour, Exempt: []string{"exempt-*"}}}},
-		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	defer func() { hs.Close(); srv.Close() }()
-	base := hs.URL + "/pypi"
+	base := mirrortest.Serve(t, proxy.Mirror{Name: "pypi", Type: "pypi", URL: up.IndexURL(),
+		Cooldown: policy.Cooldown{Age: 72 * time.Hour, Exempt: []string{"exempt-*"}}})
 	files := func(project string) []string {
 		_, _, b, _ := mirrortest.Get(t, base+"/simple/"+project+"/", "Accept", "application/vnd.pypi.simple.v1+json")
 		var doc struct {

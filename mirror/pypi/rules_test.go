@@ -2,18 +2,13 @@ package pypi_test
 
 import (
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
-	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
 // Strict mode refuses unlisted projects with a message; a denied version
@@ -24,14 +19,8 @@ func TestAllowAndDenyRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer up.Stop()
-	st, _ := local.New(t.TempDir())
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
-		Mirrors: []proxy.Mirror{{Name: "pypi", Type: "pypi", URL: up.IndexURL(), TTL: time.Minute, NotFoundTTL: time.Second,
-			Rules: policy.Rules{Allow: []string{"Dep_Pkg", "foo.*"}, Deny: []policy.Deny{{Name: "dep-pkg", Version: "1.0"}}}}},
-		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	defer func() { hs.Close(); srv.Close() }()
-	base := hs.URL + "/pypi"
+	base := mirrortest.Serve(t, proxy.Mirror{Name: "pypi", Type: "pypi", URL: up.IndexURL(),
+		Rules: policy.Rules{Allow: []string{"Dep_Pkg", "foo.*"}, Deny: []policy.Deny{{Name: "dep-pkg", Version: "1.0"}}}})
 	if code, _, b, _ := mirrortest.Get(t, base+"/simple/yanky/"); code != 404 || !strings.Contains(string(b), "not approved") {
 		t.Errorf("unlisted project: %d %s", code, b)
 	}
