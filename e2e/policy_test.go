@@ -66,7 +66,8 @@ func TestCooldownWithRealClients(t *testing.T) {
 
 // Strict mode and a denied version with the real clients: composer and
 // pip skip the denied version; an unlisted package is refused with the
-// message.
+// message, and a pinned install of the denied version fails with the deny
+// rule in the client's output.
 func TestAllowAndDenyWithRealClients(t *testing.T) {
 	testenv.Deadline(t, 2*time.Minute)
 	if _, ok := testenv.LookPath("composer"); !ok {
@@ -84,11 +85,16 @@ func TestAllowAndDenyWithRealClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer py.Stop()
-	px := startProxy(t, map[string]string{
-		"STORAGE_LOCAL_DIR": t.TempDir(),
-		"MIRRORS": `[{"name":"packagist","type":"composer","url":"` + pack.URL() + `","allow":["acme/*"],"deny":["acme/foo:1.1.0"]},` +
-			`{"name":"pypi","type":"pypi","url":"` + py.IndexURL() + `","deny":["two-versions==1.1"]}]`,
-	})
+	storageDir := t.TempDir()
+	mirrors := func(policies bool) string {
+		composerRules, pypiRules := `,"allow":["acme/*"],"deny":["acme/foo:1.1.0"]`, `,"deny":["two-versions==1.1"]`
+		if !policies {
+			composerRules, pypiRules = "", ""
+		}
+		return `[{"name":"packagist","type":"composer","url":"` + pack.URL() + `"` + composerRules + `},` +
+			`{"name":"pypi","type":"pypi","url":"` + py.IndexURL() + `"` + pypiRules + `}]`
+	}
+	px := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": storageDir, "MIRRORS": mirrors(true)})
 	dir := composerProject(t, px.URL+"/packagist", nil)
 	mustComposer(t, dir, "require", "acme/foo:^1.0")
 	lock, _ := os.ReadFile(filepath.Join(dir, "composer.lock"))
@@ -99,13 +105,41 @@ func TestAllowAndDenyWithRealClients(t *testing.T) {
 	if code != 404 || !strings.Contains(string(body), "not approved") {
 		t.Errorf("unlisted package: %d %s", code, body)
 	}
+	// The reasons reach the user in Composer's own output.
+	out, err := composer(t, composerProject(t, px.URL+"/packagist", nil), "require", "other/pkg:^1.0")
+	if err == nil || !strings.Contains(out, "other/pkg is not approved on this mirror") {
+		t.Errorf("composer require of an unlisted package: %v\n%s", err, tailLines(out, 15))
+	}
+	out, err = composer(t, composerProject(t, px.URL+"/packagist", nil), "require", "acme/foo:1.1.0")
+	if err == nil || !strings.Contains(out, "acme/foo 1.1.0 is denied by the mirror's policy") {
+		t.Errorf("composer require of the denied version: %v\n%s", err, tailLines(out, 15))
+	}
+	// A lock file made before the rule (here: by a proxy without it, on the
+	// same storage) pins the denied version: its dist is refused, and
+	// Composer prints why. Composer then tries the lock file's own dist URL,
+	// the upstream's: where clients cannot reach the upstream (stopped
+	// here), the install fails.
+	open := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": storageDir, "MIRRORS": mirrors(false)})
+	pinned := composerProject(t, open.URL+"/packagist", nil)
+	mustComposer(t, pinned, "require", "--no-install", "acme/foo:1.1.0")
+	for _, f := range []string{"composer.json", "composer.lock"} {
+		b, _ := os.ReadFile(filepath.Join(pinned, f))
+		os.WriteFile(filepath.Join(pinned, f), []byte(strings.ReplaceAll(string(b), open.URL, px.URL)), 0o644)
+	}
+	pack.Stop()
+	out, err = composer(t, pinned, "install")
+	if err == nil || !strings.Contains(out, "acme/foo 1.1.0 is denied by the mirror's policy") {
+		t.Errorf("composer install of a lock file with the denied version: %v\n%s", err, tailLines(out, 15))
+	}
+
 	target := t.TempDir()
 	mustPip(t, px.URL+"/pypi/simple/", "install", "--target", target, "two-versions")
 	if got := installed(t, target); !strings.Contains(got, "two_versions-1.0") {
 		t.Errorf("pip installed %q, want two_versions-1.0 (1.1 denied)", got)
 	}
-	if out, err := pip(t, px.URL+"/pypi/simple/", "install", "--target", t.TempDir(), "two-versions==1.1"); err == nil {
-		t.Errorf("a pinned install of the denied version worked:\n%s", tailLines(out, 10))
+	out, err = pip(t, px.URL+"/pypi/simple/", "install", "--target", t.TempDir(), "two-versions==1.1")
+	if err == nil || !strings.Contains(out, "two-versions 1.1 is denied by the mirror's policy") {
+		t.Errorf("a pinned pip install of the denied version: %v\n%s", err, tailLines(out, 10))
 	}
 }
 

@@ -35,11 +35,15 @@ func (c Cooldown) Active(name string) bool {
 	return true
 }
 
-// Verdict is what the cooldown says of one version or file.
+// Verdict is what a policy says of one version or file.
 type Verdict struct {
 	Hidden bool
 	// Until is when it becomes visible (zero: never, for an unknown time).
 	Until time.Time
+	// Denied: a deny rule refuses it, for good. Where the client can be
+	// told why without installing it (PyPI's yanked reason, Composer's
+	// repository warnings), the ecosystem says so in its metadata.
+	Denied bool
 }
 
 // Judge says whether something published at published (zero: unknown)

@@ -14,10 +14,14 @@ import (
 )
 
 // Policies: versions released (their "time") less than the mirror's
-// cooldown ago, and denied versions, are left out of p2 files, so that
-// Composer resolves the newest version it may have; their dists answer
-// 403 with the reason (and the date, for the cooldown). A package outside
-// the allow list, or denied whole, is a 404 that says so. A p2 file is
+// cooldown ago or after a snapshot's date, and denied versions, are left
+// out of p2 files, so that Composer resolves the newest version it may
+// have; their dists answer 403 with the reason (and the date, for the
+// cooldown). A p2 file that leaves out denied versions says so in its
+// "warning", which Composer prints whenever it downloads the file: a
+// "composer require vendor/pkg:<denied version>" then fails with the deny
+// rule in its output, not only "could not find". A package outside the
+// allow list, or denied whole, is a 404 that says so. A p2 file is
 // filtered once per stored version and kept until a held-back version
 // comes of age.
 
@@ -28,25 +32,37 @@ func (cm *composerMirror) filters(r *http.Request, name string) bool {
 }
 
 // judge says why a version is not served ("" : it is), and the
-// cooldown's verdict.
+// policy's verdict. A snapshot or the cooldown is asked first, so that a
+// deny rule is named (in the p2 file's warning) only for versions a
+// client would otherwise see.
 func (cm *composerMirror) judge(r *http.Request, name, pretty, normalized, at string, now time.Time) (string, policy.Verdict) {
-	if why := cm.m.Rules.DenyVersion(name, pretty, normalized, denyForm(normalized)); why != "" {
-		return why, policy.Verdict{Hidden: true}
-	}
 	if cutoff, ok := fetch.Snapshot(r); ok {
 		if why, v := policy.AsOf(released(at), cutoff, cm.m.Cooldown.AllowUnknown); v.Hidden {
 			return name + " " + pretty + " is not in this snapshot: " + why, v
 		}
 	}
-	if !cm.m.Cooldown.Active(name) {
-		return "", policy.Verdict{}
+	var v policy.Verdict
+	if cm.m.Cooldown.Active(name) {
+		if v = cm.m.Cooldown.Judge(released(at), now); v.Hidden {
+			return cm.m.Cooldown.Reason(name+" "+pretty, v), v
+		}
 	}
-	v := cm.m.Cooldown.Judge(released(at), now)
-	if v.Hidden {
-		return cm.m.Cooldown.Reason(name+" "+pretty, v), v
+	if why := cm.m.Rules.DenyVersion(name, pretty, normalized, denyForm(normalized)); why != "" {
+		return why, policy.Verdict{Hidden: true, Denied: true}
 	}
 	return "", v
 }
+
+// refuse answers a policy refusal so that Composer shows the reason: it
+// prints the "warning" of a JSON error body (only when the Content-Type is
+// exactly application/json), where it would otherwise say only "404" or
+// "403".
+func refuse(w http.ResponseWriter, code int, why string) error {
+	return fetch.WriteJSON(w, code, map[string]string{"error": why, "warning": why})
+}
+
+// maxWarned is how many denied versions a p2 file's warning names.
+const maxWarned = 5
 
 // denyForm is a normalized version as a deny rule may write it ("1.2.3"
 // for 1.2.3.0).
@@ -90,12 +106,26 @@ func (cm *composerMirror) cooledP2(r *http.Request, res fetch.MetaResult, name s
 		}
 		now := time.Now()
 		kept := []Version{}
+		var denied []string
 		for _, ver := range v.([]Version) {
 			why, verdict := cm.judge(r, name, str(ver, "version"), str(ver, "version_normalized"), str(ver, "time"), now)
 			w.Add(verdict)
 			if why == "" {
 				kept = append(kept, ver)
+			} else if verdict.Denied {
+				denied = append(denied, why)
 			}
+		}
+		if len(denied) > 0 {
+			if len(denied) > maxWarned {
+				denied = append(denied[:maxWarned], fmt.Sprintf("and %d more denied versions", len(denied)-maxWarned))
+			}
+			msg := "left out by this mirror: " + strings.Join(denied, "; ")
+			var upstream string
+			if json.Unmarshal(doc["warning"], &upstream) == nil && upstream != "" {
+				msg = upstream + " / " + msg
+			}
+			doc["warning"], _ = json.Marshal(msg)
 		}
 		delete(doc, "minified")
 		doc["packages"], _ = json.Marshal(map[string][]Version{name: kept})
@@ -111,7 +141,12 @@ func (cm *composerMirror) cooledP2(r *http.Request, res fetch.MetaResult, name s
 	return d.(*fetch.Doc), nil
 }
 
-// heldBack refuses the dist of a version the cooldown hides.
+// refusal is a dist a policy refuses (403).
+type refusal struct{ why string }
+
+func (e *refusal) Error() string { return e.why }
+
+// heldBack refuses the dist of a version a policy hides.
 func (cm *composerMirror) heldBack(r *http.Request, name, version, ref string) error {
 	ctx := r.Context()
 	var versions []Version
@@ -127,7 +162,7 @@ func (cm *composerMirror) heldBack(r *http.Request, name, version, ref string) e
 		versions = append(versions, v.([]Version)...)
 		if d, ok := FindDist(versions, version, ref); ok {
 			if why, _ := cm.judge(r, name, d.Pretty, d.Version, d.Time, time.Now()); why != "" {
-				return fetch.NewError(http.StatusForbidden, why)
+				return &refusal{why}
 			}
 			return nil
 		}

@@ -42,9 +42,12 @@ func TestAllowAndDenyRules(t *testing.T) {
 	if len(vs) == 0 {
 		t.Errorf("no version left: %s", b)
 	}
+	if !strings.Contains(string(b), `"warning":"left out by this mirror: acme/foo 1.1.0 is denied by the mirror's policy`) {
+		t.Errorf("the p2 file does not warn about the denied version (Composer prints it):\n%s", b)
+	}
 	ref := sha1.Sum([]byte("foo1.1"))
 	code, _, body, _ := mirrortest.Get(t, base+"/zipball/acme/foo/1.1.0.0/ref"+hex.EncodeToString(ref[:])+".zip")
-	if code != 403 || !strings.Contains(string(body), "denied") {
+	if code != 403 || !strings.Contains(string(body), `"warning":"acme/foo 1.1.0 is denied`) {
 		t.Errorf("dist of the denied version: %d %s", code, body)
 	}
 }

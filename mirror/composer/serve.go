@@ -206,7 +206,7 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 		return cm.serveHostedP2(w, r, name, dev)
 	}
 	if why := cm.m.Rules.Refuse(name); why != "" {
-		return fetch.NewError(http.StatusNotFound, why)
+		return refuse(w, http.StatusNotFound, why)
 	}
 	res, err := cm.p2Meta(r.Context(), name, dev)
 	if err != nil {
@@ -267,11 +267,11 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 		return cm.hostedDist(w, r, name, ref, typ)
 	}
 	if why := cm.m.Rules.Refuse(name); why != "" {
-		return fetch.NewError(http.StatusNotFound, why)
+		return refuse(w, http.StatusNotFound, why)
 	}
 	if cm.filters(r, name) {
 		if err := cm.heldBack(r, name, version, ref); err != nil {
-			return err
+			return refuse(w, http.StatusForbidden, err.Error())
 		}
 	}
 	key := storage.Join(cm.env.DistPrefix, cm.m.Name, name, version, file)

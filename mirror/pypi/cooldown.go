@@ -9,11 +9,14 @@ import (
 )
 
 // Policies: files uploaded (PEP 700 upload-time) less than the mirror's
-// cooldown ago, and files of denied versions, are left out of project
-// pages, and their downloads are refused with a 403 that names the policy
-// (and the date, for the cooldown). A project outside the allow list, or
-// denied whole, is a 404 that says so. The page is filtered once per
-// stored version and kept until a held-back file comes of age.
+// cooldown ago, or after a snapshot's date, are left out of project
+// pages. Files of denied versions stay listed, yanked with the deny rule
+// as the reason (PEP 592): pip and uv skip them unless a requirement pins
+// that exact version, and then they print the reason before the download
+// fails. Downloads of all of them are refused with a 403 that names the
+// policy (and the date, for the cooldown). A project outside the allow
+// list, or denied whole, is a 404 that says so. The page is filtered once
+// per stored version and kept until a held-back file comes of age.
 
 // filters reports whether the page of project is filtered for r.
 func (pm *pypiMirror) filters(r *http.Request, project string) bool {
@@ -32,21 +35,22 @@ func fileVersion(filename string) string {
 
 // judge says why a file is not served ("" : it is), and the cooldown's
 // verdict.
+// A snapshot or the cooldown is asked first: what they hide is not
+// listed at all, even when a deny rule also names it.
 func (pm *pypiMirror) judge(r *http.Request, project string, f *File, now time.Time) (string, policy.Verdict) {
-	if why := pm.rules.DenyVersion(project, fileVersion(f.Filename)); why != "" {
-		return why, policy.Verdict{Hidden: true}
-	}
 	if cutoff, ok := fetch.Snapshot(r); ok {
 		if why, v := policy.AsOf(uploaded(f), cutoff, pm.m.Cooldown.AllowUnknown); v.Hidden {
 			return f.Filename + " is not in this snapshot: " + why, v
 		}
 	}
-	if !pm.m.Cooldown.Active(project) {
-		return "", policy.Verdict{}
+	var v policy.Verdict
+	if pm.m.Cooldown.Active(project) {
+		if v = pm.m.Cooldown.Judge(uploaded(f), now); v.Hidden {
+			return pm.m.Cooldown.Reason(f.Filename, v), v
+		}
 	}
-	v := pm.m.Cooldown.Judge(uploaded(f), now)
-	if v.Hidden {
-		return pm.m.Cooldown.Reason(f.Filename, v), v
+	if why := pm.rules.DenyVersion(project, fileVersion(f.Filename)); why != "" {
+		return why, policy.Verdict{Hidden: true, Denied: true}
 	}
 	return "", v
 }
@@ -75,16 +79,24 @@ func (pm *pypiMirror) cooled(r *http.Request, res fetch.MetaResult, page *render
 			f := &page.project.Files[i]
 			why, v := pm.judge(r, name, f, now)
 			w.Add(v)
-			if why == "" {
+			switch {
+			case why == "":
 				p.Files = append(p.Files, *f)
+			case v.Denied:
+				denied := *f
+				denied.Yanked = why
+				p.Files = append(p.Files, denied)
 			}
 		}
 		return &rendered{json: fetch.NewDoc(p.RenderJSON(name), "j"), html: fetch.NewDoc(p.RenderHTML(name), "h"), project: &p}, w
 	}).(*rendered)
 }
 
-// heldBack refuses the download of a file the cooldown hides.
-func (pm *pypiMirror) heldBack(r *http.Request, project, key, filename string) error {
+// heldBack refuses the download of a file a policy hides. The core
+// metadata of a denied file is served: pip reads it while resolving, and
+// only once resolution is done does it print the yanked reason (the deny
+// rule) before it asks for the file itself, which is refused.
+func (pm *pypiMirror) heldBack(r *http.Request, project, key, filename string, isMeta bool) error {
 	_, page, err := pm.projectPage(r.Context(), project)
 	if err != nil {
 		return nil // the download path reports what is wrong
@@ -93,7 +105,7 @@ func (pm *pypiMirror) heldBack(r *http.Request, project, key, filename string) e
 	if !ok {
 		return nil
 	}
-	if why, _ := pm.judge(r, project, f, time.Now()); why != "" {
+	if why, v := pm.judge(r, project, f, time.Now()); why != "" && !(isMeta && v.Denied) {
 		return fetch.NewError(http.StatusForbidden, why)
 	}
 	return nil

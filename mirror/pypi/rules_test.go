@@ -12,7 +12,8 @@ import (
 )
 
 // Strict mode refuses unlisted projects with a message; a denied version
-// leaves the page and its file is a 403 with the reason.
+// stays on the page, yanked with the reason (clients skip it unless it is
+// pinned, and then show the reason), and its file is a 403 with the reason.
 func TestAllowAndDenyRules(t *testing.T) {
 	up := fakepypi.New(false)
 	if err := up.Start("127.0.0.1:0"); err != nil {
@@ -29,11 +30,26 @@ func TestAllowAndDenyRules(t *testing.T) {
 	}
 	_, _, b, _ := mirrortest.Get(t, base+"/simple/dep-pkg/", "Accept", "application/vnd.pypi.simple.v1+json")
 	var doc struct {
-		Files []struct{ Filename string } `json:"files"`
+		Files []struct {
+			Filename string
+			Yanked   any
+		} `json:"files"`
 	}
 	json.Unmarshal(b, &doc)
-	if len(doc.Files) != 1 || !strings.Contains(doc.Files[0].Filename, "2.0") {
-		t.Errorf("dep-pkg lists %+v, want 2.0 only", doc.Files)
+	var yanked, served []string
+	for _, f := range doc.Files {
+		if why, ok := f.Yanked.(string); ok && strings.Contains(why, "denied by the mirror's policy") {
+			yanked = append(yanked, f.Filename)
+		} else if f.Yanked == nil {
+			served = append(served, f.Filename)
+		}
+	}
+	if len(yanked) != 1 || !strings.Contains(yanked[0], "1.0") || len(served) != 1 || !strings.Contains(served[0], "2.0") {
+		t.Errorf("dep-pkg lists %+v, want 2.0, and 1.0 yanked with the deny rule as the reason", doc.Files)
+	}
+	_, _, h, _ := mirrortest.Get(t, base+"/simple/dep-pkg/", "Accept", "text/html")
+	if !strings.Contains(string(h), `data-yanked="dep-pkg 1.0 is denied by the mirror&#39;s policy`) {
+		t.Errorf("the HTML page does not yank the denied file with the reason:\n%s", h)
 	}
 	_, _, raw, _ := mirrortest.Get(t, up.IndexURL()+"/dep-pkg/", "Accept", "application/vnd.pypi.simple.v1+json")
 	var updoc struct {

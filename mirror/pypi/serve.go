@@ -265,7 +265,7 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 		return fetch.NewError(http.StatusNotFound, why)
 	}
 	if pm.filters(r, project) {
-		if err := pm.heldBack(r, project, key, base); err != nil {
+		if err := pm.heldBack(r, project, key, base, isMeta); err != nil {
 			return err
 		}
 	}
