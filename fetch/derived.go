@@ -7,12 +7,21 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
+// DerivedKey names a value derived from stored documents: the IDs of the
+// stored entries it comes from (never the entries themselves, which the
+// cache would keep alive) and the snapshot day it was filtered for.
+type DerivedKey struct {
+	ID, ID2 uint64
+	Day     string
+}
+
 // Derived keeps what is derived from a stored document under a policy
 // (the document filtered by a cooldown), computed once per stored version
-// and kept while the policy's window holds: a request costs a map lookup.
+// and kept while the policy's window holds: a request costs a map lookup
+// under a read lock, and allocates nothing.
 type Derived struct {
-	mu sync.Mutex
-	m  map[any]derived
+	mu sync.RWMutex
+	m  map[DerivedKey]derived
 }
 
 type derived struct {
@@ -24,21 +33,28 @@ type derived struct {
 // computed again).
 const maxDerived = 4096
 
-// Get returns the value derived for key (the ID of the stored entry it
-// comes from, and anything else it depends on: never the entry itself,
-// which the cache would keep alive), computing it with make when there is
-// none or its window has passed.
-func (d *Derived) Get(key any, now time.Time, make func() (any, policy.Window)) any {
-	d.mu.Lock()
+// Lookup returns the value derived for key while its window holds at now.
+func (d *Derived) Lookup(key DerivedKey, now time.Time) (any, bool) {
+	d.mu.RLock()
 	v, ok := d.m[key]
-	d.mu.Unlock()
+	d.mu.RUnlock()
 	if ok && v.window.Valid(now) {
-		return v.v
+		return v.v, true
+	}
+	return nil, false
+}
+
+// Get returns the value derived for key, computing it with make when there
+// is none or its window has passed. Callers on a hot path call Lookup
+// first, so that the closure is built only on a miss.
+func (d *Derived) Get(key DerivedKey, now time.Time, make func() (any, policy.Window)) any {
+	if v, ok := d.Lookup(key, now); ok {
+		return v
 	}
 	x, w := make()
 	d.mu.Lock()
 	if d.m == nil || len(d.m) >= maxDerived {
-		d.m = map[any]derived{}
+		d.m = map[DerivedKey]derived{}
 	}
 	d.m[key] = derived{x, w}
 	d.mu.Unlock()

@@ -82,11 +82,11 @@ func released(s string) time.Time {
 // cooledP2 is the p2 file of res as the cooldown lets clients see it:
 // unminified (Composer 2 reads both), every other key kept.
 func (cm *composerMirror) cooledP2(r *http.Request, res fetch.MetaResult, name string) (*fetch.Doc, error) {
+	key := fetch.DerivedKey{ID: res.Entry.ID(), Day: fetch.SnapshotDay(r)}
+	if d, ok := cm.derived.Lookup(key, time.Now()); ok {
+		return d.(*fetch.Doc), nil
+	}
 	var ferr error
-	key := struct {
-		id  uint64
-		day string
-	}{res.Entry.ID(), fetch.SnapshotDay(r)}
 	d := cm.derived.Get(key, time.Now(), func() (any, policy.Window) {
 		var w policy.Window
 		v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return Expand(b, name) })

@@ -19,11 +19,6 @@ import (
 // newest version old enough; their tarballs answer 403 with the date. The
 // abbreviated packument has no times: the full one decides.
 
-type cooledKey struct {
-	doc, full uint64
-	day       string // the snapshot's, if any
-}
-
 // filters reports whether the packuments of n are filtered for r.
 func (nm *npmMirror) filters(r *http.Request, n string) bool {
 	_, snap := fetch.Snapshot(r)
@@ -67,7 +62,11 @@ func (nm *npmMirror) cooled(r *http.Request, n string, res fetch.MetaResult, p *
 	if err != nil {
 		return nil, err
 	}
-	v := nm.derived.Get(cooledKey{res.Entry.ID(), full.Entry.ID(), fetch.SnapshotDay(r)}, time.Now(), func() (any, policy.Window) {
+	key := fetch.DerivedKey{ID: res.Entry.ID(), ID2: full.Entry.ID(), Day: fetch.SnapshotDay(r)}
+	if v, ok := nm.derived.Lookup(key, time.Now()); ok {
+		return v.(*parsed), nil
+	}
+	v := nm.derived.Get(key, time.Now(), func() (any, policy.Window) {
 		var w policy.Window
 		var doc map[string]json.RawMessage
 		if json.Unmarshal(p.body, &doc) != nil {

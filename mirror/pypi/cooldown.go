@@ -66,10 +66,10 @@ func uploaded(f *File) time.Time {
 
 // cooled is page as the cooldown lets clients see it.
 func (pm *pypiMirror) cooled(r *http.Request, res fetch.MetaResult, page *rendered, name string) *rendered {
-	key := struct {
-		id  uint64
-		day string
-	}{res.Entry.ID(), fetch.SnapshotDay(r)}
+	key := fetch.DerivedKey{ID: res.Entry.ID(), Day: fetch.SnapshotDay(r)}
+	if d, ok := pm.derived.Lookup(key, time.Now()); ok {
+		return d.(*rendered)
+	}
 	return pm.derived.Get(key, time.Now(), func() (any, policy.Window) {
 		now := time.Now()
 		var w policy.Window
