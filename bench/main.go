@@ -257,7 +257,7 @@ func setup(sz sizes) (*env, error) {
 		fmt.Sprintf(`STORAGE_AWS_ARGS={"endpoint":%q,"accessKeyId":"bench","accessKeySecret":"bench-secret","region":"us-east-1","pathStyleEndpoint":true}`, s3url),
 		"MIRROR_METADATA_CACHE_DIR="+filepath.Join(dir, "meta-cache"), "MIRROR_DIST_CACHE_DIR="+filepath.Join(dir, "dist-cache"),
 		"MIRROR_DIST_CACHE_MAX_BYTES=20GiB",
-		fmt.Sprintf(`MIRRORS=[{"name":"packagist","type":"composer","url":%q,"ttl":"1h"},{"name":"pypi","type":"pypi","url":%q,"ttl":"1h"},{"name":"blobs","type":"pypi","url":%q,"ttl":"1h"},{"name":"npm","type":"npm","url":%q,"ttl":"1h"}]`,
+		fmt.Sprintf(`MIRRORS=[{"name":"packagist","type":"composer","url":%q,"ttl":"1h"},{"name":"packagist-cooldown","type":"composer","url":%[1]q,"ttl":"1h","cooldown":"3d","cooldownUnknown":"allow","deny":["bench/meta:0.0.1"]},{"name":"pypi","type":"pypi","url":%q,"ttl":"1h"},{"name":"blobs","type":"pypi","url":%q,"ttl":"1h"},{"name":"npm","type":"npm","url":%q,"ttl":"1h"}]`,
 			e.packURL, e.pypiURL, e.blobURL+"/simple", e.npmURL))
 	if err := e.start("proxy", cmd); err != nil {
 		return e, err
@@ -694,6 +694,33 @@ func run(sz sizes) (err error) {
 				f1(median(pr)), f1(median(nr)), f2(median(pr) / median(nr)), "≥ 1.0"})
 			rows = append(rows, row{"warm metadata, " + t.name + ", " + enc.label + ": p99 latency (ms)", f2(median(pp)), f2(median(np)), f2(median(pp) / median(np)), ""})
 		}
+	}
+
+	// The same p2 file under a 3-day cooldown and a deny rule: the
+	// filtered document is computed once per stored version, so the
+	// policies should cost nothing measurable (peer: the same proxy's
+	// unfiltered mirror of the same upstream, in the same rounds).
+	{
+		cooled, plain := e.proxyURL+"/packagist-cooldown/p2/bench/meta.json", e.proxyURL+"/packagist/p2/bench/meta.json"
+		hdr := []string{"Accept-Encoding: gzip", "Accept: application/json"}
+		if _, err := fetchAll(cooled, hdr...); err != nil {
+			return err
+		}
+		var cr, pr []float64
+		for range *rounds {
+			c, err := wrk(cooled, 64, hdr...)
+			if err != nil {
+				return err
+			}
+			p, err := wrk(plain, 64, hdr...)
+			if err != nil {
+				return err
+			}
+			cr, pr = append(cr, c.rps), append(pr, p.rps)
+		}
+		logf("p2 file under a cooldown and a deny rule: %v rps, without: %v rps", cr, pr)
+		rows = append(rows, row{"warm metadata, Composer p2 file under a 3-day cooldown and a deny rule, gzip: requests/s, peer = the proxy without policies",
+			f1(median(cr)), f1(median(pr)), f2(median(cr) / median(pr)), "≈ 1.0"})
 	}
 
 	// 2. Warm files.
