@@ -54,8 +54,13 @@ func TestPrefetchThenOffline(t *testing.T) {
 		t.Errorf("prefetch with a hash that matches nothing: %v\n%s", err, tailLines(out, 10))
 	}
 	os.WriteFile(reqs, []byte("# pinned\nfoo-bar==1.0\ndep-pkg==1.0\n"), 0o644)
-	if out, err := prefetch("--mirror", "pypi", reqs); err != nil {
+	// dep-pkg's wheel and metadata came in with the failed run above.
+	if out, err := prefetch("--mirror", "pypi", reqs); err != nil || !strings.Contains(out, "prefetch: 2 files fetched, 2 already present, 0 failed") {
 		t.Fatalf("prefetch requirements.txt: %v\n%s", err, tailLines(out, 20))
+	}
+	// Again: everything is in storage now, and the summary says so.
+	if out, err := prefetch("--mirror", "pypi", reqs); err != nil || !strings.Contains(out, "prefetch: 0 files fetched, 4 already present, 0 failed") {
+		t.Fatalf("prefetch requirements.txt again: %v\n%s", err, tailLines(out, 20))
 	}
 	if out, err := prefetch("--mirror", "packagist", filepath.Join(proj, "composer.lock")); err != nil {
 		t.Fatalf("prefetch composer.lock: %v\n%s", err, tailLines(out, 20))

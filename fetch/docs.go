@@ -87,7 +87,11 @@ var (
 	hvVaryEncoding = []string{"Accept-Encoding"}
 	hvRevalidate   = []string{"public, max-age=0, must-revalidate"}
 	hvTrue         = []string{"true"}
-	hvGzip         = []string{"gzip"}
+	// X-Cache on files: HIT when served from the disk cache or storage,
+	// MISS when fetched from the upstream for this request (prefetch
+	// counts them; operators see them in curl -I).
+	hvHit, hvMiss = []string{"HIT"}, []string{"MISS"}
+	hvGzip        = []string{"gzip"}
 )
 
 // ServeMeta sends a stored metadata document: the stored gzip bytes as they

@@ -554,6 +554,7 @@ func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, res
 		if file, _, ok := c.distDisk.Open(key); ok {
 			defer file.Close()
 			c.metrics.hit("disk")
+			h["X-Cache"] = hvHit
 			setImmutable(h)
 			fi, _ := file.Stat()
 			http.ServeContent(w, r, "", fi.ModTime(), file)
@@ -565,6 +566,7 @@ func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, res
 	}
 	if info, err := c.store.Stat(ctx, key); err == nil {
 		c.metrics.hit("storage")
+		h["X-Cache"] = hvHit
 		served, err := c.serveStored(w, r, info)
 		if served {
 			return err
@@ -588,6 +590,7 @@ func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, res
 		}
 		return err
 	}
+	h["X-Cache"] = hvMiss
 	f := c.joinFlight(key, src)
 	defer f.release()
 	select {

@@ -119,12 +119,12 @@ func run(ctx context.Context, base string, items []item) int {
 	bar := progressbar.NewOptions(len(items), progressbar.OptionSetDescription("prefetch"),
 		progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
 	client := &http.Client{Timeout: 30 * time.Minute}
-	ok, failed := 0, 0
+	var n struct{ docs, fetched, present, failed int }
 	var failures []string
 	for len(items) > 0 {
 		it := items[0]
 		items = items[1:]
-		body, err := get(ctx, client, base+it.path, it.accept, it.then != nil)
+		body, cache, err := get(ctx, client, base+it.path, it.accept, it.then != nil)
 		if err == nil && it.then != nil {
 			var more []item
 			if more, err = it.then(body); err == nil {
@@ -132,44 +132,54 @@ func run(ctx context.Context, base string, items []item) int {
 				bar.ChangeMax(bar.GetMax() + len(more))
 			}
 		}
-		if err != nil {
-			failed++
+		switch {
+		case err != nil:
+			n.failed++
 			failures = append(failures, fmt.Sprintf("  %s: %v", it.what, err))
-		} else {
-			ok++
+		case it.then != nil:
+			n.docs++ // metadata: always revalidated, neither fetched nor present
+		case cache == "HIT":
+			n.present++
+		default:
+			n.fetched++
 		}
 		_ = bar.Add(1)
 	}
 	_ = bar.Finish()
-	fmt.Fprintf(os.Stderr, "prefetch: %d fetched or already present, %d failed\n", ok, failed)
+	fmt.Fprintf(os.Stderr, "prefetch: %d files fetched, %d already present, %d failed (%d metadata documents read)\n",
+		n.fetched, n.present, n.failed, n.docs)
 	for _, f := range failures {
 		fmt.Fprintln(os.Stderr, f)
 	}
-	return failed
+	return n.failed
 }
 
-func get(ctx context.Context, c *http.Client, u, accept string, keep bool) ([]byte, error) {
+// get fetches u; it returns the body when keep is set, and the X-Cache
+// header (HIT: the file was in storage already).
+func get(ctx context.Context, c *http.Client, u, accept string, keep bool) ([]byte, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1000))
-		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		return nil, "", fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
+	cache := resp.Header.Get("X-Cache")
 	if keep {
-		return io.ReadAll(resp.Body)
+		b, err := io.ReadAll(resp.Body)
+		return b, cache, err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
-	return nil, err
+	return nil, cache, err
 }
 
 // readLock reads a lock file into items; errors name the file and line.
