@@ -34,6 +34,11 @@ type FileSource struct {
 	// bytes) before anything is committed: the structural check of an
 	// archive the metadata gives no digest for.
 	Check func(r io.ReaderAt, n int64) error
+	// Agent, when set, goes before the proxy's own User-Agent, for
+	// upstreams that choose what to send by the client's (Posit Package
+	// Manager picks R binaries by R version and platform). The storage key
+	// must then include what it selects.
+	Agent string
 }
 
 // copyBufs are the 64 KiB buffers that downloads and responses copy
@@ -292,6 +297,7 @@ func (c *Core) download(f *flight, src FileSource) {
 			finish(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("bad file URL %q in metadata: %v", SafeURL(src.URL), err)})
 			return
 		}
+		setAgent(req, src.Agent)
 		resp, err := src.Client.Do(req)
 		if err != nil {
 			c.metrics.upstream.with("file", "error").Add(1)

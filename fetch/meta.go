@@ -245,6 +245,9 @@ type MetaSource struct {
 	// StaleWhileRevalidate serves an expired entry at once and refreshes it
 	// in the background (for big documents nobody should wait for).
 	StaleWhileRevalidate bool
+	// Agent, when set, goes before the proxy's own User-Agent (see
+	// FileSource.Agent); Key must include what it selects.
+	Agent string
 	// Replaced, when set, is told the previous and the new body when a
 	// stored document is replaced by a newer one (to drop stored files
 	// whose digest the new document changed).
@@ -431,6 +434,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, er
 		return MetaResult{}, &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("bad upstream URL %q: %v", SafeURL(src.URL), err)}
 	}
 	req.Header.Set("Accept-Encoding", "gzip")
+	setAgent(req, src.Agent)
 	if src.Accept != "" {
 		req.Header.Set("Accept", src.Accept)
 	}

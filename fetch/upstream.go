@@ -213,14 +213,17 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	auth, ok := t.creds[origin(r.URL)]
-	if ok || r.Header.Get("Authorization") != "" || r.Header.Get("User-Agent") != UserAgent {
+	if ua := r.Header.Get("User-Agent"); ok || r.Header.Get("Authorization") != "" || ua != UserAgent {
 		r = r.Clone(r.Context())
 		r.Header.Del("Authorization")
 		if ok {
 			r.Header.Set("Authorization", auth)
 		}
-		// Every upstream request names the proxy, set here only.
-		r.Header.Set("User-Agent", UserAgent)
+		// Every upstream request names the proxy, set here only; an
+		// ecosystem may put the client's agent before it (setAgent).
+		if !strings.HasSuffix(ua, " "+UserAgent) {
+			r.Header.Set("User-Agent", UserAgent)
+		}
 	}
 	start := time.Now()
 	resp, err := t.base.RoundTrip(r)
@@ -344,3 +347,19 @@ type Mirror struct {
 	// is served (UPSTREAM_OFFLINE, or the mirror's "offline").
 	Offline bool
 }
+
+// setAgent puts a client's agent before the proxy's User-Agent (control
+// characters dropped, length bounded).
+func setAgent(r *http.Request, agent string) {
+	if agent == "" {
+		return
+	}
+	agent = strings.Map(func(c rune) rune {
+		if c < 0x20 || c == 0x7f {
+			return -1
+		}
+		return c
+	}, Truncate(agent, 200))
+	r.Header.Set("User-Agent", agent+" "+UserAgent)
+}
+
