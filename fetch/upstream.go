@@ -362,4 +362,3 @@ func setAgent(r *http.Request, agent string) {
 	}, Truncate(agent, 200))
 	r.Header.Set("User-Agent", agent+" "+UserAgent)
 }
-
