@@ -218,6 +218,12 @@ func (r *Repo) read(ctx context.Context, key string) ([]byte, storage.Info, erro
 	return b, info, err
 }
 
+// Stat tells whether a published file is there (storage.ErrNotFound when
+// it is not).
+func (r *Repo) Stat(ctx context.Context, path string) (storage.Info, error) {
+	return r.store.Stat(ctx, r.Key(path))
+}
+
 // PutFile stores a published file under path (relative to the
 // repository) from r, create-only. Paths are content-addressed by the
 // caller, so an existing object holds the same bytes and is kept.
