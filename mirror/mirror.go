@@ -37,6 +37,9 @@ type Type struct {
 	// Mounts are the path prefixes a mirror named name is served under;
 	// nil means "/" + name.
 	Mounts func(name string) []string
+	// Hosts: its mirrors may be "hosted" (accept uploads; Env.Repo is
+	// set). Configuring "hosted" on another type is an error.
+	Hosts bool
 	// New builds the handlers of one mirror.
 	New func(env *Env) Ecosystem
 }

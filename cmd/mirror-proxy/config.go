@@ -59,7 +59,7 @@ type Config struct {
 	RedisURL  string        `envconfig:"REDIS_URL" desc:"optional Redis for coordinating replicas (redis://host:6379/0); empty: none"`
 	LeaseWait time.Duration `envconfig:"LEASE_WAIT" default:"60s" desc:"how long a request waits for another replica's download of the same file before a 503"`
 
-	Mirrors             Mirrors       `envconfig:"MIRRORS" desc:"JSON array of mirrors: [{\"name\",\"type\":\"composer|pypi|npm\",\"url\",\"ttl\",\"notFoundTtl\",\"auth\":[...],\"hosted\",\"public\",\"fileHosts\"}]; see the README"`
+	Mirrors             Mirrors       `envconfig:"MIRRORS" desc:"JSON array of mirrors: [{\"name\",\"type\":\"composer|pypi|npm|cran|nix|conda\",\"url\",\"ttl\",\"notFoundTtl\",\"auth\":[...],\"hosted\",\"public\",\"fileHosts\"}]; see the README"`
 	MetadataTTL         time.Duration `envconfig:"METADATA_TTL" desc:"time metadata is served before it is revalidated upstream (default: 5m for composer, 10m for pypi)"`
 	NotFoundTTL         time.Duration `envconfig:"NOT_FOUND_TTL" default:"1m" desc:"default time an upstream 404 is remembered"`
 	MaxMetadataBytes    Bytes         `envconfig:"MAX_METADATA_BYTES" default:"64MiB" desc:"largest upstream metadata document accepted, after decompression (a larger one is a 502, remembered for 30s)"`
@@ -358,7 +358,11 @@ func (c *Config) validate() error {
 		if !proxy.KnownType(m.Type) {
 			return configError{"MIRRORS", fmt.Sprintf("%s: unknown type %q (known: %s)", where, m.Type, strings.Join(proxy.Types(), ", "))}
 		}
-		if t, _ := mirror.Lookup(m.Type); m.URL == "" && !m.Hosted && t.DefaultURL != "" {
+		t, _ := mirror.Lookup(m.Type)
+		if m.Hosted && !t.Hosts {
+			return configError{"MIRRORS", fmt.Sprintf("%s: a %s mirror cannot host packages (\"hosted\": true is for %s)", where, m.Type, strings.Join(hostingTypes(), ", "))}
+		}
+		if m.URL == "" && !m.Hosted && t.DefaultURL != "" {
 			m.URL = t.DefaultURL // the ecosystem's public registry
 			c.Mirrors[i].URL = m.URL
 		}
@@ -547,4 +551,15 @@ func (c *Config) S3Config() s3store.Config {
 		Profile: a.Profile, RoleARN: a.RoleArn, WebIdentityTokenFile: a.WebIdentityTokenFile,
 		RoleSessionName: a.RoleSessionName, PathStyle: a.PathStyle(), PartSize: int64(c.PartSize), UploadBuffers: c.UploadBuffers,
 	}
+}
+
+// hostingTypes are the types whose mirrors accept uploads.
+func hostingTypes() []string {
+	var out []string
+	for _, n := range mirror.Types() {
+		if t, _ := mirror.Lookup(n); t.Hosts {
+			out = append(out, n)
+		}
+	}
+	return out
 }

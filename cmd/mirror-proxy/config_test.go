@@ -31,6 +31,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"STORAGE_SOURCE", "gcs", "STORAGE_SOURCE"},
 		{"MIRRORS", `[{"name":"readyz","type":"composer","url":"http://x"}]`, "reserved"},
 		{"MIRRORS", `[{"name":"a","type":"maven","url":"http://x"}]`, `unknown type "maven"`},
+		{"MIRRORS", `[{"name":"a","type":"cran","hosted":true}]`, "a cran mirror cannot host packages"},
 		{"MIRRORS", `[{"name":"a","type":"composer","url":"ftp://x"}]`, "not an http(s) URL"},
 		{"MIRRORS", `[{"name":"A B","type":"composer","url":"http://x"}]`, "name must be"},
 		{"MIRRORS", `[{"name":"a","type":"composer","url":"http://x","ttl":"soon"}]`, "not a duration"},

@@ -25,6 +25,7 @@ func init() {
 		DefaultFileHosts: []string{"github.com", "api.github.com", "codeload.github.com", "gitlab.com", "bitbucket.org", "api.bitbucket.org"},
 		// Also under Packeton's /mirror/N/.
 		Mounts:         func(name string) []string { return []string{"/" + name, "/mirror/" + name} },
+		Hosts:          true,
 		New:            newMirror,
 		AdjustResponse: githubRateLimit,
 	})

@@ -23,6 +23,7 @@ func init() {
 		// Only nix-cache-info is revalidated after it; narinfos are
 		// immutable once found.
 		DefaultTTL: time.Hour,
+		Hosts:      true,
 		New:        newMirror,
 	})
 }

@@ -24,6 +24,7 @@ func init() {
 		// The registry publishes within seconds; a packument is small to
 		// revalidate (ETag).
 		DefaultTTL: 5 * time.Minute,
+		Hosts:      true,
 		New:        newMirror,
 	})
 }

@@ -44,6 +44,7 @@ func init() {
 		Name:             "pypi",
 		DefaultTTL:       10 * time.Minute, // PyPI's own CDN keeps project pages for 10 minutes
 		DefaultFileHosts: []string{"files.pythonhosted.org"},
+		Hosts:            true,
 		New:              newMirror,
 	})
 }
