@@ -4,6 +4,7 @@ package all
 
 import (
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/composer"
+	_ "github.com/mirror-proxy/mirror-proxy/mirror/conda"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/cran"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/nix"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/npm"

@@ -1,0 +1,242 @@
+package conda
+
+import (
+	"archive/tar"
+	"archive/zip"
+	"compress/bzip2"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/mirror-proxy/mirror-proxy/fetch"
+)
+
+// Hosted channels: a package PUT to /<mirror>/<subdir>/<file> is read
+// (info/index.json from the archive: no external indexer), stored
+// create-only under the artifact prefix, and recorded in its name's index
+// object (file name → record); the subdir's repodata.json is built from
+// those records, merged into the upstream's, within the hosted TTL on
+// other replicas and at once on the one that took the upload. A published
+// name is owned: the upstream's records of it are left out.
+
+// hostedFile is one published package in a name's index object.
+type hostedFile struct {
+	Subdir string          `json:"subdir"`
+	Record json.RawMessage `json:"record"`
+}
+
+// hostedRecords are a subdir's published packages.
+type hostedRecords struct {
+	files    map[string]json.RawMessage // file name → record
+	names    map[string]bool            // every owned name (their upstream records are left out)
+	version  uint64                     // changes whenever any of it does
+	modified time.Time
+}
+
+func (cm *condaMirror) hostedRecords(ctx context.Context, subdir string) (*hostedRecords, error) {
+	names, err := cm.repo.Names(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hr := &hostedRecords{files: map[string]json.RawMessage{}, names: names.Set}
+	h := fnv.New64a()
+	io.WriteString(h, names.Gen)
+	for _, name := range names.List {
+		x, err := cm.repo.Index(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		io.WriteString(h, "\x00"+x.ETag)
+		if x.ModTime.After(hr.modified) {
+			hr.modified = x.ModTime
+		}
+		v, err := x.Parsed(parseHostedIndex)
+		if err != nil {
+			return nil, fmt.Errorf("hosted index of %s: %w", name, err)
+		}
+		for file, f := range v.(map[string]hostedFile) {
+			if f.Subdir == subdir {
+				hr.files[file] = f.Record
+			}
+		}
+	}
+	hr.version = h.Sum64() | 1 // never 0: 0 is "no hosted part"
+	return hr, nil
+}
+
+func parseHostedIndex(b []byte) (any, error) {
+	m := map[string]hostedFile{}
+	if len(b) == 0 {
+		return m, nil
+	}
+	err := json.Unmarshal(b, &m)
+	return m, err
+}
+
+// mergeInto adds the hosted records to a rendered repodata.json.
+func (hr *hostedRecords) mergeInto(body []byte) ([]byte, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"packages", "packages.conda"} {
+		m := map[string]json.RawMessage{}
+		if len(doc[k]) > 0 {
+			if err := json.Unmarshal(doc[k], &m); err != nil {
+				return nil, err
+			}
+		}
+		for file, rec := range hr.files {
+			if strings.HasSuffix(file, ".conda") == (k == "packages.conda") {
+				m[file] = rec
+			}
+		}
+		doc[k], _ = json.Marshal(m)
+	}
+	return json.Marshal(doc)
+}
+
+// maxIndexJSON bounds info/index.json.
+const maxIndexJSON = 1 << 20
+
+// upload takes a package: PUT /<mirror>/<subdir>/<name>-<version>-<build>.conda|.tar.bz2.
+func (cm *condaMirror) upload(w http.ResponseWriter, r *http.Request) error {
+	subdir, file := r.PathValue("subdir"), r.PathValue("file")
+	if !ValidSubdir(subdir) || !ValidFilename(file) {
+		return fetch.BadRequest("upload to /<mirror>/<subdir>/<name>-<version>-<build>.conda (or .tar.bz2)")
+	}
+	sp, err := cm.env.SpoolBody(w, r)
+	if err != nil {
+		return err
+	}
+	defer sp.Remove()
+	index, err := readIndexJSON(file, sp.File, sp.Size)
+	if err != nil {
+		return fetch.BadRequest("%s: %v", file, err)
+	}
+	var meta struct {
+		Name, Version, Build, Subdir string
+	}
+	if err := json.Unmarshal(index, &meta); err != nil {
+		return fetch.BadRequest("%s: info/index.json: %v", file, err)
+	}
+	ext := ".conda"
+	if strings.HasSuffix(file, ".tar.bz2") {
+		ext = ".tar.bz2"
+	}
+	if want := meta.Name + "-" + meta.Version + "-" + meta.Build + ext; want != file {
+		return fetch.BadRequest("%s: its info/index.json says %s", file, want)
+	}
+	if meta.Subdir != subdir {
+		return fetch.BadRequest("%s is built for subdir %q, not %q", file, meta.Subdir, subdir)
+	}
+	sh, mh := sha256.New(), md5.New()
+	if _, err := io.Copy(io.MultiWriter(sh, mh), sp.Reader()); err != nil {
+		return err
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(index, &rec); err != nil {
+		return fetch.BadRequest("%s: info/index.json: %v", file, err)
+	}
+	sum := hex.EncodeToString(sh.Sum(nil))
+	rec["sha256"], rec["md5"], rec["size"] = sum, hex.EncodeToString(mh.Sum(nil)), sp.Size
+	recJSON, _ := json.Marshal(rec)
+
+	// Refused before anything is stored when the file is known already.
+	if x, err := cm.repo.Index(r.Context(), meta.Name); err != nil {
+		return err
+	} else if v, err := x.Parsed(parseHostedIndex); err == nil {
+		if f, ok := v.(map[string]hostedFile)[file]; ok && f.Subdir == subdir {
+			return sameOrConflict(f.Record, sum, file)
+		}
+	}
+	if err := cm.repo.PutFile(r.Context(), subdir+"/"+file, sp.Reader(), sp.Size, "application/octet-stream"); err != nil {
+		return err
+	}
+	errExists := errors.New("exists")
+	err = cm.repo.Update(r.Context(), meta.Name, func(old []byte) ([]byte, error) {
+		v, err := parseHostedIndex(old)
+		if err != nil {
+			return nil, err
+		}
+		m := v.(map[string]hostedFile)
+		if f, ok := m[file]; ok && f.Subdir == subdir {
+			return nil, errExists
+		}
+		m[file] = hostedFile{Subdir: subdir, Record: recJSON}
+		return json.Marshal(m)
+	})
+	if errors.Is(err, errExists) {
+		return fetch.NewError(http.StatusConflict, file+" was published meanwhile")
+	}
+	if err != nil {
+		return err
+	}
+	return fetch.WriteJSON(w, http.StatusCreated, map[string]string{"ok": "published " + subdir + "/" + file, "sha256": sum})
+}
+
+// sameOrConflict: re-publishing the same bytes succeeds; other bytes
+// under a published file name are a 409.
+func sameOrConflict(rec json.RawMessage, sum, file string) error {
+	var r struct{ SHA256 string }
+	_ = json.Unmarshal(rec, &r)
+	if r.SHA256 == sum {
+		return fetch.NewError(http.StatusOK, file+" is published already (same sha256)")
+	}
+	return fetch.NewError(http.StatusConflict, file+" is published already with other contents: publish a new build")
+}
+
+// readIndexJSON reads info/index.json from a .conda (a zip whose
+// info-*.tar.zst holds it) or a .tar.bz2.
+func readIndexJSON(file string, ra io.ReaderAt, size int64) ([]byte, error) {
+	if strings.HasSuffix(file, ".tar.bz2") {
+		return indexFromTar(bzip2.NewReader(io.NewSectionReader(ra, 0, size)))
+	}
+	zr, err := zip.NewReader(ra, size)
+	if err != nil {
+		return nil, fmt.Errorf("not a .conda (zip) archive: %w", err)
+	}
+	for _, f := range zr.File {
+		if strings.HasPrefix(f.Name, "info-") && strings.HasSuffix(f.Name, ".tar.zst") {
+			rc, err := f.Open()
+			if err != nil {
+				return nil, err
+			}
+			defer rc.Close()
+			zd, err := zstd.NewReader(rc, zstd.WithDecoderMaxMemory(64<<20), zstd.WithDecoderConcurrency(1))
+			if err != nil {
+				return nil, err
+			}
+			defer zd.Close()
+			return indexFromTar(zd)
+		}
+	}
+	return nil, errors.New("no info-*.tar.zst in the .conda archive")
+}
+
+func indexFromTar(r io.Reader) ([]byte, error) {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil, errors.New("no info/index.json in the archive")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("damaged archive: %w", err)
+		}
+		if strings.TrimPrefix(h.Name, "./") == "info/index.json" {
+			return readAll(tr, maxIndexJSON)
+		}
+	}
+}

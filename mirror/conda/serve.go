@@ -1,0 +1,536 @@
+package conda
+
+import (
+	"bytes"
+	"compress/bzip2"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/mirror"
+	"github.com/mirror-proxy/mirror-proxy/policy"
+	"github.com/mirror-proxy/mirror-proxy/storage"
+)
+
+func init() {
+	mirror.Register(mirror.Type{
+		Name:       "conda",
+		DefaultURL: "https://conda.anaconda.org/conda-forge",
+		// conda-forge's indexes change every few minutes; rattler-index
+		// serves them with max-age=300.
+		DefaultTTL: 5 * time.Minute,
+		Hosts:      true,
+		New:        newMirror,
+	})
+}
+
+// condaMirror serves one channel under /N/:
+//
+//	/N/channeldata.json
+//	/N/<subdir>/repodata.json[.zst|.bz2], current_repodata.json   indexes (mutable)
+//	/N/<subdir>/repodata_shards.msgpack.zst                        CEP-16 shard index (mutable)
+//	/N/<subdir>/shards/<sha256>.msgpack.zst                        shards (immutable, verified)
+//	/N/<subdir>/<name>-<version>-<build>.conda|.tar.bz2            packages (sha256-verified)
+//
+// and, when hosted, PUT /N/<subdir>/<file> of a package, indexed by the
+// proxy.
+type condaMirror struct {
+	env     *mirror.Env
+	m       fetch.Mirror
+	client  *http.Client
+	repo    *hosted.Repo
+	derived fetch.Derived // indexes rewritten, filtered or merged with hosted packages
+}
+
+var _ mirror.Ecosystem = (*condaMirror)(nil)
+
+func newMirror(env *mirror.Env) mirror.Ecosystem {
+	return &condaMirror{env: env, m: env.Mirror, client: env.Client, repo: env.Repo}
+}
+
+// Routes registers the mirror's routes.
+func (cm *condaMirror) Routes(rt mirror.Router) {
+	rt.Read("/channeldata.json", cm.channeldata)
+	rt.Read("/{subdir}/{file}", cm.subdirFile)
+	rt.Read("/{subdir}/shards/{file}", cm.shard)
+	if cm.repo != nil {
+		rt.Write(http.MethodPut, "/{subdir}/{file}", cm.upload)
+	}
+}
+
+var (
+	hvJSON    = []string{"application/json"}
+	hvZstd    = []string{"application/zstd"}
+	hvBzip2   = []string{"application/x-bzip2"}
+	hvMsgpack = []string{"application/octet-stream"}
+)
+
+// shardTTL: the shard index is short-lived (rattler-index: max-age=300);
+// shards are immutable.
+const (
+	shardIndexTTL = 5 * time.Minute
+	shardTTL      = 100 * 365 * 24 * time.Hour
+)
+
+func (cm *condaMirror) meta(ctx context.Context, src *fetch.MetaSource) (fetch.MetaResult, error) {
+	if res, ok := cm.env.Core.FreshInMemory(src.Key, src.TTL); ok {
+		return res, nil
+	}
+	return cm.env.Core.Meta(ctx, src)
+}
+
+func (cm *condaMirror) channeldata(w http.ResponseWriter, r *http.Request) error {
+	if cm.m.URL == "" {
+		return fetch.WriteJSON(w, http.StatusOK, map[string]any{"channeldata_version": 1, "packages": map[string]any{}, "subdirs": []string{}})
+	}
+	res, err := cm.meta(r.Context(), &fetch.MetaSource{
+		Key: cm.env.MetaKey("channeldata.json"), URL: cm.m.URL + "/channeldata.json", Client: cm.client,
+		TTL: cm.m.TTL, NotFoundTTL: cm.m.NotFoundTTL,
+		Transform: func(b []byte, _ *http.Response) ([]byte, error) {
+			if !bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
+				return nil, errors.New("channeldata.json is not a JSON object")
+			}
+			return b, nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	return cm.env.Core.ServeMeta(w, r, res, hvJSON)
+}
+
+// repodataForms are the forms of a subdir's index, and how each decodes.
+var repodataForms = map[string]func([]byte) ([]byte, error){
+	"repodata.json":         func(b []byte) ([]byte, error) { return b, nil },
+	"current_repodata.json": func(b []byte) ([]byte, error) { return b, nil },
+	"repodata.json.zst":     Unzstd,
+	"repodata.json.bz2": func(b []byte) ([]byte, error) {
+		return readAll(bzip2.NewReader(bytes.NewReader(b)), maxDecoded)
+	},
+}
+
+func (cm *condaMirror) repodataSource(subdir, file string) *fetch.MetaSource {
+	decode := repodataForms[file]
+	return &fetch.MetaSource{
+		Key: cm.env.MetaKey(subdir + "/" + file), URL: cm.m.URL + "/" + subdir + "/" + file, Client: cm.client,
+		TTL: cm.m.TTL, NotFoundTTL: cm.m.NotFoundTTL,
+		Transform: func(b []byte, _ *http.Response) ([]byte, error) {
+			raw, err := decode(b)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", file, err)
+			}
+			_, err = ParseRepodata(raw)
+			return b, err
+		},
+	}
+}
+
+func (cm *condaMirror) parsedRepodata(res fetch.MetaResult, file string) (*Repodata, error) {
+	v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) {
+		raw, err := repodataForms[file](b)
+		if err != nil {
+			return nil, err
+		}
+		return ParseRepodata(raw)
+	})
+	if err != nil {
+		return nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored %s: %v", file, err)}
+	}
+	return v.(*Repodata), nil
+}
+
+// subdirFile serves an index or a package of a subdir.
+func (cm *condaMirror) subdirFile(w http.ResponseWriter, r *http.Request) error {
+	subdir, file := r.PathValue("subdir"), r.PathValue("file")
+	if !ValidSubdir(subdir) {
+		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not a platform subdirectory (noarch, linux-64, osx-arm64, ...)", fetch.QuoteName(subdir)))
+	}
+	switch {
+	case repodataForms[file] != nil:
+		return cm.repodata(w, r, subdir, file)
+	case file == "repodata_shards.msgpack.zst":
+		return cm.shardIndex(w, r, subdir)
+	case ValidFilename(file):
+		return cm.pkg(w, r, subdir, file)
+	}
+	return fetch.NewError(http.StatusNotFound, "not a file of a conda channel: expected repodata.json[.zst|.bz2], current_repodata.json, repodata_shards.msgpack.zst, shards/... or <name>-<version>-<build>.conda|.tar.bz2")
+}
+
+// repodata serves a form of a subdir's index. Byte for byte when nothing
+// changes it; else (an absolute base_url, a policy, hosted packages) only
+// repodata.json and current_repodata.json are rewritten, and the
+// compressed forms are a 404, after which clients read repodata.json.
+func (cm *condaMirror) repodata(w http.ResponseWriter, r *http.Request, subdir, file string) error {
+	plain := file == "repodata.json" || file == "current_repodata.json"
+	var hostedRecs *hostedRecords
+	if cm.repo != nil {
+		var err error
+		if hostedRecs, err = cm.hostedRecords(r.Context(), subdir); err != nil {
+			return err
+		}
+		if cm.m.URL == "" || (!plain && len(hostedRecs.files) > 0) {
+			if !plain {
+				return fetch.NewError(http.StatusNotFound, "a channel with hosted packages serves repodata.json only")
+			}
+			return cm.serveMerged(w, r, subdir, fetch.MetaResult{}, nil, hostedRecs)
+		}
+	}
+	res, err := cm.meta(r.Context(), cm.repodataSource(subdir, file))
+	if err != nil {
+		return err
+	}
+	rd, err := cm.parsedRepodata(res, file)
+	if err != nil {
+		return err
+	}
+	changed := Absolute(rd.BaseURL) || cm.filters(r) || (hostedRecs != nil && len(hostedRecs.files) > 0)
+	if !changed {
+		ctype := hvJSON
+		switch file {
+		case "repodata.json.zst":
+			ctype = hvZstd
+		case "repodata.json.bz2":
+			ctype = hvBzip2
+		}
+		return cm.env.Core.ServeMeta(w, r, res, ctype)
+	}
+	if !plain {
+		return fetch.NewError(http.StatusNotFound, file+" is not served where the proxy rewrites the index (an absolute base_url, a policy, hosted packages): read repodata.json")
+	}
+	return cm.serveMerged(w, r, subdir, res, rd, hostedRecs)
+}
+
+// serveMerged serves repodata rd (nil: none) as the policies let clients
+// see it, without an absolute base_url, with hosted packages added (the
+// upstream's records of a hosted name are left out: a published name is
+// owned).
+func (cm *condaMirror) serveMerged(w http.ResponseWriter, r *http.Request, subdir string, res fetch.MetaResult, rd *Repodata, hr *hostedRecords) error {
+	key := fetch.DerivedKey{Day: fetch.SnapshotDay(r)}
+	if rd != nil {
+		key.ID = res.Entry.ID()
+	}
+	if hr != nil {
+		key.ID2 = hr.version
+	}
+	if d, ok := cm.derived.Lookup(key, time.Now()); ok {
+		return fetch.ServeDoc(w, r, d.(*fetch.Doc), hvJSON, cm.entryOf(res, hr))
+	}
+	var ferr error
+	d := cm.derived.Get(key, time.Now(), func() (any, policy.Window) {
+		var win policy.Window
+		now := time.Now()
+		filters := cm.filters(r)
+		keep := func(file string, rec Record) bool {
+			if hr != nil && hr.names[rec.Name] {
+				return false
+			}
+			if !filters {
+				return true
+			}
+			why, v := cm.judge(r, rec, now)
+			win.Add(v)
+			return why == ""
+		}
+		if rd == nil {
+			rd = &Repodata{Records: map[string]Record{}}
+			rd.raw = map[string]json.RawMessage{"info": []byte(`{"subdir":"` + subdir + `"}`), "packages": []byte("{}"), "packages.conda": []byte("{}"), "repodata_version": []byte("1")}
+		}
+		body, err := rd.Render(keep, Absolute(rd.BaseURL))
+		if err == nil && hr != nil && len(hr.files) > 0 {
+			body, err = hr.mergeInto(body)
+		}
+		if err != nil {
+			ferr = err
+			return nil, win
+		}
+		return fetch.NewDoc(body, "r"), win
+	})
+	if ferr != nil || d == nil {
+		return &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("repodata of %s: %v", subdir, ferr)}
+	}
+	return fetch.ServeDoc(w, r, d.(*fetch.Doc), hvJSON, cm.entryOf(res, hr))
+}
+
+// entryOf is the entry whose validators a merged document carries.
+func (cm *condaMirror) entryOf(res fetch.MetaResult, hr *hostedRecords) fetch.MetaResult {
+	if res.Entry != nil {
+		return res
+	}
+	return fetch.HostedEntry(hr.modified)
+}
+
+func (cm *condaMirror) shardIndexSource(subdir string) *fetch.MetaSource {
+	return &fetch.MetaSource{
+		Key: cm.env.MetaKey(subdir + "/repodata_shards.msgpack.zst"), URL: cm.m.URL + "/" + subdir + "/repodata_shards.msgpack.zst",
+		Client: cm.client, TTL: min(cm.m.TTL, shardIndexTTL), NotFoundTTL: cm.m.NotFoundTTL,
+		Transform: func(b []byte, _ *http.Response) ([]byte, error) {
+			_, err := ParseShardIndex(b)
+			return b, err
+		},
+	}
+}
+
+// shards is a parsed shard index with the upstream URLs it leads to.
+type shards struct {
+	idx                *ShardIndex
+	pkgBase, shardBase string // upstream URLs (directories)
+	rewritten          *fetch.Doc
+	canonical          bool // its bases are "./" and "./shards/" already
+}
+
+func (cm *condaMirror) loadShards(ctx context.Context, subdir string) (fetch.MetaResult, *shards, error) {
+	src := cm.shardIndexSource(subdir)
+	res, err := cm.meta(ctx, src)
+	if err != nil {
+		return res, nil, err
+	}
+	v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) {
+		idx, err := ParseShardIndex(b)
+		if err != nil {
+			return nil, err
+		}
+		s := &shards{idx: idx}
+		pkg, shard := idx.Info.BaseURL, idx.Info.ShardsBaseURL
+		if pkg == "" {
+			pkg = "./"
+		}
+		if shard == "" {
+			shard = "./shards/"
+		}
+		if s.pkgBase, err = Resolve(src.URL, pkg); err != nil {
+			return nil, err
+		}
+		if s.shardBase, err = Resolve(src.URL, shard); err != nil {
+			return nil, err
+		}
+		dir := cm.m.URL + "/" + subdir + "/"
+		s.canonical = s.pkgBase == dir && s.shardBase == dir+"shards/"
+		if !s.canonical {
+			// Clients must come back to the proxy, whose layout is fixed.
+			c := *idx
+			c.Info.BaseURL, c.Info.ShardsBaseURL = "./", "./shards/"
+			out, err := c.Marshal()
+			if err != nil {
+				return nil, err
+			}
+			s.rewritten = fetch.NewDoc(out, "s")
+		}
+		return s, nil
+	})
+	if err != nil {
+		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored shard index of %s: %v", subdir, err)}
+	}
+	return res, v.(*shards), nil
+}
+
+// shardIndex serves repodata_shards.msgpack.zst, with its base URLs made
+// relative when they were not.
+func (cm *condaMirror) shardIndex(w http.ResponseWriter, r *http.Request, subdir string) error {
+	if cm.filters(r) || cm.repo != nil {
+		return fetch.NewError(http.StatusNotFound, "sharded repodata is not served where a policy filters the channel or it hosts packages: read repodata.json")
+	}
+	res, s, err := cm.loadShards(r.Context(), subdir)
+	if err != nil {
+		return err
+	}
+	if s.rewritten != nil {
+		return fetch.ServeDoc(w, r, s.rewritten, hvMsgpack, res)
+	}
+	return cm.env.Core.ServeMeta(w, r, res, hvMsgpack)
+}
+
+// shardResult loads a shard, verified against the sha256 its name gives.
+func (cm *condaMirror) loadShard(ctx context.Context, subdir, sum string, s *shards) (fetch.MetaResult, *Shard, error) {
+	res, err := cm.meta(ctx, &fetch.MetaSource{
+		Key: cm.env.MetaKey(subdir + "/shards/" + sum + ".msgpack.zst"), URL: s.shardBase + sum + ".msgpack.zst",
+		Client: cm.client, TTL: shardTTL, NotFoundTTL: cm.m.NotFoundTTL,
+		Transform: func(b []byte, _ *http.Response) ([]byte, error) {
+			got := sha256.Sum256(b)
+			if hex.EncodeToString(got[:]) != sum {
+				return nil, fmt.Errorf("shard %s has sha256 %x", sum, got)
+			}
+			_, err := ParseShard(b)
+			return b, err
+		},
+	})
+	if err != nil {
+		return res, nil, err
+	}
+	v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return ParseShard(b) })
+	if err != nil {
+		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored shard %s: %v", sum, err)}
+	}
+	return res, v.(*Shard), nil
+}
+
+// shard serves shards/<sha256>.msgpack.zst: only shards the shard index
+// names are fetched.
+func (cm *condaMirror) shard(w http.ResponseWriter, r *http.Request) error {
+	subdir, file := r.PathValue("subdir"), r.PathValue("file")
+	sum := ShardSum(file)
+	if !ValidSubdir(subdir) || sum == "" {
+		return fetch.NewError(http.StatusNotFound, "not a shard of this channel: expected <subdir>/shards/<sha256>.msgpack.zst")
+	}
+	if cm.m.URL == "" {
+		return fetch.NewError(http.StatusNotFound, "a hosted channel has no shards: read repodata.json")
+	}
+	if res, ok := cm.env.Core.FreshInMemory(cm.env.MetaKey(subdir+"/shards/"+file), shardTTL); ok {
+		return cm.env.Core.ServeMeta(w, r, res, hvMsgpack)
+	}
+	_, s, err := cm.loadShards(r.Context(), subdir)
+	if err != nil {
+		return err
+	}
+	listed := false
+	for _, v := range s.idx.Shards {
+		if hex.EncodeToString(v) == sum {
+			listed = true
+			break
+		}
+	}
+	if !listed {
+		return fetch.NewError(http.StatusNotFound, "the shard index of "+subdir+" names no shard "+sum)
+	}
+	res, _, err := cm.loadShard(r.Context(), subdir, sum, s)
+	if err != nil {
+		return err
+	}
+	return cm.env.Core.ServeMeta(w, r, res, hvMsgpack)
+}
+
+// lookup finds a package's record and upstream URL: in its shard when the
+// channel is sharded (a few KB, instead of a repodata.json that may weigh
+// hundreds of MB), else in repodata.json.
+func (cm *condaMirror) lookup(ctx context.Context, subdir, file string) (Record, string, error) {
+	_, s, err := cm.loadShards(ctx, subdir)
+	switch {
+	case err == nil:
+		sum, ok := s.idx.Shards[PackageName(file)]
+		if !ok {
+			return Record{}, "", fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not in the mirrored shard index of %s", file, subdir))
+		}
+		_, shard, err := cm.loadShard(ctx, subdir, hex.EncodeToString(sum), s)
+		if err != nil {
+			return Record{}, "", err
+		}
+		rec, ok := shard.Find(file)
+		if !ok {
+			return Record{}, "", fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not in the mirrored shard of %s", file, PackageName(file)))
+		}
+		return rec.Record(), s.pkgBase + file, nil
+	case !errors.Is(err, fetch.ErrNotFound):
+		return Record{}, "", err
+	}
+	src := cm.repodataSource(subdir, "repodata.json")
+	res, err := cm.meta(ctx, src)
+	if err != nil {
+		return Record{}, "", err
+	}
+	rd, err := cm.parsedRepodata(res, "repodata.json")
+	if err != nil {
+		return Record{}, "", err
+	}
+	rec, ok := rd.Records[file]
+	if !ok {
+		return Record{}, "", fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not in the mirrored repodata of %s", file, subdir))
+	}
+	base := rd.BaseURL
+	if base == "" {
+		base = "./"
+	}
+	dir, err := Resolve(src.URL, base)
+	if err != nil {
+		return Record{}, "", &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("repodata of %s: base_url: %v", subdir, err)}
+	}
+	return rec, dir + file, nil
+}
+
+// pkg serves a package: stored, published, or downloaded from the URL its
+// record gives and verified against the record's sha256 (and size)
+// before it is stored.
+func (cm *condaMirror) pkg(w http.ResponseWriter, r *http.Request, subdir, file string) error {
+	name := PackageName(file)
+	if cm.repo != nil {
+		owned, err := cm.repo.Owns(r.Context(), name)
+		if err != nil {
+			return err
+		}
+		if owned || cm.m.URL == "" {
+			return cm.env.Core.ServeHostedFile(w, r, cm.repo, subdir+"/"+file)
+		}
+	}
+	if why := cm.m.Rules.Refuse(name); why != "" {
+		return fetch.NewError(http.StatusNotFound, why)
+	}
+	if cm.filters(r) {
+		if rec, _, err := cm.lookup(r.Context(), subdir, file); err == nil {
+			if why, _ := cm.judge(r, rec, time.Now()); why != "" {
+				return fetch.NewError(http.StatusForbidden, why)
+			}
+		}
+	}
+	key := storage.Join(cm.env.DistPrefix, cm.m.Name, subdir, file)
+	return cm.env.Core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
+		rec, u, err := cm.lookup(ctx, subdir, file)
+		if err != nil {
+			return fetch.FileSource{}, err
+		}
+		sum, err := fetch.HexDigest("sha256", rec.SHA256)
+		if err != nil {
+			return fetch.FileSource{}, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("the record of %s has no usable sha256: %v", file, err)}
+		}
+		return fetch.FileSource{URL: u, Client: cm.client, Digests: []fetch.Digest{sum}, Size: rec.Size}, nil
+	})
+}
+
+// Policies: records published (their timestamp) less than the mirror's
+// cooldown ago or after a snapshot's date, denied versions and names
+// outside the allow list are left out of repodata.json; the compressed
+// forms and the shard index are then a 404 (clients read repodata.json);
+// files of hidden records answer 403 with the reason.
+
+func (cm *condaMirror) filters(r *http.Request) bool {
+	_, snap := fetch.Snapshot(r)
+	return snap || cm.m.Cooldown.Age > 0 || len(cm.m.Rules.Allow) > 0 || len(cm.m.Rules.Deny) > 0
+}
+
+// published reads a record's timestamp (milliseconds; old records have
+// seconds).
+func published(ts int64) time.Time {
+	switch {
+	case ts <= 0:
+		return time.Time{}
+	case ts > 1e11:
+		return time.UnixMilli(ts).UTC()
+	}
+	return time.Unix(ts, 0).UTC()
+}
+
+func (cm *condaMirror) judge(r *http.Request, rec Record, now time.Time) (string, policy.Verdict) {
+	what := rec.Name + " " + rec.Version + " (" + rec.Build + ")"
+	if why := cm.m.Rules.Refuse(rec.Name); why != "" {
+		return why, policy.Verdict{Hidden: true, Denied: true}
+	}
+	if cutoff, ok := fetch.Snapshot(r); ok {
+		if why, v := policy.AsOf(published(rec.Timestamp), cutoff, cm.m.Cooldown.AllowUnknown); v.Hidden {
+			return what + " is not in this snapshot: " + why, v
+		}
+	}
+	var v policy.Verdict
+	if cm.m.Cooldown.Active(rec.Name) {
+		if v = cm.m.Cooldown.Judge(published(rec.Timestamp), now); v.Hidden {
+			return cm.m.Cooldown.Reason(what, v), v
+		}
+	}
+	if why := cm.m.Rules.DenyVersion(rec.Name, rec.Version); why != "" {
+		return why, policy.Verdict{Hidden: true, Denied: true}
+	}
+	return "", v
+}
