@@ -51,7 +51,7 @@ func TestCondaWithGoClient(t *testing.T) {
 	defer up.Stop()
 	env := map[string]string{
 		"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": bucket, "STORAGE_AWS_ARGS": s3.ArgsJSON(),
-		"MIRRORS": `[{"name":"conda","type":"conda","url":"` + up.URL() + `"},{"name":"private","type":"conda","hosted":true}]`,
+		"MIRRORS":     `[{"name":"conda","type":"conda","url":"` + up.URL() + `"},{"name":"private","type":"conda","hosted":true}]`,
 		"AUTH_TOKENS": hostedTokensJSON(),
 	}
 	px := startProxy(t, env)
