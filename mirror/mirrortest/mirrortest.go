@@ -9,7 +9,9 @@
 package mirrortest
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"io"
 	"log/slog"
 	"net/http"
@@ -102,8 +104,14 @@ func Serve(t *testing.T, m proxy.Mirror) string {
 	if m.NotFoundTTL == 0 {
 		m.NotFoundTTL = time.Second
 	}
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist", Mirrors: []proxy.Mirror{m},
-		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opts := proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist", Mirrors: []proxy.Mirror{m},
+		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if m.Hosted {
+		// Uploads need a token (Do sends it); reads stay open.
+		opts.Mirrors[0].Public = true
+		opts.Tokens = []proxy.Token{{Name: "test", SHA256: sha256.Sum256([]byte(WriteToken)), Read: true, Write: true}}
+	}
+	srv := proxy.New(opts)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { hs.Close(); srv.Close() })
 	return hs.URL + "/" + m.Name
@@ -247,3 +255,21 @@ func Run(t *testing.T, f Fixture) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// WriteToken is the token Serve configures for a hosted mirror.
+const WriteToken = "mirrortest-write-token-0123456789"
+
+// Do sends a request with a body (an upload, with WriteToken) and returns
+// the status and the answer.
+func Do(t *testing.T, method, url string, body []byte) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+WriteToken)
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}

@@ -1,0 +1,128 @@
+package conda_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/internal/condaclient"
+	"github.com/mirror-proxy/mirror-proxy/internal/fakeconda"
+	"github.com/mirror-proxy/mirror-proxy/mirror/conda"
+	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
+	"github.com/mirror-proxy/mirror-proxy/policy"
+	"github.com/mirror-proxy/mirror-proxy/proxy"
+)
+
+func startUp(t *testing.T, absolute bool) *fakeconda.Server {
+	up := fakeconda.New()
+	up.AbsoluteBase = absolute
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Stop)
+	return up
+}
+
+// An upstream whose base_url and shards_base_url are absolute (a CDN):
+// clients are sent back to the proxy (base_url dropped from
+// repodata.json, relative bases in the shard index), which fetches from
+// the CDN; the compressed forms, which it does not rewrite, are a 404.
+func TestAbsoluteBaseURLs(t *testing.T) {
+	up := startUp(t, true)
+	base := mirrortest.Serve(t, proxy.Mirror{Name: "c", Type: "conda", URL: up.URL()})
+	_, _, b, _ := mirrortest.Get(t, base+"/noarch/repodata.json")
+	if strings.Contains(string(b), "base_url") || strings.Contains(string(b), "/cdn/") {
+		t.Errorf("repodata.json keeps the absolute base_url: %.300s", b)
+	}
+	if code, _, _, _ := mirrortest.Get(t, base+"/noarch/repodata.json.zst"); code != 404 {
+		t.Errorf("repodata.json.zst: %d, want 404", code)
+	}
+	for _, mode := range []condaclient.Mode{condaclient.Plain, condaclient.Sharded} {
+		c := &condaclient.Client{Channel: base}
+		recs, err := c.Install("pyapp", "noarch", mode)
+		if err != nil || len(recs) != 2 {
+			t.Fatalf("mode %d: %v %v", mode, recs, err)
+		}
+		for _, u := range c.Requests {
+			if !strings.HasPrefix(u, base) {
+				t.Errorf("mode %d: the client was sent to %s", mode, u)
+			}
+		}
+	}
+	if up.Hits("/cdn/noarch/libdep-1.1-0.conda") != 1 {
+		t.Errorf("the package came from the CDN path %d times, want 1", up.Hits("/cdn/noarch/libdep-1.1-0.conda"))
+	}
+}
+
+// A cooldown and a deny rule filter repodata.json; the shard index is then
+// a 404 and files of hidden records are a 403.
+func TestPolicies(t *testing.T) {
+	up := startUp(t, false)
+	up.Publish(fakeconda.Package{Name: "fresh", Version: "1.0", Build: "0", Subdir: "noarch", Time: time.Now()})
+	base := mirrortest.Serve(t, proxy.Mirror{Name: "c", Type: "conda", URL: up.URL(),
+		Cooldown: policy.Cooldown{Age: 72 * time.Hour}, Rules: policy.Rules{Deny: []policy.Deny{{Name: "libdep", Version: "1.1"}}}})
+	_, _, b, _ := mirrortest.Get(t, base+"/noarch/repodata.json")
+	rd, err := conda.ParseRepodata(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for f := range rd.Records {
+		got = append(got, f)
+	}
+	if _, ok := rd.Records["libdep-1.0-0.tar.bz2"]; !ok || len(rd.Records) != 2 {
+		t.Errorf("filtered repodata lists %v, want libdep 1.0 and pyapp", got)
+	}
+	if code, _, _, _ := mirrortest.Get(t, base+"/noarch/repodata_shards.msgpack.zst"); code != 404 {
+		t.Errorf("shard index under a policy: %d, want 404", code)
+	}
+	code, _, body, _ := mirrortest.Get(t, base+"/noarch/fresh-1.0-0.conda")
+	if code != 403 || !strings.Contains(string(body), "cooldown") {
+		t.Errorf("young package: %d %s", code, body)
+	}
+	code, _, body, _ = mirrortest.Get(t, base+"/noarch/libdep-1.1-0.conda")
+	if code != 403 || !strings.Contains(string(body), "denied") {
+		t.Errorf("denied package: %d %s", code, body)
+	}
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(b, &doc) != nil || doc["repodata_version"] == nil {
+		t.Errorf("other keys of repodata.json were lost: %.200s", b)
+	}
+}
+
+// Uploads are refused when the archive and its name disagree, and a
+// different package under a published name is a 409.
+func TestHostedUploadChecks(t *testing.T) {
+	base := mirrortest.Serve(t, proxy.Mirror{Name: "c", Type: "conda", Hosted: true})
+	p := fakeconda.Package{Name: "x", Version: "1.0", Build: "0", Subdir: "noarch"}
+	put := func(path string, body []byte) (int, string) {
+		code, b := mirrortest.Do(t, "PUT", base+path, body)
+		return code, string(b)
+	}
+	if code, b := put("/linux-64/"+p.Filename(), fakeconda.Build(p)); code != 400 || !strings.Contains(b, "subdir") {
+		t.Errorf("wrong subdir: %d %s", code, b)
+	}
+	if code, b := put("/noarch/x-1.1-0.conda", fakeconda.Build(p)); code != 400 || !strings.Contains(b, "says x-1.0-0.conda") {
+		t.Errorf("wrong name: %d %s", code, b)
+	}
+	if code, b := put("/noarch/"+p.Filename(), []byte("not a zip")); code != 400 {
+		t.Errorf("garbage: %d %s", code, b)
+	}
+	if code, b := put("/noarch/"+p.Filename(), fakeconda.Build(p)); code != 201 {
+		t.Fatalf("upload: %d %s", code, b)
+	}
+	p2 := p
+	p2.Depends = []string{"other"}
+	if code, b := put("/noarch/"+p.Filename(), fakeconda.Build(p2)); code != 409 {
+		t.Errorf("other contents under the same name: %d %s", code, b)
+	}
+	bz := fakeconda.Package{Name: "y", Version: "2.0", Build: "1", Subdir: "noarch", Format: "tar.bz2"}
+	if code, b := put("/noarch/"+bz.Filename(), fakeconda.Build(bz)); code != 201 {
+		t.Errorf(".tar.bz2 upload: %d %s", code, b)
+	}
+	recs, err := (&condaclient.Client{Channel: base}).Records("noarch", condaclient.Plain)
+	if err != nil || len(recs) != 2 {
+		t.Errorf("hosted repodata: %v %v", recs, err)
+	}
+}
