@@ -90,4 +90,7 @@ func TestCranWithRealR(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(lib2, "hello", "DESCRIPTION")); err != nil {
 		t.Errorf("hello not installed with the upstream down: %v", err)
 	}
+	if code, _, _ := get(t, px2.URL+"/cran/src/contrib/tampered_1.0.tar.gz"); code == 200 {
+		t.Error("the tampered tarball was stored: it is served with the upstream down")
+	}
 }
