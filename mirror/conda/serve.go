@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
@@ -106,44 +109,86 @@ func (cm *condaMirror) channeldata(w http.ResponseWriter, r *http.Request) error
 	return cm.env.Core.ServeMeta(w, r, res, hvJSON)
 }
 
-// repodataForms are the forms of a subdir's index, and how each decodes.
-var repodataForms = map[string]func([]byte) ([]byte, error){
-	"repodata.json":         func(b []byte) ([]byte, error) { return b, nil },
-	"current_repodata.json": func(b []byte) ([]byte, error) { return b, nil },
-	"repodata.json.zst":     Unzstd,
-	"repodata.json.bz2": func(b []byte) ([]byte, error) {
-		return readAll(bzip2.NewReader(bytes.NewReader(b)), maxDecoded)
+// repodataForms are the forms of a subdir's index, and how each is read
+// as a stream (nil: plain JSON).
+var repodataForms = map[string]func([]byte) (io.Reader, error){
+	"repodata.json":         nil,
+	"current_repodata.json": nil,
+	"repodata.json.zst": func(b []byte) (io.Reader, error) {
+		return zstd.NewReader(bytes.NewReader(b), zstd.WithDecoderMaxMemory(maxDecoded), zstd.WithDecoderConcurrency(1))
 	},
+	"repodata.json.bz2": func(b []byte) (io.Reader, error) { return bzip2.NewReader(bytes.NewReader(b)), nil },
 }
 
 func (cm *condaMirror) repodataSource(subdir, file string) *fetch.MetaSource {
-	decode := repodataForms[file]
 	return &fetch.MetaSource{
 		Key: cm.env.MetaKey(subdir + "/" + file), URL: cm.m.URL + "/" + subdir + "/" + file, Client: cm.client,
 		TTL: cm.m.TTL, NotFoundTTL: cm.m.NotFoundTTL,
 		Transform: func(b []byte, _ *http.Response) ([]byte, error) {
-			raw, err := decode(b)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", file, err)
+			// A compressed form is only opened as far as its info (it may
+			// hold hundreds of MB of JSON); the plain one is parsed.
+			if open := repodataForms[file]; open != nil {
+				_, err := peekInfo(b, open)
+				return b, err
 			}
-			_, err = ParseRepodata(raw)
+			_, err := ParseRepodata(b)
 			return b, err
 		},
 	}
 }
 
+// peekInfo reads a compressed repodata's info.base_url, decompressing no
+// further than its "info" key (conda-index writes it first).
+func peekInfo(b []byte, open func([]byte) (io.Reader, error)) (string, error) {
+	r, err := open(b)
+	if err != nil {
+		return "", err
+	}
+	if c, ok := r.(interface{ Close() }); ok {
+		defer c.Close()
+	}
+	dec := json.NewDecoder(r)
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", fmt.Errorf("repodata is not a JSON object (%v)", err)
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return "", fmt.Errorf("repodata: %w", err)
+		}
+		if k != "info" {
+			// info comes first in practice; a document without it at
+			// the top has no base_url to rewrite.
+			return "", nil
+		}
+		var info struct {
+			BaseURL string `json:"base_url"`
+		}
+		if err := dec.Decode(&info); err != nil {
+			return "", fmt.Errorf("repodata info: %w", err)
+		}
+		return info.BaseURL, nil
+	}
+	return "", nil
+}
+
 func (cm *condaMirror) parsedRepodata(res fetch.MetaResult, file string) (*Repodata, error) {
 	v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) {
-		raw, err := repodataForms[file](b)
-		if err != nil {
-			return nil, err
+		if open := repodataForms[file]; open != nil {
+			base, err := peekInfo(b, open)
+			return &Repodata{BaseURL: base}, err // records are read from the plain form only
 		}
-		return ParseRepodata(raw)
+		return ParseRepodata(b)
 	})
 	if err != nil {
 		return nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored %s: %v", file, err)}
 	}
 	return v.(*Repodata), nil
+}
+
+func isRepodata(file string) bool {
+	_, ok := repodataForms[file]
+	return ok
 }
 
 // subdirFile serves an index or a package of a subdir.
@@ -153,7 +198,7 @@ func (cm *condaMirror) subdirFile(w http.ResponseWriter, r *http.Request) error 
 		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not a platform subdirectory (noarch, linux-64, osx-arm64, ...)", fetch.QuoteName(subdir)))
 	}
 	switch {
-	case repodataForms[file] != nil:
+	case isRepodata(file):
 		return cm.repodata(w, r, subdir, file)
 	case file == "repodata_shards.msgpack.zst":
 		return cm.shardIndex(w, r, subdir)
