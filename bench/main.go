@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -656,7 +657,11 @@ func run(sz sizes) (err error) {
 	logf("proxy %s, nginx %s, upstreams %s %s %s, files in %s", e.proxyURL, e.nginxURL, e.packURL, e.pypiURL, e.blobURL, e.dir)
 	if *serve {
 		logf("serving until interrupted; proxy profiles at http://%s/debug/pprof/", e.debugAddr)
-		select {}
+		// Interrupted (Ctrl-C, kill): stop everything started, as a run does.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		<-ctx.Done()
+		return nil
 	}
 
 	// 1. Warm metadata.
