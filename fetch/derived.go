@@ -52,11 +52,31 @@ func (d *Derived) Get(key DerivedKey, now time.Time, make func() (any, policy.Wi
 		return v
 	}
 	x, w := make()
+	if x != nil { // a failure is not kept: the next request tries again
+		d.put(key, x, w)
+	}
+	return x
+}
+
+func (d *Derived) put(key DerivedKey, x any, w policy.Window) {
 	d.mu.Lock()
 	if d.m == nil || len(d.m) >= maxDerived {
 		d.m = map[DerivedKey]derived{}
 	}
 	d.m[key] = derived{x, w}
 	d.mu.Unlock()
-	return x
+}
+
+// Doc is Get for a rendered document: make's error is returned, and
+// nothing is kept for it.
+func (d *Derived) Doc(key DerivedKey, now time.Time, make func() (*Doc, policy.Window, error)) (*Doc, error) {
+	if v, ok := d.Lookup(key, now); ok {
+		return v.(*Doc), nil
+	}
+	doc, w, err := make()
+	if err != nil {
+		return nil, err
+	}
+	d.put(key, doc, w)
+	return doc, nil
 }

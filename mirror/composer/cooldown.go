@@ -3,7 +3,6 @@ package composer
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -83,26 +82,19 @@ func released(s string) time.Time {
 // unminified (Composer 2 reads both), every other key kept.
 func (cm *composerMirror) cooledP2(r *http.Request, res fetch.MetaResult, name string) (*fetch.Doc, error) {
 	key := fetch.DerivedKey{ID: res.Entry.ID(), Day: fetch.SnapshotDay(r)}
-	if d, ok := cm.derived.Lookup(key, time.Now()); ok {
-		return d.(*fetch.Doc), nil
-	}
-	var ferr error
-	d := cm.derived.Get(key, time.Now(), func() (any, policy.Window) {
+	d, err := cm.derived.Doc(key, time.Now(), func() (*fetch.Doc, policy.Window, error) {
 		var w policy.Window
 		v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return Expand(b, name) })
 		if err != nil {
-			ferr = err
-			return nil, w
+			return nil, w, err
 		}
 		body, err := res.Entry.Body()
 		if err != nil {
-			ferr = err
-			return nil, w
+			return nil, w, err
 		}
 		var doc map[string]json.RawMessage
 		if err := json.Unmarshal(body, &doc); err != nil {
-			ferr = err
-			return nil, w
+			return nil, w, err
 		}
 		now := time.Now()
 		kept := []Version{}
@@ -133,12 +125,12 @@ func (cm *composerMirror) cooledP2(r *http.Request, res fetch.MetaResult, name s
 		enc := json.NewEncoder(&buf)
 		enc.SetEscapeHTML(false)
 		_ = enc.Encode(doc)
-		return fetch.NewDoc(bytes.TrimRight(buf.Bytes(), "\n"), "c"), w
+		return fetch.NewDoc(bytes.TrimRight(buf.Bytes(), "\n"), "c"), w, nil
 	})
-	if ferr != nil || d == nil {
-		return nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("metadata of %s: %v", name, errors.Join(ferr))}
+	if err != nil {
+		return nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("metadata of %s: %v", name, err)}
 	}
-	return d.(*fetch.Doc), nil
+	return d, nil
 }
 
 // refusal is a dist a policy refuses (403).

@@ -264,11 +264,7 @@ func (cm *condaMirror) serveMerged(w http.ResponseWriter, r *http.Request, subdi
 	if hr != nil {
 		key.ID2 = hr.version
 	}
-	if d, ok := cm.derived.Lookup(key, time.Now()); ok {
-		return fetch.ServeDoc(w, r, d.(*fetch.Doc), hvJSON, cm.entryOf(res, hr))
-	}
-	var ferr error
-	d := cm.derived.Get(key, time.Now(), func() (any, policy.Window) {
+	d, err := cm.derived.Doc(key, time.Now(), func() (*fetch.Doc, policy.Window, error) {
 		var win policy.Window
 		now := time.Now()
 		filters := cm.filters(r)
@@ -292,15 +288,14 @@ func (cm *condaMirror) serveMerged(w http.ResponseWriter, r *http.Request, subdi
 			body, err = hr.mergeInto(body)
 		}
 		if err != nil {
-			ferr = err
-			return nil, win
+			return nil, win, err
 		}
-		return fetch.NewDoc(body, "r"), win
+		return fetch.NewDoc(body, "r"), win, nil
 	})
-	if ferr != nil || d == nil {
-		return &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("repodata of %s: %v", subdir, ferr)}
+	if err != nil {
+		return &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("repodata of %s: %v", subdir, err)}
 	}
-	return fetch.ServeDoc(w, r, d.(*fetch.Doc), hvJSON, cm.entryOf(res, hr))
+	return fetch.ServeDoc(w, r, d, hvJSON, cm.entryOf(res, hr))
 }
 
 // entryOf is the entry whose validators a merged document carries.

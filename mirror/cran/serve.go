@@ -284,16 +284,11 @@ func (cm *cranMirror) judge(r *http.Request, pkg, version string, published, now
 // stored version (and snapshot day).
 func (cm *cranMirror) filtered(r *http.Request, res fetch.MetaResult, gz bool) (*fetch.Doc, error) {
 	key := fetch.DerivedKey{ID: res.Entry.ID(), Day: fetch.SnapshotDay(r)}
-	if d, ok := cm.derived.Lookup(key, time.Now()); ok {
-		return d.(*fetch.Doc), nil
-	}
-	var ferr error
-	d := cm.derived.Get(key, time.Now(), func() (any, policy.Window) {
+	d, err := cm.derived.Doc(key, time.Now(), func() (*fetch.Doc, policy.Window, error) {
 		var w policy.Window
 		v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return ParseIndex(b) })
 		if err != nil {
-			ferr = err
-			return nil, w
+			return nil, w, err
 		}
 		now := time.Now()
 		var kept []Entry
@@ -306,14 +301,14 @@ func (cm *cranMirror) filtered(r *http.Request, res fetch.MetaResult, gz bool) (
 		}
 		body := Render(kept)
 		if gz {
-			return fetch.NewDoc(Gzip(body), "g"), w
+			return fetch.NewDoc(Gzip(body), "g"), w, nil
 		}
-		return fetch.NewDoc(body, "p"), w
+		return fetch.NewDoc(body, "p"), w, nil
 	})
-	if ferr != nil || d == nil {
-		return nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored index: %v", ferr)}
+	if err != nil {
+		return nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored index: %v", err)}
 	}
-	return d.(*fetch.Doc), nil
+	return d, nil
 }
 
 // heldBack refuses the file of a version a policy hides.
