@@ -109,6 +109,12 @@ func TestHostedUploadChecks(t *testing.T) {
 	if code, b := put("/noarch/"+p.Filename(), []byte("not a zip")); code != 400 {
 		t.Errorf("garbage: %d %s", code, b)
 	}
+	if code, _, _, _ := mirrortest.Get(t, base+"/noarch/"+p.Filename()); code != 404 {
+		t.Errorf("after refused uploads the file answers %d, want 404", code)
+	}
+	if recs, err := (&condaclient.Client{Channel: base}).Records("noarch", condaclient.Plain); err != nil || len(recs) != 0 {
+		t.Errorf("after refused uploads the repodata lists %v (%v)", recs, err)
+	}
 	if code, b := put("/noarch/"+p.Filename(), fakeconda.Build(p)); code != 201 {
 		t.Fatalf("upload: %d %s", code, b)
 	}
