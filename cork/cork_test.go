@@ -55,3 +55,28 @@ func TestCorkedResponseIsOneWrite(t *testing.T) {
 		}
 	}
 }
+
+// A corked body several times net/http's buffer arrives intact over TCP,
+// request after request on one connection.
+func TestCorkedLargeBodyIntact(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789abcdef"), 2300) // 36.8 KB
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv := &http.Server{ConnContext: ConnContext, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "36800")
+		Write(w, r, body)
+	})}
+	go srv.Serve(Listener{l})
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	for i := 0; i < 5; i++ {
+		resp, err := client.Get("http://" + l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("request %d: body differs (%d bytes) or failed: %v", i, len(got), err)
+		}
+	}
+}
