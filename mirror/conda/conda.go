@@ -164,9 +164,13 @@ func (s *Shard) Find(file string) (ShardRecord, bool) {
 	return r, ok
 }
 
-var zdec, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxDecoded), zstd.WithDecoderConcurrency(0))
+// maxShardDecoded bounds a decompressed shard index or shard (conda-forge's
+// largest are a few MB): a small zstd bomb must not take a GB of memory.
+const maxShardDecoded = 64 << 20
 
-// Unzstd decompresses a .zst document.
+var zdec, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxShardDecoded), zstd.WithDecoderConcurrency(0))
+
+// Unzstd decompresses a shard index or shard, refusing more than 64 MiB.
 func Unzstd(b []byte) ([]byte, error) {
 	return zdec.DecodeAll(b, nil)
 }
