@@ -30,6 +30,10 @@ type Index struct {
 	byFile  map[string]int // "pkg_ver" → entry
 }
 
+// maxIndexBytes bounds a decompressed PACKAGES.gz (CRAN's is about 12 MB):
+// a small gzip bomb must not take a GB of memory.
+const maxIndexBytes = 64 << 20
+
 // maxIndexRecords bounds a PACKAGES file (CRAN has about 22,000).
 const maxIndexRecords = 500_000
 
@@ -42,8 +46,11 @@ func ParseIndex(b []byte) (*Index, error) {
 		if err != nil {
 			return nil, fmt.Errorf("PACKAGES.gz: %w", err)
 		}
-		if b, err = io.ReadAll(io.LimitReader(zr, 1<<30)); err != nil {
+		if b, err = io.ReadAll(io.LimitReader(zr, maxIndexBytes+1)); err != nil {
 			return nil, fmt.Errorf("PACKAGES.gz: %w", err)
+		}
+		if len(b) > maxIndexBytes {
+			return nil, fmt.Errorf("PACKAGES.gz decompresses to more than %d MiB", maxIndexBytes>>20)
 		}
 	}
 	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("<")) {

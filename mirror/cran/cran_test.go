@@ -166,3 +166,10 @@ func TestLinuxBinariesKeyedByRAgent(t *testing.T) {
 		t.Errorf("upstream agents: %q", agents)
 	}
 }
+
+// A PACKAGES.gz that decompresses to more than 64 MiB is refused.
+func TestIndexBombIsRefused(t *testing.T) {
+	if _, err := cran.ParseIndex(cran.Gzip(bytes.Repeat([]byte("\n"), 100<<20))); err == nil || !strings.Contains(err.Error(), "more than 64 MiB") {
+		t.Errorf("a 100 MiB PACKAGES.gz: %v", err)
+	}
+}
