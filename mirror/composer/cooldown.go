@@ -31,25 +31,10 @@ func (cm *composerMirror) filters(r *http.Request, name string) bool {
 }
 
 // judge says why a version is not served ("" : it is), and the
-// policy's verdict. A snapshot or the cooldown is asked first, so that a
-// deny rule is named (in the p2 file's warning) only for versions a
-// client would otherwise see.
+// policies' verdict (see fetch.Judge).
 func (cm *composerMirror) judge(r *http.Request, name, pretty, normalized, at string, now time.Time) (string, policy.Verdict) {
-	if cutoff, ok := fetch.Snapshot(r); ok {
-		if why, v := policy.AsOf(released(at), cutoff, cm.m.Cooldown.AllowUnknown); v.Hidden {
-			return name + " " + pretty + " is not in this snapshot: " + why, v
-		}
-	}
-	var v policy.Verdict
-	if cm.m.Cooldown.Active(name) {
-		if v = cm.m.Cooldown.Judge(released(at), now); v.Hidden {
-			return cm.m.Cooldown.Reason(name+" "+pretty, v), v
-		}
-	}
-	if why := cm.m.Rules.DenyVersion(name, pretty, normalized, denyForm(normalized)); why != "" {
-		return why, policy.Verdict{Hidden: true, Denied: true}
-	}
-	return "", v
+	return fetch.Judge(r, cm.m.Cooldown, cm.m.Rules, fetch.Judged{Name: name, What: name + " " + pretty,
+		Published: released(at), Versions: []string{pretty, normalized, denyForm(normalized)}}, now)
 }
 
 // refuse answers a policy refusal so that Composer shows the reason: it

@@ -553,24 +553,12 @@ func published(ts int64) time.Time {
 	return time.Unix(ts, 0).UTC()
 }
 
+// judge says why a record is not served ("" : it is): a package refused
+// whole leaves the repodata too; then the policies (see fetch.Judge).
 func (cm *condaMirror) judge(r *http.Request, rec Record, now time.Time) (string, policy.Verdict) {
-	what := rec.Name + " " + rec.Version + " (" + rec.Build + ")"
 	if why := cm.m.Rules.Refuse(rec.Name); why != "" {
 		return why, policy.Verdict{Hidden: true, Denied: true}
 	}
-	if cutoff, ok := fetch.Snapshot(r); ok {
-		if why, v := policy.AsOf(published(rec.Timestamp), cutoff, cm.m.Cooldown.AllowUnknown); v.Hidden {
-			return what + " is not in this snapshot: " + why, v
-		}
-	}
-	var v policy.Verdict
-	if cm.m.Cooldown.Active(rec.Name) {
-		if v = cm.m.Cooldown.Judge(published(rec.Timestamp), now); v.Hidden {
-			return cm.m.Cooldown.Reason(what, v), v
-		}
-	}
-	if why := cm.m.Rules.DenyVersion(rec.Name, rec.Version); why != "" {
-		return why, policy.Verdict{Hidden: true, Denied: true}
-	}
-	return "", v
+	return fetch.Judge(r, cm.m.Cooldown, cm.m.Rules, fetch.Judged{Name: rec.Name, What: rec.Name + " " + rec.Version + " (" + rec.Build + ")",
+		Published: published(rec.Timestamp), Versions: []string{rec.Version}}, now)
 }

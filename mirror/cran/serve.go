@@ -258,26 +258,14 @@ func (cm *cranMirror) filters(r *http.Request) bool {
 	return snap || cm.m.Cooldown.Age > 0 || len(cm.m.Rules.Allow) > 0 || len(cm.m.Rules.Deny) > 0
 }
 
-// judge says why a version is not served ("" : it is).
+// judge says why a version is not served ("" : it is): a package refused
+// whole leaves the index too; then the policies (see fetch.Judge).
 func (cm *cranMirror) judge(r *http.Request, pkg, version string, published, now time.Time) (string, policy.Verdict) {
 	if why := cm.m.Rules.Refuse(pkg); why != "" {
 		return why, policy.Verdict{Hidden: true, Denied: true}
 	}
-	if cutoff, ok := fetch.Snapshot(r); ok {
-		if why, v := policy.AsOf(published, cutoff, cm.m.Cooldown.AllowUnknown); v.Hidden {
-			return pkg + " " + version + " is not in this snapshot: " + why, v
-		}
-	}
-	var v policy.Verdict
-	if cm.m.Cooldown.Active(pkg) {
-		if v = cm.m.Cooldown.Judge(published, now); v.Hidden {
-			return cm.m.Cooldown.Reason(pkg+" "+version, v), v
-		}
-	}
-	if why := cm.m.Rules.DenyVersion(pkg, version); why != "" {
-		return why, policy.Verdict{Hidden: true, Denied: true}
-	}
-	return "", v
+	return fetch.Judge(r, cm.m.Cooldown, cm.m.Rules, fetch.Judged{Name: pkg, What: pkg + " " + version,
+		Published: published, Versions: []string{version}}, now)
 }
 
 // filtered is an index as the policies let clients see it, once per

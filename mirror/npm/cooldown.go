@@ -26,24 +26,10 @@ func (nm *npmMirror) filters(r *http.Request, n string) bool {
 }
 
 // judge says why a version is not served ("" : it is), and the
-// cooldown's verdict.
+// policies' verdict (see fetch.Judge).
 func (nm *npmMirror) judge(r *http.Request, n, version string, published, now time.Time) (string, policy.Verdict) {
-	if why := nm.m.Rules.DenyVersion(n, version); why != "" {
-		return why, policy.Verdict{Hidden: true}
-	}
-	if cutoff, ok := fetch.Snapshot(r); ok {
-		if why, v := policy.AsOf(published, cutoff, nm.m.Cooldown.AllowUnknown); v.Hidden {
-			return n + "@" + version + " is not in this snapshot: " + why, v
-		}
-	}
-	if !nm.m.Cooldown.Active(n) {
-		return "", policy.Verdict{}
-	}
-	v := nm.m.Cooldown.Judge(published, now)
-	if v.Hidden {
-		return nm.m.Cooldown.Reason(n+"@"+version, v), v
-	}
-	return "", v
+	return fetch.Judge(r, nm.m.Cooldown, nm.m.Rules, fetch.Judged{Name: n, What: n + "@" + version,
+		Published: published, Versions: []string{version}}, now)
 }
 
 // times loads the publish times of a package (from the full packument).

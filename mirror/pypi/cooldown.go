@@ -33,26 +33,11 @@ func fileVersion(filename string) string {
 	return df.Version
 }
 
-// judge says why a file is not served ("" : it is), and the cooldown's
-// verdict.
-// A snapshot or the cooldown is asked first: what they hide is not
-// listed at all, even when a deny rule also names it.
+// judge says why a file is not served ("" : it is), and the policies'
+// verdict (see fetch.Judge).
 func (pm *pypiMirror) judge(r *http.Request, project string, f *File, now time.Time) (string, policy.Verdict) {
-	if cutoff, ok := fetch.Snapshot(r); ok {
-		if why, v := policy.AsOf(uploaded(f), cutoff, pm.m.Cooldown.AllowUnknown); v.Hidden {
-			return f.Filename + " is not in this snapshot: " + why, v
-		}
-	}
-	var v policy.Verdict
-	if pm.m.Cooldown.Active(project) {
-		if v = pm.m.Cooldown.Judge(uploaded(f), now); v.Hidden {
-			return pm.m.Cooldown.Reason(f.Filename, v), v
-		}
-	}
-	if why := pm.rules.DenyVersion(project, fileVersion(f.Filename)); why != "" {
-		return why, policy.Verdict{Hidden: true, Denied: true}
-	}
-	return "", v
+	return fetch.Judge(r, pm.m.Cooldown, pm.rules, fetch.Judged{Name: project, What: f.Filename,
+		Published: uploaded(f), Versions: []string{fileVersion(f.Filename)}}, now)
 }
 
 // uploaded is a file's upload time (zero when the index gives none).

@@ -1,0 +1,41 @@
+package fetch
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/policy"
+)
+
+// Judged is one version or file that a mirror's policies judge.
+type Judged struct {
+	Name      string    // the package, as the rules name it
+	What      string    // how messages name it ("acme/foo 1.1.0", a file name)
+	Published time.Time // zero: unknown
+	Versions  []string  // the spellings of its version that a deny rule may use
+}
+
+// Judge says why j is not served for r ("" : it is), and the verdict. A
+// dated snapshot and the cooldown are asked first: what they hide is left
+// out, whatever the rules say. A deny rule (rules are the mirror's, with
+// names normalized as the ecosystem does) gives a Denied verdict, which an
+// ecosystem may show its clients (a yanked reason, a warning). Every
+// ecosystem judges with this one function, so policies mean the same
+// everywhere.
+func Judge(r *http.Request, cooldown policy.Cooldown, rules policy.Rules, j Judged, now time.Time) (string, policy.Verdict) {
+	if cutoff, ok := Snapshot(r); ok {
+		if why, v := policy.AsOf(j.Published, cutoff, cooldown.AllowUnknown); v.Hidden {
+			return j.What + " is not in this snapshot: " + why, v
+		}
+	}
+	var v policy.Verdict
+	if cooldown.Active(j.Name) {
+		if v = cooldown.Judge(j.Published, now); v.Hidden {
+			return cooldown.Reason(j.What, v), v
+		}
+	}
+	if why := rules.DenyVersion(j.Name, j.Versions...); why != "" {
+		return why, policy.Verdict{Hidden: true, Denied: true}
+	}
+	return "", v
+}
