@@ -69,8 +69,19 @@ func TestParseIndex(t *testing.T) {
 func TestArchivedVersions(t *testing.T) {
 	up := startUp(t)
 	base := mirrortest.Serve(t, proxy.Mirror{Name: "cran", Type: "cran", URL: up.URL()})
-	if code, _, _, _ := mirrortest.Get(t, base+"/src/contrib/hello_1.1.tar.gz"); code != 200 {
-		t.Fatalf("hello 1.1: %d", code)
+	// The commit to storage follows the response: wait until the file is
+	// answered from storage.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		code, h, _, _ := mirrortest.Get(t, base+"/src/contrib/hello_1.1.tar.gz")
+		if code != 200 {
+			t.Fatalf("hello 1.1: %d", code)
+		}
+		if h.Get("X-Cache") == "HIT" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("hello 1.1 was not stored within 5 s")
+		}
 	}
 	up.Archive("hello", "1.1")
 	up.Publish("hello", fakecran.Version{Version: "1.2"})
