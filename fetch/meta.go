@@ -287,6 +287,16 @@ func (c *Core) FreshInMemory(key string, ttl time.Duration) (MetaResult, bool) {
 	return MetaResult{}, false
 }
 
+// MetaOf is Meta for the warm path: a copy of key fresh in memory (for
+// ttl) is returned without src being called, so that a request served
+// from memory builds no MetaSource (a struct and a Transform closure).
+func (c *Core) MetaOf(ctx context.Context, key string, ttl time.Duration, src func() *MetaSource) (MetaResult, error) {
+	if res, ok := c.FreshInMemory(key, ttl); ok {
+		return res, nil
+	}
+	return c.Meta(ctx, src())
+}
+
 func (c *Core) Meta(ctx context.Context, src *MetaSource) (MetaResult, error) {
 	e, ok := c.mem.Get(src.Key)
 	if ok && c.fresh(e, src, c.now()) {

@@ -82,26 +82,22 @@ const (
 	shardTTL      = 100 * 365 * 24 * time.Hour
 )
 
-func (cm *condaMirror) meta(ctx context.Context, src *fetch.MetaSource) (fetch.MetaResult, error) {
-	if res, ok := cm.env.Core.FreshInMemory(src.Key, src.TTL); ok {
-		return res, nil
-	}
-	return cm.env.Core.Meta(ctx, src)
-}
-
 func (cm *condaMirror) channeldata(w http.ResponseWriter, r *http.Request) error {
 	if cm.m.URL == "" {
 		return fetch.WriteJSON(w, http.StatusOK, map[string]any{"channeldata_version": 1, "packages": map[string]any{}, "subdirs": []string{}})
 	}
-	res, err := cm.meta(r.Context(), &fetch.MetaSource{
-		Key: cm.env.MetaKey("channeldata.json"), URL: cm.m.URL + "/channeldata.json", Client: cm.client,
-		TTL: cm.m.TTL, NotFoundTTL: cm.m.NotFoundTTL,
-		Transform: func(b []byte, _ *http.Response) ([]byte, error) {
-			if !bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
-				return nil, errors.New("channeldata.json is not a JSON object")
-			}
-			return b, nil
-		},
+	key := cm.env.MetaKey("channeldata.json")
+	res, err := cm.env.Core.MetaOf(r.Context(), key, cm.m.TTL, func() *fetch.MetaSource {
+		return &fetch.MetaSource{
+			Key: key, URL: cm.m.URL + "/channeldata.json", Client: cm.client,
+			TTL: cm.m.TTL, NotFoundTTL: cm.m.NotFoundTTL,
+			Transform: func(b []byte, _ *http.Response) ([]byte, error) {
+				if !bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
+					return nil, errors.New("channeldata.json is not a JSON object")
+				}
+				return b, nil
+			},
+		}
 	})
 	if err != nil {
 		return err
@@ -120,9 +116,20 @@ var repodataForms = map[string]func([]byte) (io.Reader, error){
 	"repodata.json.bz2": func(b []byte) (io.Reader, error) { return bzip2.NewReader(bytes.NewReader(b)), nil },
 }
 
+// repodataMeta returns a form of a subdir's repodata.
+func (cm *condaMirror) repodataMeta(ctx context.Context, subdir, file string) (fetch.MetaResult, error) {
+	return cm.env.Core.MetaOf(ctx, cm.env.MetaKey(subdir+"/"+file), cm.m.TTL, func() *fetch.MetaSource {
+		return cm.repodataSource(subdir, file)
+	})
+}
+
+func (cm *condaMirror) repodataURL(subdir, file string) string {
+	return cm.m.URL + "/" + subdir + "/" + file
+}
+
 func (cm *condaMirror) repodataSource(subdir, file string) *fetch.MetaSource {
 	return &fetch.MetaSource{
-		Key: cm.env.MetaKey(subdir + "/" + file), URL: cm.m.URL + "/" + subdir + "/" + file, Client: cm.client,
+		Key: cm.env.MetaKey(subdir + "/" + file), URL: cm.repodataURL(subdir, file), Client: cm.client,
 		TTL: cm.m.TTL, NotFoundTTL: cm.m.NotFoundTTL,
 		Transform: func(b []byte, _ *http.Response) ([]byte, error) {
 			// A compressed form is only opened as far as its info (it may
@@ -227,7 +234,7 @@ func (cm *condaMirror) repodata(w http.ResponseWriter, r *http.Request, subdir, 
 			return cm.serveMerged(w, r, subdir, fetch.MetaResult{}, nil, hostedRecs)
 		}
 	}
-	res, err := cm.meta(r.Context(), cm.repodataSource(subdir, file))
+	res, err := cm.repodataMeta(r.Context(), subdir, file)
 	if err != nil {
 		return err
 	}
@@ -306,15 +313,22 @@ func (cm *condaMirror) entryOf(res fetch.MetaResult, hr *hostedRecords) fetch.Me
 	return fetch.HostedEntry(hr.modified)
 }
 
-func (cm *condaMirror) shardIndexSource(subdir string) *fetch.MetaSource {
-	return &fetch.MetaSource{
-		Key: cm.env.MetaKey(subdir + "/repodata_shards.msgpack.zst"), URL: cm.m.URL + "/" + subdir + "/repodata_shards.msgpack.zst",
-		Client: cm.client, TTL: min(cm.m.TTL, shardIndexTTL), NotFoundTTL: cm.m.NotFoundTTL,
-		Transform: func(b []byte, _ *http.Response) ([]byte, error) {
-			_, err := ParseShardIndex(b)
-			return b, err
-		},
-	}
+func (cm *condaMirror) shardIndexURL(subdir string) string {
+	return cm.m.URL + "/" + subdir + "/repodata_shards.msgpack.zst"
+}
+
+func (cm *condaMirror) shardIndexMeta(ctx context.Context, subdir string) (fetch.MetaResult, error) {
+	key, ttl := cm.env.MetaKey(subdir+"/repodata_shards.msgpack.zst"), min(cm.m.TTL, shardIndexTTL)
+	return cm.env.Core.MetaOf(ctx, key, ttl, func() *fetch.MetaSource {
+		return &fetch.MetaSource{
+			Key: key, URL: cm.shardIndexURL(subdir),
+			Client: cm.client, TTL: ttl, NotFoundTTL: cm.m.NotFoundTTL,
+			Transform: func(b []byte, _ *http.Response) ([]byte, error) {
+				_, err := ParseShardIndex(b)
+				return b, err
+			},
+		}
+	})
 }
 
 // shards is a parsed shard index with the upstream URLs it leads to.
@@ -326,8 +340,8 @@ type shards struct {
 }
 
 func (cm *condaMirror) loadShards(ctx context.Context, subdir string) (fetch.MetaResult, *shards, error) {
-	src := cm.shardIndexSource(subdir)
-	res, err := cm.meta(ctx, src)
+	indexURL := cm.shardIndexURL(subdir)
+	res, err := cm.shardIndexMeta(ctx, subdir)
 	if err != nil {
 		return res, nil, err
 	}
@@ -344,10 +358,10 @@ func (cm *condaMirror) loadShards(ctx context.Context, subdir string) (fetch.Met
 		if shard == "" {
 			shard = "./shards/"
 		}
-		if s.pkgBase, err = Resolve(src.URL, pkg); err != nil {
+		if s.pkgBase, err = Resolve(indexURL, pkg); err != nil {
 			return nil, err
 		}
-		if s.shardBase, err = Resolve(src.URL, shard); err != nil {
+		if s.shardBase, err = Resolve(indexURL, shard); err != nil {
 			return nil, err
 		}
 		dir := cm.m.URL + "/" + subdir + "/"
@@ -388,17 +402,20 @@ func (cm *condaMirror) shardIndex(w http.ResponseWriter, r *http.Request, subdir
 
 // shardResult loads a shard, verified against the sha256 its name gives.
 func (cm *condaMirror) loadShard(ctx context.Context, subdir, sum string, s *shards) (fetch.MetaResult, *Shard, error) {
-	res, err := cm.meta(ctx, &fetch.MetaSource{
-		Key: cm.env.MetaKey(subdir + "/shards/" + sum + ".msgpack.zst"), URL: s.shardBase + sum + ".msgpack.zst",
-		Client: cm.client, TTL: shardTTL, NotFoundTTL: cm.m.NotFoundTTL,
-		Transform: func(b []byte, _ *http.Response) ([]byte, error) {
-			got := sha256.Sum256(b)
-			if hex.EncodeToString(got[:]) != sum {
-				return nil, fmt.Errorf("shard %s has sha256 %x", sum, got)
-			}
-			_, err := ParseShard(b)
-			return b, err
-		},
+	key := cm.env.MetaKey(subdir + "/shards/" + sum + ".msgpack.zst")
+	res, err := cm.env.Core.MetaOf(ctx, key, shardTTL, func() *fetch.MetaSource {
+		return &fetch.MetaSource{
+			Key: key, URL: s.shardBase + sum + ".msgpack.zst",
+			Client: cm.client, TTL: shardTTL, NotFoundTTL: cm.m.NotFoundTTL,
+			Transform: func(b []byte, _ *http.Response) ([]byte, error) {
+				got := sha256.Sum256(b)
+				if hex.EncodeToString(got[:]) != sum {
+					return nil, fmt.Errorf("shard %s has sha256 %x", sum, got)
+				}
+				_, err := ParseShard(b)
+				return b, err
+			},
+		}
 	})
 	if err != nil {
 		return res, nil, err
@@ -468,8 +485,7 @@ func (cm *condaMirror) lookup(ctx context.Context, subdir, file string) (Record,
 	case !errors.Is(err, fetch.ErrNotFound):
 		return Record{}, "", err
 	}
-	src := cm.repodataSource(subdir, "repodata.json")
-	res, err := cm.meta(ctx, src)
+	res, err := cm.repodataMeta(ctx, subdir, "repodata.json")
 	if err != nil {
 		return Record{}, "", err
 	}
@@ -485,7 +501,7 @@ func (cm *condaMirror) lookup(ctx context.Context, subdir, file string) (Record,
 	if base == "" {
 		base = "./"
 	}
-	dir, err := Resolve(src.URL, base)
+	dir, err := Resolve(cm.repodataURL(subdir, "repodata.json"), base)
 	if err != nil {
 		return Record{}, "", &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("repodata of %s: base_url: %v", subdir, err)}
 	}

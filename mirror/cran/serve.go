@@ -117,9 +117,16 @@ func (cm *cranMirror) serve(w http.ResponseWriter, r *http.Request) error {
 	return cm.pkgFile(w, r, at)
 }
 
+func (cm *cranMirror) indexKey(at where, file string) string { return cm.env.MetaKey(at.key(file)) }
+
+// indexMeta returns an index document of a directory.
+func (cm *cranMirror) indexMeta(ctx context.Context, at where, file string) (fetch.MetaResult, error) {
+	return cm.env.Core.MetaOf(ctx, cm.indexKey(at, file), cm.m.TTL, func() *fetch.MetaSource { return cm.indexSource(at, file) })
+}
+
 func (cm *cranMirror) indexSource(at where, file string) *fetch.MetaSource {
 	return &fetch.MetaSource{
-		Key: cm.env.MetaKey(at.key(file)), URL: cm.m.URL + "/" + at.dir + "/" + file,
+		Key: cm.indexKey(at, file), URL: cm.m.URL + "/" + at.dir + "/" + file,
 		Client: cm.client, TTL: cm.m.TTL, NotFoundTTL: cm.m.NotFoundTTL, Agent: at.agent,
 		Transform: func(b []byte, _ *http.Response) ([]byte, error) {
 			if file == "PACKAGES.rds" {
@@ -142,13 +149,9 @@ func (cm *cranMirror) index(w http.ResponseWriter, r *http.Request, at where) er
 		// PACKAGES.gz after a 404 for PACKAGES.rds.
 		return fetch.NewError(http.StatusNotFound, "PACKAGES.rds is not served where a policy filters the index: read PACKAGES.gz")
 	}
-	src := cm.indexSource(at, at.file)
-	res, ok := cm.env.Core.FreshInMemory(src.Key, cm.m.TTL)
-	if !ok {
-		var err error
-		if res, err = cm.env.Core.Meta(r.Context(), src); err != nil {
-			return err
-		}
+	res, err := cm.indexMeta(r.Context(), at, at.file)
+	if err != nil {
+		return err
 	}
 	ctype := hvText
 	switch at.file {
@@ -173,12 +176,7 @@ func (cm *cranMirror) parsedIndex(ctx context.Context, at where) (*Index, error)
 	var res fetch.MetaResult
 	var err error
 	for _, file := range []string{"PACKAGES.gz", "PACKAGES"} {
-		src := cm.indexSource(at, file)
-		var ok bool
-		if res, ok = cm.env.Core.FreshInMemory(src.Key, cm.m.TTL); ok {
-			break
-		}
-		if res, err = cm.env.Core.Meta(ctx, src); !errors.Is(err, fetch.ErrNotFound) {
+		if res, err = cm.indexMeta(ctx, at, file); !errors.Is(err, fetch.ErrNotFound) {
 			break
 		}
 	}

@@ -82,22 +82,21 @@ func (nm *nixMirror) cacheInfo(w http.ResponseWriter, r *http.Request) error {
 	if nm.m.URL == "" {
 		return fetch.ServeDoc(w, r, hostedInfoDoc, hvCacheInfo, fetch.HostedEntry(time.Time{}))
 	}
-	src := &fetch.MetaSource{
-		Key: nm.env.MetaKey("nix-cache-info"), URL: nm.m.URL + "/nix-cache-info",
-		Client: nm.client, TTL: nm.m.TTL, NotFoundTTL: nm.m.NotFoundTTL,
-		Transform: func(b []byte, _ *http.Response) ([]byte, error) {
-			if !strings.Contains(string(b), "StoreDir:") {
-				return nil, errors.New("nix-cache-info without StoreDir")
-			}
-			return b, nil
-		},
-	}
-	res, ok := nm.env.Core.FreshInMemory(src.Key, nm.m.TTL)
-	if !ok {
-		var err error
-		if res, err = nm.env.Core.Meta(r.Context(), src); err != nil {
-			return err
+	key := nm.env.MetaKey("nix-cache-info")
+	res, err := nm.env.Core.MetaOf(r.Context(), key, nm.m.TTL, func() *fetch.MetaSource {
+		return &fetch.MetaSource{
+			Key: key, URL: nm.m.URL + "/nix-cache-info",
+			Client: nm.client, TTL: nm.m.TTL, NotFoundTTL: nm.m.NotFoundTTL,
+			Transform: func(b []byte, _ *http.Response) ([]byte, error) {
+				if !strings.Contains(string(b), "StoreDir:") {
+					return nil, errors.New("nix-cache-info without StoreDir")
+				}
+				return b, nil
+			},
 		}
+	})
+	if err != nil {
+		return err
 	}
 	return nm.env.Core.ServeMeta(w, r, res, hvCacheInfo)
 }
