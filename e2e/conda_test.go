@@ -43,6 +43,7 @@ func files(recs []condaclient.Record) string {
 func TestCondaWithGoClient(t *testing.T) {
 	testenv.Deadline(t, 3*time.Minute)
 	s3 := testenv.StartS3(t)
+	redis := testenv.StartRedis(t)
 	bucket := s3.NewBucket(t)
 	up := fakeconda.New()
 	if err := up.Start("127.0.0.1:0"); err != nil {
@@ -52,7 +53,7 @@ func TestCondaWithGoClient(t *testing.T) {
 	env := map[string]string{
 		"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": bucket, "STORAGE_AWS_ARGS": s3.ArgsJSON(),
 		"MIRRORS":     `[{"name":"conda","type":"conda","url":"` + up.URL() + `"},{"name":"private","type":"conda","hosted":true}]`,
-		"AUTH_TOKENS": hostedTokensJSON(),
+		"AUTH_TOKENS": hostedTokensJSON(), "REDIS_URL": redis.URL,
 	}
 	px := startProxy(t, env)
 	channel := "http://dev:" + e2eRead + "@" + strings.TrimPrefix(px.URL, "http://") + "/conda"
@@ -91,7 +92,13 @@ func TestCondaWithGoClient(t *testing.T) {
 		t.Error("the tampered package was stored: it installs with the upstream down")
 	}
 
-	// Hosted: upload, then the repodata lists it at once.
+	// Hosted: an upload to one replica is in the other's repodata within a
+	// second, though the other has read (and keeps) the channel's empty
+	// repodata just before.
+	private := "http://dev:" + e2eRead + "@" + strings.TrimPrefix(px2.URL, "http://") + "/private"
+	if recs, err := (&condaclient.Client{Channel: private}).Records("noarch", condaclient.Plain); err != nil || len(recs) != 0 {
+		t.Fatalf("the hosted channel before any upload: %v %v", recs, err)
+	}
 	pkg := fakeconda.Package{Name: "inhouse", Version: "0.3", Build: "0", Subdir: "noarch", Depends: []string{"libdep >=1.0"}, Time: time.Now()}
 	body := fakeconda.Build(pkg)
 	put := func(token string) int {
@@ -111,7 +118,6 @@ func TestCondaWithGoClient(t *testing.T) {
 	if code := put(e2eWrite); code != http.StatusCreated {
 		t.Fatalf("upload: %d", code)
 	}
-	private := "http://dev:" + e2eRead + "@" + strings.TrimPrefix(px2.URL, "http://") + "/private"
 	for {
 		recs, err := (&condaclient.Client{Channel: private}).Records("noarch", condaclient.Plain)
 		if err == nil && len(recs) == 1 && recs[0].File == pkg.Filename() {
