@@ -23,6 +23,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/cork"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/h1"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/all" // every ecosystem registers itself
@@ -94,6 +95,9 @@ type Options struct {
 	ArtifactPrefix string
 	// UploadMaxBytes caps one uploaded file (default 512 MiB).
 	UploadMaxBytes int64
+	// StdHTTP serves every request with net/http alone, without the
+	// HTTP/1.1 loop of package h1 for GET and HEAD.
+	StdHTTP bool
 }
 
 // Server is the proxy's HTTP server.
@@ -524,8 +528,16 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration)
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
 	}
+	// The server: h1's loop for GET and HEAD, which hands every other
+	// connection to hs; or hs alone, its writes corked.
+	serve, shutdown, closeAll := func() error { return hs.Serve(cork.Listener{Listener: l}) }, hs.Shutdown, hs.Close
+	if !s.opts.StdHTTP {
+		fast := &h1.Server{Handler: s.e, Fallback: hs, ReadHeaderTimeout: hs.ReadHeaderTimeout,
+			IdleTimeout: hs.IdleTimeout, Logger: s.opts.Logger}
+		serve, shutdown, closeAll = func() error { return fast.Serve(l) }, fast.Shutdown, fast.Close
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(cork.Listener{Listener: l}) }()
+	go func() { errc <- serve() }()
 	select {
 	case err := <-errc:
 		return err
@@ -534,7 +546,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration)
 	s.opts.Logger.Info("shutting down", "grace", grace.String())
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	err := hs.Shutdown(sctx)
+	err := shutdown(sctx)
 	done := make(chan struct{})
 	go func() { s.core.Wait(); close(done) }()
 	select {
@@ -544,7 +556,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration)
 	}
 	s.core.Stop()
 	if errors.Is(err, context.DeadlineExceeded) {
-		_ = hs.Close()
+		_ = closeAll()
 	}
 	return nil
 }

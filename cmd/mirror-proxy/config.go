@@ -25,6 +25,7 @@ import (
 // Packeton's where Packeton has one, so that its users feel at home.
 type Config struct {
 	ListenAddr string `envconfig:"LISTEN_ADDR" default:":8080" desc:"address the HTTP server listens on"`
+	HTTPServer string `envconfig:"HTTP_SERVER" default:"fast" desc:"fast: GET and HEAD go through the proxy's own HTTP/1.1 loop (faster on warm hits), everything else through Go's net/http; std: net/http for everything"`
 	PublicURL  string `envconfig:"PUBLIC_URL" desc:"optional external base URL (https://mirror.example.com) for the few absolute URLs the proxy writes; empty: from each request's Host"`
 
 	StorageSource   string `envconfig:"STORAGE_SOURCE" default:"local" desc:"where objects are kept: local (a directory) or s3"`
@@ -324,6 +325,9 @@ func (c *Config) validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return configError{"LOG_LEVEL", fmt.Sprintf("%q: must be debug, info, warn or error", c.LogLevel)}
+	}
+	if c.HTTPServer != "fast" && c.HTTPServer != "std" {
+		return configError{"HTTP_SERVER", fmt.Sprintf("%q: must be fast or std", c.HTTPServer)}
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return configError{"LOG_FORMAT", fmt.Sprintf("%q: must be json or text", c.LogFormat)}

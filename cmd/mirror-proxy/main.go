@@ -186,6 +186,7 @@ func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*pro
 		MaxFileBytes: int64(cfg.MaxFileBytes), FinishShare: cfg.FinishShare,
 		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, VerifyFailureTTL: cfg.VerifyFailureTTL,
 		ArtifactPrefix: cfg.ArtifactPrefix, UploadMaxBytes: int64(cfg.UploadMaxBytes),
+		StdHTTP: cfg.HTTPServer == "std",
 	}
 	if cfg.RedisURL != "" {
 		coord, err := newCoordinator(cfg.RedisURL)

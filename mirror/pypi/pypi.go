@@ -35,16 +35,53 @@ const (
 // carries sizes, upload times and yank reasons), HTML as a fallback.
 const UpstreamAccept = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 
-var runs = regexp.MustCompile(`[-_.]+`)
+// Normalize is PEP 503's name normalization: lower case, and each run of
+// "-", "_" and "." one "-". A name already normal is returned as it is
+// (every warm request normalizes one; no regular expression, no copy).
+func Normalize(name string) string {
+	if isNormal(name) {
+		return name
+	}
+	b := make([]byte, 0, len(name))
+	for i := 0; i < len(name); i++ {
+		if isSep(name[i]) {
+			if i > 0 && isSep(name[i-1]) {
+				continue
+			}
+			b = append(b, '-')
+			continue
+		}
+		b = append(b, name[i])
+	}
+	return strings.ToLower(string(b))
+}
 
-// Normalize is PEP 503's name normalization.
-func Normalize(name string) string { return strings.ToLower(runs.ReplaceAllString(name, "-")) }
+func isSep(c byte) bool { return c == '-' || c == '_' || c == '.' }
 
-var validName = regexp.MustCompile(`^([a-z0-9]|[a-z0-9][a-z0-9._-]*[a-z0-9])$`)
+// isNormal: no upper case, no "_" or ".", no "--", ASCII only.
+func isNormal(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' || c == '_' || c == '.' || c >= 0x80 || c == '-' && i > 0 && name[i-1] == '-' {
+			return false
+		}
+	}
+	return true
+}
 
-// ValidName reports whether name (any case) is a valid project name.
+// ValidName reports whether name (any case) is a valid project name
+// (PEP 508: ASCII letters and digits, with ".", "_" and "-" inside).
 func ValidName(name string) bool {
-	return len(name) <= 200 && validName.MatchString(strings.ToLower(name))
+	if len(name) == 0 || len(name) > 200 || isSep(name[0]) || isSep(name[len(name)-1]) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || isSep(c)) {
+			return false
+		}
+	}
+	return true
 }
 
 // ErrNotAcceptable: the client accepts neither JSON nor HTML.

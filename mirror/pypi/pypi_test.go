@@ -1,6 +1,7 @@
 package pypi
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -45,4 +46,25 @@ func TestHTMLRoundTrip(t *testing.T) {
 	if strings.Contains(js, "dist-info-metadata") || !strings.Contains(js, `"api-version":"1.0"`) || strings.Contains(js, "up.example") {
 		t.Errorf("JSON: %s", js)
 	}
+}
+
+// The hand-written name functions agree with the regular expressions of
+// PEP 503 and PEP 508 they replace.
+func FuzzNameFunctions(f *testing.F) {
+	for _, s := range []string{"Foo_Bar", "a", "a--b", "-a", "a.", "Ünï", "zope.interface", "A__.-B", "x_", "ab-c", "1"} {
+		f.Add(s)
+	}
+	runs := regexp.MustCompile(`[-_.]+`)
+	valid := regexp.MustCompile(`^([a-z0-9]|[a-z0-9][a-z0-9._-]*[a-z0-9])$`)
+	f.Fuzz(func(t *testing.T, name string) {
+		if got, want := Normalize(name), strings.ToLower(runs.ReplaceAllString(name, "-")); got != want {
+			t.Fatalf("Normalize(%q) = %q, want %q", name, got, want)
+		}
+		// Outside ASCII the expression was too lenient: strings.ToLower
+		// makes the Kelvin sign a "k". Such names are invalid now.
+		want := len(name) <= 200 && valid.MatchString(strings.ToLower(name)) && !strings.ContainsFunc(name, func(r rune) bool { return r >= 0x80 })
+		if got := ValidName(name); got != want {
+			t.Fatalf("ValidName(%q) = %v, want %v", name, got, want)
+		}
+	})
 }

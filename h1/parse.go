@@ -1,0 +1,118 @@
+package h1
+
+import (
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// parseRequest parses a header block (request line, fields, the empty
+// line) into a request, or says it is not one for this loop. Whatever it
+// takes, net/http would parse the same way (FuzzParseRequest checks it);
+// whatever it leaves, net/http answers, with its own errors.
+func parseRequest(block []byte) (*http.Request, bool) {
+	s := string(block) // one allocation: every field is a slice of it
+	le := strings.Index(s, "\r\n")
+	line := s[:le]
+	var method string
+	switch {
+	case strings.HasPrefix(line, "GET "):
+		method, line = http.MethodGet, line[4:]
+	case strings.HasPrefix(line, "HEAD "):
+		method, line = http.MethodHead, line[5:]
+	default:
+		return nil, false
+	}
+	target, proto, found := strings.Cut(line, " ")
+	if !found || proto != "HTTP/1.1" || len(target) == 0 || target[0] != '/' {
+		return nil, false
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return nil, false
+	}
+
+	fields := s[le+2 : len(s)-2] // each field line ends with CRLF
+	n := strings.Count(fields, "\r\n")
+	h := make(http.Header, n)
+	vals := make([]string, n)
+	var host string
+	hasHost, closeConn := false, false
+	for i := 0; len(fields) > 0; i++ {
+		end := strings.Index(fields, "\r\n")
+		fl := fields[:end]
+		fields = fields[end+2:]
+		colon := strings.IndexByte(fl, ':')
+		if colon <= 0 {
+			return nil, false
+		}
+		name, value := fl[:colon], strings.Trim(fl[colon+1:], " \t")
+		if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(value) {
+			return nil, false
+		}
+		key := canonicalKey(name)
+		switch key {
+		case "Host":
+			if hasHost || !httpguts.ValidHostHeader(value) {
+				return nil, false
+			}
+			hasHost, host = true, value
+			continue
+		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade":
+			return nil, false // a body, or something else than a plain request
+		case "Connection":
+			for _, tok := range strings.Split(value, ",") {
+				switch strings.ToLower(strings.TrimSpace(tok)) {
+				case "close":
+					closeConn = true
+				case "upgrade":
+					return nil, false
+				}
+			}
+		}
+		if old, ok := h[key]; ok {
+			h[key] = append(old, value)
+			continue
+		}
+		vals[i] = value
+		h[key] = vals[i : i+1 : i+1]
+	}
+	if !hasHost {
+		return nil, false
+	}
+	// As net/http: "Pragma: no-cache" stands for "Cache-Control: no-cache".
+	if p, ok := h["Pragma"]; ok && len(p) > 0 && p[0] == "no-cache" {
+		if _, ok := h["Cache-Control"]; !ok {
+			h["Cache-Control"] = []string{"no-cache"}
+		}
+	}
+	return &http.Request{
+		Method:     method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Body:       http.NoBody,
+		Host:       host,
+		RequestURI: target,
+		Close:      closeConn,
+	}, true
+}
+
+// canonicalKey is textproto's canonical form of a field name, without an
+// allocation when the client sent it in that form already.
+func canonicalKey(name string) string {
+	upper := true
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if upper && 'a' <= b && b <= 'z' || !upper && 'A' <= b && b <= 'Z' {
+			return textproto.CanonicalMIMEHeaderKey(name)
+		}
+		upper = b == '-'
+	}
+	return name
+}
