@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -229,7 +230,14 @@ func TestClientInputStaysInItsPrefix(t *testing.T) {
 	}
 }
 
+// With either server (h1's loop in front of net/http, or net/http alone).
 func TestGracefulShutdownFinishesDownloads(t *testing.T) {
+	for _, std := range []bool{false, true} {
+		t.Run(fmt.Sprintf("std=%v", std), func(t *testing.T) { gracefulShutdown(t, std) })
+	}
+}
+
+func gracefulShutdown(t *testing.T, std bool) {
 	up := fakepackagist.New()
 	if err := up.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
@@ -238,7 +246,7 @@ func TestGracefulShutdownFinishesDownloads(t *testing.T) {
 	st, _ := local.New(t.TempDir())
 	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d",
 		Mirrors: []proxy.Mirror{{Name: "p", Type: "composer", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second}},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)), StdHTTP: std})
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
