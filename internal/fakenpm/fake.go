@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -244,5 +245,6 @@ func (s *Server) servePackument(w http.ResponseWriter, r *http.Request, name str
 	b, _ := json.Marshal(doc)
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Vary", "Accept")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b))) // as the registry's CDN does
 	w.Write(b)
 }

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -355,13 +356,17 @@ func (s *Server) json(w http.ResponseWriter, r *http.Request, file string, v any
 	}
 	w.Header().Set("Last-Modified", mod.Format(http.TimeFormat))
 	w.Header().Set("Content-Type", "application/json")
+	// With a Content-Length, as a static file server sends (a caching
+	// proxy in front may then send it on too).
 	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		w.Header().Set("Content-Encoding", "gzip")
-		zw := gzip.NewWriter(w)
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
 		zw.Write(body)
 		zw.Close()
-		return
+		body = buf.Bytes()
 	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.Write(body)
 }
 
