@@ -93,30 +93,33 @@ func mirrorOfRoute(route string) string {
 	return first
 }
 
-// authorize runs after routing: with tokens configured, every request to
-// a mirror needs a valid token (reads of a "public" mirror excepted), and
-// writes need a write token; without tokens reads are open and writes
-// refused. /healthz, /readyz and /metrics are always open. Tokens never
-// appear in logs or answers.
-func (s *Server) authorize(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		name := mirrorOfRoute(c.Path())
-		m, isMirror := s.mirrors[name]
-		if !isMirror {
-			return next(c)
-		}
-		write := s.writeRoutes[c.Request().Method+" "+c.Path()]
-		if _, snap := fetch.Snapshot(c.Request()); write && snap {
-			return echo.NewHTTPError(http.StatusMethodNotAllowed, "a dated snapshot is read-only: publish to the mirror's own URL")
-		}
-		if len(s.opts.Tokens) == 0 {
-			if write {
-				return echo.NewHTTPError(http.StatusForbidden, "uploads need a token with the write scope: configure AUTH_TOKENS (see the README)")
+// authorizer decides who may use a route of mirror name (a write route
+// when write): with tokens configured, every request to a mirror needs a
+// valid token (reads of a "public" mirror excepted), and writes need a
+// write token; without tokens reads are open and writes refused.
+// /healthz, /readyz and /metrics are not mirror routes and always open.
+// Tokens never appear in logs or answers. It is nil when there is nothing
+// to check (reads without tokens, or of a public mirror).
+func (s *Server) authorizer(name string, write bool) func(echo.Context) error {
+	m, isMirror := s.mirrors[name]
+	switch {
+	case !isMirror:
+		return nil
+	case write && len(s.opts.Tokens) == 0:
+		return func(c echo.Context) error {
+			if err := refuseSnapshotWrite(c); err != nil {
+				return err
 			}
-			return next(c)
+			return echo.NewHTTPError(http.StatusForbidden, "uploads need a token with the write scope: configure AUTH_TOKENS (see the README)")
 		}
-		if !write && m.Public {
-			return next(c)
+	case !write && (len(s.opts.Tokens) == 0 || m.Public):
+		return nil
+	}
+	return func(c echo.Context) error {
+		if write {
+			if err := refuseSnapshotWrite(c); err != nil {
+				return err
+			}
 		}
 		presented, ok := presentedToken(c.Request())
 		var t *Token
@@ -140,6 +143,14 @@ func (s *Server) authorize(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return echo.NewHTTPError(http.StatusForbidden, fmt.Sprintf("token %q lacks the %s scope", t.Name, scope))
 		}
-		return next(c)
+		return nil
 	}
+}
+
+// refuseSnapshotWrite refuses a write under a dated snapshot's URL.
+func refuseSnapshotWrite(c echo.Context) error {
+	if _, snap := fetch.Snapshot(c.Request()); snap {
+		return echo.NewHTTPError(http.StatusMethodNotAllowed, "a dated snapshot is read-only: publish to the mirror's own URL")
+	}
+	return nil
 }

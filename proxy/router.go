@@ -30,14 +30,18 @@ func (rt Router) Read(path string, h fetch.Handler) {
 
 // Handle registers a route that reads (a read token suffices).
 func (rt Router) Handle(method, path string, h fetch.Handler) {
-	rt.s.e.Add(method, rt.prefix+echoPath(path), rt.s.adapt(h))
+	rt.add(method, path, h, false)
 }
 
 // Write registers a route that writes: it needs a token with the write
 // scope.
 func (rt Router) Write(method, path string, h fetch.Handler) {
-	rt.Handle(method, path, h)
-	rt.s.writeRoutes[method+" "+rt.prefix+echoPath(path)] = true
+	rt.add(method, path, h, true)
+}
+
+func (rt Router) add(method, path string, h fetch.Handler, write bool) {
+	route := rt.prefix + echoPath(path)
+	rt.s.e.Add(method, route, rt.s.adapt(rt.s.authorizer(mirrorOfRoute(route), write), h))
 }
 
 // echoPath turns {name} wildcards into echo's :name.
@@ -55,11 +59,17 @@ func echoPath(p string) string {
 	}
 }
 
-// adapt runs a fetch.Handler under echo: path parameters become path values,
-// and an aborted response (abort) is recorded for the request log before
-// the connection is cut.
-func (s *Server) adapt(h fetch.Handler) echo.HandlerFunc {
+// adapt runs a fetch.Handler under echo once the request is authorized
+// (auth, when not nil): path parameters become path values, and an
+// aborted response (abort) is recorded for the request log before the
+// connection is cut.
+func (s *Server) adapt(auth func(echo.Context) error, h fetch.Handler) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if auth != nil {
+			if err := auth(c); err != nil {
+				return err
+			}
+		}
 		r := c.Request()
 		names, values := c.ParamNames(), c.ParamValues()
 		for i, n := range names {

@@ -13,12 +13,12 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/cork"
@@ -109,8 +109,7 @@ type Server struct {
 	storageHealth atomic.Pointer[string] // "ok" or what failed, from the background check
 	redisHealth   atomic.Pointer[string]
 
-	mirrors     map[string]Mirror // by name
-	writeRoutes map[string]bool   // "METHOD route template" of routes that write (need the write scope)
+	mirrors map[string]Mirror // by name
 }
 
 // New builds the server and its routes.
@@ -165,15 +164,12 @@ func New(o Options) *Server {
 	// request comes from a loopback, link-local or private address (a
 	// load balancer); from anywhere else the header is ignored.
 	e.IPExtractor = echo.ExtractIPFromXFFHeader()
-	e.Pre(s.guard)
-	e.Use(s.logRequests)
-	e.Use(middleware.Recover())
-	e.Use(s.authorize)
+	e.Use(s.frame)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.readyz)
 	go s.watchHealth(s.core.Background())
 	e.GET("/metrics", echo.WrapHandler(s.core.Metrics().Handler()))
-	s.mirrors, s.writeRoutes = map[string]Mirror{}, map[string]bool{}
+	s.mirrors = map[string]Mirror{}
 	for _, m := range o.Mirrors {
 		m = fetch.SplitUserinfo(m)
 		s.mirrors[m.Name] = m
@@ -262,47 +258,105 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// guard runs before routing: it refuses what no route can take (an
-// unknown method, a malformed or huge Host), gives the request its id and
-// bounds how long its body may take to arrive.
-func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
+// ServeHTTP serves a request: a dated snapshot's path is rewritten to the
+// mirror's own route first (routing needs it), then echo routes it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.Contains(r.URL.Path, "/@") && knownMethods[r.Method] {
+		if sr, ok := s.snapshotRequest(r); ok {
+			r = sr
+		}
+	}
+	s.e.ServeHTTP(w, r)
+}
+
+// frame is the one middleware every request runs through (echo v4 builds
+// the middleware chain anew for every request, so there is one link, not
+// four). It gives the request its id, refuses what no route can take (an
+// unknown method, a malformed or huge Host), bounds how long a body may
+// take to arrive, turns a panic into a 500 (an aborted response is cut
+// off), counts the request in the metrics and logs it. Authorization is
+// decided per route (adapt).
+func (s *Server) frame(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		start := time.Now()
 		r := c.Request()
 		id := r.Header.Get(echo.HeaderXRequestID)
 		if !validRequestID(id) {
 			id = randomID()
 		}
 		c.Response().Header()[echo.HeaderXRequestID] = []string{id}
-		var refused error
+		var err error
 		switch {
 		case !knownMethods[r.Method]:
-			refused = echo.NewHTTPError(http.StatusMethodNotAllowed, "method not allowed")
+			err = echo.NewHTTPError(http.StatusMethodNotAllowed, "method not allowed")
 		case r.Host != "" && !validHost(r.Host):
-			refused = echo.NewHTTPError(http.StatusBadRequest, "malformed Host header")
-		}
-		if refused == nil && strings.Contains(r.URL.Path, "/@") {
-			if sr, ok := s.snapshotRequest(r); ok {
-				c.SetRequest(sr)
-				r = sr
+			err = echo.NewHTTPError(http.StatusBadRequest, "malformed Host header")
+		default:
+			if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+				// A body that trickles in must not hold a connection for
+				// long: the whole body has BodyReadTimeout to arrive. Once
+				// it has, the deadline is lifted: net/http cancels a
+				// request whose connection times out while its handler
+				// still works.
+				rc := http.NewResponseController(c.Response().Writer)
+				if rc.SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout)) == nil {
+					r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+				}
 			}
+			err = s.run(next, c, start)
 		}
-		if refused != nil {
-			c.Error(refused)
-			s.observe(c, 0)
+		if err != nil {
+			c.Error(err)
+		}
+		s.observe(c, time.Since(start))
+		if _, stale := c.Response().Header()["X-Mirror-Stale"]; stale {
+			s.core.Metrics().Stale()
+		}
+		if !s.opts.Logger.Enabled(r.Context(), slog.LevelInfo) {
 			return nil
 		}
-		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
-			// A body that trickles in must not hold a connection for long:
-			// the whole body has BodyReadTimeout to arrive. Once it has,
-			// the deadline is lifted: net/http cancels a request whose
-			// connection times out while its handler still works.
-			rc := http.NewResponseController(c.Response().Writer)
-			if rc.SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout)) == nil {
-				r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+		req, res := c.Request(), c.Response()
+		s.opts.Logger.Info("request",
+			"request_id", id, "method", req.Method, "path", req.URL.Path, "status", res.Status,
+			"bytes", res.Size, "duration_ms", time.Since(start).Milliseconds(),
+			"remote", c.RealIP(), "user_agent", req.UserAgent())
+		return nil
+	}
+}
+
+// run runs the handler. A panic with http.ErrAbortHandler (an aborted
+// response) is counted and logged here, then goes on so the server cuts
+// the connection; any other panic is logged with its stack and becomes a
+// 500 (echo's Recover did the same).
+func (s *Server) run(next echo.HandlerFunc, c echo.Context, start time.Time) (err error) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		if p != http.ErrAbortHandler {
+			s.opts.Logger.Error("panic serving a request", "path", c.Request().URL.Path, "panic", fmt.Sprint(p),
+				"stack", string(debug.Stack()))
+			if !c.Response().Committed {
+				err = echo.NewHTTPError(http.StatusInternalServerError, "internal error (logged)")
+				return
 			}
 		}
-		return next(c)
-	}
+		info, _ := c.Get(abortKey).(*fetch.Aborted)
+		if info == nil {
+			info = &fetch.Aborted{Reason: "aborted"}
+		}
+		s.core.Metrics().Aborted(info.Reason)
+		s.observe(c, time.Since(start))
+		req, res := c.Request(), c.Response()
+		s.opts.Logger.Warn("response aborted",
+			"request_id", res.Header().Get(echo.HeaderXRequestID),
+			"method", req.Method, "path", req.URL.Path, "status", res.Status,
+			"bytes", res.Size, "duration_ms", time.Since(start).Milliseconds(),
+			"reason", info.Reason, "err", fmt.Sprint(info.Err), "remote", c.RealIP())
+		panic(http.ErrAbortHandler)
+	}()
+	return next(c)
 }
 
 // snapshotRequest takes a dated snapshot's segment out of a mirror's path
@@ -328,12 +382,14 @@ func (s *Server) snapshotRequest(r *http.Request) (*http.Request, bool) {
 	if !ok {
 		return nil, false // not a date: an npm scope, say
 	}
-	// In place: echo routes on the request it was given.
-	r.URL.Path = p[:nameEnd] + "/" + rest
-	if r.URL.RawPath != "" {
-		r.URL.RawPath = strings.Replace(r.URL.RawPath, "/"+seg+"/", "/", 1)
+	u := *r.URL
+	u.Path = p[:nameEnd] + "/" + rest
+	if u.RawPath != "" {
+		u.RawPath = strings.Replace(u.RawPath, "/"+seg+"/", "/", 1)
 	}
-	return fetch.WithSnapshot(r, seg, cutoff), true
+	sr := fetch.WithSnapshot(r, seg, cutoff)
+	sr.URL = &u
+	return sr, true
 }
 
 // deadlineBody lifts the connection's read deadline once the body has
@@ -372,7 +428,7 @@ func (b *deadlineBody) SetIdle(d time.Duration) { b.idle.Store(int64(d)) }
 func (s *Server) Core() *fetch.Core { return s.core }
 
 // Handler is the server as an http.Handler.
-func (s *Server) Handler() http.Handler { return s.e }
+func (s *Server) Handler() http.Handler { return s }
 
 // healthInterval is how often storage and Redis are checked in the
 // background; /readyz answers from the last result at once, so a probe
@@ -471,58 +527,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 	_ = c.JSON(code, map[string]string{"error": msg})
 }
 
-func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		start := time.Now()
-		defer func() {
-			// An aborted response (http.ErrAbortHandler) is logged and
-			// counted like any other, then the abort goes on.
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					info, _ := c.Get(abortKey).(*fetch.Aborted)
-					if info == nil {
-						info = &fetch.Aborted{Reason: "aborted"}
-					}
-					s.core.Metrics().Aborted(info.Reason)
-					s.observe(c, time.Since(start))
-					req, res := c.Request(), c.Response()
-					s.opts.Logger.Warn("response aborted",
-						"request_id", res.Header().Get(echo.HeaderXRequestID),
-						"method", req.Method, "path", req.URL.Path, "status", res.Status,
-						"bytes", res.Size, "duration_ms", time.Since(start).Milliseconds(),
-						"reason", info.Reason, "err", fmt.Sprint(info.Err), "remote", c.RealIP())
-				}
-				panic(p)
-			}
-		}()
-		err := next(c)
-		if err != nil {
-			c.Error(err)
-		}
-		s.observe(c, time.Since(start))
-		if _, stale := c.Response().Header()["X-Mirror-Stale"]; stale {
-			s.core.Metrics().Stale()
-		}
-		if !s.opts.Logger.Enabled(c.Request().Context(), slog.LevelInfo) {
-			return nil
-		}
-		req, res := c.Request(), c.Response()
-		s.opts.Logger.Info("request",
-			"request_id", res.Header().Get(echo.HeaderXRequestID),
-			"method", req.Method, "path", req.URL.Path, "status", res.Status,
-			"bytes", res.Size, "duration_ms", time.Since(start).Milliseconds(),
-			"remote", c.RealIP(), "user_agent", req.UserAgent())
-		return nil
-	}
-}
-
 // Serve runs the server on l until ctx is cancelled, then shuts down
 // gracefully: readiness fails, new connections are refused, in-flight
 // requests and downloads get up to grace to finish; downloads still
 // running after that are cancelled and commit nothing.
 func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration) error {
 	hs := &http.Server{
-		Handler:           s.e,
+		Handler:           s,
 		ConnContext:       cork.ConnContext,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -532,7 +543,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration)
 	// connection to hs; or hs alone, its writes corked.
 	serve, shutdown, closeAll := func() error { return hs.Serve(cork.Listener{Listener: l}) }, hs.Shutdown, hs.Close
 	if !s.opts.StdHTTP {
-		fast := &h1.Server{Handler: s.e, Fallback: hs, ReadHeaderTimeout: hs.ReadHeaderTimeout,
+		fast := &h1.Server{Handler: s, Fallback: hs, ReadHeaderTimeout: hs.ReadHeaderTimeout,
 			IdleTimeout: hs.IdleTimeout, Logger: s.opts.Logger}
 		serve, shutdown, closeAll = func() error { return fast.Serve(l) }, fast.Shutdown, fast.Close
 	}

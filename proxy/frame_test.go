@@ -1,0 +1,84 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/mirror-proxy/mirror-proxy/storage/local"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
+
+// A handler that panics gets the client a 500 with a JSON error and a
+// request id, is logged with its stack, and the server goes on serving;
+// an aborted response (http.ErrAbortHandler) cuts the connection instead.
+func TestHandlerPanic(t *testing.T) {
+	store, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	s := New(Options{Store: store, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	t.Cleanup(s.Close)
+	rt := s.router("/t")
+	rt.Read("/boom", func(w http.ResponseWriter, r *http.Request) error { panic("kaboom") })
+	rt.Read("/abort", func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Length", "10")
+		w.Write([]byte("12345"))
+		panic(http.ErrAbortHandler)
+	})
+	rt.Read("/ok", func(w http.ResponseWriter, r *http.Request) error { _, err := io.WriteString(w, "fine"); return err })
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(hs.Close)
+
+	res, err := http.Get(hs.URL + "/t/boom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusInternalServerError || !strings.Contains(string(body), `"error"`) || res.Header.Get("X-Request-Id") == "" {
+		t.Errorf("panic: %d %q (X-Request-Id %q), want a 500 with a JSON error and an id", res.StatusCode, body, res.Header.Get("X-Request-Id"))
+	}
+	if l := logs.String(); !strings.Contains(l, "panic serving a request") || !strings.Contains(l, "kaboom") || !strings.Contains(l, "frame_test.go") {
+		t.Errorf("the panic is not logged with its stack:\n%s", l)
+	}
+
+	res, err = http.Get(hs.URL + "/t/abort")
+	if err == nil {
+		_, err = io.ReadAll(res.Body)
+		res.Body.Close()
+	}
+	if err == nil {
+		t.Error("an aborted response was read to its end without an error")
+	}
+	if l := logs.String(); !strings.Contains(l, "response aborted") {
+		t.Errorf("the abort is not logged:\n%s", l)
+	}
+
+	res, err = http.Get(hs.URL + "/t/ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || string(body) != "fine" {
+		t.Errorf("after the panics: %d %q", res.StatusCode, body)
+	}
+}
