@@ -45,10 +45,18 @@ type conn struct {
 	ctx    context.Context
 	state  atomic.Int32
 
+	req  http.Request // the request being parsed, before it gets its context
+	resp response     // the response being written (one per connection, reset per request)
+	hdr  http.Header  // its header map, cleared and used again
+
 	out  []byte // gathered output not yet written
 	body []byte // the body of the current response while its length is open
 	iov  [2][]byte
 	bufs net.Buffers
+
+	// idleSet is when the idle deadline was last set (zero: another
+	// deadline, or none, is in place).
+	idleSet time.Time
 
 	closeAfter bool // the connection ends after this response
 	handedOff  bool
@@ -58,6 +66,7 @@ type conn struct {
 	wcond     sync.Cond
 	inHandler bool
 	watching  bool
+	watched   bool // the watch ran (and moved the read deadline)
 	gone      bool // the client hung up during the handler
 	cancelReq context.CancelFunc
 	timer     *time.Timer
@@ -107,7 +116,7 @@ func (c *conn) serve() {
 		if c.s.closing.Load() || !c.state.CompareAndSwap(stateActive, stateIdle) {
 			return
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.idleTimeout()))
+		c.setIdleDeadline()
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
@@ -127,6 +136,22 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// setIdleDeadline sets the read deadline for the wait for the next
+// request. It is set idle+slack ahead, and again only once it is older
+// than slack (a tenth of the idle timeout, at most a second): a syscall
+// saved on most requests, and an idle connection is closed between
+// IdleTimeout and IdleTimeout+slack after its last request.
+func (c *conn) setIdleDeadline() {
+	idle := c.s.idleTimeout()
+	slack := min(idle/10, time.Second)
+	now := time.Now()
+	if !c.idleSet.IsZero() && now.Sub(c.idleSet) < slack {
+		return
+	}
+	c.idleSet = now
+	_ = c.nc.SetReadDeadline(now.Add(idle + slack))
 }
 
 // handOff gives the connection, with what was read of it, to net/http.
@@ -159,20 +184,22 @@ func (c *conn) readRequest() (req *http.Request, cancel context.CancelFunc, ok b
 		}
 		if end >= 0 {
 			block := buf
-			req, ok := parseRequest(block)
-			if !ok {
+			if !parseRequest(block, &c.req) {
 				return nil, nil, false, nil
 			}
 			_, _ = c.br.Discard(len(block))
-			req.RemoteAddr = c.remote
+			c.req.RemoteAddr = c.remote
 			ctx, cancel := context.WithCancel(c.ctx)
-			return req.WithContext(ctx), cancel, true, nil
+			req := c.req.WithContext(ctx) // the one copy of the request
+			c.req = http.Request{}
+			return req, cancel, true, nil
 		}
 		if c.br.Buffered() >= readBufSize {
 			return nil, nil, false, nil // a larger header block than the loop takes
 		}
 		if !deadline {
 			deadline = true
+			c.idleSet = time.Time{}
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.s.readHeaderTimeout()))
 		}
 		if _, err := c.br.Peek(c.br.Buffered() + 1); err != nil {
@@ -197,7 +224,11 @@ func bareLF(b []byte) bool {
 }
 
 func (c *conn) serveRequest(req *http.Request, cancel context.CancelFunc) {
-	w := &response{c: c, req: req, header: make(http.Header, 8), cl: -1, head: req.Method == http.MethodHead}
+	if c.hdr == nil {
+		c.hdr = make(http.Header, 8)
+	}
+	w := &c.resp
+	*w = response{c: c, req: req, header: c.hdr, cl: -1, head: req.Method == http.MethodHead}
 	if req.Close || c.s.closing.Load() {
 		c.closeAfter = true
 	}
@@ -213,6 +244,15 @@ func (c *conn) serveRequest(req *http.Request, cancel context.CancelFunc) {
 		w.finish()
 	}
 	cancel()
+	// The response's state is let go of; its header map is used again
+	// (a handler must not touch the response once it has returned, as
+	// with net/http), unless it grew large.
+	c.resp = response{}
+	if len(c.hdr) > 32 {
+		c.hdr = nil
+	} else {
+		clear(c.hdr)
+	}
 	if len(c.body) > 0 || cap(c.body) > outLimit {
 		c.body = nil
 	}
@@ -258,7 +298,7 @@ func (c *conn) watch() {
 		c.wmu.Unlock()
 		return
 	}
-	c.watching = true
+	c.watching, c.watched = true, true
 	_ = c.nc.SetReadDeadline(time.Time{})
 	c.wmu.Unlock()
 	n, err := c.nc.Read(c.cr.b[:])
@@ -280,6 +320,10 @@ func (c *conn) stopWatch() {
 	c.timer.Stop()
 	c.wmu.Lock()
 	c.inHandler = false
+	if c.watched {
+		c.watched = false
+		c.idleSet = time.Time{}
+	}
 	if c.watching {
 		_ = c.nc.SetReadDeadline(aLongTimeAgo)
 		for c.watching {

@@ -10,10 +10,11 @@ import (
 )
 
 // parseRequest parses a header block (request line, fields, the empty
-// line) into a request, or says it is not one for this loop. Whatever it
+// line) into req, or says it is not one for this loop (req is then left
+// part-filled). Whatever it
 // takes, net/http would parse the same way (FuzzParseRequest checks it);
 // whatever it leaves, net/http answers, with its own errors.
-func parseRequest(block []byte) (*http.Request, bool) {
+func parseRequest(block []byte, req *http.Request) bool {
 	s := string(block) // one allocation: every field is a slice of it
 	le := strings.Index(s, "\r\n")
 	line := s[:le]
@@ -24,15 +25,15 @@ func parseRequest(block []byte) (*http.Request, bool) {
 	case strings.HasPrefix(line, "HEAD "):
 		method, line = http.MethodHead, line[5:]
 	default:
-		return nil, false
+		return false
 	}
 	target, proto, found := strings.Cut(line, " ")
 	if !found || proto != "HTTP/1.1" || len(target) == 0 || target[0] != '/' {
-		return nil, false
+		return false
 	}
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
-		return nil, false
+		return false
 	}
 
 	fields := s[le+2 : len(s)-2] // each field line ends with CRLF
@@ -47,29 +48,29 @@ func parseRequest(block []byte) (*http.Request, bool) {
 		fields = fields[end+2:]
 		colon := strings.IndexByte(fl, ':')
 		if colon <= 0 {
-			return nil, false
+			return false
 		}
 		name, value := fl[:colon], strings.Trim(fl[colon+1:], " \t")
 		if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(value) {
-			return nil, false
+			return false
 		}
 		key := canonicalKey(name)
 		switch key {
 		case "Host":
 			if hasHost || !httpguts.ValidHostHeader(value) {
-				return nil, false
+				return false
 			}
 			hasHost, host = true, value
 			continue
 		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade":
-			return nil, false // a body, or something else than a plain request
+			return false // a body, or something else than a plain request
 		case "Connection":
 			for _, tok := range strings.Split(value, ",") {
 				switch strings.ToLower(strings.TrimSpace(tok)) {
 				case "close":
 					closeConn = true
 				case "upgrade":
-					return nil, false
+					return false
 				}
 			}
 		}
@@ -81,7 +82,7 @@ func parseRequest(block []byte) (*http.Request, bool) {
 		h[key] = vals[i : i+1 : i+1]
 	}
 	if !hasHost {
-		return nil, false
+		return false
 	}
 	// As net/http: "Pragma: no-cache" stands for "Cache-Control: no-cache".
 	if p, ok := h["Pragma"]; ok && len(p) > 0 && p[0] == "no-cache" {
@@ -89,7 +90,7 @@ func parseRequest(block []byte) (*http.Request, bool) {
 			h["Cache-Control"] = []string{"no-cache"}
 		}
 	}
-	return &http.Request{
+	*req = http.Request{
 		Method:     method,
 		URL:        u,
 		Proto:      "HTTP/1.1",
@@ -100,7 +101,8 @@ func parseRequest(block []byte) (*http.Request, bool) {
 		Host:       host,
 		RequestURI: target,
 		Close:      closeConn,
-	}, true
+	}
+	return true
 }
 
 // canonicalKey is textproto's canonical form of a field name, without an

@@ -29,7 +29,8 @@ func FuzzParseRequest(f *testing.F) {
 			return
 		}
 		block := raw[:end+4]
-		got, ok := parseRequest(block)
+		got := new(http.Request)
+		ok := parseRequest(block, got)
 		if !ok {
 			return
 		}

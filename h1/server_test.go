@@ -489,3 +489,38 @@ func BenchmarkWarmGet(b *testing.B) {
 		io.Copy(io.Discard, res.Body)
 	}
 }
+
+// The idle timeout counts from the end of the last request, also when
+// requests follow each other closer than the deadline is reset.
+func TestIdleTimeoutFromLastRequest(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		func(s *Server) { s.IdleTimeout = idle })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	var last time.Time
+	for range 5 {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		last = time.Now()
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: %v, want EOF", err)
+	}
+	if d := time.Since(last); d < idle {
+		t.Errorf("closed %v after the last request, before the idle timeout (%v)", d, idle)
+	}
+}
