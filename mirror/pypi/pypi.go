@@ -106,12 +106,27 @@ func Negotiate(accept, format string) (string, error) {
 	if strings.TrimSpace(accept) == "" {
 		return TextHTML, nil
 	}
+	// One media type without parameters (uv, curl -H, the warm path of
+	// most scripts): no parsing.
+	if !strings.ContainsAny(accept, ",;") {
+		switch strings.ToLower(strings.TrimSpace(accept)) {
+		case JSONType, "application/vnd.pypi.simple.latest+json":
+			return JSONType, nil
+		case HTMLType, "application/vnd.pypi.simple.latest+html":
+			return HTMLType, nil
+		case TextHTML, "text/*", "*/*":
+			return TextHTML, nil
+		}
+	}
 	type rng struct {
 		typ string
 		q   float64
 	}
-	var ranges []rng
-	for _, part := range strings.Split(accept, ",") {
+	var buf [4]rng
+	ranges := buf[:0]
+	for rest := accept; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, ",")
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil {
 			continue

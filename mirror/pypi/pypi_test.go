@@ -68,3 +68,38 @@ func FuzzNameFunctions(f *testing.F) {
 		}
 	})
 }
+
+func TestNegotiate(t *testing.T) {
+	for _, c := range []struct{ accept, format, want string }{
+		{"", "", TextHTML},
+		{"*/*", "", TextHTML},
+		{"text/*", "", TextHTML},
+		{"text/html", "", TextHTML},
+		{JSONType, "", JSONType},
+		{"Application/VND.pypi.simple.v1+JSON", "", JSONType},
+		{"application/vnd.pypi.simple.latest+json", "", JSONType},
+		{HTMLType, "", HTMLType},
+		{"application/vnd.pypi.simple.latest+html", "", HTMLType},
+		// pip's header
+		{"application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01", "", JSONType},
+		{"application/vnd.pypi.simple.v1+json; q=0.1, application/vnd.pypi.simple.v1+html", "", HTMLType},
+		{"application/json", "", ""},
+		{"application/json, */*;q=0.1", "", TextHTML},
+		{"text/html", "json", JSONType},
+		{"", "application/vnd.pypi.simple.v1 json", JSONType},
+		{"", "xml", ""},
+	} {
+		got, err := Negotiate(c.accept, c.format)
+		if got != c.want || (err != nil) != (c.want == "") {
+			t.Errorf("Negotiate(%q, %q) = %q, %v; want %q", c.accept, c.format, got, err, c.want)
+		}
+		// One type without parameters takes a shortcut: it must answer
+		// as the full parse of the same type does.
+		if c.format == "" && c.accept != "" && !strings.ContainsAny(c.accept, ",;") {
+			full, ferr := Negotiate(c.accept+";q=1", "")
+			if full != got || (ferr != nil) != (err != nil) {
+				t.Errorf("Negotiate(%q) = %q, %v but with ;q=1 %q, %v", c.accept, got, err, full, ferr)
+			}
+		}
+	}
+}

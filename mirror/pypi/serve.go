@@ -71,6 +71,14 @@ func (pm *pypiMirror) redirectRoot(w http.ResponseWriter, r *http.Request) error
 	return fetch.Redirect(w, r, http.StatusMovedPermanently, fetch.MountPrefix(r, pm.m.Name)+"/simple/"+query(r))
 }
 
+// format is the ?format= parameter (no parsing without a query).
+func format(r *http.Request) string {
+	if r.URL.RawQuery == "" {
+		return ""
+	}
+	return r.URL.Query().Get("format")
+}
+
 func query(r *http.Request) string {
 	if q := r.URL.RawQuery; q != "" {
 		return "?" + q
@@ -154,7 +162,7 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 	if name := Normalize(raw); name != raw {
 		return fetch.Redirect(w, r, http.StatusMovedPermanently, fetch.MountPrefix(r, pm.m.Name)+"/simple/"+name+"/"+query(r))
 	}
-	typ, err := Negotiate(r.Header.Get("Accept"), r.URL.Query().Get("format"))
+	typ, err := Negotiate(r.Header.Get("Accept"), format(r))
 	if err != nil {
 		w.Header().Set("Vary", "Accept")
 		return fetch.NewError(http.StatusNotAcceptable, err.Error())
@@ -183,7 +191,7 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
-	typ, err := Negotiate(r.Header.Get("Accept"), r.URL.Query().Get("format"))
+	typ, err := Negotiate(r.Header.Get("Accept"), format(r))
 	if err != nil {
 		w.Header().Set("Vary", "Accept")
 		return fetch.NewError(http.StatusNotAcceptable, err.Error())
