@@ -39,6 +39,12 @@ type FileSource struct {
 	// Manager picks R binaries by R version and platform). The storage key
 	// must then include what it selects.
 	Agent string
+	// Moved, when set, is asked when URL answers 404 or 410: where the
+	// file goes later in its life (CRAN moves a package's current source
+	// to Archive/ when the next version is published, while indexes
+	// cached by clients and by the proxy still name the old place). The
+	// same digests and check apply.
+	Moved string
 }
 
 // copyBufs are the 64 KiB buffers that downloads and responses copy
@@ -292,6 +298,7 @@ func (c *Core) download(f *flight, src FileSource) {
 		}
 		body, size = rc, info.Size
 	} else {
+	retry:
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 		if err != nil {
 			finish(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("bad file URL %q in metadata: %v", SafeURL(src.URL), err)})
@@ -308,6 +315,10 @@ func (c *Core) download(f *flight, src FileSource) {
 		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 			resp.Body.Close()
 			c.metrics.upstream.with("file", "not_found").Add(1)
+			if src.Moved != "" {
+				src.URL, src.Moved = src.Moved, ""
+				goto retry
+			}
 			finish(&upstream404{url: SafeURL(src.URL)})
 			return
 		case resp.StatusCode != http.StatusOK:

@@ -184,3 +184,26 @@ func TestIndexBombIsRefused(t *testing.T) {
 		t.Errorf("a 100 MiB PACKAGES.gz: %v", err)
 	}
 }
+
+// A version the proxy's cached index still lists as current, but which
+// CRAN has since moved to Archive/ (the next version was published), is
+// fetched from Archive/ against the index's MD5sum instead of failing
+// with a 404.
+func TestListedVersionArchivedSince(t *testing.T) {
+	up := startUp(t)
+	base := mirrortest.Serve(t, proxy.Mirror{Name: "cran", Type: "cran", URL: up.URL(), TTL: time.Hour})
+	// R reads PACKAGES.gz (PACKAGES.rds first, where it exists); the
+	// proxy keeps it for the TTL.
+	if code, _, _, _ := mirrortest.Get(t, base+"/src/contrib/PACKAGES.gz"); code != 200 {
+		t.Fatalf("PACKAGES.gz: %d", code)
+	}
+	up.Archive("hello", "1.1")
+	up.Publish("hello", fakecran.Version{Version: "1.2"})
+	code, _, b, _ := mirrortest.Get(t, base+"/src/contrib/hello_1.1.tar.gz")
+	if code != 200 || !bytes.Equal(b, up.Tarball("hello", "1.1")) {
+		t.Fatalf("hello 1.1, listed in the cached index, archived upstream since: %d", code)
+	}
+	if n := up.Hits("/src/contrib/Archive/hello/hello_1.1.tar.gz"); n != 1 {
+		t.Errorf("the Archive URL was asked %d times, want 1", n)
+	}
+}

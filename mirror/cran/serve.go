@@ -195,8 +195,10 @@ func (cm *cranMirror) parsedIndex(ctx context.Context, at where) (*Index, error)
 // stored file is served without the index, and a version CRAN has since
 // archived is still served at its old URL. A missing file is looked up in
 // the index: a listed one is downloaded from the directory and verified
-// against its MD5sum; a source package the index no longer lists is
-// fetched from Archive/<pkg>/ and checked as an archive.
+// against its MD5sum (a source package found archived meanwhile is
+// fetched from Archive/<pkg>/ against the same sum); a source package the
+// index no longer lists is fetched from Archive/<pkg>/ and checked as an
+// archive.
 func (cm *cranMirror) pkgFile(w http.ResponseWriter, r *http.Request, at where) error {
 	pkg, version, typ, ok := ParseFile(at.file)
 	if !ok || (at.archivePkg != "" && (at.archivePkg != pkg || !at.source())) {
@@ -221,7 +223,13 @@ func (cm *cranMirror) pkgFile(w http.ResponseWriter, r *http.Request, at where) 
 			check = "tar.gz"
 		}
 		src := fetch.FileSource{URL: cm.m.URL + "/" + at.dir + "/" + at.file, Client: cm.client, Agent: at.agent}
+		archived := cm.m.URL + "/" + at.dir + "/Archive/" + pkg + "/" + at.file
 		e, listed := idx.Find(pkg, version)
+		if listed && at.source() {
+			// The index may be older than CRAN's move of this version to
+			// Archive/ (the next one was just published).
+			src.Moved = archived
+		}
 		switch {
 		case listed && at.agent == "" && e.MD5sum != "":
 			sum, err := fetch.HexDigest("md5", e.MD5sum)
@@ -233,7 +241,7 @@ func (cm *cranMirror) pkgFile(w http.ResponseWriter, r *http.Request, at where) 
 			// Posit's Linux binaries: the index's MD5sum is the source's.
 			src.Check = fetch.ArchiveCheck(check)
 		case at.source():
-			src.URL = cm.m.URL + "/" + at.dir + "/Archive/" + pkg + "/" + at.file
+			src.URL = archived
 			src.Check = fetch.ArchiveCheck(check)
 		default:
 			return fetch.FileSource{}, fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not in the mirrored index of %s", at.file, at.dir))
