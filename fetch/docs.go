@@ -126,7 +126,7 @@ func serve(w http.ResponseWriter, r *http.Request, res MetaResult, ctype, vary [
 		h["X-Mirror-Stale"] = hvTrue
 	}
 	h["Last-Modified"] = res.Entry.lastModified
-	if inm := r.Header.Get("If-None-Match"); inm != "" && etag != "" {
+	if inm := HeaderValue(r, "If-None-Match"); inm != "" && etag != "" {
 		if etagMatch(inm, etag) {
 			return NoContent(w, http.StatusNotModified)
 		}
@@ -137,7 +137,7 @@ func serve(w http.ResponseWriter, r *http.Request, res MetaResult, ctype, vary [
 }
 
 func notModified(r *http.Request, mod time.Time) bool {
-	ims := r.Header.Get("If-Modified-Since")
+	ims := HeaderValue(r, "If-Modified-Since")
 	if ims == "" {
 		return false
 	}
@@ -146,7 +146,7 @@ func notModified(r *http.Request, mod time.Time) bool {
 }
 
 func acceptsGzip(r *http.Request) bool {
-	rest := r.Header.Get("Accept-Encoding")
+	rest := HeaderValue(r, "Accept-Encoding")
 	for rest != "" {
 		var part string
 		part, rest, _ = strings.Cut(rest, ",")

@@ -621,7 +621,7 @@ func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, res
 	if finished && ferr != nil {
 		return ferr
 	}
-	if size < 0 || size < smallFile || r.Header.Get("Range") != "" || r.Method == http.MethodHead {
+	if size < 0 || size < smallFile || HeaderValue(r, "Range") != "" || r.Method == http.MethodHead {
 		// Without a length, for a range, for a HEAD (whose 200 promises an
 		// immutable file) or for a small file, wait for the verified whole
 		// file: a failure is then a clean 502, not an aborted transfer.
@@ -695,7 +695,7 @@ func (s *softWriter) Write(p []byte) (int, error) {
 // returns served=false when storage failed before anything was sent:
 // the caller can still fetch the file from its upstream.
 func (c *Core) serveStored(w http.ResponseWriter, r *http.Request, info storage.Info) (served bool, err error) {
-	whole := r.Header.Get("Range") == ""
+	whole := HeaderValue(r, "Range") == ""
 	var rc io.ReadCloser
 	if r.Method == http.MethodGet && whole {
 		// Opened before any header is sent, so that a failing store is a
@@ -706,7 +706,7 @@ func (c *Core) serveStored(w http.ResponseWriter, r *http.Request, info storage.
 	}
 	setImmutable(w.Header())
 	var release func()
-	if rc != nil && c.distDisk != nil && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == "" {
+	if rc != nil && c.distDisk != nil && HeaderValue(r, "If-None-Match") == "" && HeaderValue(r, "If-Modified-Since") == "" {
 		release, _ = c.distDisk.Reserve(info.Size) // a file that can never fit is not written
 	}
 	if release != nil {

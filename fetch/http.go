@@ -62,7 +62,7 @@ func RequestScheme(r *http.Request) string {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	if p := r.Header.Get("X-Forwarded-Proto"); (p == "http" || p == "https") && FromTrusted(r.RemoteAddr) {
+	if p := HeaderValue(r, "X-Forwarded-Proto"); (p == "http" || p == "https") && FromTrusted(r.RemoteAddr) {
 		scheme = p
 	}
 	return scheme
@@ -110,4 +110,13 @@ func BaseURL(r *http.Request, publicURL, mirror string) string {
 		base = RequestScheme(r) + "://" + r.Host
 	}
 	return base + MountPrefix(r, mirror)
+}
+
+// HeaderValue is r.Header.Get(key) for a key already in canonical form,
+// without canonicalizing it again (a warm request reads several).
+func HeaderValue(r *http.Request, key string) string {
+	if v := r.Header[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

@@ -280,7 +280,7 @@ func (s *Server) frame(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		r := c.Request()
-		id := r.Header.Get(echo.HeaderXRequestID)
+		id := fetch.HeaderValue(r, "X-Request-Id")
 		if !validRequestID(id) {
 			id = randomID()
 		}

@@ -187,7 +187,7 @@ func (nm *npmMirror) packument(w http.ResponseWriter, r *http.Request) error {
 	if why := nm.m.Rules.Refuse(n); why != "" {
 		return fetch.NewError(http.StatusNotFound, why)
 	}
-	abbreviated := Abbreviated(r.Header.Get("Accept"))
+	abbreviated := Abbreviated(fetch.HeaderValue(r, "Accept"))
 	res, p, err := nm.load(r.Context(), n, abbreviated)
 	if err != nil {
 		return err

@@ -162,7 +162,7 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 	if name := Normalize(raw); name != raw {
 		return fetch.Redirect(w, r, http.StatusMovedPermanently, fetch.MountPrefix(r, pm.m.Name)+"/simple/"+name+"/"+query(r))
 	}
-	typ, err := Negotiate(r.Header.Get("Accept"), format(r))
+	typ, err := Negotiate(fetch.HeaderValue(r, "Accept"), format(r))
 	if err != nil {
 		w.Header().Set("Vary", "Accept")
 		return fetch.NewError(http.StatusNotAcceptable, err.Error())
@@ -191,7 +191,7 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
-	typ, err := Negotiate(r.Header.Get("Accept"), format(r))
+	typ, err := Negotiate(fetch.HeaderValue(r, "Accept"), format(r))
 	if err != nil {
 		w.Header().Set("Vary", "Accept")
 		return fetch.NewError(http.StatusNotAcceptable, err.Error())
