@@ -507,36 +507,52 @@ func wrk(u string, conns int, hdr ...string) (wrkResult, error) {
 // order (proxy first in even rounds, peer first in odd ones, so a drift
 // of the machine's speed during a round pair does not favour one side)
 // and returns both series, their p99s and the ratio of each pair. With
-// several peer URLs (nginx with and without tcp_nopush), each round takes
-// the best of them. value picks what is compared (requests or bytes per
-// second).
+// several peer URLs (nginx with and without tcp_nopush), every round
+// measures each, and the peer with the best median is the one compared
+// (not the best of each round, which would favour the peer by picking
+// its luckier sample). value picks what is compared (requests or bytes
+// per second).
 func pairedRounds(proxyURL string, peerURLs []string, conns int, value func(wrkResult) float64, hdr []string) (pr, nr, pp, np, ratios []float64, err error) {
-	peer := func() (best wrkResult, err error) {
-		for _, u := range peerURLs {
+	peers := make([][]wrkResult, len(peerURLs))
+	var proxy []wrkResult
+	runPeers := func() error {
+		for j, u := range peerURLs {
 			n, err := wrk(u, conns, hdr...)
 			if err != nil {
-				return best, err
+				return err
 			}
-			if value(n) > value(best) {
-				best = n
-			}
+			peers[j] = append(peers[j], n)
 		}
-		return best, nil
+		return nil
 	}
 	for i := range *rounds {
-		var p, n wrkResult
+		var p wrkResult
 		if i%2 == 0 {
 			if p, err = wrk(proxyURL, conns, hdr...); err == nil {
-				n, err = peer()
+				err = runPeers()
 			}
 		} else {
-			if n, err = peer(); err == nil {
+			if err = runPeers(); err == nil {
 				p, err = wrk(proxyURL, conns, hdr...)
 			}
 		}
 		if err != nil {
 			return
 		}
+		proxy = append(proxy, p)
+	}
+	best, bestMedian := 0, 0.0
+	for j, series := range peers {
+		var vs []float64
+		for _, n := range series {
+			vs = append(vs, value(n))
+		}
+		if m := median(vs); m > bestMedian {
+			best, bestMedian = j, m
+		}
+	}
+	for i, p := range proxy {
+		n := peers[best][i]
 		pr, nr, pp, np = append(pr, value(p)), append(nr, value(n)), append(pp, p.p99ms), append(np, n.p99ms)
 		ratios = append(ratios, value(p)/value(n))
 	}
@@ -946,7 +962,7 @@ func report(rows []row) error {
 	if *out == "-" {
 		return nil
 	}
-	head := fmt.Sprintf("Machine: %s, %d cores (%s), Go %s. Date: %s. Command: `./scripts/bench` (`go run ./bench -rounds %d -duration %s`).\nPeer: Debian's nginx with proxy_cache in front of the same fake upstreams, measured in the same run with the same wrk, alternating; each round takes nginx's better of tcp_nopush on and off; medians of %d rounds (ratio: median of the rounds' ratios, with their range).\n\n",
+	head := fmt.Sprintf("Machine: %s, %d cores (%s), Go %s. Date: %s. Command: `./scripts/bench` (`go run ./bench -rounds %d -duration %s`).\nPeer: Debian's nginx with proxy_cache in front of the same fake upstreams, measured in the same run with the same wrk, alternating; nginx runs with tcp_nopush on and off, and the setting with the better median is the peer; medians of %d rounds (ratio: median of the rounds' ratios, with their range).\n\n",
 		host, runtime.NumCPU(), cpu, runtime.Version(), time.Now().UTC().Format("2006-01-02"), *rounds, *duration, *rounds)
 	prev, _ := os.ReadFile(*out)
 	doc := string(prev)
