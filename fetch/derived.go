@@ -20,18 +20,29 @@ type DerivedKey struct {
 // and kept while the policy's window holds: a request costs a map lookup
 // under a read lock, and allocates nothing.
 type Derived struct {
-	mu sync.RWMutex
-	m  map[DerivedKey]derived
+	mu    sync.RWMutex
+	m     map[DerivedKey]derived
+	bytes int64 // the Weight of the values kept
 }
 
 type derived struct {
 	v      any
 	window policy.Window
+	weight int64
 }
 
-// maxDerived bounds the derived values kept (the least used are simply
-// computed again).
-const maxDerived = 4096
+// Weigher is a derived value that says how much memory it holds.
+type Weigher interface{ Weight() int64 }
+
+// maxDerived and maxDerivedBytes bound what one Derived keeps (values
+// that are not Weighers count for nothing): past either, everything is
+// dropped, and computed again as requests ask for it. Filtered documents
+// are copies of stored ones; without a bound in bytes, a few thousand
+// large ones would sit outside the memory cache's budget.
+const (
+	maxDerived      = 4096
+	maxDerivedBytes = 64 << 20
+)
 
 // Lookup returns the value derived for key while its window holds at now.
 func (d *Derived) Lookup(key DerivedKey, now time.Time) (any, bool) {
@@ -59,12 +70,30 @@ func (d *Derived) Get(key DerivedKey, now time.Time, make func() (any, policy.Wi
 }
 
 func (d *Derived) put(key DerivedKey, x any, w policy.Window) {
-	d.mu.Lock()
-	if d.m == nil || len(d.m) >= maxDerived {
-		d.m = map[DerivedKey]derived{}
+	var weight int64
+	if wx, ok := x.(Weigher); ok {
+		weight = wx.Weight()
 	}
-	d.m[key] = derived{x, w}
+	d.mu.Lock()
+	if old, ok := d.m[key]; ok {
+		d.bytes -= old.weight
+		delete(d.m, key)
+	}
+	if d.m == nil || len(d.m) >= maxDerived || d.bytes+weight > maxDerivedBytes {
+		d.m, d.bytes = map[DerivedKey]derived{}, 0
+	}
+	if weight <= maxDerivedBytes {
+		d.m[key] = derived{x, w, weight}
+		d.bytes += weight
+	}
 	d.mu.Unlock()
+}
+
+// Bytes is the Weight of the values kept.
+func (d *Derived) Bytes() int64 {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.bytes
 }
 
 // Doc is Get for a rendered document: make's error is returned, and

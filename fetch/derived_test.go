@@ -39,3 +39,33 @@ func TestDerivedKeepsNoFailure(t *testing.T) {
 		t.Error("the derived document was not kept")
 	}
 }
+
+// Derived documents are bounded in bytes, not only in number: large
+// filtered copies never add up past maxDerivedBytes.
+func TestDerivedBoundedInBytes(t *testing.T) {
+	var d Derived
+	now := time.Now()
+	body := make([]byte, 5<<20) // compresses to almost nothing; weighs 5 MiB
+	for i := range body {
+		body[i] = byte(i * 7919 >> 3) // some variety
+	}
+	doc := NewDoc(body, "t")
+	per := doc.Weight()
+	for i := uint64(1); i <= 50; i++ {
+		if _, err := d.Doc(DerivedKey{ID: i}, now, func() (*Doc, policy.Window, error) { return doc, policy.Window{}, nil }); err != nil {
+			t.Fatal(err)
+		}
+		if b := d.Bytes(); b > maxDerivedBytes {
+			t.Fatalf("after %d documents of %d bytes: %d bytes kept, over %d", i, per, b, maxDerivedBytes)
+		}
+	}
+	if _, ok := d.Lookup(DerivedKey{ID: 50}, now); !ok {
+		t.Error("the last document was not kept")
+	}
+	// Replacing a key does not count it twice.
+	before := d.Bytes()
+	d.Doc(DerivedKey{ID: 50}, now.Add(time.Hour), func() (*Doc, policy.Window, error) { return doc, policy.Window{}, nil })
+	if d.Bytes() != before {
+		t.Errorf("replacing a document: %d bytes, was %d", d.Bytes(), before)
+	}
+}

@@ -19,6 +19,7 @@ type Doc struct {
 	GzBody
 	etag  string
 	etagH []string
+	size  int64 // of the plain bytes
 }
 
 func NewDoc(body []byte, tag string) *Doc {
@@ -26,9 +27,13 @@ func NewDoc(body []byte, tag string) *Doc {
 	sum := sha256.Sum256(body)
 	etag := `"` + tag + hex.EncodeToString(sum[:12]) + `"`
 	d := &Doc{GzBody: GzBody{gz: buf, gzLen: []string{strconv.Itoa(len(buf))}, rawLen: []string{strconv.Itoa(len(body))}},
-		etag: etag, etagH: []string{etag}}
+		etag: etag, etagH: []string{etag}, size: int64(len(body))}
 	return d
 }
+
+// Weight is the memory a Doc may hold: its gzip bytes and the plain ones
+// a client without gzip makes.
+func (d *Doc) Weight() int64 { return int64(len(d.gz)) + d.size }
 
 var hvVaryAccept = []string{"Accept, Accept-Encoding"}
 

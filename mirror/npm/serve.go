@@ -121,6 +121,11 @@ type parsed struct {
 	rendered map[string]*fetch.Doc
 }
 
+// Weight is what a filtered packument holds once served: the body, its
+// parsed form and one rendering (about the body's size each; more base
+// URLs add renderings later, up to maxBases).
+func (p *parsed) Weight() int64 { return 3 * int64(len(p.body)) }
+
 // maxBases bounds the renderings kept per packument: without PUBLIC_URL
 // each Host header names its own base, and clients choose Host headers.
 const maxBases = 16

@@ -102,6 +102,10 @@ type rendered struct {
 	names      []string // of the root list
 }
 
+// Weight counts the two documents (the project's files are about the
+// size of the JSON one again).
+func (r *rendered) Weight() int64 { return 2*r.json.Weight() + r.html.Weight() }
+
 func sha256Hex(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
 // hvTypes are the Content-Type values of the simple API's formats.
