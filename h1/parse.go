@@ -31,7 +31,7 @@ func parseRequest(block []byte, req *http.Request) bool {
 	if !found || proto != "HTTP/1.1" || len(target) == 0 || target[0] != '/' {
 		return false
 	}
-	u, err := url.ParseRequestURI(target)
+	u, err := parseTarget(target)
 	if err != nil {
 		return false
 	}
@@ -117,4 +117,28 @@ func canonicalKey(name string) string {
 		upper = b == '-'
 	}
 	return name
+}
+
+// parseTarget is url.ParseRequestURI, without its unescaping and
+// re-escaping passes for the common target: a path of unreserved
+// characters, slashes and the delimiters a path leaves as they are (npm's
+// @scope among them), and a query of printable ASCII, which it would take
+// as they are (FuzzParseTarget checks that the two agree).
+func parseTarget(target string) (*url.URL, error) {
+	if target == "" || target[0] != '/' {
+		return url.ParseRequestURI(target)
+	}
+	path, query, hasQuery := strings.Cut(target, "?")
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			strings.IndexByte("/-._~@:+,;=$&", c) >= 0) {
+			return url.ParseRequestURI(target)
+		}
+	}
+	for i := 0; i < len(query); i++ {
+		if c := query[i]; c <= ' ' || c >= 0x7f {
+			return url.ParseRequestURI(target)
+		}
+	}
+	return &url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"net/http"
+	"net/url"
 	"reflect"
 	"testing"
 )
@@ -38,7 +39,7 @@ func FuzzParseRequest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("taken by the loop, refused by net/http (%v): %q", err, block)
 		}
-		if got.Method != want.Method || got.RequestURI != want.RequestURI || got.URL.String() != want.URL.String() ||
+		if got.Method != want.Method || got.RequestURI != want.RequestURI || *got.URL != *want.URL ||
 			got.Host != want.Host || got.Close != want.Close || got.Proto != want.Proto ||
 			!reflect.DeepEqual(got.Header, want.Header) || got.ContentLength != want.ContentLength {
 			t.Fatalf("%q:\n loop:     %s %q %q host=%q close=%v %v\n net/http: %s %q %q host=%q close=%v %v", block,
@@ -46,4 +47,34 @@ func FuzzParseRequest(f *testing.F) {
 				want.Method, want.RequestURI, want.URL, want.Host, want.Close, want.Header)
 		}
 	})
+}
+
+// parseTarget's shortcut gives what url.ParseRequestURI gives.
+func FuzzParseTarget(f *testing.F) {
+	for _, s := range []string{"/", "/a/b", "/a/b/", "/a?", "/a??", "/a?b=c&d", "/a?#x", "//x/y", "/p2/vendor/pkg~dev.json",
+		"/simple/foo-bar_baz.qux/", "/a%2Fb", "/a b", "/é", "/a?é", "/a?b c", "/x#frag", "/a;b", "/@scope/pkg", "/a?\x7f", "/a/../b", "/a/./"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		got, gerr := parseTarget(target)
+		want, werr := url.ParseRequestURI(target)
+		if (gerr != nil) != (werr != nil) {
+			t.Fatalf("%q: error %v, url.ParseRequestURI's %v", target, gerr, werr)
+		}
+		if gerr == nil && *got != *want {
+			t.Fatalf("%q: %#v, url.ParseRequestURI's %#v", target, *got, *want)
+		}
+	})
+}
+
+func BenchmarkParseRequest(b *testing.B) {
+	block := []byte("GET /npm/@scope/pkg-name HTTP/1.1\r\nHost: mirror.example:8080\r\nAccept-Encoding: gzip\r\n" +
+		"Accept: application/vnd.npm.install-v1+json\r\nUser-Agent: npm/10.8.2 node/v20.20.2 linux x64\r\n\r\n")
+	b.ReportAllocs()
+	var req http.Request
+	for b.Loop() {
+		if !parseRequest(block, &req) {
+			b.Fatal("not taken")
+		}
+	}
 }
