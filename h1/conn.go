@@ -70,6 +70,8 @@ type conn struct {
 	gone      bool // the client hung up during the handler
 	cancelReq context.CancelFunc
 	timer     *time.Timer
+	armed     bool      // the timer is set (it is not set again for every request)
+	since     time.Time // when the running handler started
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -104,9 +106,11 @@ func (r *connReader) Read(p []byte) (int, error) {
 
 func (c *conn) serve() {
 	defer func() {
+		c.wmu.Lock()
 		if c.timer != nil {
 			c.timer.Stop()
 		}
+		c.wmu.Unlock()
 		if !c.handedOff {
 			_ = c.nc.Close()
 		}
@@ -276,16 +280,42 @@ func (c *conn) runHandler(w *response, req *http.Request) (aborted bool) {
 	return false
 }
 
+// startWatch notes that a handler runs. The timer that starts the watch is
+// set only when it is not set already: resetting a timer for every request
+// cost more than the rest of the watch. When it fires, tick starts the
+// watch for a handler that has run watchAfter, sets itself again for one
+// that has run less, and goes quiet when no handler runs.
 func (c *conn) startWatch(cancel context.CancelFunc) {
 	c.wmu.Lock()
 	c.inHandler = true
 	c.cancelReq = cancel
-	c.wmu.Unlock()
-	if c.timer == nil {
-		c.timer = time.AfterFunc(watchAfter, c.watch)
-	} else {
-		c.timer.Reset(watchAfter)
+	c.since = time.Now()
+	if !c.armed {
+		c.armed = true
+		if c.timer == nil {
+			c.timer = time.AfterFunc(watchAfter, c.tick)
+		} else {
+			c.timer.Reset(watchAfter)
+		}
 	}
+	c.wmu.Unlock()
+}
+
+func (c *conn) tick() {
+	c.wmu.Lock()
+	if !c.inHandler {
+		c.armed = false
+		c.wmu.Unlock()
+		return
+	}
+	if left := watchAfter - time.Since(c.since); left > 0 {
+		c.timer.Reset(left)
+		c.wmu.Unlock()
+		return
+	}
+	c.armed = false // the next handler sets it again
+	c.wmu.Unlock()
+	c.watch()
 }
 
 // watch reads the connection while a handler runs long: the read ends
@@ -317,7 +347,6 @@ func (c *conn) watch() {
 }
 
 func (c *conn) stopWatch() {
-	c.timer.Stop()
 	c.wmu.Lock()
 	c.inHandler = false
 	if c.watched {

@@ -317,6 +317,52 @@ func TestHangUpCancelsTheRequest(t *testing.T) {
 	}
 }
 
+// The watch's timer is set once for a run of requests, not per request: a
+// slow request that follows fast ones on the same connection (across the
+// timer's firings) is still watched, and a hang-up cancels it.
+func TestHangUpAfterFastRequests(t *testing.T) {
+	cancelled := make(chan time.Duration, 1)
+	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/slow" {
+			io.WriteString(w, "fast")
+			return
+		}
+		start := time.Now()
+		select {
+		case <-r.Context().Done():
+			cancelled <- time.Since(start)
+		case <-time.After(10 * time.Second):
+			cancelled <- -1
+		}
+	}))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	deadline := time.Now().Add(watchAfter * 3 / 2)
+	for n := 0; n < 3 || time.Now().Before(deadline); n++ { // requests across the timer's first firing
+		io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		time.Sleep(watchAfter / 10)
+	}
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(2 * watchAfter)
+	c.Close()
+	select {
+	case d := <-cancelled:
+		if d < 0 {
+			t.Fatal("the request's context was not cancelled")
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the handler never returned")
+	}
+}
+
 // A request pipelined behind a slow one is read by the watch and still
 // served, in order.
 func TestPipelinedBehindASlowRequest(t *testing.T) {
