@@ -233,7 +233,11 @@ func (w *response) finish() {
 
 // writeHeader queues the status line and the headers; sniff is the start
 // of the body, for a missing Content-Type.
-func (w *response) writeHeader(sniff []byte) {
+func (w *response) writeHeader(sniff []byte) { w.writeHeaderWith(sniff, nil) }
+
+// writeHeaderWith is writeHeader with prepared header lines after the
+// map's.
+func (w *response) writeHeaderWith(sniff, prepared []byte) {
 	w.headerDone = true
 	c := w.c
 	h := w.header
@@ -264,6 +268,16 @@ func (w *response) writeHeader(sniff []byte) {
 			out = append(out, "Connection: close\r\n"...)
 		}
 	}
+	out = AppendHeader(out, h)
+	out = append(out, prepared...)
+	c.out = append(out, "\r\n"...)
+}
+
+// AppendHeader appends h's fields as header lines, as the loop sends them
+// (Transfer-Encoding and invalid names left out, CR and LF in values made
+// spaces): for a response prepared once and sent many times (see
+// WritePrepared).
+func AppendHeader(out []byte, h http.Header) []byte {
 	for k, vv := range h {
 		if k == "Transfer-Encoding" || !httpguts.ValidHeaderFieldName(k) {
 			continue
@@ -275,7 +289,30 @@ func (w *response) writeHeader(sniff []byte) {
 			out = append(out, "\r\n"...)
 		}
 	}
-	c.out = append(out, "\r\n"...)
+	return out
+}
+
+// WritePrepared sends a complete 200 response whose header lines were
+// rendered once (by AppendHeader, Content-Length among them): the status
+// line, Date, the fields in Header() (what the server adds per request,
+// such as a request id), prepared, then body, in one write with what is
+// queued. It is the whole response: the handler writes nothing else.
+func (w *response) WritePrepared(prepared, body []byte) error {
+	if w.wroteHeader {
+		return http.ErrBodyNotAllowed
+	}
+	w.WriteHeader(http.StatusOK)
+	w.cl = int64(len(body))
+	w.writeHeaderWith(nil, prepared)
+	if w.head {
+		return nil
+	}
+	w.written = w.cl
+	if err := w.send(body); err != nil {
+		w.err = err
+		return err
+	}
+	return nil
 }
 
 // appendValue appends a field value with CR and LF made spaces (as
