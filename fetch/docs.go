@@ -67,6 +67,7 @@ func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *GzBody, made func()
 			w.WriteHeader(http.StatusOK)
 			return nil
 		}
+		replayBody(w, b.gz)
 		cork.Write(w, r, b.gz)
 		return nil
 	}
@@ -82,6 +83,7 @@ func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *GzBody, made func()
 	if first && made != nil {
 		made()
 	}
+	replayBody(w, plain)
 	cork.Write(w, r, plain)
 	return nil
 }
@@ -149,6 +151,9 @@ func notModified(r *http.Request, mod time.Time) bool {
 	t, err := http.ParseTime(ims)
 	return err == nil && !mod.Truncate(time.Second).After(t)
 }
+
+// AcceptsGzip reports whether the client takes gzip-encoded documents.
+func AcceptsGzip(r *http.Request) bool { return acceptsGzip(r) }
 
 func acceptsGzip(r *http.Request) bool {
 	rest := HeaderValue(r, "Accept-Encoding")

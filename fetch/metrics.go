@@ -48,6 +48,7 @@ type Metrics struct {
 	redisUp          prometheus.Gauge // nil without Redis
 	storageUp        prometheus.Gauge
 	stale            prometheus.Counter
+	replayed         prometheus.Counter
 	notStored        counterVec
 	aborted          counterVec
 	cacheWriteErrors prometheus.Counter
@@ -74,6 +75,7 @@ func newMetrics(withRedis bool) *Metrics {
 		redisErrors:      f.counter("mirror_redis_errors_total", "Redis calls that failed (the proxy carries on without coordination)."),
 		storageUp:        f.gauge("mirror_storage_up", "1 when the last background storage check succeeded, else 0."),
 		stale:            f.counter("mirror_stale_responses_total", "Metadata responses served stale because the upstream failed."),
+		replayed:         f.counter("mirror_replayed_responses_total", "Warm document responses sent again as kept, without running their handler (counted in mirror_http_requests_total too)."),
 		notStored:        f.counterVec("mirror_not_stored_total", "Documents and files served to clients but not stored (storage failed).", "kind"),
 		aborted:          f.counterVec("mirror_aborted_responses_total", "Responses cut after their headers were sent, by reason (client gone, download failed, storage read failed).", "reason"),
 		cacheWriteErrors: f.counter("mirror_disk_cache_write_errors_total", "Disk cache writes that failed (the response was served anyway)."),
@@ -124,6 +126,9 @@ func (m *Metrics) Aborted(reason string) { m.aborted.with(reason).Inc() }
 
 // Stale counts a response served stale.
 func (m *Metrics) Stale() { m.stale.Inc() }
+
+// Replayed counts a response sent again as kept (see Replayable).
+func (m *Metrics) Replayed() { m.replayed.Inc() }
 
 // UpstreamObserver is the upstream response-time histogram of a mirror.
 func (m *Metrics) UpstreamObserver(mirror string) prometheus.Observer {

@@ -42,7 +42,7 @@ func (rt Router) Write(method, path string, h fetch.Handler) {
 
 func (rt Router) add(method, path string, h fetch.Handler, write bool) {
 	route := rt.prefix + echoPath(path)
-	rt.s.e.Add(method, route, rt.s.adapt(rt.s.authorizer(mirrorOfRoute(route), write), h))
+	rt.s.e.Add(method, route, rt.s.adapt(route, rt.s.authorizer(mirrorOfRoute(route), write), h))
 }
 
 // echoPath turns {name} wildcards into echo's :name.
@@ -60,16 +60,18 @@ func echoPath(p string) string {
 	}
 }
 
-// adapt runs a fetch.Handler under echo once the request is authorized
-// (auth, when not nil): path parameters become path values, and an
+// adapt runs a fetch.Handler of route under echo once the request is
+// authorized (auth, when not nil): path parameters become path values, and an
 // aborted response (abort) is recorded for the request log before the
 // connection is cut.
-func (s *Server) adapt(auth func(echo.Context) error, h fetch.Handler) echo.HandlerFunc {
+func (s *Server) adapt(route string, auth func(echo.Context) error, h fetch.Handler) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if auth != nil {
 			if err := auth(c); err != nil {
 				return err
 			}
+		} else if rec, ok := c.Response().Writer.(*recorder); ok {
+			rec.route = route // a route that needs no token: its responses may be replayed
 		}
 		r := c.Request()
 		names, values := c.ParamNames(), c.ParamValues()
@@ -98,6 +100,20 @@ func (s *Server) adapt(auth func(echo.Context) error, h fetch.Handler) echo.Hand
 // still counts the status and the bytes for the logs and metrics. (One
 // pointer: passing it as an interface allocates nothing.)
 type responseWriter struct{ *echo.Response }
+
+// MarkReplayable and ReplayBody reach the server's recorder, when the
+// request has one (fetch.Replayable).
+func (w responseWriter) MarkReplayable(g fetch.ReplayGuard) {
+	if rr, ok := w.Writer.(fetch.ReplayRecorder); ok {
+		rr.MarkReplayable(g)
+	}
+}
+
+func (w responseWriter) ReplayBody(body []byte) {
+	if rr, ok := w.Writer.(fetch.ReplayRecorder); ok {
+		rr.ReplayBody(body)
+	}
+}
 
 func (w responseWriter) ReadFrom(src io.Reader) (int64, error) {
 	if !w.Committed {

@@ -110,6 +110,8 @@ type Server struct {
 	redisHealth   atomic.Pointer[string]
 
 	mirrors map[string]Mirror // by name
+
+	replays replays // warm responses kept for replay (replay.go)
 }
 
 // New builds the server and its routes.
@@ -258,9 +260,33 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// ServeHTTP serves a request: a dated snapshot's path is rewritten to the
-// mirror's own route first (routing needs it), then echo routes it.
+// ServeHTTP serves a request: a kept response when there is one for it
+// (see replay.go), else through echo, keeping the response when its
+// handler marks it replayable.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if pw, ok := w.(preparedWriter); ok {
+		if key, ok := replayKeyOf(r); ok {
+			if rp := s.replays.get(key); rp != nil {
+				if rp.guard.Holds(s.core) {
+					s.serveReplay(pw, r, rp)
+					return
+				}
+				s.replays.drop(key, rp)
+			}
+			rec := &recorder{ResponseWriter: w}
+			s.route(rec, r)
+			if rp := rec.replay(); rp != nil {
+				s.replays.put(key, rp)
+			}
+			return
+		}
+	}
+	s.route(w, r)
+}
+
+// route serves a request through echo: a dated snapshot's path is
+// rewritten to the mirror's own route first (routing needs it).
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	if strings.Contains(r.URL.Path, "/@") && knownMethods[r.Method] {
 		if sr, ok := s.snapshotRequest(r); ok {
 			r = sr

@@ -220,7 +220,20 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 		}
 		return fetch.ServeDoc(w, r, d, fetch.HeaderJSON, res)
 	}
+	if cm.repo == nil {
+		// The stored p2 file as it is: the server may send it again
+		// (fetch.Replayable).
+		fetch.Replayable(w, cm.p2Key(name, dev), cm.m.TTL, res)
+	}
 	return cm.env.Core.ServeMeta(w, r, res, fetch.HeaderJSON)
+}
+
+// p2Key is the memory and storage key of a p2 file.
+func (cm *composerMirror) p2Key(name string, dev bool) string {
+	if dev {
+		return cm.metaKey("p2/" + name + "~dev.json")
+	}
+	return cm.metaKey("p2/" + name + ".json")
 }
 
 func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (fetch.MetaResult, error) {
@@ -232,7 +245,7 @@ func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (fe
 	if dev {
 		file = name + "~dev.json"
 	}
-	key := cm.metaKey("p2/" + file)
+	key := cm.p2Key(name, dev)
 	if res, ok := cm.env.Core.FreshInMemory(key, cm.m.TTL); ok {
 		return res, nil
 	}

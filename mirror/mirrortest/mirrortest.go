@@ -12,10 +12,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -84,10 +85,29 @@ func startTTL(t *testing.T, st *countingStore, typ, url string, ttl time.Duratio
 		// Failures not remembered: the contract checks that a healed
 		// upstream is fetched again.
 		VerifyFailureTTL: -1}
-	srv := proxy.New(opts)
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return &env{store: st, base: hs.URL + "/m", opts: opts}
+	return &env{store: st, base: serve(t, proxy.New(opts)) + "/m", opts: opts}
+}
+
+// serve runs srv as the binary does (its own Serve: the HTTP/1.1 loop of
+// package h1, where warm documents are replayed, in front of net/http)
+// on a free loopback port, and returns its base URL.
+func serve(t *testing.T, srv *proxy.Server) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, l, time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Error(err)
+		}
+		srv.Close()
+	})
+	return "http://" + l.Addr().String()
 }
 
 // Serve runs a proxy with the one mirror m (named m.Name) on fresh local
@@ -111,10 +131,7 @@ func Serve(t *testing.T, m proxy.Mirror) string {
 		opts.Mirrors[0].Public = true
 		opts.Tokens = []proxy.Token{{Name: "test", SHA256: sha256.Sum256([]byte(WriteToken)), Read: true, Write: true}}
 	}
-	srv := proxy.New(opts)
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return hs.URL + "/" + m.Name
+	return serve(t, proxy.New(opts)) + "/" + m.Name
 }
 
 // Get does a request and returns the status, headers and body; a body
@@ -149,12 +166,23 @@ func Run(t *testing.T, f Fixture) {
 		url, _, _ := f.Start(t)
 		lst, _ := local.New(t.TempDir())
 		e := start(t, &countingStore{Store: lst}, f.Type, url)
-		if code, _, b, _ := Get(t, e.base+f.Meta, f.Header...); code != 200 {
-			t.Fatalf("%s: %d %s", f.Meta, code, b)
+		code, first, want, _ := Get(t, e.base+f.Meta, f.Header...)
+		if code != 200 {
+			t.Fatalf("%s: %d %s", f.Meta, code, want)
 		}
 		before := e.store.calls.Load()
-		for range 20 {
-			Get(t, e.base+f.Meta, f.Header...)
+		// Warm answers (replayed ones among them, where the ecosystem
+		// marks its documents replayable) are the first one's.
+		for i := range 20 {
+			code, h, b, err := Get(t, e.base+f.Meta, f.Header...)
+			if code != 200 || err != nil || !bytes.Equal(b, want) {
+				t.Fatalf("warm request %d: %d, %d bytes (%v); want 200 and the first answer's %d bytes", i, code, len(b), err, len(want))
+			}
+			for _, k := range []string{"Content-Type", "Etag", "Last-Modified", "Cache-Control", "Vary"} {
+				if h.Get(k) != first.Get(k) {
+					t.Errorf("warm request %d: %s %q, the first answer's %q", i, k, h.Get(k), first.Get(k))
+				}
+			}
 		}
 		if n := e.store.calls.Load() - before; n != 0 {
 			t.Errorf("20 warm requests of %s made %d storage calls", f.Meta, n)

@@ -201,6 +201,11 @@ func (nm *npmMirror) packument(w http.ResponseWriter, r *http.Request) error {
 		if p, err = nm.cooled(r, n, res, p); err != nil {
 			return err
 		}
+	} else if nm.repo == nil {
+		// The packument depends only on the stored one and the request's
+		// shape (its base URL among it): the server may send it again as
+		// it is (fetch.Replayable).
+		fetch.Replayable(w, nm.packumentKey(n, abbreviated), nm.m.TTL, res)
 	}
 	d, err := p.doc(fetch.BaseURL(r, nm.env.PublicURL, nm.m.Name))
 	if err != nil {

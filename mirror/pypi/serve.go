@@ -186,6 +186,10 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 	}
 	if pm.filters(r, raw) {
 		page = pm.cooled(r, res, page, raw)
+	} else if pm.repo == nil {
+		// The page depends only on the stored one and the request's
+		// shape: the server may send it again as it is (fetch.Replayable).
+		fetch.Replayable(w, pm.metaKey("simple", raw+".json"), pm.m.TTL, res)
 	}
 	d := page.html
 	if typ == JSONType {

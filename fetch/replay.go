@@ -1,0 +1,59 @@
+package fetch
+
+import (
+	"net/http"
+	"time"
+)
+
+// A warm document's response may be sent again without running its
+// handler: the server keeps it (headers rendered once, the body shared
+// with the memory entry) and replays it to a request of the same shape
+// while its guard holds. A handler opts in per response, with Replayable,
+// only where the answer depends on nothing but the request's shape and one
+// memory entry: no hosted packages, no policy, no snapshot, no stale copy.
+// (The server adds what it does per request: authorization, which
+// replays are only made for routes that need none of, the request id,
+// metrics and the request log.)
+
+// ReplayGuard is what a replayed response stays true under: the memory
+// entry Key, fresh for TTL, is still Entry. A revalidation that finds the
+// document unchanged keeps the entry; a changed one replaces it.
+type ReplayGuard struct {
+	Key   string
+	TTL   time.Duration
+	Entry *MetaEntry
+}
+
+// Holds reports whether the response is still what its handler would
+// send now.
+func (g ReplayGuard) Holds(c *Core) bool {
+	res, ok := c.FreshInMemory(g.Key, g.TTL)
+	return ok && res.Entry == g.Entry
+}
+
+// ReplayRecorder is implemented by a response writer that can keep a
+// response for replay (the server's, for requests it may replay).
+type ReplayRecorder interface {
+	// MarkReplayable says the response about to be written holds under g.
+	MarkReplayable(g ReplayGuard)
+	// ReplayBody gives the body of a 200 document response, as sent.
+	ReplayBody(body []byte)
+}
+
+// Replayable marks the document response about to be written to w (with
+// ServeDoc or ServeMeta) as one that holds while the memory entry key,
+// fresh for ttl, is res's; a stale result is never replayed.
+func Replayable(w http.ResponseWriter, key string, ttl time.Duration, res MetaResult) {
+	if res.Stale || res.Entry == nil {
+		return
+	}
+	if rr, ok := w.(ReplayRecorder); ok {
+		rr.MarkReplayable(ReplayGuard{Key: key, TTL: ttl, Entry: res.Entry})
+	}
+}
+
+func replayBody(w http.ResponseWriter, body []byte) {
+	if rr, ok := w.(ReplayRecorder); ok {
+		rr.ReplayBody(body)
+	}
+}

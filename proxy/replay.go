@@ -1,0 +1,229 @@
+package proxy
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/h1"
+)
+
+// Replays: a warm document that its handler marked replayable
+// (fetch.Replayable) is kept as its response, header lines rendered once
+// and the body shared with the memory entry, and sent again to requests of
+// the same shape without routing or running the handler, while its guard
+// holds (the memory entry is still the one it came from, and fresh). What
+// the server does for every request still happens: the request id, the
+// metrics and the request log. Only requests whose every header is one
+// the document handlers cannot be told apart by (or one in the key) are
+// replayed; a conditional request, a range, an unknown header, HEAD, a
+// route that needs a token: all take the full path. Only the HTTP/1.1
+// loop (package h1) sends replays.
+
+// replayKey is the shape of a request: what a replayable response may
+// depend on.
+type replayKey struct {
+	host, uri, accept string
+	scheme            string // from X-Forwarded-Proto (trusted peers only), when sent
+	gzip              bool
+}
+
+// replayKeyOf returns the shape of a request that may be replayed.
+func replayKeyOf(r *http.Request) (replayKey, bool) {
+	if r.Method != http.MethodGet || r.RequestURI == "" || r.Host == "" || !validHost(r.Host) {
+		return replayKey{}, false
+	}
+	fwd := false
+	for k, v := range r.Header {
+		switch k {
+		case "Accept", "Accept-Encoding":
+			if len(v) != 1 {
+				return replayKey{}, false
+			}
+		case "X-Forwarded-Proto":
+			if len(v) != 1 {
+				return replayKey{}, false
+			}
+			fwd = true
+		// Headers no document handler reads (Authorization included:
+		// replays are made only for routes that need no token).
+		case "User-Agent", "Connection", "X-Request-Id", "X-Forwarded-For", "X-Real-Ip", "Authorization",
+			"Cache-Control", "Pragma", "Referer", "Accept-Language", "Keep-Alive",
+			"Npm-Command", "Npm-Session", "Npm-Scope", "Npm-In-Ci", "Npm-Auth-Type",
+			"Pacote-Version", "Pacote-Req-Type", "Pacote-Pkg-Id":
+		default:
+			return replayKey{}, false
+		}
+	}
+	k := replayKey{host: r.Host, uri: r.RequestURI, accept: fetch.HeaderValue(r, "Accept"), gzip: fetch.AcceptsGzip(r)}
+	if fwd {
+		k.scheme = fetch.RequestScheme(r)
+	}
+	return k, true
+}
+
+// replay is a response kept for replay.
+type replay struct {
+	guard fetch.ReplayGuard
+	route string // the route template, for the metrics
+	head  []byte // header lines (Content-Length among them), rendered
+	body  []byte
+}
+
+func (rp *replay) weight() int64 { return int64(len(rp.head) + len(rp.body)) }
+
+// replays bound what they keep, in number and in bytes (bodies are
+// usually the memory entries' own, but a replay keeps its body until it
+// is found stale or dropped): past either, all are dropped and made again
+// as requests come.
+const (
+	maxReplays      = 4096
+	maxReplayBytes  = 64 << 20
+	maxReplayedBody = 8 << 20 // larger documents take the full path
+)
+
+type replays struct {
+	m     sync.Map // replayKey → *replay
+	n     atomic.Int64
+	bytes atomic.Int64
+	mu    sync.Mutex // serializes put and drop's accounting
+}
+
+func (t *replays) get(k replayKey) *replay {
+	v, ok := t.m.Load(k)
+	if !ok {
+		return nil
+	}
+	return v.(*replay)
+}
+
+func (t *replays) put(k replayKey, rp *replay) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old, ok := t.m.Load(k); ok {
+		t.n.Add(-1)
+		t.bytes.Add(-old.(*replay).weight())
+	}
+	if t.n.Load() >= maxReplays || t.bytes.Load()+rp.weight() > maxReplayBytes {
+		t.m.Clear()
+		t.n.Store(0)
+		t.bytes.Store(0)
+	}
+	t.m.Store(k, rp)
+	t.n.Add(1)
+	t.bytes.Add(rp.weight())
+}
+
+// drop removes rp (found stale) unless it was replaced meanwhile.
+func (t *replays) drop(k replayKey, rp *replay) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m.CompareAndDelete(k, rp) {
+		t.n.Add(-1)
+		t.bytes.Add(-rp.weight())
+	}
+}
+
+// preparedWriter is the h1 loop's response writer.
+type preparedWriter interface {
+	http.ResponseWriter
+	WritePrepared(head, body []byte) error
+}
+
+// recorder is the response writer of a request that may be replayed
+// later: it notes what the handler marks (fetch.ReplayRecorder), the
+// route (set by adapt, for routes that need no authorization) and the
+// status.
+type recorder struct {
+	http.ResponseWriter
+	route  string
+	guard  *fetch.ReplayGuard
+	body   []byte
+	status int
+}
+
+var _ fetch.ReplayRecorder = (*recorder)(nil)
+
+func (rec *recorder) MarkReplayable(g fetch.ReplayGuard) { rec.guard = &g }
+func (rec *recorder) ReplayBody(body []byte)             { rec.body = body }
+func (rec *recorder) Unwrap() http.ResponseWriter        { return rec.ResponseWriter }
+
+func (rec *recorder) WriteHeader(code int) {
+	if rec.status == 0 {
+		rec.status = code
+	}
+	rec.ResponseWriter.WriteHeader(code)
+}
+
+func (rec *recorder) Write(p []byte) (int, error) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	return rec.ResponseWriter.Write(p)
+}
+
+func (rec *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	if rf, ok := rec.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{rec.ResponseWriter}, src)
+}
+
+func (rec *recorder) Flush() {
+	if f, ok := rec.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// replay is what was recorded, when the response may be replayed.
+func (rec *recorder) replay() *replay {
+	if rec.route == "" || rec.guard == nil || rec.body == nil || rec.status != http.StatusOK || len(rec.body) > maxReplayedBody {
+		return nil
+	}
+	h := http.Header{}
+	for k, v := range rec.Header() {
+		switch k {
+		case echo.HeaderXRequestID, "Date", "Connection", "X-Mirror-Stale":
+		default:
+			h[k] = v
+		}
+	}
+	if _, ok := h["Content-Length"]; !ok {
+		return nil
+	}
+	return &replay{guard: *rec.guard, route: rec.route, head: h1.AppendHeader(nil, h), body: rec.body}
+}
+
+// serveReplay sends a kept response, with what the server adds to every
+// request (see frame).
+func (s *Server) serveReplay(w preparedWriter, r *http.Request, rp *replay) {
+	start := time.Now()
+	id := fetch.HeaderValue(r, "X-Request-Id")
+	if !validRequestID(id) {
+		id = randomID()
+	}
+	w.Header()[echo.HeaderXRequestID] = []string{id}
+	size := int64(len(rp.body))
+	if err := w.WritePrepared(rp.head, rp.body); err != nil {
+		size = 0
+	}
+	m := s.core.Metrics()
+	m.Replayed()
+	m.Observe(rp.route, r.Method, http.StatusOK, size, time.Since(start))
+	if !s.opts.Logger.Enabled(r.Context(), slog.LevelInfo) {
+		return
+	}
+	s.opts.Logger.Info("request",
+		"request_id", id, "method", r.Method, "path", r.URL.Path, "status", http.StatusOK,
+		"bytes", size, "duration_ms", time.Since(start).Milliseconds(),
+		"remote", s.e.IPExtractor(r), "user_agent", r.UserAgent())
+}
