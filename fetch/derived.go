@@ -55,6 +55,14 @@ func (d *Derived) Lookup(key DerivedKey, now time.Time) (any, bool) {
 	return nil, false
 }
 
+// Window is the window under which the value kept for key was derived.
+func (d *Derived) Window(key DerivedKey) (policy.Window, bool) {
+	d.mu.RLock()
+	v, ok := d.m[key]
+	d.mu.RUnlock()
+	return v.window, ok
+}
+
 // Get returns the value derived for key, computing it with make when there
 // is none or its window has passed. Callers on a hot path call Lookup
 // first, so that the closure is built only on a miss.

@@ -3,6 +3,8 @@ package fetch
 import (
 	"net/http"
 	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
 // A warm document's response may be sent again without running its
@@ -10,23 +12,30 @@ import (
 // with the memory entry) and replays it to a request of the same shape
 // while its guard holds. A handler opts in per response, with Replayable,
 // only where the answer depends on nothing but the request's shape and one
-// memory entry: no hosted packages, no policy, no snapshot, no stale copy.
+// memory entry: no hosted packages, no snapshot, no stale copy, and no
+// policy other than one whose filtering holds until a known time
+// (ReplayableFiltered).
 // (The server adds what it does per request: authorization, which
 // replays are only made for routes that need none of, the request id,
 // metrics and the request log.)
 
 // ReplayGuard is what a replayed response stays true under: the memory
-// entry Key, fresh for TTL, is still Entry. A revalidation that finds the
-// document unchanged keeps the entry; a changed one replaces it.
+// entry Key, fresh for TTL, is still Entry, and (for a document filtered by
+// a cooldown) Until has not come. A revalidation that finds the document
+// unchanged keeps the entry; a changed one replaces it.
 type ReplayGuard struct {
 	Key   string
 	TTL   time.Duration
 	Entry *MetaEntry
+	Until time.Time // zero: no limit
 }
 
 // Holds reports whether the response is still what its handler would
 // send now.
 func (g ReplayGuard) Holds(c *Core) bool {
+	if !g.Until.IsZero() && !time.Now().Before(g.Until) {
+		return false
+	}
 	res, ok := c.FreshInMemory(g.Key, g.TTL)
 	return ok && res.Entry == g.Entry
 }
@@ -49,6 +58,19 @@ func Replayable(w http.ResponseWriter, key string, ttl time.Duration, res MetaRe
 	}
 	if rr, ok := w.(ReplayRecorder); ok {
 		rr.MarkReplayable(ReplayGuard{Key: key, TTL: ttl, Entry: res.Entry})
+	}
+}
+
+// ReplayableFiltered is Replayable for a document filtered by policies
+// (a cooldown, deny rules; never a snapshot's) from res alone, whose
+// filtering holds under window: the response is replayed until the next
+// held-back version comes of age.
+func ReplayableFiltered(w http.ResponseWriter, key string, ttl time.Duration, res MetaResult, window policy.Window) {
+	if res.Stale || res.Entry == nil {
+		return
+	}
+	if rr, ok := w.(ReplayRecorder); ok {
+		rr.MarkReplayable(ReplayGuard{Key: key, TTL: ttl, Entry: res.Entry, Until: window.Next})
 	}
 }
 

@@ -166,8 +166,8 @@ func TestReplayEndsWhenTheDocumentChanges(t *testing.T) {
 }
 
 // What no replay may answer: conditional requests, HEAD, requests with a
-// header a handler might read, routes behind a token, documents filtered
-// by a policy. Each takes the full path, and the answer is the handler's.
+// header a handler might read, routes behind a token. Each takes the full
+// path, and the answer is the handler's.
 func TestNotReplayed(t *testing.T) {
 	t.Run("conditional, HEAD, unknown header", func(t *testing.T) {
 		e := servedEnv(t, time.Hour, nil)
@@ -203,13 +203,31 @@ func TestNotReplayed(t *testing.T) {
 			t.Errorf("%d replayed", n)
 		}
 	})
-	t.Run("policy", func(t *testing.T) {
-		e := servedEnv(t, time.Hour, func(o *proxy.Options) { o.Mirrors[0].Cooldown = policy.Cooldown{Age: 72 * time.Hour} })
-		for i := 0; i < 3; i++ {
-			do(t, "GET", e.url+"/p2/acme/foo.json")
+}
+
+// A p2 file filtered by a cooldown is replayed too, until the next
+// held-back version comes of age: then the full path runs again and the
+// version appears.
+func TestReplayOfFilteredDocumentEndsWithItsWindow(t *testing.T) {
+	e := servedEnv(t, time.Hour, func(o *proxy.Options) { o.Mirrors[0].Cooldown = policy.Cooldown{Age: 72 * time.Hour} })
+	ofAge := time.Now().Add(time.Second)
+	e.up.Publish("acme/foo", fakepackagist.Version{Version: "7.7.7", Ref: strings.Repeat("7", 40), Time: ofAge.Add(-72 * time.Hour)})
+	u := e.url + "/p2/acme/foo.json"
+	_, first, _ := do(t, "GET", u)
+	if strings.Contains(string(first), "7.7.7") || !strings.Contains(string(first), "1.0.0") {
+		t.Fatalf("the young version is not held back, or nothing is served: %.300s", first)
+	}
+	replayed := metricSum(t, e, "mirror_replayed_responses_total")
+	for i := 0; i < 3; i++ {
+		if _, b, _ := do(t, "GET", u); string(b) != string(first) {
+			t.Fatalf("request %d: %.300s, want the filtered document", i, b)
 		}
-		if n := metricSum(t, e, "mirror_replayed_responses_total"); n != 0 {
-			t.Errorf("%d replayed", n)
-		}
-	})
+	}
+	if n := metricSum(t, e, "mirror_replayed_responses_total") - replayed; n != 3 {
+		t.Errorf("%d filtered responses replayed, want 3", n)
+	}
+	time.Sleep(time.Until(ofAge) + 200*time.Millisecond)
+	if _, b, _ := do(t, "GET", u); !strings.Contains(string(b), "7.7.7") {
+		t.Errorf("the version came of age, the p2 file still holds it back (%d bytes)", len(b))
+	}
 }

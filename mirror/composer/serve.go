@@ -218,6 +218,13 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		if _, snap := fetch.Snapshot(r); !snap && cm.repo == nil {
+			// Filtered from the stored p2 file alone, and so until the
+			// next held-back version comes of age.
+			if win, ok := cm.derived.Window(fetch.DerivedKey{ID: res.Entry.ID()}); ok {
+				fetch.ReplayableFiltered(w, cm.p2Key(name, dev), cm.m.TTL, res, win)
+			}
+		}
 		return fetch.ServeDoc(w, r, d, fetch.HeaderJSON, res)
 	}
 	if cm.repo == nil {

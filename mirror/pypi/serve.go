@@ -186,6 +186,13 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 	}
 	if pm.filters(r, raw) {
 		page = pm.cooled(r, res, page, raw)
+		if _, snap := fetch.Snapshot(r); !snap && pm.repo == nil {
+			// Filtered from the stored page alone, and so until the next
+			// held-back file comes of age.
+			if win, ok := pm.derived.Window(fetch.DerivedKey{ID: res.Entry.ID()}); ok {
+				fetch.ReplayableFiltered(w, pm.metaKey("simple", raw+".json"), pm.m.TTL, res, win)
+			}
+		}
 	} else if pm.repo == nil {
 		// The page depends only on the stored one and the request's
 		// shape: the server may send it again as it is (fetch.Replayable).
