@@ -292,19 +292,23 @@ func TestAbortCutsTheResponse(t *testing.T) {
 	}
 }
 
+// waitCancelled waits up to 10 s for the request's context to end and
+// says after how long it did (-1: it did not).
+func waitCancelled(r *http.Request, cancelled chan<- time.Duration) {
+	start := time.Now()
+	select {
+	case <-r.Context().Done():
+		cancelled <- time.Since(start)
+	case <-time.After(10 * time.Second):
+		cancelled <- -1
+	}
+}
+
 // A client that hangs up while a handler runs long cancels the request's
 // context, as with net/http (the proxy stops waiting for it).
 func TestHangUpCancelsTheRequest(t *testing.T) {
 	cancelled := make(chan time.Duration, 1)
-	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		select {
-		case <-r.Context().Done():
-			cancelled <- time.Since(start)
-		case <-time.After(10 * time.Second):
-			cancelled <- -1
-		}
-	}))
+	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { waitCancelled(r, cancelled) }))
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -327,13 +331,7 @@ func TestHangUpAfterFastRequests(t *testing.T) {
 			io.WriteString(w, "fast")
 			return
 		}
-		start := time.Now()
-		select {
-		case <-r.Context().Done():
-			cancelled <- time.Since(start)
-		case <-time.After(10 * time.Second):
-			cancelled <- -1
-		}
+		waitCancelled(r, cancelled)
 	}))
 	c, err := net.Dial("tcp", addr)
 	if err != nil {

@@ -49,6 +49,17 @@ func newEnv(t testing.TB, ttl time.Duration) *env { t.Helper(); return newEnvWit
 // "packagist" on local storage; mod adjusts the proxy's options.
 func newEnvWith(t testing.TB, ttl time.Duration, mod func(*proxy.Options)) *env {
 	t.Helper()
+	return startEnv(t, ttl, mod, func(srv *proxy.Server) string {
+		hs := httptest.NewServer(srv.Handler())
+		t.Cleanup(func() { hs.Close(); srv.Close() })
+		return hs.URL
+	})
+}
+
+// startEnv is newEnvWith with the server started by serve, which returns
+// its base URL.
+func startEnv(t testing.TB, ttl time.Duration, mod func(*proxy.Options), serve func(*proxy.Server) string) *env {
+	t.Helper()
 	up := fakepackagist.New()
 	if err := up.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
@@ -68,9 +79,7 @@ func newEnvWith(t testing.TB, ttl time.Duration, mod func(*proxy.Options)) *env 
 		mod(&opts)
 	}
 	srv := proxy.New(opts)
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return &env{up: up, store: st, srv: srv, url: hs.URL + "/packagist", opts: opts}
+	return &env{up: up, store: st, srv: srv, url: serve(srv) + "/packagist", opts: opts}
 }
 
 func do(t testing.TB, method, url string, hdr ...string) (*http.Response, []byte, error) {

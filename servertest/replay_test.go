@@ -1,11 +1,7 @@
 package servertest_test
 
 import (
-	"context"
-	"errors"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,49 +9,16 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
+	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
-	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
 // servedEnv is newEnvWith served by the proxy's own Serve (the HTTP/1.1
 // loop of package h1, where kept responses are replayed), not httptest.
 func servedEnv(t *testing.T, ttl time.Duration, mod func(*proxy.Options)) *env {
 	t.Helper()
-	up := fakepackagist.New()
-	if err := up.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(up.Stop)
-	st, err := local.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := proxy.Options{
-		Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
-		Mirrors:         []proxy.Mirror{{Name: "packagist", Type: "composer", URL: up.URL(), TTL: ttl, NotFoundTTL: time.Second}},
-		UpstreamTimeout: 5 * time.Second,
-		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
-	if mod != nil {
-		mod(&opts)
-	}
-	srv := proxy.New(opts)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, l, time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.Error(err)
-		}
-		srv.Close()
-	})
-	return &env{up: up, store: st, srv: srv, url: "http://" + l.Addr().String() + "/packagist", opts: opts}
+	return startEnv(t, ttl, mod, func(srv *proxy.Server) string { return mirrortest.ServeProxy(t, srv) })
 }
 
 // metricSum sums the samples of a metric family (any labels) on /metrics.

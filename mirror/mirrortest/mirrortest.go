@@ -85,13 +85,13 @@ func startTTL(t *testing.T, st *countingStore, typ, url string, ttl time.Duratio
 		// Failures not remembered: the contract checks that a healed
 		// upstream is fetched again.
 		VerifyFailureTTL: -1}
-	return &env{store: st, base: serve(t, proxy.New(opts)) + "/m", opts: opts}
+	return &env{store: st, base: ServeProxy(t, proxy.New(opts)) + "/m", opts: opts}
 }
 
-// serve runs srv as the binary does (its own Serve: the HTTP/1.1 loop of
-// package h1, where warm documents are replayed, in front of net/http)
-// on a free loopback port, and returns its base URL.
-func serve(t *testing.T, srv *proxy.Server) string {
+// ServeProxy runs srv as the binary does (its own Serve: the HTTP/1.1 loop
+// of package h1, where warm documents are replayed, in front of net/http)
+// on a free loopback port until the test ends, and returns its base URL.
+func ServeProxy(t testing.TB, srv *proxy.Server) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -131,7 +131,7 @@ func Serve(t *testing.T, m proxy.Mirror) string {
 		opts.Mirrors[0].Public = true
 		opts.Tokens = []proxy.Token{{Name: "test", SHA256: sha256.Sum256([]byte(WriteToken)), Read: true, Write: true}}
 	}
-	return serve(t, proxy.New(opts)) + "/" + m.Name
+	return ServeProxy(t, proxy.New(opts)) + "/" + m.Name
 }
 
 // Get does a request and returns the status, headers and body; a body
