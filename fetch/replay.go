@@ -28,6 +28,9 @@ type ReplayGuard struct {
 	TTL   time.Duration
 	Entry *MetaEntry
 	Until time.Time // zero: no limit
+	// Also is the guard of a second entry the response comes from (npm's
+	// full packument, whose publish times filter the abbreviated one).
+	Also *ReplayGuard
 }
 
 // Holds reports whether the response is still what its handler would
@@ -37,7 +40,7 @@ func (g ReplayGuard) Holds(c *Core) bool {
 		return false
 	}
 	res, ok := c.FreshInMemory(g.Key, g.TTL)
-	return ok && res.Entry == g.Entry
+	return ok && res.Entry == g.Entry && (g.Also == nil || g.Also.Holds(c))
 }
 
 // ReplayRecorder is implemented by a response writer that can keep a
@@ -61,17 +64,31 @@ func Replayable(w http.ResponseWriter, key string, ttl time.Duration, res MetaRe
 	}
 }
 
+// ReplayFrom is a memory entry (Key, fresh for the mirror's TTL) that a
+// response comes from, as Res found it.
+type ReplayFrom struct {
+	Key string
+	Res MetaResult
+}
+
 // ReplayableFiltered is Replayable for a document filtered by policies
-// (a cooldown, deny rules; never a snapshot's) from res alone, whose
-// filtering holds under window: the response is replayed until the next
-// held-back version comes of age.
-func ReplayableFiltered(w http.ResponseWriter, key string, ttl time.Duration, res MetaResult, window policy.Window) {
-	if res.Stale || res.Entry == nil {
+// (a cooldown, deny rules; never a snapshot's) from one or two entries
+// (from), whose filtering holds under window: the response is replayed
+// until the next held-back version comes of age.
+func ReplayableFiltered(w http.ResponseWriter, ttl time.Duration, window policy.Window, from ...ReplayFrom) {
+	rr, ok := w.(ReplayRecorder)
+	if !ok || len(from) == 0 || len(from) > 2 {
 		return
 	}
-	if rr, ok := w.(ReplayRecorder); ok {
-		rr.MarkReplayable(ReplayGuard{Key: key, TTL: ttl, Entry: res.Entry, Until: window.Next})
+	var g *ReplayGuard
+	for i := len(from) - 1; i >= 0; i-- {
+		f := from[i]
+		if f.Res.Stale || f.Res.Entry == nil {
+			return
+		}
+		g = &ReplayGuard{Key: f.Key, TTL: ttl, Entry: f.Res.Entry, Until: window.Next, Also: g}
 	}
+	rr.MarkReplayable(*g)
 }
 
 func replayBody(w http.ResponseWriter, body []byte) {

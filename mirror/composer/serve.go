@@ -222,7 +222,7 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 			// Filtered from the stored p2 file alone, and so until the
 			// next held-back version comes of age.
 			if win, ok := cm.derived.Window(fetch.DerivedKey{ID: res.Entry.ID()}); ok {
-				fetch.ReplayableFiltered(w, cm.p2Key(name, dev), cm.m.TTL, res, win)
+				fetch.ReplayableFiltered(w, cm.m.TTL, win, fetch.ReplayFrom{Key: cm.p2Key(name, dev), Res: res})
 			}
 		}
 		return fetch.ServeDoc(w, r, d, fetch.HeaderJSON, res)

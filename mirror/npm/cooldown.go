@@ -41,14 +41,24 @@ func (nm *npmMirror) times(ctx context.Context, n string) (fetch.MetaResult, map
 	return res, p.pkg.Times, nil
 }
 
-// cooled is the packument p (of entry res) as the cooldown lets clients
-// see it.
-func (nm *npmMirror) cooled(r *http.Request, n string, res fetch.MetaResult, p *parsed) (*parsed, error) {
+// cooled is the packument p (of entry res, abbreviated or not) as the
+// cooldown lets clients see it. Outside a snapshot, the response w gets
+// is marked replayable until the next held-back version comes of age
+// (fetch.ReplayableFiltered): it comes from res and the full packument.
+func (nm *npmMirror) cooled(w http.ResponseWriter, r *http.Request, n string, abbreviated bool, res fetch.MetaResult, p *parsed) (*parsed, error) {
 	full, times, err := nm.times(r.Context(), n)
 	if err != nil {
 		return nil, err
 	}
 	key := fetch.DerivedKey{ID: res.Entry.ID(), ID2: full.Entry.ID(), Day: fetch.SnapshotDay(r)}
+	if _, snap := fetch.Snapshot(r); !snap && nm.repo == nil {
+		defer func() {
+			if win, ok := nm.derived.Window(key); ok {
+				fetch.ReplayableFiltered(w, nm.m.TTL, win, fetch.ReplayFrom{Key: nm.packumentKey(n, abbreviated), Res: res},
+					fetch.ReplayFrom{Key: nm.packumentKey(n, false), Res: full})
+			}
+		}()
+	}
 	if v, ok := nm.derived.Lookup(key, time.Now()); ok {
 		return v.(*parsed), nil
 	}

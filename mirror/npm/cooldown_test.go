@@ -2,6 +2,7 @@ package npm_test
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,5 +46,52 @@ func TestCooldownHidesYoungVersions(t *testing.T) {
 	}
 	if code, _, _, _ := mirrortest.Get(t, base+"/fresh/-/fresh-1.0.0.tgz"); code != 200 {
 		t.Errorf("tarball of the old version: %d", code)
+	}
+}
+
+// A packument filtered by a cooldown is replayed as it was made (from the
+// abbreviated or full packument and the full one's times) until the next
+// held-back version comes of age; then the version appears in both forms.
+func TestCooledPackumentReplayedUntilAVersionComesOfAge(t *testing.T) {
+	ofAge := time.Now().Add(3 * time.Second) // publish times have whole seconds
+	up := fakenpm.New()
+	up.Publish("soon", fakenpm.Version{Version: "1.0.0", Time: ofAge.Add(-10 * 24 * time.Hour)})
+	up.Publish("soon", fakenpm.Version{Version: "2.0.0", Time: ofAge.Add(-72 * time.Hour)})
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	base := mirrortest.Serve(t, proxy.Mirror{Name: "npm", Type: "npm", URL: up.URL(),
+		Cooldown: policy.Cooldown{Age: 72 * time.Hour}, TTL: time.Hour})
+	replayed := func() int {
+		_, _, b, _ := mirrortest.Get(t, strings.TrimSuffix(base, "/npm")+"/metrics")
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "mirror_replayed_responses_total "); ok {
+				n, _ := strconv.Atoi(v)
+				return n
+			}
+		}
+		return 0
+	}
+	accepts := []string{"application/json", "application/vnd.npm.install-v1+json"}
+	for _, accept := range accepts {
+		_, _, first, _ := mirrortest.Get(t, base+"/soon", "Accept", accept)
+		if strings.Contains(string(first), `"2.0.0"`) || !strings.Contains(string(first), `"1.0.0"`) {
+			t.Fatalf("%s: the young version is not held back: %.300s", accept, first)
+		}
+		for i := 0; i < 3; i++ {
+			if _, _, b, _ := mirrortest.Get(t, base+"/soon", "Accept", accept); string(b) != string(first) {
+				t.Fatalf("%s, request %d: %.300s, want the first answer", accept, i, b)
+			}
+		}
+	}
+	if n := replayed(); n < 6 {
+		t.Errorf("%d filtered packuments replayed, want 6", n)
+	}
+	time.Sleep(time.Until(ofAge) + 200*time.Millisecond)
+	for _, accept := range accepts {
+		if _, _, b, _ := mirrortest.Get(t, base+"/soon", "Accept", accept); !strings.Contains(string(b), `"2.0.0"`) {
+			t.Errorf("%s: the version came of age, the packument still holds it back (%d bytes)", accept, len(b))
+		}
 	}
 }

@@ -198,7 +198,7 @@ func (nm *npmMirror) packument(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if nm.filters(r, n) {
-		if p, err = nm.cooled(r, n, res, p); err != nil {
+		if p, err = nm.cooled(w, r, n, abbreviated, res, p); err != nil {
 			return err
 		}
 	} else if nm.repo == nil {

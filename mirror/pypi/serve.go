@@ -190,7 +190,7 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 			// Filtered from the stored page alone, and so until the next
 			// held-back file comes of age.
 			if win, ok := pm.derived.Window(fetch.DerivedKey{ID: res.Entry.ID()}); ok {
-				fetch.ReplayableFiltered(w, pm.metaKey("simple", raw+".json"), pm.m.TTL, res, win)
+				fetch.ReplayableFiltered(w, pm.m.TTL, win, fetch.ReplayFrom{Key: pm.metaKey("simple", raw+".json"), Res: res})
 			}
 		}
 	} else if pm.repo == nil {
