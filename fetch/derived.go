@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"net/http"
 	"sync"
 	"time"
 
@@ -55,12 +56,19 @@ func (d *Derived) Lookup(key DerivedKey, now time.Time) (any, bool) {
 	return nil, false
 }
 
-// Window is the window under which the value kept for key was derived.
-func (d *Derived) Window(key DerivedKey) (policy.Window, bool) {
+// Replayable marks the response w is about to get, a document filtered
+// into the value kept for key, as replayable while the window it was
+// filtered under holds (ReplayableFiltered); a dated snapshot's never is.
+func (d *Derived) Replayable(w http.ResponseWriter, r *http.Request, key DerivedKey, ttl time.Duration, from ...ReplayFrom) {
+	if _, snap := Snapshot(r); snap {
+		return
+	}
 	d.mu.RLock()
 	v, ok := d.m[key]
 	d.mu.RUnlock()
-	return v.window, ok
+	if ok {
+		ReplayableFiltered(w, ttl, v.window, from...)
+	}
 }
 
 // Get returns the value derived for key, computing it with make when there

@@ -60,7 +60,7 @@ func etagMatch(header, etag string) bool {
 // first made, so that the owner can count them.
 func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *GzBody, made func()) error {
 	h := w.Header()
-	if acceptsGzip(r) {
+	if AcceptsGzip(r) {
 		h["Content-Encoding"] = hvGzip
 		h["Content-Length"] = b.gzLen
 		if r.Method == http.MethodHead {
@@ -153,9 +153,7 @@ func notModified(r *http.Request, mod time.Time) bool {
 }
 
 // AcceptsGzip reports whether the client takes gzip-encoded documents.
-func AcceptsGzip(r *http.Request) bool { return acceptsGzip(r) }
-
-func acceptsGzip(r *http.Request) bool {
+func AcceptsGzip(r *http.Request) bool {
 	rest := HeaderValue(r, "Accept-Encoding")
 	for rest != "" {
 		var part string

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -88,11 +87,13 @@ const (
 	maxReplayedBody = 8 << 20 // larger documents take the full path
 )
 
+// replays: lookups read the map without a lock; put and drop keep the
+// count and the bytes under mu.
 type replays struct {
 	m     sync.Map // replayKey → *replay
-	n     atomic.Int64
-	bytes atomic.Int64
-	mu    sync.Mutex // serializes put and drop's accounting
+	mu    sync.Mutex
+	n     int
+	bytes int64
 }
 
 func (t *replays) get(k replayKey) *replay {
@@ -107,17 +108,16 @@ func (t *replays) put(k replayKey, rp *replay) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if old, ok := t.m.Load(k); ok {
-		t.n.Add(-1)
-		t.bytes.Add(-old.(*replay).weight())
+		t.n--
+		t.bytes -= old.(*replay).weight()
 	}
-	if t.n.Load() >= maxReplays || t.bytes.Load()+rp.weight() > maxReplayBytes {
+	if t.n >= maxReplays || t.bytes+rp.weight() > maxReplayBytes {
 		t.m.Clear()
-		t.n.Store(0)
-		t.bytes.Store(0)
+		t.n, t.bytes = 0, 0
 	}
 	t.m.Store(k, rp)
-	t.n.Add(1)
-	t.bytes.Add(rp.weight())
+	t.n++
+	t.bytes += rp.weight()
 }
 
 // drop removes rp (found stale) unless it was replaced meanwhile.
@@ -125,8 +125,8 @@ func (t *replays) drop(k replayKey, rp *replay) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m.CompareAndDelete(k, rp) {
-		t.n.Add(-1)
-		t.bytes.Add(-rp.weight())
+		t.n--
+		t.bytes -= rp.weight()
 	}
 }
 

@@ -218,12 +218,10 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		if _, snap := fetch.Snapshot(r); !snap && cm.repo == nil {
+		if cm.repo == nil {
 			// Filtered from the stored p2 file alone, and so until the
 			// next held-back version comes of age.
-			if win, ok := cm.derived.Window(fetch.DerivedKey{ID: res.Entry.ID()}); ok {
-				fetch.ReplayableFiltered(w, cm.m.TTL, win, fetch.ReplayFrom{Key: cm.p2Key(name, dev), Res: res})
-			}
+			cm.derived.Replayable(w, r, fetch.DerivedKey{ID: res.Entry.ID()}, cm.m.TTL, fetch.ReplayFrom{Key: cm.p2Key(name, dev), Res: res})
 		}
 		return fetch.ServeDoc(w, r, d, fetch.HeaderJSON, res)
 	}

@@ -51,13 +51,9 @@ func (nm *npmMirror) cooled(w http.ResponseWriter, r *http.Request, n string, ab
 		return nil, err
 	}
 	key := fetch.DerivedKey{ID: res.Entry.ID(), ID2: full.Entry.ID(), Day: fetch.SnapshotDay(r)}
-	if _, snap := fetch.Snapshot(r); !snap && nm.repo == nil {
-		defer func() {
-			if win, ok := nm.derived.Window(key); ok {
-				fetch.ReplayableFiltered(w, nm.m.TTL, win, fetch.ReplayFrom{Key: nm.packumentKey(n, abbreviated), Res: res},
-					fetch.ReplayFrom{Key: nm.packumentKey(n, false), Res: full})
-			}
-		}()
+	if nm.repo == nil {
+		defer nm.derived.Replayable(w, r, key, nm.m.TTL, fetch.ReplayFrom{Key: nm.packumentKey(n, abbreviated), Res: res},
+			fetch.ReplayFrom{Key: nm.packumentKey(n, false), Res: full})
 	}
 	if v, ok := nm.derived.Lookup(key, time.Now()); ok {
 		return v.(*parsed), nil

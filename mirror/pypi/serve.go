@@ -186,12 +186,10 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 	}
 	if pm.filters(r, raw) {
 		page = pm.cooled(r, res, page, raw)
-		if _, snap := fetch.Snapshot(r); !snap && pm.repo == nil {
+		if pm.repo == nil {
 			// Filtered from the stored page alone, and so until the next
 			// held-back file comes of age.
-			if win, ok := pm.derived.Window(fetch.DerivedKey{ID: res.Entry.ID()}); ok {
-				fetch.ReplayableFiltered(w, pm.m.TTL, win, fetch.ReplayFrom{Key: pm.metaKey("simple", raw+".json"), Res: res})
-			}
+			pm.derived.Replayable(w, r, fetch.DerivedKey{ID: res.Entry.ID()}, pm.m.TTL, fetch.ReplayFrom{Key: pm.metaKey("simple", raw+".json"), Res: res})
 		}
 	} else if pm.repo == nil {
 		// The page depends only on the stored one and the request's
