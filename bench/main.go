@@ -82,6 +82,7 @@ func main() {
 
 // env holds everything the run started.
 type env struct {
+	stopOnce  sync.Once
 	dir       string
 	procs     []*exec.Cmd
 	proxyURL  string
@@ -104,7 +105,9 @@ type env struct {
 // nginx: its graceful stop, which also ends its workers), then, after a grace
 // period, SIGKILL to the whole process group, so that no worker is
 // orphaned and left listening.
-func (e *env) stop() {
+func (e *env) stop() { e.stopOnce.Do(e.stopAll) }
+
+func (e *env) stopAll() {
 	for _, p := range e.procs {
 		if p.Process == nil {
 			continue
@@ -170,8 +173,15 @@ func waitHTTP(u string) error {
 func (e *env) start(name string, cmd *exec.Cmd) error {
 	logf, _ := os.Create(filepath.Join(e.dir, name+".log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, so that stop can end its children too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so that stop can end its children too; and
+	// if the bench itself dies (killed, a second Ctrl-C during the clean
+	// up), the kernel sends the stop signal (nginx: its graceful stop,
+	// which ends its workers too), so nothing is left listening.
+	sig := syscall.SIGTERM
+	if strings.Contains(filepath.Base(cmd.Path), "nginx") {
+		sig = syscall.SIGQUIT
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: sig}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
@@ -734,17 +744,27 @@ func run(sz sizes) (err error) {
 	if err != nil {
 		return err
 	}
+	// Interrupted (Ctrl-C, kill), during a run or -serve: stop everything
+	// started, then exit; further signals during the clean up are taken
+	// by the same handler, not by the default action, which would leave
+	// the processes behind.
+	interrupted := make(chan os.Signal, 1)
+	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(interrupted)
 	var rows []row
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
 	logf("proxy %s, nginx %s, upstreams %s %s %s, files in %s", e.proxyURL, e.nginxURL, e.packURL, e.pypiURL, e.blobURL, e.dir)
 	if *serve {
 		logf("serving until interrupted; proxy profiles at http://%s/debug/pprof/", e.debugAddr)
-		// Interrupted (Ctrl-C, kill): stop everything started, as a run does.
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		<-ctx.Done()
+		<-interrupted
 		return nil
 	}
+	go func() {
+		<-interrupted
+		logf("interrupted: stopping everything the run started")
+		e.stop()
+		os.Exit(130)
+	}()
 
 	// 1. Warm metadata.
 	type target struct{ name, proxy, nginx, nginxCork, accept string }
