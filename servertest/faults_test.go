@@ -221,7 +221,10 @@ func TestAbortedResponsesAreLoggedAndCounted(t *testing.T) {
 	e := newHostile(t, "composer", "", nil)
 	e.up.Handle("/packages.json", hostile.Body("application/json", composerRoot))
 	e.up.Handle("/p2/a/bad.json", hostile.Body("application/json", p2JSON("a/bad", e.up.URL()+"/dl/bad.zip", strings.Repeat("0", 40))))
-	e.up.Handle("/dl/bad.zip", hostile.Bytes(bytes.Repeat([]byte("z"), 3<<20)))
+	// The body pauses before its end, so that the response has begun when
+	// the checksum fails (a download that ends first is a plain 502).
+	z := bytes.Repeat([]byte("z"), 3<<20)
+	e.up.Handle("/dl/bad.zip", hostile.Stall(z[:2<<20], z[2<<20:], 500*time.Millisecond))
 	code, _, _ := timedGet(t, e.base+"/m/zipball/a/bad/1.0.0.0/refabc.zip", 10*time.Second)
 	if code == 200 {
 		t.Fatalf("corrupt file served cleanly")
