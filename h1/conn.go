@@ -38,6 +38,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 type conn struct {
 	s      *Server
+	ph     PreparedHandler // the Handler, when it is one
 	nc     net.Conn
 	cr     connReader
 	br     *bufio.Reader
@@ -45,7 +46,7 @@ type conn struct {
 	ctx    context.Context
 	state  atomic.Int32
 
-	req  http.Request // the request being parsed, before it gets its context
+	req  http.Request // the request being parsed and served, before it gets a context
 	resp response     // the response being written (one per connection, reset per request)
 	hdr  http.Header  // its header map, cleared and used again
 
@@ -76,6 +77,7 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr().String()}
+	c.ph, _ = s.Handler.(PreparedHandler)
 	c.cr.c = c
 	c.br = bufio.NewReaderSize(&c.cr, readBufSize)
 	c.wcond.L = &c.wmu
@@ -127,7 +129,7 @@ func (c *conn) serve() {
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
 			return // closed by Shutdown as the request arrived
 		}
-		req, cancel, ok, err := c.readRequest()
+		ok, err := c.readRequest()
 		if err != nil {
 			return
 		}
@@ -135,7 +137,7 @@ func (c *conn) serve() {
 			c.handOff()
 			return
 		}
-		c.serveRequest(req, cancel)
+		c.serveRequest()
 		if c.closeAfter {
 			return
 		}
@@ -168,13 +170,14 @@ func (c *conn) handOff() {
 
 var crlfcrlf = []byte("\r\n\r\n")
 
-// readRequest reads one request's header block. ok is false when the
-// request is not one for this loop (the connection is then handed off,
-// nothing consumed); err when the connection failed or timed out.
-func (c *conn) readRequest() (req *http.Request, cancel context.CancelFunc, ok bool, err error) {
+// readRequest reads one request's header block into c.req. ok is false
+// when the request is not one for this loop (the connection is then
+// handed off, nothing consumed); err when the connection failed or timed
+// out.
+func (c *conn) readRequest() (ok bool, err error) {
 	first, _ := c.br.Peek(1)
 	if first[0] != 'G' && first[0] != 'H' {
-		return nil, nil, false, nil // not GET or HEAD: no need to wait for the rest
+		return false, nil // not GET or HEAD: no need to wait for the rest
 	}
 	deadline := false
 	for {
@@ -184,22 +187,20 @@ func (c *conn) readRequest() (req *http.Request, cancel context.CancelFunc, ok b
 			buf = buf[:end+4]
 		}
 		if bareLF(buf) {
-			return nil, nil, false, nil // net/http takes those; the loop would wait for a CRLF
+			return false, nil // net/http takes those; the loop would wait for a CRLF
 		}
 		if end >= 0 {
 			block := buf
 			if !parseRequest(block, &c.req) {
-				return nil, nil, false, nil
+				c.req = http.Request{}
+				return false, nil
 			}
 			_, _ = c.br.Discard(len(block))
 			c.req.RemoteAddr = c.remote
-			ctx, cancel := context.WithCancel(c.ctx)
-			req := c.req.WithContext(ctx) // the one copy of the request
-			c.req = http.Request{}
-			return req, cancel, true, nil
+			return true, nil
 		}
 		if c.br.Buffered() >= readBufSize {
-			return nil, nil, false, nil // a larger header block than the loop takes
+			return false, nil // a larger header block than the loop takes
 		}
 		if !deadline {
 			deadline = true
@@ -207,7 +208,7 @@ func (c *conn) readRequest() (req *http.Request, cancel context.CancelFunc, ok b
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.s.readHeaderTimeout()))
 		}
 		if _, err := c.br.Peek(c.br.Buffered() + 1); err != nil {
-			return nil, nil, false, err
+			return false, err
 		}
 	}
 }
@@ -227,30 +228,48 @@ func bareLF(b []byte) bool {
 	return false
 }
 
-func (c *conn) serveRequest(req *http.Request, cancel context.CancelFunc) {
+// serveRequest serves c.req: from a prepared response when the handler
+// has one (PreparedHandler), else by the handler, with a request of its
+// own (the one copy) whose context ends when the handler returns or the
+// client hangs up.
+func (c *conn) serveRequest() {
 	if c.hdr == nil {
 		c.hdr = make(http.Header, 8)
 	}
 	w := &c.resp
-	*w = response{c: c, req: req, header: c.hdr, cl: -1, head: req.Method == http.MethodHead}
-	if req.Close || c.s.closing.Load() {
+	*w = response{c: c, req: &c.req, header: c.hdr, cl: -1, head: c.req.Method == http.MethodHead}
+	if c.req.Close || c.s.closing.Load() {
 		c.closeAfter = true
 	}
-	c.startWatch(cancel)
-	aborted := c.runHandler(w, req)
-	c.stopWatch()
-	if c.gone {
-		c.closeAfter = true
+	served, aborted := false, false
+	if c.ph != nil {
+		served, aborted = c.runPrepared(w)
+	}
+	var cancel context.CancelFunc
+	if !served {
+		var ctx context.Context
+		ctx, cancel = context.WithCancel(c.ctx)
+		req := c.req.WithContext(ctx)
+		w.req = req
+		c.startWatch(cancel)
+		aborted = c.runHandler(w, req)
+		c.stopWatch()
+		if c.gone {
+			c.closeAfter = true
+		}
 	}
 	if aborted {
 		c.closeAfter = true
 	} else {
 		w.finish()
 	}
-	cancel()
-	// The response's state is let go of; its header map is used again
-	// (a handler must not touch the response once it has returned, as
-	// with net/http), unless it grew large.
+	if cancel != nil {
+		cancel()
+	}
+	// The request and the response's state are let go of; the header map
+	// is used again (a handler must not touch the response once it has
+	// returned, as with net/http), unless it grew large.
+	c.req = http.Request{}
 	c.resp = response{}
 	if len(c.hdr) > 32 {
 		c.hdr = nil
@@ -263,6 +282,20 @@ func (c *conn) serveRequest(req *http.Request, cancel context.CancelFunc) {
 	if cap(c.out) > 256<<10 {
 		c.out = nil
 	}
+}
+
+// runPrepared offers the request to the PreparedHandler; aborted if it
+// panicked (as for runHandler).
+func (c *conn) runPrepared(w *response) (served, aborted bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			served, aborted = true, true
+			if p != http.ErrAbortHandler {
+				c.s.logger().Error("http: panic serving "+c.remote, "panic", p, "stack", string(debug.Stack()))
+			}
+		}
+	}()
+	return c.ph.ServePrepared(w, &c.req), false
 }
 
 // runHandler runs the handler; true if it panicked (http.ErrAbortHandler

@@ -51,6 +51,19 @@ type Server struct {
 	closing  atomic.Bool
 }
 
+// PreparedHandler is a Handler that can answer some requests from a
+// response it prepared earlier (see WritePrepared), with nothing to wait
+// for but the client. The loop calls ServePrepared first, without what it
+// sets up for a handler that may run long: the request has no context of
+// its own (r.Context() is the background), its storage is used again for
+// the next request (so neither r nor anything of it may be kept past the
+// return), and a client that hangs up is not watched for. It returns
+// false, having written nothing, to leave the request to ServeHTTP.
+type PreparedHandler interface {
+	http.Handler
+	ServePrepared(w http.ResponseWriter, r *http.Request) bool
+}
+
 const (
 	defaultIdle       = 120 * time.Second
 	defaultReadHeader = 30 * time.Second

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -566,5 +567,87 @@ func TestIdleTimeoutFromLastRequest(t *testing.T) {
 	}
 	if d := time.Since(last); d < idle {
 		t.Errorf("closed %v after the last request, before the idle timeout (%v)", d, idle)
+	}
+}
+
+// preparedServer answers /prepared/* from ServePrepared and everything
+// else from ServeHTTP; /prepared/panic panics.
+type preparedServer struct {
+	head     []byte
+	body     []byte
+	handled  chan context.Context // the contexts ServeHTTP got
+	prepared chan string          // the paths ServePrepared served
+}
+
+func (p *preparedServer) ServePrepared(w http.ResponseWriter, r *http.Request) bool {
+	if !strings.HasPrefix(r.URL.Path, "/prepared/") {
+		return false
+	}
+	if r.URL.Path == "/prepared/panic" {
+		panic("prepared")
+	}
+	if r.Context() != context.Background() {
+		panic("a prepared request has a context of its own")
+	}
+	w.Header()["X-Path"] = []string{r.URL.Path}
+	p.prepared <- r.URL.Path
+	if err := w.(*response).WritePrepared(p.head, p.body); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	return true
+}
+
+func (p *preparedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.handled <- r.Context()
+	w.Header().Set("X-Path", r.URL.Path)
+	_, _ = io.WriteString(w, "handled")
+}
+
+// A PreparedHandler answers what it has prepared without a context or a
+// request of its own; what it declines runs in ServeHTTP as usual (a
+// request context that ends with the handler), on the same connection,
+// pipelined or not; a panic in ServePrepared cuts the connection.
+func TestPreparedHandler(t *testing.T) {
+	body := []byte(`{"prepared":true}`)
+	p := &preparedServer{
+		head:     AppendHeader(nil, http.Header{"Content-Length": {fmt.Sprint(len(body))}, "Content-Type": {"application/json"}}),
+		body:     body,
+		handled:  make(chan context.Context, 10),
+		prepared: make(chan string, 10),
+	}
+	addr, _ := start(t, p, func(s *Server) { s.Logger = slog.New(slog.DiscardHandler) })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "GET /prepared/a HTTP/1.1\r\nHost: x\r\n\r\nGET /other HTTP/1.1\r\nHost: x\r\n\r\nGET /prepared/b HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	for _, want := range []struct{ path, body string }{{"/prepared/a", string(body)}, {"/other", "handled"}, {"/prepared/b", string(body)}} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || resp.Header.Get("X-Path") != want.path || string(got) != want.body {
+			t.Errorf("%s: %d %q %q", want.path, resp.StatusCode, resp.Header.Get("X-Path"), got)
+		}
+	}
+	if a, b := <-p.prepared, <-p.prepared; a != "/prepared/a" || b != "/prepared/b" {
+		t.Errorf("prepared: %s, %s", a, b)
+	}
+	select {
+	case ctx := <-p.handled:
+		if ctx.Err() == nil {
+			t.Error("the handler's request context did not end with it")
+		}
+	default:
+		t.Error("ServeHTTP did not run")
+	}
+
+	_, _ = io.WriteString(c, "GET /prepared/panic HTTP/1.1\r\nHost: x\r\n\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if resp, err := http.ReadResponse(br, nil); err == nil {
+		t.Errorf("a panic in ServePrepared: got a response, %d", resp.StatusCode)
 	}
 }

@@ -203,6 +203,36 @@ func (rec *recorder) replay() *replay {
 	return &replay{guard: *rec.guard, route: rec.route, head: h1.AppendHeader(nil, h), body: rec.body}
 }
 
+// ServePrepared answers a request from a kept response, when there is
+// one that still holds (h1.PreparedHandler: the loop offers every request
+// here before it sets up a handler's context and hang-up watch, which a
+// replay does not need).
+func (s *Server) ServePrepared(w http.ResponseWriter, r *http.Request) bool {
+	pw, ok := w.(preparedWriter)
+	if !ok {
+		return false
+	}
+	key, ok := replayKeyOf(r)
+	return ok && s.replay(pw, r, key)
+}
+
+// replay sends the response kept for key, if it still holds (a kept
+// response that no longer does is let go of).
+func (s *Server) replay(w preparedWriter, r *http.Request, key replayKey) bool {
+	rp := s.replays.get(key)
+	if rp == nil {
+		return false
+	}
+	if !rp.guard.Holds(s.core) {
+		s.replays.drop(key, rp)
+		return false
+	}
+	s.serveReplay(w, r, rp)
+	return true
+}
+
+var _ h1.PreparedHandler = (*Server)(nil)
+
 // serveReplay sends a kept response, with what the server adds to every
 // request (see frame).
 func (s *Server) serveReplay(w preparedWriter, r *http.Request, rp *replay) {

@@ -260,19 +260,13 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// ServeHTTP serves a request: a kept response when there is one for it
-// (see replay.go), else through echo, keeping the response when its
-// handler marks it replayable.
+// ServeHTTP serves a request through echo. On the h1 loop (the only
+// server whose responses can be replayed), which offered the request to
+// ServePrepared first, it keeps the response when its handler marks it
+// replayable (see replay.go).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if pw, ok := w.(preparedWriter); ok {
+	if _, ok := w.(preparedWriter); ok {
 		if key, ok := replayKeyOf(r); ok {
-			if rp := s.replays.get(key); rp != nil {
-				if rp.guard.Holds(s.core) {
-					s.serveReplay(pw, r, rp)
-					return
-				}
-				s.replays.drop(key, rp)
-			}
 			rec := &recorder{ResponseWriter: w}
 			s.route(rec, r)
 			if rp := rec.replay(); rp != nil {
