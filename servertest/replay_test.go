@@ -173,7 +173,7 @@ func TestNotReplayed(t *testing.T) {
 // version appears.
 func TestReplayOfFilteredDocumentEndsWithItsWindow(t *testing.T) {
 	e := servedEnv(t, time.Hour, func(o *proxy.Options) { o.Mirrors[0].Cooldown = policy.Cooldown{Age: 72 * time.Hour} })
-	ofAge := time.Now().Add(3 * time.Second) // publish times have whole seconds
+	ofAge := time.Now().Add(4 * time.Second).Truncate(time.Second) // publish times have whole seconds
 	e.up.Publish("acme/foo", fakepackagist.Version{Version: "7.7.7", Ref: strings.Repeat("7", 40), Time: ofAge.Add(-72 * time.Hour)})
 	u := e.url + "/p2/acme/foo.json"
 	_, first, _ := do(t, "GET", u)

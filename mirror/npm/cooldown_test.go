@@ -53,16 +53,19 @@ func TestCooldownHidesYoungVersions(t *testing.T) {
 // abbreviated or full packument and the full one's times) until the next
 // held-back version comes of age; then the version appears in both forms.
 func TestCooledPackumentReplayedUntilAVersionComesOfAge(t *testing.T) {
-	ofAge := time.Now().Add(3 * time.Second) // publish times have whole seconds
 	up := fakenpm.New()
-	up.Publish("soon", fakenpm.Version{Version: "1.0.0", Time: ofAge.Add(-10 * 24 * time.Hour)})
-	up.Publish("soon", fakenpm.Version{Version: "2.0.0", Time: ofAge.Add(-72 * time.Hour)})
 	if err := up.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
 	defer up.Stop()
 	base := mirrortest.Serve(t, proxy.Mirror{Name: "npm", Type: "npm", URL: up.URL(),
 		Cooldown: policy.Cooldown{Age: 72 * time.Hour}, TTL: time.Hour})
+	// Published once the proxy is up (its start can take seconds on a
+	// loaded machine), to come of age a few seconds from now; publish
+	// times have whole seconds.
+	ofAge := time.Now().Add(5 * time.Second).Truncate(time.Second)
+	up.Publish("soon", fakenpm.Version{Version: "1.0.0", Time: ofAge.Add(-10 * 24 * time.Hour)})
+	up.Publish("soon", fakenpm.Version{Version: "2.0.0", Time: ofAge.Add(-72 * time.Hour)})
 	replayed := func() int {
 		_, _, b, _ := mirrortest.Get(t, strings.TrimSuffix(base, "/npm")+"/metrics")
 		for _, l := range strings.Split(string(b), "\n") {
