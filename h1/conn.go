@@ -237,7 +237,7 @@ func (c *conn) serveRequest() {
 		c.hdr = make(http.Header, 8)
 	}
 	w := &c.resp
-	*w = response{c: c, req: &c.req, header: c.hdr, cl: -1, head: c.req.Method == http.MethodHead}
+	*w = response{c: c, header: c.hdr, cl: -1, head: c.req.Method == http.MethodHead}
 	if c.req.Close || c.s.closing.Load() {
 		c.closeAfter = true
 	}
@@ -250,7 +250,6 @@ func (c *conn) serveRequest() {
 		var ctx context.Context
 		ctx, cancel = context.WithCancel(c.ctx)
 		req := c.req.WithContext(ctx)
-		w.req = req
 		c.startWatch(cancel)
 		aborted = c.runHandler(w, req)
 		c.stopWatch()

@@ -28,7 +28,6 @@ const sniffLen = 512
 // body left short of it ends the connection so the client sees the cut.
 type response struct {
 	c      *conn
-	req    *http.Request
 	header http.Header
 
 	status      int
