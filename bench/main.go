@@ -47,12 +47,14 @@ import (
 )
 
 var (
-	smoke    = flag.Bool("smoke", false, "tiny sizes and durations: check that the harness works")
-	out      = flag.String("out", "BENCHMARKS.md", "where to write the results (- for stdout only)")
-	rounds   = flag.Int("rounds", 5, "alternating rounds per measurement (medians are reported)")
-	duration = flag.Duration("duration", 5*time.Second, "wrk duration per round")
-	keep     = flag.Bool("keep", false, "on failure, keep everything running for an hour (debugging)")
-	serve    = flag.Bool("serve", false, "set everything up, print the URLs and wait (for profiling by hand; the proxy's pprof is on DEBUG_ADDR)")
+	smoke       = flag.Bool("smoke", false, "tiny sizes and durations: check that the harness works")
+	out         = flag.String("out", "BENCHMARKS.md", "where to write the results (- for stdout only)")
+	rounds      = flag.Int("rounds", 5, "alternating rounds per measurement (medians are reported)")
+	duration    = flag.Duration("duration", 5*time.Second, "wrk duration per round")
+	keep        = flag.Bool("keep", false, "on failure, keep everything running for an hour (debugging)")
+	ceilingFile = flag.String("ceiling-serve", "", "internal: serve this file as the ceiling server (see ceiling.go)")
+	ceilingAddr = flag.String("ceiling-addr", "", "internal: the ceiling server's address")
+	serve       = flag.Bool("serve", false, "set everything up, print the URLs and wait (for profiling by hand; the proxy's pprof is on DEBUG_ADDR)")
 )
 
 type sizes struct {
@@ -67,6 +69,10 @@ type sizes struct {
 
 func main() {
 	flag.Parse()
+	if *ceilingFile != "" {
+		fmt.Fprintln(os.Stderr, ceilingServe(*ceilingAddr, *ceilingFile))
+		os.Exit(1)
+	}
 	sz := sizes{composerPkgs: 50, pipPkgs: 30, small: 1 << 20, large: 50 << 20, cold: 50 << 20, coldRate: 50 << 20,
 		memClients: 64, memSize: 100 << 20, metaVersions: 260}
 	if *smoke {
@@ -793,6 +799,28 @@ func run(sz sizes) (err error) {
 				f1(median(pr)), f1(median(nr)), ratioCell(ratios), "≥ 1.0"})
 			rows = append(rows, row{"warm metadata, " + t.name + ", " + enc.label + ": p99 latency (ms)", f2(median(pp)), f2(median(np)), f2(median(pp) / median(np)), ""})
 		}
+	}
+
+	// The ceiling (ceiling.go): the same 94 KB p2 bytes, sent plain by a
+	// minimal Go server, against nginx in the same rounds.
+	{
+		hdr := []string{"Accept-Encoding: identity", "Accept: application/json"}
+		t := metaTargets[0]
+		body, err := fetchAll(t.proxy, hdr...)
+		if err != nil {
+			return err
+		}
+		cu, err := e.startCeiling(body)
+		if err != nil {
+			return err
+		}
+		cr, nr, _, _, ratios, err := pairedRounds(cu, []string{t.nginx, t.nginxCork}, 64, rps, hdr)
+		if err != nil {
+			return err
+		}
+		logf("ceiling, p2 file plain: %v rps, nginx %v rps, ratios %v", cr, nr, ratios)
+		rows = append(rows, row{fmt.Sprintf("reference: a minimal Go server sending the same p2 file (%d KB) from memory, no gzip, 64 conns: requests/s (the ceiling of the proxy's design, see below)", len(body)>>10),
+			f1(median(cr)), f1(median(nr)), ratioCell(ratios), ""})
 	}
 
 	// The same p2 file under a 3-day cooldown and a deny rule: the
