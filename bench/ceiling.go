@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 )
 
@@ -70,7 +71,7 @@ func ceilingConn(c net.Conn, resp []byte) {
 
 // startCeiling starts the ceiling server with body and returns its URL.
 func (e *env) startCeiling(body []byte) (string, error) {
-	file := e.dir + "/ceiling.body"
+	file := filepath.Join(e.dir, "ceiling.body")
 	if err := os.WriteFile(file, body, 0o644); err != nil {
 		return "", err
 	}
