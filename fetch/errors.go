@@ -88,8 +88,10 @@ func ErrorOf(err error) *HTTPError {
 		return &HTTPError{http.StatusNotFound, err.Error()}
 	case errors.As(err, &ue):
 		return &HTTPError{ue.Status, ue.Msg}
-	case errors.Is(err, hosted.ErrUnavailable):
+	case errors.Is(err, hosted.ErrUnavailable), errors.Is(err, hosted.ErrLockUnavailable):
 		return &HTTPError{http.StatusServiceUnavailable, err.Error()}
+	case errors.Is(err, hosted.ErrConflict):
+		return &HTTPError{http.StatusConflict, err.Error()}
 	case errors.Is(err, context.Canceled):
 		return &HTTPError{499, "client closed the request"}
 	case errors.Is(err, context.DeadlineExceeded):

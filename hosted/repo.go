@@ -27,9 +27,15 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/storage/cas"
 )
 
-// ErrUnavailable: storage (or the lock that guards index updates) could
-// not be reached; nothing was changed.
+// ErrUnavailable: storage could not be reached; nothing was changed.
 var ErrUnavailable = errors.New("hosted storage unavailable")
+
+// ErrLockUnavailable: the lock that serialises index updates across
+// replicas (Redis) could not be taken; nothing was changed.
+var ErrLockUnavailable = errors.New("the lock of hosted index updates (Redis) is unavailable")
+
+// ErrConflict: a file is already stored under a path with other bytes.
+var ErrConflict = errors.New("another file is stored under that name")
 
 // maxIndexBytes caps an index object as read (a package with thousands of
 // versions stays far below it).
@@ -225,11 +231,17 @@ func (r *Repo) Stat(ctx context.Context, path string) (storage.Info, error) {
 }
 
 // PutFile stores a published file under path (relative to the
-// repository) from r, create-only. Paths are content-addressed by the
-// caller, so an existing object holds the same bytes and is kept.
+// repository) from r, create-only. Callers content-address their paths
+// (the path holds the file's digest), so an existing object holds the
+// same bytes and is kept (an identical retry); as a guard, one of another
+// size is ErrConflict.
 func (r *Repo) PutFile(ctx context.Context, path string, body io.Reader, size int64, contentType string) error {
 	err := r.store.Put(ctx, r.Key(path), body, storage.PutOptions{Size: size, CreateOnly: true, ContentType: contentType})
 	if errors.Is(err, storage.ErrExists) {
+		info, serr := r.store.Stat(ctx, r.Key(path))
+		if serr == nil && info.Size != size {
+			return fmt.Errorf("%w: %s", ErrConflict, path)
+		}
 		return nil
 	}
 	if err != nil {
@@ -239,11 +251,35 @@ func (r *Repo) PutFile(ctx context.Context, path string, body io.Reader, size in
 }
 
 // Update changes name's index with change (old is nil for a new package)
-// under a conditional write, retried when another writer got there first;
-// then records name among the owned names. An error returned by change
-// ends the update with nothing written and is returned as it is.
+// under a conditional write, retried when another writer got there first.
+// An error returned by change ends the update with nothing written and is
+// returned as it is; a change that returns old unchanged (an identical
+// retry) writes nothing and succeeds.
+//
+// Ownership is claimed before the index is written, never after: the
+// name's first publish checks its change against the index as it is, adds
+// the name to the owned names, then writes the index. A fault between the
+// two leaves the name owned with nothing published (no version of it is
+// taken from the upstream meanwhile), and a retry publishes; there is no
+// interleaving that leaves a published version under a name not owned.
 func (r *Repo) Update(ctx context.Context, name string, change func(old []byte) ([]byte, error)) error {
 	key := r.indexKey(name)
+	if n, err := r.Names(ctx); err != nil || !n.Set[name] {
+		// A refused change claims nothing: try it on the index as stored.
+		old, _, err := r.read(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			old, err = nil, nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if _, err := change(old); err != nil {
+			return err
+		}
+		if err := r.own(ctx, name); err != nil {
+			return err
+		}
+	}
 	var changeErr error
 	err := cas.Update(ctx, r.store, key, r.lock, func(old []byte) ([]byte, error) {
 		b, err := change(old)
@@ -254,11 +290,19 @@ func (r *Repo) Update(ctx context.Context, name string, change func(old []byte) 
 		if changeErr != nil && errors.Is(err, changeErr) {
 			return changeErr
 		}
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return unavailable(err)
 	}
 	r.forget(key)
 	r.tell(ctx, key)
-	return r.own(ctx, name)
+	return nil
+}
+
+// unavailable names what could not be reached: the lock or storage.
+func unavailable(err error) error {
+	if errors.Is(err, cas.ErrLock) {
+		return fmt.Errorf("%w: %v", ErrLockUnavailable, err)
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
 }
 
 // own adds name to the owned names (once).
@@ -284,7 +328,7 @@ func (r *Repo) own(ctx context.Context, name string) error {
 		return buf.Bytes(), err
 	})
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return unavailable(err)
 	}
 	r.forget(key)
 	r.tell(ctx, key)

@@ -97,3 +97,124 @@ func TestNamesUnknownWhenStorageNeverAnswered(t *testing.T) {
 		t.Errorf("err = %v, want ErrUnavailable", err)
 	}
 }
+
+// faultyStore fails the n-th write (1-based) it is asked for, once; a
+// write that "fails after landing" (landed) is stored, then reported as
+// failed (a timeout whose request went through).
+type faultyStore struct {
+	storage.Store
+	mu     sync.Mutex
+	n      int
+	landed bool
+	puts   int
+}
+
+var errInjected = errors.New("injected fault")
+
+func (s *faultyStore) Put(ctx context.Context, key string, r io.Reader, o storage.PutOptions) error {
+	s.mu.Lock()
+	s.puts++
+	fail := s.puts == s.n
+	s.mu.Unlock()
+	if !fail {
+		return s.Store.Put(ctx, key, r, o)
+	}
+	if s.landed {
+		if err := s.Store.Put(ctx, key, r, o); err != nil {
+			return err
+		}
+	}
+	return errInjected
+}
+
+// A first publish (a file, then the index) interrupted at each of its
+// writes, before or after the write lands: the name ends owned once the
+// publish is retried, the retry succeeds, and the file and index agree.
+func TestFirstPublishInterruptedAtEachWrite(t *testing.T) {
+	publish := func(r *Repo) error {
+		ctx := context.Background()
+		body := "bytes of 1.0"
+		if err := r.PutFile(ctx, "files/sha-1/p-1.0.tgz", strings.NewReader(body), int64(len(body)), ""); err != nil {
+			return err
+		}
+		return r.Update(ctx, "p", func(old []byte) ([]byte, error) {
+			if strings.Contains(string(old), "1.0 files/sha-1/p-1.0.tgz\n") {
+				return old, nil // this very version: an identical retry
+			}
+			if strings.Contains(string(old), "1.0 ") {
+				return nil, errors.New("1.0 was published with other bytes")
+			}
+			return append(old, "1.0 files/sha-1/p-1.0.tgz\n"...), nil
+		})
+	}
+	for _, landed := range []bool{false, true} {
+		for step := 1; step <= 3; step++ { // file, names, index
+			t.Run(fmt.Sprintf("step%d-landed=%v", step, landed), func(t *testing.T) {
+				st, _ := local.New(t.TempDir())
+				fs := &faultyStore{Store: st, n: step, landed: landed}
+				r := New(Options{Store: fs, Prefix: "artifact/m", TTL: time.Hour})
+				if err := publish(r); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), errInjected.Error()) {
+					t.Fatalf("first publish: %v, want the injected fault", err)
+				}
+				if err := publish(r); err != nil {
+					t.Fatalf("retry: %v", err)
+				}
+				// A fresh replica sees the name owned and the version indexed.
+				fresh := New(Options{Store: st, Prefix: "artifact/m"})
+				if owns, err := fresh.Owns(context.Background(), "p"); err != nil || !owns {
+					t.Errorf("owned after the retry: %v %v", owns, err)
+				}
+				x, err := fresh.Index(context.Background(), "p")
+				if err != nil || string(x.Body) != "1.0 files/sha-1/p-1.0.tgz\n" {
+					t.Errorf("index after the retry: %q %v", x.Body, err)
+				}
+				if _, err := fresh.Stat(context.Background(), "files/sha-1/p-1.0.tgz"); err != nil {
+					t.Errorf("file: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// Without retry, a fault after the name was claimed leaves it owned (no
+// upstream version is served under it), never published and unowned.
+func TestNoInterleavingLeavesAPublishedNameUnowned(t *testing.T) {
+	for step := 1; step <= 2; step++ { // names, index
+		st, _ := local.New(t.TempDir())
+		fs := &faultyStore{Store: st, n: step}
+		r := New(Options{Store: fs, Prefix: "artifact/m"})
+		_ = r.Update(context.Background(), "p", func(old []byte) ([]byte, error) { return []byte("1.0\n"), nil })
+		fresh := New(Options{Store: st, Prefix: "artifact/m"})
+		owns, _ := fresh.Owns(context.Background(), "p")
+		x, _ := fresh.Index(context.Background(), "p")
+		if x.Body != nil && !owns {
+			t.Errorf("step %d: the index is written and the name is not owned", step)
+		}
+	}
+}
+
+// A change that refuses a first publish claims nothing.
+func TestRefusedFirstPublishClaimsNothing(t *testing.T) {
+	st, _ := local.New(t.TempDir())
+	r := New(Options{Store: st, Prefix: "artifact/m"})
+	_ = r.Update(context.Background(), "p", func([]byte) ([]byte, error) { return nil, errors.New("bad upload") })
+	if owns, _ := r.Owns(context.Background(), "p"); owns {
+		t.Error("a refused publish claimed the name")
+	}
+}
+
+type deadLock struct{}
+
+func (deadLock) Lock(context.Context, string) (func(), error) {
+	return nil, errors.New("dial tcp 127.0.0.1:6379: connection refused")
+}
+
+// With Redis down, the error says so (not "hosted storage").
+func TestLockDownIsNamed(t *testing.T) {
+	st, _ := local.New(t.TempDir())
+	r := New(Options{Store: st, Prefix: "artifact/m", Lock: deadLock{}})
+	err := r.Update(context.Background(), "p", func([]byte) ([]byte, error) { return []byte("x"), nil })
+	if !errors.Is(err, ErrLockUnavailable) || !strings.Contains(err.Error(), "Redis") {
+		t.Errorf("err = %v, want ErrLockUnavailable naming Redis", err)
+	}
+}

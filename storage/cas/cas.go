@@ -28,6 +28,10 @@ type Locker interface {
 // ErrGaveUp: the object kept changing under the update.
 var ErrGaveUp = errors.New("too many concurrent updates; try again")
 
+// ErrLock: the lock could not be taken (Redis unreachable); nothing was
+// written.
+var ErrLock = errors.New("lock unavailable")
+
 // maxAttempts bounds the retries of one update.
 const maxAttempts = 50
 
@@ -35,7 +39,8 @@ const maxAttempts = 50
 // yet) and writes the result back conditionally, retrying from a fresh
 // read when another writer changed it meanwhile. change may be called
 // several times and must not keep side effects of an earlier call; an
-// error from it ends the update with nothing written. lock, when not nil,
+// error from it ends the update with nothing written, and so does a
+// result equal to old (an update that changes nothing succeeds). lock, when not nil,
 // is held around each read-change-write.
 func Update(ctx context.Context, s storage.Store, key string, lock Locker, change func(old []byte) ([]byte, error)) error {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
@@ -59,7 +64,7 @@ func try(ctx context.Context, s storage.Store, key string, lock Locker, change f
 	if lock != nil {
 		unlock, err := lock.Lock(ctx, "cas:"+key)
 		if err != nil {
-			return false, fmt.Errorf("update %s: %w", key, err)
+			return false, fmt.Errorf("update %s: %w: %w", key, ErrLock, err)
 		}
 		defer unlock()
 	}
@@ -81,6 +86,9 @@ func try(ctx context.Context, s storage.Store, key string, lock Locker, change f
 	next, err := change(old)
 	if err != nil {
 		return false, err
+	}
+	if etag != "" && bytes.Equal(next, old) {
+		return true, nil // nothing to change (an identical retry): nothing written
 	}
 	opts := storage.PutOptions{Size: int64(len(next)), IfMatch: etag, CreateOnly: etag == "", ContentType: "application/json"}
 	err = s.Put(ctx, key, bytes.NewReader(next), opts)
