@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,4 +171,50 @@ func mustNpmWith(t *testing.T, npmrc, dir, registry, cache string, args ...strin
 		t.Fatalf("npm %v: %v\n%s", args, err, tailLines(out, 40))
 	}
 	return out
+}
+
+// The full packument of "victim.abbreviated" (anyone can publish that name
+// upstream) asked for once never becomes the abbreviated packument of
+// "victim": npm's own fetcher (pacote, as pnpm, yarn and npm's
+// lock-inflate path ask: the abbreviated form) gets victim's versions.
+func TestNpmPackumentFormsNeverShareAKey(t *testing.T) {
+	testenv.Deadline(t, 2*time.Minute)
+	node, ok := testenv.LookPath("node")
+	if !ok {
+		testenv.Missing(t, "node", "node 20")
+	}
+	pacote := "/usr/lib/node_modules/npm/node_modules/pacote"
+	if _, err := os.Stat(pacote); err != nil {
+		testenv.Missing(t, "pacote", "node 20's npm (its bundled pacote)")
+	}
+	up := fakenpm.New()
+	up.Publish("victim", fakenpm.Version{Version: "1.0.0"})
+	up.Publish("victim.abbreviated", fakenpm.Version{Version: "6.6.6"})
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	px := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(), "MIRRORS": `[{"name":"npm","type":"npm","url":"` + up.URL() + `"}]`})
+	req, _ := http.NewRequest(http.MethodGet, px.URL+"/npm/victim.abbreviated", nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("the attacker's packument: %d", resp.StatusCode)
+	}
+	script := `const p = require(process.argv[1]);
+p.packument("victim", {registry: process.argv[2], cache: process.argv[3], fullMetadata: false})
+  .then(d => console.log(d.name + " " + Object.keys(d.versions).join(",")), e => { console.error(e); process.exit(1) })`
+	cmd := exec.Command(node, "-e", script, pacote, px.URL+"/npm/", t.TempDir())
+	out, err := output(t, cmd)
+	if err != nil {
+		t.Fatalf("pacote: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(out); got != "victim 1.0.0" {
+		t.Errorf("pacote's abbreviated packument of victim: %q, want victim 1.0.0", got)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,15 +41,38 @@ type Fixture struct {
 	// (with Header sent), and Missing one it never had.
 	Meta, Missing string
 	Header        []string
+	// Forms are requests (a path under the mount, then header name and
+	// value pairs) of distinct (name, form) pairs that a key made of a
+	// client-supplied name plus a suffix or form would confuse (npm's
+	// full packument of "x.abbreviated" and abbreviated one of "x"); the
+	// upstream has each. None may share a stored key with another, and
+	// each answer stays its own however they are interleaved.
+	Forms [][]string
 	// File finds, from the mirror at base ("http://host/m"), the URL of
 	// a file of at least 1 MiB the upstream has, and returns its bytes.
 	File func(t *testing.T, base string) (url string, want []byte)
 }
 
-// countingStore counts every call that reaches storage.
+// countingStore counts every call that reaches storage, and keeps the
+// keys written while written is not nil.
 type countingStore struct {
 	storage.Store
-	calls atomic.Int64
+	calls   atomic.Int64
+	mu      sync.Mutex
+	written map[string]bool
+}
+
+func (s *countingStore) record() (stop func() map[string]bool) {
+	s.mu.Lock()
+	s.written = map[string]bool{}
+	s.mu.Unlock()
+	return func() map[string]bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		w := s.written
+		s.written = nil
+		return w
+	}
 }
 
 func (s *countingStore) Get(ctx context.Context, key string, rng storage.Range) (io.ReadCloser, storage.Info, error) {
@@ -63,6 +87,11 @@ func (s *countingStore) Stat(ctx context.Context, key string) (storage.Info, err
 
 func (s *countingStore) Put(ctx context.Context, key string, r io.Reader, o storage.PutOptions) error {
 	s.calls.Add(1)
+	s.mu.Lock()
+	if s.written != nil {
+		s.written[key] = true
+	}
+	s.mu.Unlock()
 	return s.Store.Put(ctx, key, r, o)
 }
 
@@ -260,6 +289,52 @@ func Run(t *testing.T, f Fixture) {
 		code, _, b, _ := Get(t, u2, "Range", "bytes=10-19")
 		if code != http.StatusPartialContent || string(b) != string(want[10:20]) {
 			t.Errorf("Range: %d %q", code, b)
+		}
+	})
+
+	t.Run("distinct names and forms never share a key", func(t *testing.T) {
+		if len(f.Forms) < 2 {
+			t.Skip("the fixture names no forms")
+		}
+		url, _, _ := f.Start(t)
+		// Each answer alone, from a mirror that was asked nothing else.
+		alone := make([][]byte, len(f.Forms))
+		for i, req := range f.Forms {
+			lst, _ := local.New(t.TempDir())
+			e := start(t, &countingStore{Store: lst}, f.Type, url)
+			code, _, b, _ := Get(t, e.base+req[0], req[1:]...)
+			if code != 200 {
+				t.Fatalf("%v: %d %.200s", req, code, b)
+			}
+			alone[i] = bytes.ReplaceAll(b, []byte(e.base), []byte("BASE"))
+		}
+		lst, _ := local.New(t.TempDir())
+		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		owner := map[string]int{}
+		check := func(base string, i int) {
+			req := f.Forms[i]
+			code, _, b, _ := Get(t, base+req[0], req[1:]...)
+			if b = bytes.ReplaceAll(b, []byte(base), []byte("BASE")); code != 200 || !bytes.Equal(b, alone[i]) {
+				t.Errorf("%v after the others: %d, %.300s\nwant its answer alone: %.300s", req, code, b, alone[i])
+			}
+		}
+		for i := range f.Forms {
+			stop := e.store.record()
+			check(e.base, i)
+			time.Sleep(50 * time.Millisecond) // commits that follow the response
+			for k := range stop() {
+				if j, dup := owner[k]; dup {
+					t.Errorf("%v and %v share the key %s", f.Forms[j], f.Forms[i], k)
+				}
+				owner[k] = i
+			}
+		}
+		// Warm (memory), then from storage alone (a fresh replica), in
+		// reverse order.
+		for _, base := range []string{e.base, start(t, e.store, f.Type, url).base} {
+			for i := len(f.Forms) - 1; i >= 0; i-- {
+				check(base, i)
+			}
 		}
 	})
 

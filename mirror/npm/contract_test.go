@@ -15,6 +15,8 @@ func TestContract(t *testing.T) {
 		Start: func(t *testing.T) (string, func(), func(bool)) {
 			up = fakenpm.New()
 			up.Publish("big-pkg", fakenpm.Version{Version: "1.0.0", Size: 3 << 19})
+			up.Publish("victim", fakenpm.Version{Version: "1.0.0"})
+			up.Publish("victim.abbreviated", fakenpm.Version{Version: "6.6.6"})
 			if err := up.Start("127.0.0.1:0"); err != nil {
 				t.Fatal(err)
 			}
@@ -22,6 +24,12 @@ func TestContract(t *testing.T) {
 			return up.URL(), up.Stop, func(on bool) { up.Corrupt("big-pkg", "1.0.0", on) }
 		},
 		Meta: "/is-even", Missing: "/never-seen", Header: []string{"Accept", "application/vnd.npm.install-v1+json"},
+		Forms: [][]string{
+			{"/victim.abbreviated", "Accept", "application/json"},
+			{"/victim", "Accept", "application/vnd.npm.install-v1+json"},
+			{"/victim", "Accept", "application/json"},
+			{"/victim.abbreviated", "Accept", "application/vnd.npm.install-v1+json"},
+		},
 		File: func(t *testing.T, base string) (string, []byte) {
 			_, _, b, _ := mirrortest.Get(t, base+"/big-pkg")
 			var p packument

@@ -83,12 +83,15 @@ func name(r *http.Request) (string, error) {
 	return n, nil
 }
 
-// packumentKey is where a representation of a packument is kept.
+// packumentKey is where a representation of a packument is kept: each
+// form in its own directory, never as a suffix of the name (npm names may
+// hold "." and "~": the full packument of "x.abbreviated" once shared a key
+// with the abbreviated one of "x").
 func (nm *npmMirror) packumentKey(name string, abbreviated bool) string {
 	if abbreviated {
-		return nm.env.MetaKey("packuments/" + name + ".abbreviated.json")
+		return nm.env.MetaKey("packuments/abbreviated/" + name + ".json")
 	}
-	return nm.env.MetaKey("packuments/" + name + ".json")
+	return nm.env.MetaKey("packuments/full/" + name + ".json")
 }
 
 func (nm *npmMirror) source(name string, abbreviated bool) *fetch.MetaSource {
@@ -169,6 +172,11 @@ func (nm *npmMirror) load(ctx context.Context, name string, abbreviated bool) (f
 	})
 	if err != nil {
 		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored packument of %s: %v", name, err)}
+	}
+	// Whatever cache it came from, a packument is served only under its
+	// own name.
+	if p := v.(*parsed); p.pkg.Name != name {
+		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("the packument stored for %s is that of %s", name, fetch.QuoteName(p.pkg.Name))}
 	}
 	return res, v.(*parsed), nil
 }
