@@ -14,6 +14,10 @@ import (
 type DerivedKey struct {
 	ID, ID2 uint64
 	Day     string
+	// Form tells apart what is derived from the same entries for distinct
+	// requests (a conda subdir of a hosted-only channel, whose IDs are
+	// those of the channel's hosted index).
+	Form string
 }
 
 // Derived keeps what is derived from a stored document under a policy

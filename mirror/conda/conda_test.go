@@ -1,6 +1,9 @@
 package conda_test
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -130,5 +133,56 @@ func TestHostedUploadChecks(t *testing.T) {
 	recs, err := (&condaclient.Client{Channel: base}).Records("noarch", condaclient.Plain)
 	if err != nil || len(recs) != 2 {
 		t.Errorf("hosted repodata: %v %v", recs, err)
+	}
+}
+
+// One file name built for two subdirs is two packages: publishing it to
+// noarch keeps linux-64's record and bytes, each subdir's repodata lists
+// its own (a hosted-only channel's derived repodata was keyed without the
+// subdir), and each download is its own build.
+func TestHostedSameFileNameInTwoSubdirs(t *testing.T) {
+	base := mirrortest.Serve(t, proxy.Mirror{Name: "c", Type: "conda", Hosted: true})
+	lin := fakeconda.Package{Name: "p", Version: "1.0", Build: "0", Subdir: "linux-64", Format: "tar.bz2", Depends: []string{"libc"}}
+	noa := fakeconda.Package{Name: "p", Version: "1.0", Build: "0", Subdir: "noarch", Format: "tar.bz2"}
+	bl, bn := fakeconda.Build(lin), fakeconda.Build(noa)
+	for _, c := range []struct {
+		p fakeconda.Package
+		b []byte
+	}{{lin, bl}, {noa, bn}} {
+		// The first subdir's repodata is read before the second upload,
+		// so that a derived copy is there to be confused.
+		if code, b := mirrortest.Do(t, "PUT", base+"/"+c.p.Subdir+"/"+c.p.Filename(), c.b); code != 201 {
+			t.Fatalf("upload to %s: %d %s", c.p.Subdir, code, b)
+		}
+		(&condaclient.Client{Channel: base}).Records(c.p.Subdir, condaclient.Plain)
+	}
+	for _, c := range []struct {
+		subdir string
+		want   []byte
+	}{{"linux-64", bl}, {"noarch", bn}} {
+		recs, err := (&condaclient.Client{Channel: base}).Records(c.subdir, condaclient.Plain)
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("%s repodata: %v %v", c.subdir, recs, err)
+		}
+		sum := sha256.Sum256(c.want)
+		if recs[0].SHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("%s repodata lists %+v, want its own build", c.subdir, recs[0])
+		}
+		if code, _, b, _ := mirrortest.Get(t, base+"/"+c.subdir+"/"+lin.Filename()); code != 200 || !bytes.Equal(b, c.want) {
+			t.Errorf("%s download: %d, %d bytes, not its own build", c.subdir, code, len(b))
+		}
+	}
+	// Other bytes under a published (subdir, file) are refused, and change
+	// nothing; the same bytes again succeed.
+	lin2 := lin
+	lin2.Depends = []string{"evil"}
+	if code, b := mirrortest.Do(t, "PUT", base+"/linux-64/"+lin.Filename(), fakeconda.Build(lin2)); code != 409 {
+		t.Errorf("other bytes: %d %s", code, b)
+	}
+	if code, b := mirrortest.Do(t, "PUT", base+"/linux-64/"+lin.Filename(), bl); code/100 != 2 {
+		t.Errorf("the same bytes again: %d %s", code, b)
+	}
+	if code, _, b, _ := mirrortest.Get(t, base+"/linux-64/"+lin.Filename()); code != 200 || !bytes.Equal(b, bl) {
+		t.Errorf("linux-64 download after the refused upload: %d, %d bytes", code, len(b))
 	}
 }

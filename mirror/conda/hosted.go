@@ -30,10 +30,44 @@ import (
 // other replicas and at once on the one that took the upload. A published
 // name is owned: the upstream's records of it are left out.
 
-// hostedFile is one published package in a name's index object.
+// hostedFile is one published package in a name's index object, which
+// maps "<subdir>/<file>" to it (a file name alone is not a package: the
+// same name may be built for several subdirs).
 type hostedFile struct {
 	Subdir string          `json:"subdir"`
 	Record json.RawMessage `json:"record"`
+	// Path is where its bytes are, content-addressed
+	// ("<subdir>/<sha256>/<file>"); "" in indexes written before: then
+	// "<subdir>/<file>".
+	Path string `json:"path,omitempty"`
+}
+
+// path is where f's bytes are kept in the repository.
+func (f hostedFile) path(file string) string {
+	if f.Path != "" {
+		return f.Path
+	}
+	return f.Subdir + "/" + file
+}
+
+// fileOf is the file name of an index key ("<subdir>/<file>").
+func fileOf(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }
+
+// hostedPath is where the published subdir/file of name is stored.
+func (cm *condaMirror) hostedPath(ctx context.Context, name, subdir, file string) (string, error) {
+	x, err := cm.repo.Index(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	v, err := x.Parsed(parseHostedIndex)
+	if err != nil {
+		return "", &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: fmt.Sprintf("hosted index of %s: %v", name, err)}
+	}
+	f, ok := v.(map[string]hostedFile)[subdir+"/"+file]
+	if !ok {
+		return "", fetch.NewError(http.StatusNotFound, "no such published file")
+	}
+	return f.path(file), nil
 }
 
 // hostedRecords are a subdir's published packages.
@@ -65,9 +99,9 @@ func (cm *condaMirror) hostedRecords(ctx context.Context, subdir string) (*hoste
 		if err != nil {
 			return nil, fmt.Errorf("hosted index of %s: %w", name, err)
 		}
-		for file, f := range v.(map[string]hostedFile) {
+		for key, f := range v.(map[string]hostedFile) {
 			if f.Subdir == subdir {
-				hr.files[file] = f.Record
+				hr.files[fileOf(key)] = f.Record
 			}
 		}
 	}
@@ -75,13 +109,23 @@ func (cm *condaMirror) hostedRecords(ctx context.Context, subdir string) (*hoste
 	return hr, nil
 }
 
+// parseHostedIndex reads a name's index object, keyed "<subdir>/<file>"
+// (indexes written before were keyed by file name: read as the same).
 func parseHostedIndex(b []byte) (any, error) {
 	m := map[string]hostedFile{}
 	if len(b) == 0 {
 		return m, nil
 	}
-	err := json.Unmarshal(b, &m)
-	return m, err
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, err
+	}
+	for k, f := range m {
+		if !strings.Contains(k, "/") {
+			delete(m, k)
+			m[f.Subdir+"/"+k] = f
+		}
+	}
+	return m, nil
 }
 
 // mergeInto adds the hosted records to a rendered repodata.json.
@@ -154,31 +198,38 @@ func (cm *condaMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	recJSON, _ := json.Marshal(rec)
 
 	// Refused before anything is stored when the file is known already.
+	key := subdir + "/" + file
 	if x, err := cm.repo.Index(r.Context(), meta.Name); err != nil {
 		return err
 	} else if v, err := x.Parsed(parseHostedIndex); err == nil {
-		if f, ok := v.(map[string]hostedFile)[file]; ok && f.Subdir == subdir {
-			return sameOrConflict(f.Record, sum, file)
+		if f, ok := v.(map[string]hostedFile)[key]; ok && !sameFile(f.Record, sum) {
+			return conflict(file)
 		}
 	}
-	if err := cm.repo.PutFile(r.Context(), subdir+"/"+file, sp.Reader(), sp.Size, "application/octet-stream"); err != nil {
+	// Content-addressed: racing uploads of one file name with other bytes
+	// never share an object, and the record that wins names its own.
+	path := subdir + "/" + sum + "/" + file
+	if err := cm.repo.PutFile(r.Context(), path, sp.Reader(), sp.Size, "application/octet-stream"); err != nil {
 		return err
 	}
-	errExists := errors.New("exists")
+	errConflict := errors.New("conflict")
 	err = cm.repo.Update(r.Context(), meta.Name, func(old []byte) ([]byte, error) {
 		v, err := parseHostedIndex(old)
 		if err != nil {
 			return nil, err
 		}
 		m := v.(map[string]hostedFile)
-		if f, ok := m[file]; ok && f.Subdir == subdir {
-			return nil, errExists
+		if f, ok := m[key]; ok {
+			if sameFile(f.Record, sum) {
+				return old, nil // an identical retry: nothing to write
+			}
+			return nil, errConflict
 		}
-		m[file] = hostedFile{Subdir: subdir, Record: recJSON}
+		m[key] = hostedFile{Subdir: subdir, Record: recJSON, Path: path}
 		return json.Marshal(m)
 	})
-	if errors.Is(err, errExists) {
-		return fetch.NewError(http.StatusConflict, file+" was published meanwhile")
+	if errors.Is(err, errConflict) {
+		return conflict(file)
 	}
 	if err != nil {
 		return err
@@ -186,14 +237,16 @@ func (cm *condaMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	return fetch.WriteJSON(w, http.StatusCreated, map[string]string{"ok": "published " + subdir + "/" + file, "sha256": sum})
 }
 
-// sameOrConflict: re-publishing the same bytes succeeds; other bytes
-// under a published file name are a 409.
-func sameOrConflict(rec json.RawMessage, sum, file string) error {
+// sameFile: the record is of the bytes whose sha256 is sum.
+func sameFile(rec json.RawMessage, sum string) bool {
 	var r struct{ SHA256 string }
 	_ = json.Unmarshal(rec, &r)
-	if r.SHA256 == sum {
-		return fetch.NewError(http.StatusOK, file+" is published already (same sha256)")
-	}
+	return r.SHA256 == sum
+}
+
+// conflict: other bytes under a published file name (conda's identity of
+// a build) are refused; publish a new build number.
+func conflict(file string) error {
 	return fetch.NewError(http.StatusConflict, file+" is published already with other contents: publish a new build")
 }
 

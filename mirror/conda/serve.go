@@ -264,7 +264,7 @@ func (cm *condaMirror) repodata(w http.ResponseWriter, r *http.Request, subdir, 
 // upstream's records of a hosted name are left out: a published name is
 // owned).
 func (cm *condaMirror) serveMerged(w http.ResponseWriter, r *http.Request, subdir string, res fetch.MetaResult, rd *Repodata, hr *hostedRecords) error {
-	key := fetch.DerivedKey{Day: fetch.SnapshotDay(r)}
+	key := fetch.DerivedKey{Day: fetch.SnapshotDay(r), Form: subdir}
 	if rd != nil {
 		key.ID = res.Entry.ID()
 	}
@@ -519,7 +519,11 @@ func (cm *condaMirror) pkg(w http.ResponseWriter, r *http.Request, subdir, file 
 			return err
 		}
 		if owned || cm.m.URL == "" {
-			return cm.env.Core.ServeHostedFile(w, r, cm.repo, subdir+"/"+file)
+			path, err := cm.hostedPath(r.Context(), name, subdir, file)
+			if err != nil {
+				return err
+			}
+			return cm.env.Core.ServeHostedFile(w, r, cm.repo, path)
 		}
 	}
 	if why := cm.m.Rules.Refuse(name); why != "" {
