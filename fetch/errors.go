@@ -90,6 +90,8 @@ func ErrorOf(err error) *HTTPError {
 		return &HTTPError{ue.Status, ue.Msg}
 	case errors.Is(err, hosted.ErrUnavailable), errors.Is(err, hosted.ErrLockUnavailable):
 		return &HTTPError{http.StatusServiceUnavailable, err.Error()}
+	case errors.Is(err, hosted.ErrIndexFull):
+		return &HTTPError{http.StatusRequestEntityTooLarge, err.Error()}
 	case errors.Is(err, hosted.ErrConflict):
 		return &HTTPError{http.StatusConflict, err.Error()}
 	case errors.Is(err, context.Canceled):

@@ -34,6 +34,10 @@ var ErrUnavailable = errors.New("hosted storage unavailable")
 // replicas (Redis) could not be taken; nothing was changed.
 var ErrLockUnavailable = errors.New("the lock of hosted index updates (Redis) is unavailable")
 
+// ErrIndexFull: the change would make a package's index larger than
+// maxIndexBytes (which reading would cut); nothing was changed.
+var ErrIndexFull = errors.New("the package's index would exceed 32 MiB")
+
 // ErrConflict: a file is already stored under a path with other bytes.
 var ErrConflict = errors.New("another file is stored under that name")
 
@@ -283,6 +287,9 @@ func (r *Repo) Update(ctx context.Context, name string, change func(old []byte) 
 	var changeErr error
 	err := cas.Update(ctx, r.store, key, r.lock, func(old []byte) ([]byte, error) {
 		b, err := change(old)
+		if err == nil && len(b) > maxIndexBytes {
+			err = ErrIndexFull
+		}
 		changeErr = err
 		return b, err
 	})

@@ -11,15 +11,24 @@ import (
 // To decode the document without holding the tarball in memory, the body
 // is spooled to a file and read through longStrings, which passes the
 // JSON on unchanged except that every string longer than a limit becomes
-// "@long:<n>"; the n-th such string's bytes stay in the file, at the
-// offset and length recorded, to be streamed from there.
+// "\u0000long:<n>"; the n-th such string's bytes stay in the file, at the
+// offset and length recorded, to be streamed from there (the attachment)
+// or put back (restore: a README is kept whole). A string whose raw form
+// starts with \u0000 is taken as long whatever its length, so that every
+// decoded string that starts with NUL is a placeholder, never the
+// client's own.
 
 // longString is where a long JSON string's content is in the spool.
 type longString struct {
 	Offset, Length int64
 }
 
-const longPrefix = "@long:"
+// longPrefix starts a placeholder as decoded; rawLongPrefix as written.
+const (
+	longPrefix    = "\x00long:"
+	rawLongPrefix = `\u0000long:`
+	rawNUL        = `\u0000`
+)
 
 // longStrings filters a JSON stream (see above).
 type longStrings struct {
@@ -72,7 +81,7 @@ func (l *longStrings) step(c byte) {
 		l.inString = false
 		if l.skipping {
 			l.found = append(l.found, longString{Offset: l.start, Length: l.off - 1 - l.start})
-			l.out = append(l.out, longPrefix+strconv.Itoa(len(l.found)-1)+`"`...)
+			l.out = append(l.out, rawLongPrefix+strconv.Itoa(len(l.found)-1)+`"`...)
 			return
 		}
 		l.out = append(append(l.out, l.buf...), '"')
@@ -82,12 +91,12 @@ func (l *longStrings) step(c byte) {
 		return
 	}
 	l.buf = append(l.buf, c)
-	if len(l.buf) > l.limit {
+	if len(l.buf) > l.limit || len(l.buf) == len(rawNUL) && string(l.buf) == rawNUL {
 		l.skipping, l.buf = true, l.buf[:0]
 	}
 }
 
-// long returns the long string a value names ("@long:<n>"), if it does.
+// long returns the long string a value names (a placeholder), if it does.
 func (l *longStrings) long(v string) (longString, bool) {
 	if len(v) <= len(longPrefix) || v[:len(longPrefix)] != longPrefix {
 		return longString{}, false
@@ -100,3 +109,55 @@ func (l *longStrings) long(v string) (longString, bool) {
 }
 
 func (s longString) String() string { return fmt.Sprintf("%d bytes at %d", s.Length, s.Offset) }
+
+// restore puts the long strings a JSON value's placeholders name back
+// (read from src, the spooled body), as long as the result stays within
+// max bytes.
+func (l *longStrings) restore(raw []byte, src io.ReaderAt, max int) ([]byte, error) {
+	out := make([]byte, 0, len(raw))
+	inString, escaped := false, false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if !inString {
+			out = append(out, c)
+			if c == '"' {
+				inString, escaped = true, false
+				if rest := raw[i+1:]; len(rest) > len(rawLongPrefix) && string(rest[:len(rawLongPrefix)]) == rawLongPrefix {
+					j := i + 1 + len(rawLongPrefix)
+					k := j
+					for k < len(raw) && '0' <= raw[k] && raw[k] <= '9' {
+						k++
+					}
+					n, err := strconv.Atoi(string(raw[j:k]))
+					if err != nil || k >= len(raw) || raw[k] != '"' || n >= len(l.found) {
+						return nil, fmt.Errorf("malformed placeholder")
+					}
+					ls := l.found[n]
+					if len(out)+int(ls.Length) > max {
+						return nil, errTooLong
+					}
+					start := len(out)
+					out = append(out, make([]byte, ls.Length)...)
+					if _, err := src.ReadAt(out[start:], ls.Offset); err != nil {
+						return nil, err
+					}
+					out = append(out, '"')
+					i, inString = k, false
+				}
+			}
+			continue
+		}
+		out = append(out, c)
+		end := !escaped && c == '"'
+		escaped = !escaped && c == '\\'
+		if end {
+			inString = false
+		}
+		if len(out) > max {
+			return nil, errTooLong
+		}
+	}
+	return out, nil
+}
+
+var errTooLong = fmt.Errorf("longer than the limit")

@@ -35,22 +35,60 @@ func (nm *npmMirror) registerHosted(rt mirror.Router) {
 	rt.Write(http.MethodDelete, "/{a}/{b}/-/{file}/-rev/{rev}", nm.deleteTarball)
 }
 
-// hostedIndex is the index object of a hosted package: a packument.
+// hostedIndex is the index object of a hosted package: a packument, and
+// the record of every version ever published.
 type hostedIndex struct {
 	Name     string                     `json:"name"`
 	DistTags map[string]string          `json:"dist-tags"`
 	Versions map[string]json.RawMessage `json:"versions"`
 	Time     map[string]string          `json:"time"`
+	// Published holds every version published here, with its tarball,
+	// and keeps it after an unpublish (a tombstone): as on npmjs.com, a
+	// version number is never used again.
+	Published map[string]publishedTarball `json:"published,omitempty"`
+}
+
+// publishedTarball is one version's tarball as stored.
+type publishedTarball struct {
+	File      string `json:"file"`
+	Path      string `json:"path"` // content-addressed: tarballs/<name>/<sha256>/<file>
+	Integrity string `json:"integrity"`
 }
 
 func parseIndex(b []byte, name string) (*hostedIndex, error) {
-	x := &hostedIndex{Name: name, DistTags: map[string]string{}, Versions: map[string]json.RawMessage{}, Time: map[string]string{}}
+	x := &hostedIndex{Name: name, DistTags: map[string]string{}, Versions: map[string]json.RawMessage{}, Time: map[string]string{},
+		Published: map[string]publishedTarball{}}
 	if len(b) > 0 {
 		if err := json.Unmarshal(b, x); err != nil {
 			return nil, fmt.Errorf("index of %s is damaged: %w", name, err)
 		}
 	}
+	// Indexes written before Published existed: their live versions are
+	// recorded from their manifests, stored under the name-addressed path.
+	for v, raw := range x.Versions {
+		if _, ok := x.Published[v]; !ok {
+			var m struct {
+				Dist struct {
+					Integrity string `json:"integrity"`
+				} `json:"dist"`
+			}
+			_ = json.Unmarshal(raw, &m)
+			file := tarballFile(name, v)
+			x.Published[v] = publishedTarball{File: file, Path: "tarballs/" + name + "/" + file, Integrity: m.Dist.Integrity}
+		}
+	}
 	return x, nil
+}
+
+// tarballPathOf is where file of name is stored (its path in the index),
+// ok false when no version of the index has that file.
+func (x *hostedIndex) tarballPathOf(file string) (string, bool) {
+	for _, p := range x.Published {
+		if p.File == file {
+			return p.Path, true
+		}
+	}
+	return "", false
 }
 
 func (x *hostedIndex) marshal() []byte { b, _ := json.Marshal(x); return b }
@@ -67,7 +105,10 @@ func (x *hostedIndex) latest() string {
 	return best
 }
 
-func tarballPath(name, file string) string { return "tarballs/" + name + "/" + file }
+// tarballPath is where a published tarball is stored: content-addressed,
+// so that racing publishes of one version with other bytes never share an
+// object.
+func tarballPath(name, sha256, file string) string { return "tarballs/" + name + "/" + sha256 + "/" + file }
 
 // tarballFile is the file name npm gives name@version's tarball.
 func tarballFile(name, version string) string {
@@ -80,9 +121,46 @@ func tarballFile(name, version string) string {
 
 var errPublished = errors.New("published")
 
-// versionRe is what a published version may look like (semver's
-// characters; it becomes part of a storage key).
-var versionRe = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+-]{0,99}$`)
+// versionRe is a semantic version as the npm registry takes one (semver
+// 2.0.0, at most 100 characters: it becomes part of a storage key).
+var versionRe = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
+
+// maxManifest bounds one version's manifest as stored (its README among
+// it): the index holds every version's.
+const maxManifest = 1 << 20
+
+// newNameProblem is why npm would refuse name for a new package
+// (validate-npm-package-name's rules for new packages), or "".
+func newNameProblem(name string) string {
+	base := name
+	if i := strings.IndexByte(name, '/'); i >= 0 {
+		base = name[i+1:]
+	}
+	switch {
+	case strings.ToLower(name) != name:
+		return "new package names must be lower case"
+	case strings.ContainsAny(name, "~'!()*"):
+		return "package names may not contain special characters (~'!()*)"
+	case base == "node_modules" || base == "favicon.ico":
+		return base + " is not a valid package name"
+	case !strings.HasPrefix(name, "@") && nodeBuiltins[name]:
+		return name + " is a Node.js core module name"
+	}
+	return ""
+}
+
+// nodeBuiltins are Node.js's core modules (node 20), which npm refuses as
+// names of new unscoped packages.
+var nodeBuiltins = map[string]bool{}
+
+func init() {
+	for _, m := range strings.Fields(`assert async_hooks buffer child_process cluster console constants crypto dgram
+		diagnostics_channel dns domain events fs http http2 https inspector module net os path perf_hooks process
+		punycode querystring readline repl stream string_decoder sys timers tls trace_events tty url util v8 vm wasi
+		worker_threads zlib`) {
+		nodeBuiltins[m] = true
+	}
+}
 
 // publish takes `npm publish`'s document: one new version and its tarball.
 func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
@@ -123,7 +201,15 @@ func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if !versionRe.MatchString(version) {
-		return fetch.BadRequest("invalid version %s", fetch.QuoteName(version))
+		return fetch.BadRequest("invalid version %s: not a semantic version", fetch.QuoteName(version))
+	}
+	var ids struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	}
+	_ = json.Unmarshal(doc.Versions[version], &ids)
+	if ids.Name != n || ids.Version != version {
+		return fetch.BadRequest("the manifest publishes %s@%s under %s@%s", fetch.QuoteName(ids.Name), fetch.QuoteName(ids.Version), fetch.QuoteName(n), fetch.QuoteName(version))
 	}
 	file := tarballFile(n, version)
 	att, ok := doc.Attachments[n+"-"+version+".tgz"]
@@ -167,31 +253,56 @@ func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 	if err := fetch.ArchiveCheck("tgz")(tgz, tgz.Size); err != nil {
 		return fetch.BadRequest("the tarball is not a gzip tar archive: %v", err)
 	}
+	integrity := "sha512-" + base64.StdEncoding.EncodeToString(s512.Value)
 	ctx := r.Context()
-	if x, err := nm.repo.Index(ctx, n); err == nil {
-		if idx, err := parseIndex(x.Body, n); err == nil && idx.Versions[version] != nil {
-			return nm.exists(version)
-		}
-	}
-	if err := nm.repo.PutFile(ctx, tarballPath(n, file), tgz.Reader(), tgz.Size, "application/octet-stream"); err != nil {
+	// A version published before (live or unpublished) is refused before
+	// anything is stored, unless this is the same tarball again (a retry).
+	x, err := nm.repo.Index(ctx, n)
+	if err != nil {
 		return err
 	}
-	// The stored manifest carries the digests of the stored bytes.
-	d := map[string]any{"integrity": "sha512-" + base64.StdEncoding.EncodeToString(s512.Value),
-		"shasum": hex.EncodeToString(s1.Value), "tarball": "/" + n + "/-/" + file}
+	idx, err := parseIndex(x.Body, n)
+	if err != nil {
+		return &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
+	}
+	if len(idx.Versions) == 0 && len(idx.Published) == 0 {
+		if why := newNameProblem(n); why != "" {
+			return fetch.BadRequest("%s", why)
+		}
+	}
+	if err := idx.sameOrRefused(version, integrity); err != nil {
+		return nm.exists(version)
+	}
+	path := tarballPath(n, tgz.SHA256, file)
+	if err := nm.repo.PutFile(ctx, path, tgz.Reader(), tgz.Size, "application/octet-stream"); err != nil {
+		return err
+	}
+	// The stored manifest carries the digests of the stored bytes; its
+	// long strings (a README) are kept whole.
+	d := map[string]any{"integrity": integrity, "shasum": hex.EncodeToString(s1.Value), "tarball": "/" + n + "/-/" + file}
 	manifest["dist"], _ = json.Marshal(d)
 	manifest["_id"], _ = json.Marshal(n + "@" + version)
 	raw, _ := json.Marshal(manifest)
+	if raw, err = ls.restore(raw, body, maxManifest); err != nil {
+		if errors.Is(err, errTooLong) {
+			return fetch.NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("the manifest of %s is larger than %d bytes", version, maxManifest))
+		}
+		return fetch.BadRequest("the publish request: %v", err)
+	}
 	now := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
 	err = nm.repo.Update(ctx, n, func(old []byte) ([]byte, error) {
 		idx, err := parseIndex(old, n)
 		if err != nil {
 			return nil, err
 		}
-		if idx.Versions[version] != nil {
+		if _, ok := idx.Published[version]; ok {
+			if idx.sameOrRefused(version, integrity) == nil {
+				return old, nil // an identical retry: nothing to write
+			}
 			return nil, errPublished
 		}
 		idx.Versions[version] = raw
+		idx.Published[version] = publishedTarball{File: file, Path: path, Integrity: integrity}
 		idx.Time[version], idx.Time["modified"] = now, now
 		if idx.Time["created"] == "" {
 			idx.Time["created"] = now
@@ -216,7 +327,19 @@ func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 	return fetch.WriteJSON(w, http.StatusCreated, map[string]any{"ok": true, "id": n, "rev": "1-" + hex.EncodeToString(s1.Value[:8])})
 }
 
-// exists is npm's own refusal, which the client shows as it is.
+// sameOrRefused: nil when version is not published, or is published live
+// with this very tarball (a retry); errPublished when it was published
+// with other bytes or unpublished since.
+func (x *hostedIndex) sameOrRefused(version, integrity string) error {
+	p, ok := x.Published[version]
+	if !ok || p.Integrity == integrity && x.Versions[version] != nil {
+		return nil
+	}
+	return errPublished
+}
+
+// exists is npm's own refusal, which the client shows as it is: a version
+// published with other bytes, or unpublished (its number is not reused).
 func (nm *npmMirror) exists(version string) error {
 	return fetch.NewError(http.StatusForbidden, fmt.Sprintf("cannot publish over the previously published versions: %s", fetch.Truncate(version, 100)))
 }
@@ -288,32 +411,59 @@ func (nm *npmMirror) hostedPackument(w http.ResponseWriter, r *http.Request, n s
 	if err != nil {
 		return err
 	}
-	v, err := x.Parsed(func(b []byte) (any, error) {
-		idx, err := parseIndex(b, n)
-		if err != nil {
-			return nil, err
-		}
-		doc := map[string]any{"_id": n, "name": n, "dist-tags": idx.DistTags, "versions": idx.Versions, "time": idx.Time,
-			"_rev": "1-" + strings.Trim(x.ETag, `"`)}
-		body, err := json.Marshal(doc)
-		if err != nil {
-			return nil, err
-		}
-		return &parsed{body: body}, nil
-	})
+	v, err := x.Parsed(func(b []byte) (any, error) { return hostedParse(b, n, x.ETag) })
 	if err != nil {
 		return &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
 	}
-	d, err := v.(*parsed).doc(fetch.BaseURL(r, nm.env.PublicURL, nm.m.Name))
+	if hp := v.(*hostedParsed); len(hp.idx.Versions) == 0 {
+		// Claimed by a publish that did not complete, or every version
+		// unpublished: as the registry answers for an unpublished package.
+		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s has no published version", fetch.QuoteName(n)))
+	}
+	d, err := v.(*hostedParsed).doc.doc(fetch.BaseURL(r, nm.env.PublicURL, nm.m.Name))
 	if err != nil {
 		return err
 	}
 	return fetch.ServeDoc(w, r, d, hvFull, fetch.HostedEntry(x.ModTime))
 }
 
-// hostedTarball serves a published tarball.
+// hostedParsed is a hosted index as requests need it: the index and the
+// packument clients get.
+type hostedParsed struct {
+	idx *hostedIndex
+	doc *parsed
+}
+
+func hostedParse(b []byte, n, etag string) (any, error) {
+	idx, err := parseIndex(b, n)
+	if err != nil {
+		return nil, err
+	}
+	doc := map[string]any{"_id": n, "name": n, "dist-tags": idx.DistTags, "versions": idx.Versions, "time": idx.Time,
+		"_rev": "1-" + strings.Trim(etag, `"`)}
+	body, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	return &hostedParsed{idx: idx, doc: &parsed{body: body}}, nil
+}
+
+// hostedTarball serves a published tarball (one of an unpublished
+// version too: lock files may name it), found through the index.
 func (nm *npmMirror) hostedTarball(w http.ResponseWriter, r *http.Request, n, file string) error {
-	return nm.env.Core.ServeHostedFile(w, r, nm.repo, tarballPath(n, file))
+	x, err := nm.repo.Index(r.Context(), n)
+	if err != nil {
+		return err
+	}
+	v, err := x.Parsed(func(b []byte) (any, error) { return hostedParse(b, n, x.ETag) })
+	if err != nil {
+		return &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
+	}
+	path, ok := v.(*hostedParsed).idx.tarballPathOf(file)
+	if !ok {
+		return fetch.NewError(http.StatusNotFound, "no such published file")
+	}
+	return nm.env.Core.ServeHostedFile(w, r, nm.repo, path)
 }
 
 // ownedBy reports whether name is published here.
