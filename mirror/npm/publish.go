@@ -108,7 +108,9 @@ func (x *hostedIndex) latest() string {
 // tarballPath is where a published tarball is stored: content-addressed,
 // so that racing publishes of one version with other bytes never share an
 // object.
-func tarballPath(name, sha256, file string) string { return "tarballs/" + name + "/" + sha256 + "/" + file }
+func tarballPath(name, sha256, file string) string {
+	return "tarballs/" + name + "/" + sha256 + "/" + file
+}
 
 // tarballFile is the file name npm gives name@version's tarball.
 func tarballFile(name, version string) string {
