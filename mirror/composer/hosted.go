@@ -163,6 +163,32 @@ func IsDevVersion(normalized string) bool {
 type HostedIndex struct {
 	Name     string             `json:"name"`
 	Versions map[string]Version `json:"versions"`
+	// Deleted keeps the sha1 of each deleted version's zip (a tombstone):
+	// a version published once is never published again.
+	Deleted map[string]string `json:"deleted,omitempty"`
+}
+
+// Shasum is the sha1 of a published version's zip ("" when none).
+func (v Version) Shasum() string {
+	d, _ := v["dist"].(map[string]any)
+	s, _ := d["shasum"].(string)
+	return s
+}
+
+// Republish tells what a publish of normalized with the zip whose sha1 is
+// given would be: nil for a new version or an identical retry (same, true),
+// else an error saying why it is refused.
+func (x *HostedIndex) Republish(normalized, sha1 string) (same bool, err error) {
+	if v, ok := x.Versions[normalized]; ok {
+		if v.Shasum() == sha1 {
+			return true, nil
+		}
+		return false, errVersionExists
+	}
+	if _, ok := x.Deleted[normalized]; ok {
+		return false, errVersionDeleted
+	}
+	return false, nil
 }
 
 // ParseHostedIndex reads a stored index (nil: a new, empty one).

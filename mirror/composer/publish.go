@@ -20,7 +20,9 @@ import (
 // /<mirror>/api/packages/upload/...), multipart with the zip in "package"
 // and optional src-type, src-url and src-ref. DELETE of the same URL
 // removes the version from the index; its zip stays in storage, so that
-// lock files that name it keep installing.
+// lock files that name it keep installing, and the version is never
+// published again (a tombstone). Publishing the same zip again while the
+// version is live succeeds (a retry); another zip is a 409.
 
 // registerHosted adds the publish routes of a hosted mirror.
 func (cm *composerMirror) registerHosted(rt mirror.Router) {
@@ -33,8 +35,12 @@ func (cm *composerMirror) registerHosted(rt mirror.Router) {
 	rt.Read("/packages/list.json", cm.list)
 }
 
-// errVersionExists: a version is published already.
-var errVersionExists = errors.New("version exists")
+// errVersionExists: a version is published already with another zip;
+// errVersionDeleted: it was published and deleted (never reused).
+var (
+	errVersionExists  = errors.New("version exists")
+	errVersionDeleted = errors.New("version deleted")
+)
 
 func (cm *composerMirror) distPath(name, sha1 string) string {
 	return "dist/" + name + "/" + sha1 + ".zip"
@@ -63,10 +69,13 @@ func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 		return fetch.BadRequest("json names the package %s, the URL %s: they must be the same", fetch.QuoteName(cjName), fetch.QuoteName(name))
 	}
 	ctx := r.Context()
-	// Refused before anything is stored when the version is known already.
+	// Refused before anything is stored when the version is known already
+	// (unless this is the same zip again: a retry).
 	if x, err := cm.repo.Index(ctx, name); err == nil {
-		if idx, err := ParseHostedIndex(x.Body, name); err == nil && idx.Versions[normalized] != nil {
-			return cm.exists(name, version)
+		if idx, err := ParseHostedIndex(x.Body, name); err == nil {
+			if _, err := idx.Republish(normalized, u.File.SHA1); err != nil {
+				return cm.exists(name, version, err)
+			}
 		}
 	}
 	var source map[string]any
@@ -84,14 +93,14 @@ func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return nil, err
 		}
-		if idx.Versions[normalized] != nil {
-			return nil, errVersionExists
+		if same, err := idx.Republish(normalized, u.File.SHA1); same || err != nil {
+			return old, err // same: an identical retry, nothing to write
 		}
 		idx.Versions[normalized] = entry
 		return idx.Marshal(), nil
 	})
-	if errors.Is(err, errVersionExists) {
-		return cm.exists(name, version)
+	if errors.Is(err, errVersionExists) || errors.Is(err, errVersionDeleted) {
+		return cm.exists(name, version, err)
 	}
 	if err != nil {
 		return err
@@ -100,8 +109,11 @@ func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	return fetch.WriteJSON(w, http.StatusCreated, map[string]string{"name": name, "version": version, "version_normalized": normalized, "shasum": u.File.SHA1})
 }
 
-func (cm *composerMirror) exists(name, version string) error {
-	return fetch.NewError(http.StatusConflict, fmt.Sprintf("%s %s is published already; versions are immutable (publish a new version)", name, fetch.QuoteName(version)))
+func (cm *composerMirror) exists(name, version string, why error) error {
+	if errors.Is(why, errVersionDeleted) {
+		return fetch.NewError(http.StatusConflict, fmt.Sprintf("%s %s was published and deleted; a version is never published again (publish a new version)", name, fetch.QuoteName(version)))
+	}
+	return fetch.NewError(http.StatusConflict, fmt.Sprintf("%s %s is published already with another zip; versions are immutable (publish a new version)", name, fetch.QuoteName(version)))
 }
 
 func (cm *composerMirror) deleteVersion(w http.ResponseWriter, r *http.Request) error {
@@ -122,6 +134,10 @@ func (cm *composerMirror) deleteVersion(w http.ResponseWriter, r *http.Request) 
 		if idx.Versions[normalized] == nil {
 			return nil, errMissing
 		}
+		if idx.Deleted == nil {
+			idx.Deleted = map[string]string{}
+		}
+		idx.Deleted[normalized] = idx.Versions[normalized].Shasum()
 		delete(idx.Versions, normalized)
 		return idx.Marshal(), nil
 	})

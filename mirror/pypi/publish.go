@@ -16,15 +16,18 @@ import (
 // PyPI publishing with the legacy upload API that twine, poetry and uv
 // speak: POST /<mirror>/legacy/ (never redirected: twine aborts on any
 // 3xx), multipart with :action=file_upload and the file in "content".
-// A file name is published once: a second upload of it is a 400 "File
-// already exists", which twine --skip-existing passes over.
+// A file name is published once: the same bytes again succeed (a retry,
+// as PyPI answers it), other bytes are a 400 "File already exists", which
+// twine --skip-existing passes over; a release has one sdist, and one
+// wheel per set of tags, however its version is spelled (1.0 is 1.0.0).
 
 func (pm *pypiMirror) registerHosted(rt mirror.Router) {
 	rt.Write(http.MethodPost, "/legacy/", pm.upload)
 	rt.Write(http.MethodPost, "/legacy", pm.upload)
 }
 
-var errFileExists = errors.New("File already exists")
+// clash is a refusal found inside the index update.
+type clash struct{ error }
 
 func (pm *pypiMirror) filePath(project, sha256, filename string) string {
 	return "files/" + project + "/" + sha256 + "/" + filename
@@ -87,8 +90,8 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	if x, err := pm.repo.Index(ctx, project); err == nil {
 		if idx, err := ParseHostedIndex(x.Body, project); err == nil {
-			if _, dup := idx.Find(u.Filename); dup {
-				return pm.exists(u.Filename)
+			if _, err := idx.Clash(hf, df); err != nil {
+				return fetch.BadRequest("%v", err)
 			}
 		}
 	}
@@ -110,14 +113,18 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return nil, err
 		}
-		if _, dup := idx.Find(u.Filename); dup {
-			return nil, errFileExists
+		if same, err := idx.Clash(hf, df); same || err != nil {
+			if err != nil {
+				err = &clash{err}
+			}
+			return old, err // same: an identical retry, nothing to write
 		}
 		idx.Files = append(idx.Files, hf)
 		return idx.Marshal(), nil
 	})
-	if errors.Is(err, errFileExists) {
-		return pm.exists(u.Filename)
+	var c *clash
+	if errors.As(err, &c) {
+		return fetch.BadRequest("%v", c.error)
 	}
 	if err != nil {
 		return err
@@ -126,9 +133,6 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	return fetch.WriteText(w, http.StatusOK, "OK\n")
 }
 
-func (pm *pypiMirror) exists(filename string) error {
-	return fetch.BadRequest("File already exists: %s is published already; files are immutable (upload a new version)", fetch.QuoteName(filename))
-}
 
 // ownedBy reports whether project is published here.
 func (pm *pypiMirror) ownedBy(ctx context.Context, project string) (bool, error) {

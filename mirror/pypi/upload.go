@@ -57,15 +57,10 @@ func ParseDistFilename(filename string) (DistFile, error) {
 	return DistFile{}, fmt.Errorf("%q is neither a wheel (.whl) nor an sdist (.tar.gz, .zip)", filename)
 }
 
-// SameVersion compares two spellings of a version loosely (case, and a
-// leading "v"), as a file name and the form's version field may differ.
-func SameVersion(a, b string) bool {
-	norm := func(s string) string {
-		s = strings.ToLower(strings.TrimSpace(s))
-		return strings.TrimPrefix(s, "v")
-	}
-	return norm(a) == norm(b)
-}
+// SameVersion tells whether two spellings are one version (PEP 440's
+// normal form: 1.0, 1.0.0 and V1.0 are one), as a file name and the form's
+// version field may differ.
+func SameVersion(a, b string) bool { return CanonicalVersion(a) == CanonicalVersion(b) }
 
 // WheelMetadata returns the wheel's *.dist-info/METADATA.
 func WheelMetadata(r io.ReaderAt, size int64) ([]byte, error) {
@@ -213,6 +208,45 @@ func ParseHostedIndex(b []byte, name string) (*HostedIndex, error) {
 func (x *HostedIndex) Marshal() []byte { b, _ := json.Marshal(x); return b }
 
 // Find returns the file named filename.
+// Clash tells what publishing f (whose file name reads df) would be, as
+// PyPI decides: the same file name with the same bytes is an identical
+// retry (same); with other bytes it is refused ("File already exists");
+// so is a second sdist of a release, or a wheel whose tags a file of the
+// release has already, under however its name and version are spelled
+// (MyPkg-1.0.tar.gz next to mypkg-1.0.0.tar.gz).
+func (x *HostedIndex) Clash(f HostedFile, df DistFile) (same bool, err error) {
+	if g, ok := x.Find(f.Filename); ok {
+		if g.SHA256 == f.SHA256 {
+			return true, nil
+		}
+		return false, fmt.Errorf("File already exists: %q was published with other contents; files are immutable (upload a new version)", f.Filename)
+	}
+	version := CanonicalVersion(df.Version)
+	for _, g := range x.Files {
+		gf, err := ParseDistFilename(g.Filename)
+		if err != nil || CanonicalVersion(gf.Version) != version {
+			continue
+		}
+		if !gf.Wheel && !df.Wheel {
+			return false, fmt.Errorf("Only one sdist may be uploaded per release: %q is release %s's", g.Filename, version)
+		}
+		if gf.Wheel && df.Wheel && wheelTags(g.Filename) == wheelTags(f.Filename) {
+			return false, fmt.Errorf("File already exists: %q is release %s's wheel with these tags", g.Filename, version)
+		}
+	}
+	return false, nil
+}
+
+// wheelTags is a wheel file name past its name and version (build tag,
+// python, abi and platform tags), lowered.
+func wheelTags(filename string) string {
+	parts := strings.SplitN(strings.ToLower(filename), "-", 3)
+	if len(parts) < 3 {
+		return filename
+	}
+	return parts[2]
+}
+
 func (x *HostedIndex) Find(filename string) (HostedFile, bool) {
 	for _, f := range x.Files {
 		if f.Filename == filename {
