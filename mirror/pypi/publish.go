@@ -133,7 +133,6 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	return fetch.WriteText(w, http.StatusOK, "OK\n")
 }
 
-
 // ownedBy reports whether project is published here.
 func (pm *pypiMirror) ownedBy(ctx context.Context, project string) (bool, error) {
 	return fetch.Owns(ctx, pm.repo, pm.m.URL == "", project)
