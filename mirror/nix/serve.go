@@ -290,7 +290,10 @@ func (nm *nixMirror) put(w http.ResponseWriter, r *http.Request) error {
 			return fetch.BadRequest("the NAR's sha256 is not the one its name gives: the upload is damaged")
 		}
 	}
-	if err := nm.repo.PutFile(r.Context(), path, sp.Reader(), sp.Size, ctype); err != nil {
+	// A store path's narinfo (or listing, or log) uploaded again keeps the
+	// first, even when it differs (another signature): the path's NAR is
+	// content-addressed, and the narinfo names it with its hash.
+	if err := nm.repo.PutFile(r.Context(), path, sp.Reader(), sp.Size, ctype); err != nil && !errors.Is(err, hosted.ErrConflict) {
 		return err
 	}
 	return fetch.NoContent(w, http.StatusOK)
