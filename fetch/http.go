@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -119,4 +120,11 @@ func HeaderValue(r *http.Request, key string) string {
 		return v[0]
 	}
 	return ""
+}
+
+// IsNotFound reports whether err says "not found": the upstream's 404, or
+// a 404 of this proxy's own (a name not in the mirrored metadata).
+func IsNotFound(err error) bool {
+	var he *HTTPError
+	return errors.Is(err, ErrNotFound) || errors.As(err, &he) && he.Code == http.StatusNotFound
 }

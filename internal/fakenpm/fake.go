@@ -107,6 +107,20 @@ func (s *Server) Publish(name string, v Version) {
 	s.tarballs[TarballPath(name, v.Version)] = buildTarball(name, v)
 }
 
+// Unpublish takes a version down (its packument entry; the tarball stays,
+// as registries keep serving lock files for a while).
+func (s *Server) Unpublish(name, version string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vs := s.pkgs[name][:0:0]
+	for _, v := range s.pkgs[name] {
+		if v.Version != version {
+			vs = append(vs, v)
+		}
+	}
+	s.pkgs[name] = vs
+}
+
 // Tarball returns the bytes of name@version's tarball.
 func (s *Server) Tarball(name, version string) []byte {
 	s.mu.Lock()

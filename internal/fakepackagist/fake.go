@@ -136,6 +136,22 @@ func (s *Server) Publish(name string, v Version) {
 	}
 }
 
+// Unpublish takes a version down (it leaves the p2 files).
+func (s *Server) Unpublish(name, version string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vs := s.pkgs[name][:0:0]
+	for _, v := range s.pkgs[name] {
+		if v.Version != version {
+			vs = append(vs, v)
+		}
+	}
+	s.pkgs[name] = vs
+	for _, f := range []string{name + ".json", name + "~dev.json"} {
+		s.modified[f] = s.modified[f].Add(time.Second)
+	}
+}
+
 // Corrupt makes the dist of name@version serve wrong bytes (or heal again).
 func (s *Server) Corrupt(name, version string, on bool) {
 	s.mu.Lock()

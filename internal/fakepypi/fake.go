@@ -253,6 +253,23 @@ func (s *Server) Publish(name string, r Release) {
 	s.serial[n]++
 }
 
+// Remove takes a release down (its files leave the page; the serial grows).
+func (s *Server) Remove(name, version string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := Normalize(name)
+	p := s.projects[n]
+	rs := p.Releases[:0:0]
+	for _, r := range p.Releases {
+		if r.Version != version {
+			rs = append(rs, r)
+		}
+	}
+	p.Releases = rs
+	s.projects[n] = p
+	s.serial[n]++
+}
+
 // Hits counts requests per path; HitsPrefix sums paths with a prefix.
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -123,15 +123,25 @@ type refusal struct{ why string }
 
 func (e *refusal) Error() string { return e.why }
 
-// heldBack refuses the dist of a version a policy hides.
+// heldBack refuses the dist of a version a policy hides. It fails
+// closed: a dist the p2 files no longer list (the upstream took the
+// version down) is judged by the version its URL gives, with no release
+// time (cooldownUnknown decides); every dist is refused while neither p2
+// file can be read, even one in storage.
 func (cm *composerMirror) heldBack(r *http.Request, name, version, ref string) error {
 	ctx := r.Context()
 	var versions []Version
+	var lastErr error
+	read := 0
 	for _, dev := range []bool{false, true} {
 		res, err := cm.p2Meta(ctx, name, dev)
 		if err != nil {
+			if !fetch.IsNotFound(err) {
+				lastErr = err
+			}
 			continue
 		}
+		read++
 		v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return Expand(b, name) })
 		if err != nil {
 			continue
@@ -144,5 +154,15 @@ func (cm *composerMirror) heldBack(r *http.Request, name, version, ref string) e
 			return nil
 		}
 	}
-	return nil // not found: the download path says so
+	if read == 0 && lastErr != nil {
+		return lastErr
+	}
+	normalized, err := NormalizeVersion(version)
+	if err != nil {
+		normalized = version
+	}
+	if why, _ := cm.judge(r, name, version, normalized, "", time.Now()); why != "" {
+		return &refusal{why}
+	}
+	return nil
 }

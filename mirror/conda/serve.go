@@ -530,10 +530,20 @@ func (cm *condaMirror) pkg(w http.ResponseWriter, r *http.Request, subdir, file 
 		return fetch.NewError(http.StatusNotFound, why)
 	}
 	if cm.filters(r) {
-		if rec, _, err := cm.lookup(r.Context(), subdir, file); err == nil {
-			if why, _ := cm.judge(r, rec, time.Now()); why != "" {
-				return fetch.NewError(http.StatusForbidden, why)
-			}
+		// Fail closed: a file the index no longer lists (the upstream took
+		// it down) is judged by what its name gives, with no timestamp
+		// (cooldownUnknown decides); every file is refused while the index
+		// cannot be read, even one in storage.
+		rec, _, err := cm.lookup(r.Context(), subdir, file)
+		if fetch.IsNotFound(err) {
+			m := filenameRe.FindStringSubmatch(file)
+			rec, err = Record{Name: m[1], Version: m[2], Build: m[3]}, nil
+		}
+		if err != nil {
+			return err
+		}
+		if why, _ := cm.judge(r, rec, time.Now()); why != "" {
+			return fetch.NewError(http.StatusForbidden, why)
 		}
 	}
 	key := storage.Join(cm.env.DistPrefix, cm.m.Name, subdir, file)

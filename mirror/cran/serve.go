@@ -309,7 +309,7 @@ func (cm *cranMirror) filtered(r *http.Request, res fetch.MetaResult, gz bool) (
 func (cm *cranMirror) heldBack(r *http.Request, at where, pkg, version string) error {
 	idx, err := cm.parsedIndex(r.Context(), at)
 	if err != nil {
-		return nil // the download path reports what is wrong
+		return err // fail closed: a file is not served while it cannot be judged
 	}
 	var published time.Time
 	if e, ok := idx.Find(pkg, version); ok {

@@ -147,6 +147,13 @@ func Serve(t *testing.T, m proxy.Mirror) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ServeOn(t, st, m)
+}
+
+// ServeOn is Serve on the given storage (several proxies, or one after
+// another, on one store).
+func ServeOn(t *testing.T, st storage.Store, m proxy.Mirror) string {
+	t.Helper()
 	if m.TTL == 0 {
 		m.TTL = time.Minute
 	}

@@ -1,6 +1,8 @@
 package npm
 
 import (
+	"fmt"
+	"strings"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -111,18 +113,36 @@ func (nm *npmMirror) cooled(w http.ResponseWriter, r *http.Request, n string, ab
 	return v.(*parsed), nil
 }
 
-// heldBack refuses the tarball of a version the cooldown hides.
+// heldBack refuses the tarball of a version a policy hides. It fails
+// closed: a tarball the packument no longer lists (the upstream took the
+// version down) is judged by the version its file name gives, with no
+// publish time (cooldownUnknown decides), and one that cannot be judged
+// at all is refused; so is every tarball while the packument cannot be
+// read, even one in storage.
 func (nm *npmMirror) heldBack(r *http.Request, n, file string) error {
 	_, p, err := nm.load(r.Context(), n, false)
 	if err != nil {
-		return nil // the download path reports what is wrong
+		return err
 	}
-	d, ok := p.pkg.Find(file)
-	if !ok {
-		return nil
+	version, published := "", time.Time{}
+	if d, ok := p.pkg.Find(file); ok {
+		version, published = d.Version, p.pkg.Times[d.Version]
+	} else if version = versionOfTarball(n, file); version == "" {
+		return fetch.NewError(http.StatusForbidden, fmt.Sprintf("%s is not a tarball of %s in the mirrored metadata, so the mirror's policies cannot judge it", fetch.QuoteName(file), n))
 	}
-	if why, _ := nm.judge(r, n, d.Version, p.pkg.Times[d.Version], time.Now()); why != "" {
+	if why, _ := nm.judge(r, n, version, published, time.Now()); why != "" {
 		return fetch.NewError(http.StatusForbidden, why)
 	}
 	return nil
+}
+
+// versionOfTarball is the version a tarball's conventional file name
+// (<name without scope>-<version>.tgz) gives, or "".
+func versionOfTarball(n, file string) string {
+	base := n[strings.LastIndexByte(n, '/')+1:]
+	v, ok := strings.CutPrefix(strings.TrimSuffix(file, ".tgz"), base+"-")
+	if !ok || !versionRe.MatchString(v) {
+		return ""
+	}
+	return v
 }

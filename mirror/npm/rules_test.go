@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakenpm"
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
+	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
 // Strict mode refuses unlisted packages with a message; a denied version
@@ -36,5 +38,38 @@ func TestAllowAndDenyRules(t *testing.T) {
 	}
 	if code, _, b, _ := mirrortest.Get(t, base+"/left-pad/-/left-pad-1.3.0.tgz"); code != 403 || !strings.Contains(string(b), "denied") {
 		t.Errorf("denied tarball: %d %s", code, b)
+	}
+}
+
+// Policies fail closed: a tarball in storage whose version the upstream
+// has since taken down (the usual end of a malicious version) stays
+// refused by a deny rule, and by the cooldown (its publish time is no
+// longer known: cooldownUnknown decides).
+func TestPoliciesStillApplyOnceTheUpstreamDropsTheVersion(t *testing.T) {
+	up := fakenpm.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	st, _ := local.New(t.TempDir())
+	plain := mirrortest.ServeOn(t, st, proxy.Mirror{Name: "npm", Type: "npm", URL: up.URL()})
+	if code, _, _, _ := mirrortest.Get(t, plain+"/left-pad/-/left-pad-1.3.0.tgz"); code != 200 {
+		t.Fatalf("download before any policy: %d", code)
+	}
+	time.Sleep(100 * time.Millisecond) // the commit follows the response
+	up.Unpublish("left-pad", "1.3.0")
+	d, _ := policy.ParseDeny("left-pad@1.3.0")
+	for what, m := range map[string]proxy.Mirror{
+		"deny rule": {Rules: policy.Rules{Deny: []policy.Deny{d}}},
+		"cooldown":  {Cooldown: policy.Cooldown{Age: time.Hour}},
+	} {
+		m.Name, m.Type, m.URL, m.TTL = "npm", "npm", up.URL(), time.Millisecond
+		base := mirrortest.ServeOn(t, st, m)
+		if code, _, b, _ := mirrortest.Get(t, base+"/left-pad/-/left-pad-1.3.0.tgz"); code != 403 {
+			t.Errorf("%s: the stored tarball of a version taken down: %d %.100q, want 403", what, code, b)
+		}
+		if code, _, _, _ := mirrortest.Get(t, base+"/left-pad/-/left-pad-1.2.0.tgz"); code != 200 && what == "deny rule" {
+			t.Errorf("%s: a version still listed: %d", what, code)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package pypi
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
@@ -81,14 +82,22 @@ func (pm *pypiMirror) cooled(r *http.Request, res fetch.MetaResult, page *render
 // metadata of a denied file is served: pip reads it while resolving, and
 // only once resolution is done does it print the yanked reason (the deny
 // rule) before it asks for the file itself, which is refused.
+//
+// It fails closed: a file the page no longer lists (the upstream took it
+// down) is judged by the version its name gives, with no upload time
+// (cooldownUnknown decides); every file is refused while the page cannot
+// be read, even one in storage.
 func (pm *pypiMirror) heldBack(r *http.Request, project, key, filename string, isMeta bool) error {
 	_, page, err := pm.projectPage(r.Context(), project)
 	if err != nil {
-		return nil // the download path reports what is wrong
+		return err
 	}
 	f, ok := page.project.FindFile(key, filename)
 	if !ok {
-		return nil
+		if fileVersion(filename) == "" {
+			return fetch.NewError(http.StatusForbidden, fmt.Sprintf("%s is not a file of %s in the mirrored index, so the mirror's policies cannot judge it", fetch.QuoteName(filename), project))
+		}
+		f = &File{Filename: filename}
 	}
 	if why, v := pm.judge(r, project, f, time.Now()); why != "" && !(isMeta && v.Denied) {
 		return fetch.NewError(http.StatusForbidden, why)

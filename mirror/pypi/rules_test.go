@@ -2,8 +2,10 @@ package pypi_test
 
 import (
 	"encoding/json"
+	"github.com/mirror-proxy/mirror-proxy/storage/local"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
@@ -65,6 +67,46 @@ func TestAllowAndDenyRules(t *testing.T) {
 			if code != 403 || !strings.Contains(string(body), "denied") {
 				t.Errorf("denied file: %d %s", code, body)
 			}
+		}
+	}
+}
+
+// Policies fail closed: a file in storage whose release the upstream has
+// since taken down stays refused by a deny rule, and by the cooldown (its
+// upload time is no longer known: cooldownUnknown decides).
+func TestPoliciesStillApplyOnceTheUpstreamDropsTheVersion(t *testing.T) {
+	up := fakepypi.New(false)
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	st, _ := local.New(t.TempDir())
+	plain := mirrortest.ServeOn(t, st, proxy.Mirror{Name: "pypi", Type: "pypi", URL: up.IndexURL()})
+	_, _, b, _ := mirrortest.Get(t, plain+"/simple/dep-pkg/", "Accept", "application/vnd.pypi.simple.v1+json")
+	var doc struct {
+		Files []struct{ Filename, URL string } `json:"files"`
+	}
+	json.Unmarshal(b, &doc)
+	var file string
+	for _, f := range doc.Files {
+		if strings.Contains(f.Filename, "-1.0-") {
+			file = strings.TrimPrefix(f.URL, "../..")
+		}
+	}
+	if code, _, b, _ := mirrortest.Get(t, plain+file); file == "" || code != 200 {
+		t.Fatalf("download before any policy (%q): %d %.100q", file, code, b)
+	}
+	time.Sleep(100 * time.Millisecond) // the commit follows the response
+	up.Remove("dep-pkg", "1.0")
+	d, _ := policy.ParseDeny("dep-pkg@1.0")
+	for what, m := range map[string]proxy.Mirror{
+		"deny rule": {Rules: policy.Rules{Deny: []policy.Deny{d}}},
+		"cooldown":  {Cooldown: policy.Cooldown{Age: time.Hour}},
+	} {
+		m.Name, m.Type, m.URL, m.TTL = "pypi", "pypi", up.IndexURL(), time.Millisecond
+		base := mirrortest.ServeOn(t, st, m)
+		if code, _, b, _ := mirrortest.Get(t, base+file); code != 403 {
+			t.Errorf("%s: the stored file of a release taken down: %d %.100q, want 403", what, code, b)
 		}
 	}
 }
