@@ -1,12 +1,12 @@
 package npm
 
 import (
-	"fmt"
-	"strings"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
