@@ -149,3 +149,22 @@ func TestAuditIsForwarded(t *testing.T) {
 		t.Errorf("ping: %d", resp.StatusCode)
 	}
 }
+
+// An audit body is capped at 1 MiB as every read route's (announced or
+// streamed), and never reaches the upstream when larger.
+func TestAuditBodyIsBounded(t *testing.T) {
+	e := newEnv(t)
+	big := bytes.Repeat([]byte("x"), 2<<20)
+	resp, err := http.Post(e.url+"/-/npm/v1/security/advisories/bulk", "application/json", bytes.NewReader(big))
+	if err != nil || resp.StatusCode != 413 {
+		t.Errorf("2 MiB audit body: %v %v, want 413", err, resp.StatusCode)
+	}
+	// Chunked: no Content-Length to refuse it early.
+	resp, err = http.Post(e.url+"/-/npm/v1/security/advisories/bulk", "application/json", io.MultiReader(bytes.NewReader(big)))
+	if err == nil && resp.StatusCode == 200 {
+		t.Errorf("2 MiB chunked audit body: 200, want 413 or a cut connection")
+	}
+	if e.up.Audits() != 0 && resp != nil && resp.StatusCode == 200 {
+		t.Errorf("an oversized audit reached the upstream")
+	}
+}

@@ -1,7 +1,7 @@
 package npm
 
 import (
-	"bytes"
+	"errors"
 	"context"
 	"fmt"
 	"io"
@@ -297,33 +297,42 @@ func (nm *npmMirror) search(w http.ResponseWriter, r *http.Request) error {
 			q.Set(k, fetch.Truncate(v, 200))
 		}
 	}
-	return nm.forward(w, r, http.MethodGet, nm.m.URL+"/-/v1/search?"+q.Encode(), nil)
+	return nm.forward(w, r, http.MethodGet, nm.m.URL+"/-/v1/search?"+q.Encode(), nil, 0)
 }
 
-// maxAuditBody bounds an audit request (a lock file's worth of names and
-// versions, compressed).
-const maxAuditBody = 32 << 20
+// maxAuditBody bounds an audit request, as every request body on a read
+// route (a lock file's names and versions, compressed: far below).
+const maxAuditBody = 1 << 20
 
-// audit forwards npm audit's request to the upstream, body as sent.
+// audit forwards npm audit's request to the upstream, its body streamed
+// as sent (never held in memory), once it is known there is an upstream.
 func (nm *npmMirror) audit(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxAuditBody+1))
-	if err != nil {
-		return fetch.BadRequest("the audit request was not received completely: %v", err)
-	}
-	if len(body) > maxAuditBody {
-		return fetch.NewError(http.StatusRequestEntityTooLarge, "audit request larger than 32 MiB")
-	}
-	return nm.forward(w, r, http.MethodPost, nm.m.URL+strings.TrimPrefix(r.URL.Path, fetch.RoutePrefix(r.URL.Path, nm.m.Name)), body)
-}
-
-// forward sends a request to the upstream and passes its JSON answer on.
-func (nm *npmMirror) forward(w http.ResponseWriter, r *http.Request, method, target string, body []byte) error {
 	if nm.m.URL == "" {
 		return fetch.NewError(http.StatusNotFound, "a repository without upstream forwards nothing")
 	}
-	req, err := http.NewRequestWithContext(r.Context(), method, target, bytes.NewReader(body))
+	if r.ContentLength > maxAuditBody {
+		return fetch.NewError(http.StatusRequestEntityTooLarge, "audit request larger than 1 MiB")
+	}
+	body := http.MaxBytesReader(w, r.Body, maxAuditBody)
+	err := nm.forward(w, r, http.MethodPost, nm.m.URL+strings.TrimPrefix(r.URL.Path, fetch.RoutePrefix(r.URL.Path, nm.m.Name)), body, r.ContentLength)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return fetch.NewError(http.StatusRequestEntityTooLarge, "audit request larger than 1 MiB")
+	}
+	return err
+}
+
+// forward sends a request to the upstream and passes its JSON answer on.
+func (nm *npmMirror) forward(w http.ResponseWriter, r *http.Request, method, target string, body io.Reader, size int64) error {
+	if nm.m.URL == "" {
+		return fetch.NewError(http.StatusNotFound, "a repository without upstream forwards nothing")
+	}
+	req, err := http.NewRequestWithContext(r.Context(), method, target, body)
 	if err != nil {
 		return err
+	}
+	if body != nil && size >= 0 {
+		req.ContentLength = size
 	}
 	for _, h := range []string{"Content-Type", "Content-Encoding", "Accept", "npm-command"} {
 		if v := r.Header.Get(h); v != "" {
@@ -331,6 +340,10 @@ func (nm *npmMirror) forward(w http.ResponseWriter, r *http.Request, method, tar
 		}
 	}
 	resp, err := nm.client.Do(req)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return err
+	}
 	if err != nil {
 		return fetch.TransportError(target, err)
 	}
