@@ -55,6 +55,10 @@ type conn struct {
 	iov  [2][]byte
 	bufs net.Buffers
 
+	// accepted is when the connection was accepted; served counts the
+	// requests read on it (the first has the header timeout from accepted).
+	accepted time.Time
+	served   int
 	// idleSet is when the idle deadline was last set (zero: another
 	// deadline, or none, is in place).
 	idleSet time.Time
@@ -76,7 +80,7 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr().String()}
+	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), accepted: time.Now()}
 	c.ph, _ = s.Handler.(PreparedHandler)
 	c.cr.c = c
 	c.br = bufio.NewReaderSize(&c.cr, readBufSize)
@@ -122,7 +126,15 @@ func (c *conn) serve() {
 		if c.s.closing.Load() || !c.state.CompareAndSwap(stateActive, stateIdle) {
 			return
 		}
-		c.setIdleDeadline()
+		if c.served == 0 {
+			// A new connection has the header timeout for its first
+			// request, from the moment it was accepted (as net/http; the
+			// idle timeout when shorter): one that sends nothing is not
+			// kept for the idle timeout.
+			_ = c.nc.SetReadDeadline(c.accepted.Add(min(c.s.readHeaderTimeout(), c.s.idleTimeout())))
+		} else {
+			c.setIdleDeadline()
+		}
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
@@ -137,6 +149,7 @@ func (c *conn) serve() {
 			c.handOff()
 			return
 		}
+		c.served++
 		c.serveRequest()
 		if c.closeAfter {
 			return
@@ -202,7 +215,7 @@ func (c *conn) readRequest() (ok bool, err error) {
 		if c.br.Buffered() >= readBufSize {
 			return false, nil // a larger header block than the loop takes
 		}
-		if !deadline {
+		if !deadline && c.served > 0 { // the first request's runs from the accept
 			deadline = true
 			c.idleSet = time.Time{}
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.s.readHeaderTimeout()))

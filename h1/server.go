@@ -96,10 +96,11 @@ func (s *Server) Serve(l net.Listener) error {
 			if s.closing.Load() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Temporary (out of file descriptors, say): back off as
-				// net/http does.
+			var ne interface{ Temporary() bool }
+			if errors.As(err, &ne) && ne.Temporary() {
+				// Temporary (out of file descriptors: EMFILE, ENFILE; a
+				// connection reset before it was accepted): back off and
+				// accept again, as net/http does.
 				if delay == 0 {
 					delay = 5 * time.Millisecond
 				} else if delay *= 2; delay > time.Second {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -649,5 +650,75 @@ func TestPreparedHandler(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if resp, err := http.ReadResponse(br, nil); err == nil {
 		t.Errorf("a panic in ServePrepared: got a response, %d", resp.StatusCode)
+	}
+}
+
+// A new connection that sends nothing is closed after the header timeout,
+// as net/http closes it (not kept for the idle timeout).
+func TestSilentNewConnectionHasTheHeaderTimeout(t *testing.T) {
+	addr, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
+		func(s *Server) { s.IdleTimeout, s.ReadHeaderTimeout = time.Hour, 200*time.Millisecond })
+	for _, first := range []string{"", "GET / HTTP/1.1\r\n"} { // nothing; a header block never finished
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, first)
+		start := time.Now()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+		if err != io.EOF || time.Since(start) > 2*time.Second {
+			t.Errorf("silent connection (sent %q): %v after %v, want EOF after the header timeout", first, err, time.Since(start))
+		}
+	}
+}
+
+// flakyListener fails its first Accepts as a process out of file
+// descriptors does (EMFILE, a Temporary error), then accepts.
+type flakyListener struct {
+	net.Listener
+	fails int
+	err   error
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails > 0 {
+		l.fails--
+		return nil, l.err
+	}
+	return l.Listener.Accept()
+}
+
+// Out of file descriptors, the loop backs off and accepts again (net/http
+// does); a permanent error ends Serve with it.
+func TestAcceptErrors(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	fl := &flakyListener{Listener: l, fails: 3, err: emfile}
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		Fallback: &http.Server{}}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(fl) }()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + l.Addr().String() + "/")
+	if err != nil {
+		s.Close()
+		t.Fatalf("after EMFILE: %v (Serve: %v)", err, <-done)
+	}
+	resp.Body.Close()
+	s.Close()
+	if err := <-done; !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve: %v", err)
+	}
+
+	l2, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer l2.Close()
+	permanent := errors.New("listener broken")
+	s2 := &Server{Handler: http.NotFoundHandler(), Fallback: &http.Server{}}
+	if err := s2.Serve(&flakyListener{Listener: l2, fails: 1, err: permanent}); !errors.Is(err, permanent) {
+		t.Errorf("Serve on a broken listener: %v, want its error", err)
 	}
 }

@@ -569,9 +569,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- serve() }()
+	// Whichever way serving ends, the connections are shut down and the
+	// core is stopped and waited for (downloads commit or are cancelled).
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
+		s.opts.Logger.Error("the server stopped accepting connections", "err", serveErr)
 	case <-ctx.Done():
 	}
 	s.opts.Logger.Info("shutting down", "grace", grace.String())
@@ -586,10 +589,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration)
 		s.opts.Logger.Warn("grace period over; cancelling downloads still running (nothing partial is stored)")
 	}
 	s.core.Stop()
+	s.core.Wait()
 	if errors.Is(err, context.DeadlineExceeded) {
 		_ = closeAll()
 	}
-	return nil
+	return serveErr
 }
 
 // Close cancels background work (tests).

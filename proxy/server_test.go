@@ -1,8 +1,16 @@
 package proxy
 
 import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
 func TestValidHostAndRequestID(t *testing.T) {
@@ -17,5 +25,32 @@ func TestValidHostAndRequestID(t *testing.T) {
 		if got := validRequestID(id); got != want {
 			t.Errorf("validRequestID(%q) = %v, want %v", id, got, want)
 		}
+	}
+}
+
+type brokenListener struct{ net.Listener }
+
+var errBroken = errors.New("listener broken")
+
+func (brokenListener) Accept() (net.Conn, error) { return nil, errBroken }
+
+// A listener that fails for good ends Serve with its error, for either
+// server, after the core is stopped (Serve does not return before).
+func TestServeEndsOnAListenerError(t *testing.T) {
+	for _, std := range []bool{false, true} {
+		store, _ := local.New(t.TempDir())
+		s := New(Options{Store: store, StdHTTP: std, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(context.Background(), brokenListener{l}, time.Second) }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, errBroken) {
+				t.Errorf("StdHTTP %v: Serve returned %v, want the listener's error", std, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("StdHTTP %v: Serve did not return on a broken listener", std)
+		}
+		l.Close()
 	}
 }
