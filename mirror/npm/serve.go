@@ -1,8 +1,8 @@
 package npm
 
 import (
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
