@@ -114,19 +114,27 @@ func (e *errHostRefused) Error() string {
 }
 
 // hostPolicy decides which hosts a mirror's client may reach. The mirror's
-// own host and the hosts the operator listed (fileHosts) are trusted at
-// any address, private or loopback included: the operator chose them.
-// The ecosystem's default file hosts (and any host at all, with "*") must
-// resolve to public addresses, so that metadata (or DNS) cannot point the
-// proxy at 127.0.0.1, 169.254.169.254 or the internal network.
+// own origin (scheme, host and port, as configured: not any port of its
+// host, or metadata could make the proxy probe them) and the hosts the
+// operator listed (fileHosts) are trusted at any address, private or
+// loopback included: the operator chose them. The ecosystem's default file
+// hosts (and any host at all, with "*") must resolve to public addresses,
+// so that metadata (or DNS) cannot point the proxy at 127.0.0.1,
+// 169.254.169.254 or the internal network.
 type hostPolicy struct {
-	trusted map[string]bool // hostnames reachable at any address
-	public  map[string]bool // hostnames reachable at public addresses only
-	any     bool            // "*": every other host, public addresses only
+	origin     string          // the mirror's "scheme://host:port" ("" : none)
+	originAddr string          // its "host:port", as dialled
+	trusted    map[string]bool // hostnames reachable at any address
+	public     map[string]bool // hostnames reachable at public addresses only
+	any        bool            // "*": every other host, public addresses only
 }
 
-func newHostPolicy(mirrorHost string, defaults, fileHosts []string) *hostPolicy {
-	p := &hostPolicy{trusted: map[string]bool{strings.ToLower(mirrorHost): true}, public: map[string]bool{}}
+func newHostPolicy(mirror *url.URL, defaults, fileHosts []string) *hostPolicy {
+	p := &hostPolicy{trusted: map[string]bool{}, public: map[string]bool{}}
+	if mirror != nil && mirror.Host != "" {
+		p.origin = origin(mirror)
+		p.originAddr = strings.TrimPrefix(strings.TrimPrefix(p.origin, "http://"), "https://")
+	}
 	for _, h := range defaults {
 		p.public[h] = true
 	}
@@ -144,13 +152,13 @@ func newHostPolicy(mirrorHost string, defaults, fileHosts []string) *hostPolicy 
 	return p
 }
 
-// allowed reports whether host may be asked at all.
-func (p *hostPolicy) allowed(host string) error {
-	host = strings.ToLower(host)
-	if p.trusted[host] || p.public[host] || p.any {
+// allowed reports whether u may be asked at all.
+func (p *hostPolicy) allowed(u *url.URL) error {
+	host := strings.ToLower(u.Hostname())
+	if p.origin != "" && origin(u) == p.origin || p.trusted[host] || p.public[host] || p.any {
 		return nil
 	}
-	return &errHostRefused{host, "not the mirror's host nor one of its fileHosts"}
+	return &errHostRefused{host, "not the mirror's origin (its scheme, host and port) nor one of its fileHosts"}
 }
 
 // internalIP reports addresses a file URL from metadata must never reach:
@@ -171,7 +179,7 @@ func (p *hostPolicy) dial(d *net.Dialer) func(ctx context.Context, network, addr
 		if err != nil {
 			return nil, err
 		}
-		if p.trusted[strings.ToLower(host)] {
+		if p.trusted[strings.ToLower(host)] || strings.EqualFold(addr, p.originAddr) {
 			return d.DialContext(ctx, network, addr)
 		}
 		ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
@@ -209,7 +217,7 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if t.offline {
 		return nil, ErrOffline
 	}
-	if err := t.policy.allowed(r.URL.Hostname()); err != nil {
+	if err := t.policy.allowed(r.URL); err != nil {
 		return nil, err
 	}
 	auth, ok := t.creds[origin(r.URL)]
@@ -251,7 +259,7 @@ type ClientOptions struct {
 
 func NewClient(timeout time.Duration, m Mirror, o ClientOptions) *http.Client {
 	mu, _ := url.Parse(m.URL)
-	policy := newHostPolicy(mu.Hostname(), o.DefaultFileHosts, m.FileHosts)
+	policy := newHostPolicy(mu, o.DefaultFileHosts, m.FileHosts)
 	base := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           policy.dial(&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}),

@@ -72,3 +72,26 @@ func TestFromTrusted(t *testing.T) {
 		}
 	}
 }
+
+// Metadata cannot make the proxy ask another port or scheme of its
+// upstream's host (a port scan whose answers tell "404" from
+// "unreachable"): only the configured origin, the operator's fileHosts
+// and the ecosystem's public file hosts are asked.
+func TestOnlyTheConfiguredOriginIsTrusted(t *testing.T) {
+	c := NewClient(0, Mirror{Name: "m", Type: "npm", URL: "http://127.0.0.1:4873", FileHosts: []string{"files.internal"}},
+		ClientOptions{DefaultFileHosts: []string{"files.example.org"}})
+	tr := c.Transport.(*upstreamTransport)
+	tr.base = &recordRT{got: map[string]string{}}
+	for u, ok := range map[string]bool{
+		"http://127.0.0.1:4873/x": true, "http://127.0.0.1:4873/a/b.tgz": true,
+		"http://127.0.0.1:22/": false, "http://127.0.0.1:6379/": false, "https://127.0.0.1:4873/x": false,
+		"http://127.0.0.1/x": false, "http://localhost:4873/x": false,
+		"http://files.internal:9000/x": true, "https://files.example.org/x": true, "http://other.example/x": false,
+	} {
+		req, _ := http.NewRequest("GET", u, nil)
+		_, err := tr.RoundTrip(req)
+		if (err == nil) != ok {
+			t.Errorf("%s: err %v, want allowed %v", u, err, ok)
+		}
+	}
+}
