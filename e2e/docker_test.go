@@ -206,7 +206,10 @@ func TestDocker(t *testing.T) {
 		}()
 		dc("up", "-d")
 		base := fmt.Sprintf("http://127.0.0.1:%d", port)
-		waitHTTP(t, base+"/readyz", 90*time.Second)
+		waitHTTP(t, base+"/packagist/packages.json", 90*time.Second)
+		if code, _, _ := get(t, base+"/metrics"); code != 404 {
+			t.Errorf("/metrics through the load balancer: %d, want 404 (internal only)", code)
+		}
 		lock := installBoth(t, base, nil)
 		served := 0
 		for _, svc := range []string{"proxy-1", "proxy-2"} {
@@ -223,7 +226,7 @@ func TestDocker(t *testing.T) {
 		packagist.Stop()
 		pypiUp.Stop()
 		dc("up", "-d", "proxy-1", "proxy-2")
-		waitHTTP(t, base+"/readyz", 60*time.Second)
+		waitHTTP(t, base+"/packagist/packages.json", 60*time.Second)
 		installBoth(t, base, lock)
 
 		dc("down")

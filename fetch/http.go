@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 )
 
 // HTTPError is an answer with a status and a message, which handlers
@@ -56,8 +58,8 @@ func NoContent(w http.ResponseWriter, code int) error {
 type Handler func(w http.ResponseWriter, r *http.Request) error
 
 // RequestScheme is the scheme the client used: X-Forwarded-Proto when the
-// request comes from a trusted (loopback, link-local or private) address,
-// else the connection's own.
+// request comes from a trusted proxy (TRUSTED_PROXIES), else the
+// connection's own.
 func RequestScheme(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
@@ -69,15 +71,49 @@ func RequestScheme(r *http.Request) string {
 	return scheme
 }
 
-// FromTrusted reports whether a peer address is loopback, link-local or
-// private: where a load balancer in front of the proxy would be.
+// trustedProxies are the peers whose X-Forwarded-For and
+// X-Forwarded-Proto are believed (TRUSTED_PROXIES); nil: loopback only.
+// Process-wide: the binary runs one proxy.
+var trustedProxies atomic.Pointer[[]netip.Prefix]
+
+// TrustProxies sets the peers whose forwarding headers are believed (nil
+// or empty: loopback only, the default).
+func TrustProxies(p []netip.Prefix) {
+	if len(p) == 0 {
+		trustedProxies.Store(nil)
+		return
+	}
+	trustedProxies.Store(&p)
+}
+
+// TrustedProxies are the peers TrustProxies set (loopback when none).
+func TrustedProxies() []netip.Prefix {
+	if p := trustedProxies.Load(); p != nil {
+		return *p
+	}
+	return loopback
+}
+
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// FromTrusted reports whether a peer address is a trusted proxy (a load
+// balancer in front of the proxy): TRUSTED_PROXIES, loopback by default.
 func FromTrusted(remote string) bool {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
 		host = remote
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast())
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range TrustedProxies() {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Truncate caps s at n bytes (client input echoed in messages).

@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"net/http"
+	"net/netip"
 	"testing"
 )
 
@@ -64,11 +65,21 @@ func TestCredentialsKeyedOnOrigin(t *testing.T) {
 	}
 }
 
+// By default only loopback peers are trusted proxies (a spoofed
+// X-Forwarded-For from any private address no longer counts);
+// TRUSTED_PROXIES replaces that list.
 func TestFromTrusted(t *testing.T) {
-	for addr, want := range map[string]bool{"127.0.0.1:5": true, "10.1.2.3:80": true, "192.168.0.9:1": true, "[::1]:8": true,
-		"[fe80::1]:8": true, "203.0.113.9:443": false, "8.8.8.8:53": false, "garbage": false} {
+	defer TrustProxies(nil)
+	for addr, want := range map[string]bool{"127.0.0.1:5": true, "10.1.2.3:80": false, "192.168.0.9:1": false, "[::1]:8": true,
+		"[fe80::1]:8": false, "203.0.113.9:443": false, "8.8.8.8:53": false, "garbage": false} {
 		if got := FromTrusted(addr); got != want {
-			t.Errorf("fromTrusted(%q) = %v, want %v", addr, got, want)
+			t.Errorf("default: FromTrusted(%q) = %v, want %v", addr, got, want)
+		}
+	}
+	TrustProxies([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	for addr, want := range map[string]bool{"10.1.2.3:80": true, "127.0.0.1:5": false, "192.168.0.9:1": false, "[::ffff:10.0.0.1]:1": true} {
+		if got := FromTrusted(addr); got != want {
+			t.Errorf("TRUSTED_PROXIES=10.0.0.0/8: FromTrusted(%q) = %v, want %v", addr, got, want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
@@ -138,4 +140,46 @@ func TestFileBodyReachesReadFrom(t *testing.T) {
 	if res := c.Response(); res.Status != http.StatusOK || res.Size != int64(len(body)) || !res.Committed {
 		t.Errorf("echo counted status %d, %d bytes (committed %v); want 200, %d", res.Status, res.Size, res.Committed, len(body))
 	}
+}
+
+// X-Forwarded-For and -Proto are believed only from TRUSTED_PROXIES
+// (loopback by default): from another peer the log names the peer, and
+// URLs are written with the connection's own scheme. OPTIONS is a 405 on
+// every route (echo answered it with a protected route's methods, without
+// a token).
+func TestForwardingHeadersFromTrustedProxiesOnly(t *testing.T) {
+	for _, c := range []struct {
+		trusted []netip.Prefix
+		believe bool
+	}{{nil, true}, {[]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, false}} {
+		store, _ := local.New(t.TempDir())
+		var logs syncBuffer
+		s := New(Options{Store: store, TrustedProxies: c.trusted, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		rt := s.router("/t")
+		rt.Read("/scheme", func(w http.ResponseWriter, r *http.Request) error {
+			_, err := io.WriteString(w, fetch.RequestScheme(r))
+			return err
+		})
+		rt.Write(http.MethodPut, "/secret", func(w http.ResponseWriter, r *http.Request) error { return nil })
+		hs := httptest.NewServer(s.Handler()) // the test's client is 127.0.0.1
+		req, _ := http.NewRequest("GET", hs.URL+"/t/scheme", nil)
+		req.Header.Set("X-Forwarded-For", "203.0.113.7")
+		req.Header.Set("X-Forwarded-Proto", "https")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if got := string(body) == "https" && strings.Contains(logs.String(), "remote=203.0.113.7"); got != c.believe {
+			t.Errorf("TRUSTED_PROXIES %v: scheme %q, log %q; want the headers believed: %v", c.trusted, body, logs.String(), c.believe)
+		}
+		req, _ = http.NewRequest(http.MethodOptions, hs.URL+"/t/secret", nil)
+		if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("OPTIONS on a protected route: %v %v, want 405", err, res.StatusCode)
+		}
+		hs.Close()
+		s.Close()
+	}
+	fetch.TrustProxies(nil)
 }

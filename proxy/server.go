@@ -13,6 +13,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
@@ -58,6 +59,10 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Coordinator, when set, coordinates replicas through Redis.
 	Coordinator *cache.Coordinator
+	// TrustedProxies are the peers (load balancers) whose X-Forwarded-For
+	// and X-Forwarded-Proto are believed, for the client's address, its
+	// scheme and the URLs the proxy writes; empty: loopback only.
+	TrustedProxies []netip.Prefix
 	// PublicURL, when set, is the base of the absolute URLs the proxy
 	// writes (scheme://host[:port]); otherwise each request's own.
 	PublicURL string
@@ -163,9 +168,14 @@ func New(o Options) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	// The client's address is taken from X-Forwarded-For only when the
-	// request comes from a loopback, link-local or private address (a
-	// load balancer); from anywhere else the header is ignored.
-	e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	// request comes from a trusted proxy (TRUSTED_PROXIES, loopback by
+	// default); from anywhere else the header is ignored.
+	fetch.TrustProxies(o.TrustedProxies)
+	trust := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range fetch.TrustedProxies() {
+		trust = append(trust, echo.TrustIPRange(prefixNet(p)))
+	}
+	e.IPExtractor = echo.ExtractIPFromXFFHeader(trust...)
 	e.Use(s.frame)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.readyz)
@@ -199,9 +209,16 @@ func New(o Options) *Server {
 }
 
 // knownMethods are the methods any route may answer; anything else is a
-// 405 before routing, and one "other" label in the metrics.
+// 405 before routing, and one "other" label in the metrics. OPTIONS is
+// not among them: no package client sends it, and echo would answer it
+// with a route's methods, token or not.
 var knownMethods = map[string]bool{http.MethodGet: true, http.MethodHead: true, http.MethodPost: true,
-	http.MethodPut: true, http.MethodDelete: true, http.MethodPatch: true, http.MethodOptions: true}
+	http.MethodPut: true, http.MethodDelete: true, http.MethodPatch: true}
+
+// prefixNet is p as a net.IPNet (echo's trust options take those).
+func prefixNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
 
 // validHost reports whether a Host header is one the proxy accepts: a
 // DNS name or an IP literal of at most 253 characters, with an optional

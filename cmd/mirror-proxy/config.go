@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
@@ -24,9 +25,10 @@ import (
 // Config is everything the proxy reads from the environment. Names follow
 // Packeton's where Packeton has one, so that its users feel at home.
 type Config struct {
-	ListenAddr string `envconfig:"LISTEN_ADDR" default:":8080" desc:"address the HTTP server listens on"`
-	HTTPServer string `envconfig:"HTTP_SERVER" default:"fast" desc:"fast: GET and HEAD go through the proxy's own HTTP/1.1 loop (faster on warm hits), everything else through Go's net/http; std: net/http for everything"`
-	PublicURL  string `envconfig:"PUBLIC_URL" desc:"optional external base URL (https://mirror.example.com) for the few absolute URLs the proxy writes; empty: from each request's Host"`
+	ListenAddr     string `envconfig:"LISTEN_ADDR" default:":8080" desc:"address the HTTP server listens on"`
+	HTTPServer     string `envconfig:"HTTP_SERVER" default:"fast" desc:"fast: GET and HEAD go through the proxy's own HTTP/1.1 loop (faster on warm hits), everything else through Go's net/http; std: net/http for everything"`
+	TrustedProxies CIDRs  `envconfig:"TRUSTED_PROXIES" desc:"comma-separated CIDRs of load balancers whose X-Forwarded-For and X-Forwarded-Proto are believed (client address in logs, scheme of the URLs the proxy writes); replaces the default, loopback only"`
+	PublicURL      string `envconfig:"PUBLIC_URL" desc:"optional external base URL (https://mirror.example.com) for the few absolute URLs the proxy writes; empty: from each request's Host"`
 
 	StorageSource   string `envconfig:"STORAGE_SOURCE" default:"local" desc:"where objects are kept: local (a directory) or s3"`
 	StorageLocalDir string `envconfig:"STORAGE_LOCAL_DIR" default:"./data" desc:"directory of the local storage"`
@@ -566,4 +568,28 @@ func hostingTypes() []string {
 		}
 	}
 	return out
+}
+
+// CIDRs is a comma-separated list of networks ("10.0.0.0/8, 192.168.1.7").
+type CIDRs []netip.Prefix
+
+// Decode implements envconfig.Decoder.
+func (c *CIDRs) Decode(v string) error {
+	*c = nil
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return fmt.Errorf("%q is not a CIDR (10.0.0.0/8) or an address", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		*c = append(*c, p.Masked())
+	}
+	return nil
 }

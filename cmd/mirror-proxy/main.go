@@ -182,6 +182,7 @@ func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*pro
 		Store: guarded, MetaPrefix: cfg.MetaPrefix, DistPrefix: cfg.DistPrefix,
 		Mirrors: cfg.ProxyMirrors(), MemoryCacheBytes: int64(cfg.MemCacheBytes),
 		UpstreamTimeout: cfg.UpstreamTimeout, Logger: log, Ready: ready, LeaseWait: cfg.LeaseWait, PublicURL: cfg.PublicURL,
+		TrustedProxies:   cfg.TrustedProxies,
 		MaxMetadataBytes: int64(cfg.MaxMetadataBytes), MetadataFetches: cfg.MetadataFetches,
 		MaxFileBytes: int64(cfg.MaxFileBytes), FinishShare: cfg.FinishShare,
 		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, VerifyFailureTTL: cfg.VerifyFailureTTL,
