@@ -41,9 +41,16 @@ func TestMain(m *testing.M) {
 
 // proc is a running mirror-proxy.
 type proc struct {
-	URL string
-	cmd *exec.Cmd
-	t   *testing.T
+	URL     string
+	cmd     *exec.Cmd
+	t       *testing.T
+	logPath string
+}
+
+// Log is what the proxy has logged so far.
+func (p *proc) Log() string {
+	b, _ := os.ReadFile(p.logPath)
+	return string(b)
 }
 
 // startProxy runs the binary with env (plus LISTEN_ADDR on a free port).
@@ -61,7 +68,7 @@ func startProxy(t *testing.T, env map[string]string) *proc {
 	if err := testenv.Start(t, cmd); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, t: t}
+	p := &proc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, t: t, logPath: logPath}
 	t.Cleanup(func() {
 		p.Kill()
 		if t.Failed() {

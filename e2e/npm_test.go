@@ -218,3 +218,28 @@ p.packument("victim", {registry: process.argv[2], cache: process.argv[3], fullMe
 		t.Errorf("pacote's abbreviated packument of victim: %q, want victim 1.0.0", got)
 	}
 }
+
+// A hosted npm mirror without url mirrors nothing (the public registry is
+// the default of a mirror that does not host), and says so at startup;
+// with url it does both.
+func TestHostedMirrorSaysWhatItMirrors(t *testing.T) {
+	testenv.Deadline(t, time.Minute)
+	up := fakenpm.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	px := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(), "AUTH_TOKENS": hostedTokensJSON(),
+		"MIRRORS": `[{"name":"only","type":"npm","hosted":true,"public":true},` +
+			`{"name":"both","type":"npm","url":"` + up.URL() + `","hosted":true,"public":true}]`})
+	log := px.Log()
+	if !strings.Contains(log, `msg="mirror: hosts only`) || !strings.Contains(log, `msg="mirror: mirrors and hosts" mirror=both`) {
+		t.Errorf("the startup log does not say what each mirror does:\n%s", log)
+	}
+	if code, _, _ := get(t, px.URL+"/only/left-pad"); code != 404 {
+		t.Errorf("hosted-only mirror, a public package: %d, want 404", code)
+	}
+	if code, _, _ := get(t, px.URL+"/both/left-pad"); code != 200 {
+		t.Errorf("hosted mirror with url, a public package: %d, want 200", code)
+	}
+}

@@ -122,6 +122,16 @@ func serve() error {
 		var names []string
 		for _, m := range cfg.Mirrors {
 			names = append(names, m.Name+"="+m.Type+":"+redactURL(m.URL))
+			// What each mirror does, said once: a hosted mirror without url
+			// mirrors nothing (the type's default upstream is not implied).
+			switch {
+			case m.Hosted && m.URL != "":
+				log.Info("mirror: mirrors and hosts", "mirror", m.Name, "type", m.Type, "upstream", redactURL(m.URL))
+			case m.Hosted:
+				log.Info("mirror: hosts only (no url: nothing is mirrored, other names are 404)", "mirror", m.Name, "type", m.Type)
+			default:
+				log.Info("mirror: mirrors", "mirror", m.Name, "type", m.Type, "upstream", redactURL(m.URL))
+			}
 		}
 		log.Info("listening", "addr", l.Addr().String(), "mirrors", strings.Join(names, " "))
 		return srv.Serve(ctx, l, cfg.ShutdownTimeout)
