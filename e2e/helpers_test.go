@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -56,8 +57,36 @@ func (p *proc) Log() string {
 // startProxy runs the binary with env (plus LISTEN_ADDR on a free port).
 func startProxy(t *testing.T, env map[string]string) *proc {
 	t.Helper()
+	return startProxyBin(t, proxyBin, env)
+}
+
+var (
+	plainOnce sync.Once
+	plainPath string
+	plainErr  error
+)
+
+// plainBin is the binary as users run it, without the race detector
+// (whose shadow memory would distort a measure of memory).
+func plainBin(t *testing.T) string {
+	plainOnce.Do(func() {
+		plainPath = proxyBin + "-plain"
+		out, err := exec.Command("go", "build", "-o", plainPath, "../cmd/mirror-proxy").CombinedOutput()
+		if err != nil {
+			plainErr = fmt.Errorf("%v\n%s", err, out)
+		}
+	})
+	if plainErr != nil {
+		t.Fatalf("building mirror-proxy without -race: %v", plainErr)
+	}
+	return plainPath
+}
+
+// startProxyBin is startProxy with another binary.
+func startProxyBin(t *testing.T, bin string, env map[string]string) *proc {
+	t.Helper()
 	port := testenv.FreePort(t)
-	cmd := exec.Command(proxyBin, "serve")
+	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", port), "LOG_FORMAT=text", "AWS_EC2_METADATA_DISABLED=true")
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)

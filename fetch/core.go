@@ -43,6 +43,7 @@ type Core struct {
 	upstreamTimeout time.Duration
 	downloadTimeout time.Duration
 	maxMeta         int64         // MAX_METADATA_BYTES
+	budget          *budget       // METADATA_MEMORY_BYTES
 	maxFile         int64         // MAX_FILE_BYTES
 	idleTimeout     time.Duration // UPSTREAM_IDLE_TIMEOUT
 	// badFiles: key → badFile, recent verification failures.
@@ -88,6 +89,9 @@ type Config struct {
 	MaxFileBytes        int64
 	FinishShare         float64
 	MetadataFetches     int
+	// MetadataMemoryBytes bounds the decoded metadata held by every read
+	// at once (METADATA_MEMORY_BYTES); at least twice MaxMetadataBytes.
+	MetadataMemoryBytes int64
 	// IsKnownMethod bounds the method label of request metrics.
 	IsKnownMethod func(string) bool
 }
@@ -110,7 +114,7 @@ func NewCore(cfg Config) *Core {
 		flights: map[string]*flight{}, spoolDir: spool,
 		upstreamTimeout: o.UpstreamTimeout, downloadTimeout: 2 * time.Hour,
 		maxMeta: o.MaxMetadataBytes, maxFile: o.MaxFileBytes, idleTimeout: o.UpstreamIdleTimeout, verifyFailureTTL: o.VerifyFailureTTL, finishShare: o.FinishShare, fetchSem: make(chan struct{}, o.MetadataFetches),
-		bg: bg, cancelBg: cancel,
+		bg: bg, cancelBg: cancel, budget: newBudget(o.MetadataMemoryBytes, o.MaxMetadataBytes),
 	}
 	if c.leaseWait <= 0 {
 		c.leaseWait = 60 * time.Second

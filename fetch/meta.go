@@ -508,7 +508,11 @@ func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, er
 		}
 		return fail(uerr)
 	}
-	body, err := ReadBody(resp, c.maxMeta)
+	body, release, err := c.ReadBody(ctx, resp)
+	defer release()
+	if errors.Is(err, ErrBusy) {
+		return fail(&UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5", Msg: err.Error()})
+	}
 	if errors.Is(err, errTooLarge) {
 		return reject(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream document %s is %v (MAX_METADATA_BYTES=%d)", SafeURL(src.URL), err, c.maxMeta)})
 	}
@@ -610,33 +614,4 @@ func (c *Core) shareChecked(ctx context.Context, src *MetaSource, e *MetaEntry, 
 	if c.coord != nil {
 		c.coord.Checked(ctx, src.Key, now, e.header.Fetched, 2*src.TTL)
 	}
-}
-
-// ReadBody reads a metadata response, decompressing as it reads, and
-// stops as soon as the document passes max bytes (a gzip bomb costs at
-// most max).
-func ReadBody(resp *http.Response, max int64) ([]byte, error) {
-	var r io.Reader = resp.Body
-	if strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
-		zr, err := gzip.NewReader(resp.Body)
-		if err != nil {
-			return nil, err
-		}
-		r = zr
-	}
-	if resp.ContentLength > max && resp.Header.Get("Content-Encoding") == "" {
-		return nil, errTooLarge
-	}
-	var buf bytes.Buffer
-	if resp.ContentLength > 0 && resp.ContentLength <= max {
-		buf.Grow(int(resp.ContentLength))
-	}
-	n, err := buf.ReadFrom(io.LimitReader(r, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if n > max {
-		return nil, errTooLarge
-	}
-	return buf.Bytes(), nil
 }

@@ -89,6 +89,10 @@ type Options struct {
 	// MetadataFetches bounds the upstream metadata fetches running at
 	// once in this process (default 16).
 	MetadataFetches int
+	// MetadataMemoryBytes bounds the decoded metadata held by all the
+	// reads running at once (default 256 MiB; at least twice
+	// MaxMetadataBytes): more wait, and past 10 s answer 503.
+	MetadataMemoryBytes int64
 	// Tokens, when any, are required by every request to a mirror (see
 	// authorize); none: reads are open and writes refused.
 	Tokens []Token
@@ -145,6 +149,9 @@ func New(o Options) *Server {
 	if o.FinishShare == 0 {
 		o.FinishShare = 0.5
 	}
+	if o.MetadataMemoryBytes <= 0 {
+		o.MetadataMemoryBytes = 256 << 20
+	}
 	if o.MetadataFetches <= 0 {
 		o.MetadataFetches = 16
 	}
@@ -162,7 +169,7 @@ func New(o Options) *Server {
 		DistCacheDir: o.DistCacheDir, UpstreamTimeout: o.UpstreamTimeout, Logger: o.Logger, Coordinator: o.Coordinator,
 		LeaseWait: o.LeaseWait, MaxMetadataBytes: o.MaxMetadataBytes, VerifyFailureTTL: o.VerifyFailureTTL,
 		UpstreamIdleTimeout: o.UpstreamIdleTimeout, MaxFileBytes: o.MaxFileBytes, FinishShare: o.FinishShare,
-		MetadataFetches: o.MetadataFetches, IsKnownMethod: func(m string) bool { return knownMethods[m] },
+		MetadataFetches: o.MetadataFetches, MetadataMemoryBytes: o.MetadataMemoryBytes, IsKnownMethod: func(m string) bool { return knownMethods[m] },
 	}), opts: o}
 	e := s.e
 	e.HideBanner, e.HidePort = true, true

@@ -69,6 +69,7 @@ type Config struct {
 	MaxFileBytes        Bytes         `envconfig:"MAX_FILE_BYTES" default:"2GiB" desc:"largest file downloaded when the metadata gives no size (PyPI's size is enforced exactly)"`
 	FinishShare         float64       `envconfig:"DOWNLOAD_FINISH_SHARE" default:"0.5" desc:"a download that every client has left is finished only when past this share of its size (0: always finish; 1.01: never)"`
 	MetadataFetches     int           `envconfig:"METADATA_FETCHES" default:"16" desc:"upstream metadata fetches running at once per process (more wait)"`
+	MetadataMemory      Bytes         `envconfig:"METADATA_MEMORY_BYTES" default:"256MiB" desc:"decoded metadata held at once by every upstream read together (at least twice MAX_METADATA_BYTES); more wait, and past 10 s answer 503"`
 	UpstreamIdleTimeout time.Duration `envconfig:"UPSTREAM_IDLE_TIMEOUT" desc:"a file download whose body delivers nothing for this long is given up (default: UPSTREAM_TIMEOUT)"`
 	VerifyFailureTTL    time.Duration `envconfig:"VERIFY_FAILURE_TTL" default:"30s" desc:"how long a file that failed verification (digest, size, archive check) is answered 502 without being fetched again, by every replica with Redis (0: not remembered)"`
 	UpstreamTimeout     time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s" desc:"connect and response-header timeout for upstream requests"`

@@ -390,7 +390,8 @@ func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) err
 	if resp.StatusCode != http.StatusOK {
 		return fetch.StatusError(target, resp)
 	}
-	body, err := fetch.ReadBody(resp, cm.env.Core.MaxMetadataBytes())
+	body, release, err := cm.env.Core.ReadBody(r.Context(), resp)
+	defer release()
 	if err != nil {
 		return fetch.TransportError(target, err)
 	}

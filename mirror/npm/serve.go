@@ -351,7 +351,8 @@ func (nm *npmMirror) forward(w http.ResponseWriter, r *http.Request, method, tar
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 		return fetch.StatusError(target, resp)
 	}
-	b, err := fetch.ReadBody(resp, nm.env.Core.MaxMetadataBytes())
+	b, release, err := nm.env.Core.ReadBody(r.Context(), resp)
+	defer release()
 	if err != nil {
 		return fetch.TransportError(target, err)
 	}
