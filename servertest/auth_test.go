@@ -55,7 +55,10 @@ func TestUpstreamCredentialsGoOnlyToTheirHost(t *testing.T) {
 	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d",
 		Mirrors: []proxy.Mirror{
 			{Name: "priv", Type: "composer", URL: up.URL, TTL: time.Minute, NotFoundTTL: time.Second,
-				Auth: []proxy.HostAuth{{Username: "token", Password: "s3cret"}}},
+				// The CDN is another port of the same host: trusted only
+				// because it is listed (the mirror's origin is one port).
+				FileHosts: []string{"127.0.0.1"},
+				Auth:      []proxy.HostAuth{{Username: "token", Password: "s3cret"}}},
 			{Name: "wrong", Type: "composer", URL: up.URL, TTL: time.Minute, NotFoundTTL: time.Second,
 				Auth: []proxy.HostAuth{{Host: host, Username: "token", Password: "nope"}}},
 		},
