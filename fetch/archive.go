@@ -9,6 +9,40 @@ import (
 	"io"
 )
 
+// ErrUnpackedTooLarge: an archive decompresses to more than UnpackLimit
+// allows for its size (a decompression bomb); nothing more is read.
+var ErrUnpackedTooLarge = errors.New("the archive decompresses to more than its size allows (64 MiB plus 32 times its compressed size): refused as a decompression bomb")
+
+// UnpackLimit is how many bytes an archive of n compressed bytes may
+// decompress to: 64 MiB plus 32 times n, far above real packages'
+// ratios, far below a bomb's.
+func UnpackLimit(n int64) int64 { return 64<<20 + 32*max(n, 0) }
+
+// Unpacked bounds a decompressing reader over an archive of n compressed
+// bytes to UnpackLimit(n): past it, reads fail with ErrUnpackedTooLarge.
+// Decompression streams, so memory does not grow with it; the bound is
+// on the work one request can cause.
+func Unpacked(r io.Reader, n int64) io.Reader {
+	return &unpacked{r: r, left: UnpackLimit(n)}
+}
+
+type unpacked struct {
+	r    io.Reader
+	left int64
+}
+
+func (u *unpacked) Read(p []byte) (int, error) {
+	if u.left <= 0 {
+		return 0, ErrUnpackedTooLarge
+	}
+	if int64(len(p)) > u.left {
+		p = p[:u.left]
+	}
+	n, err := u.r.Read(p)
+	u.left -= int64(n)
+	return n, err
+}
+
 // ArchiveCheck returns the structural check of a downloaded archive of
 // the given dist type, for files the metadata gives no digest for (most
 // of Packagist's dists): a zip must have a readable central directory and
@@ -28,7 +62,7 @@ func ArchiveCheck(typ string) func(io.ReaderAt, int64) error {
 			if err != nil {
 				return err
 			}
-			return checkTar(zr)
+			return checkTar(Unpacked(zr, n))
 		}
 	}
 	return nil
@@ -41,6 +75,7 @@ func checkZip(r io.ReaderAt, n int64) error {
 	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
+	left := UnpackLimit(n) // summed over the entries
 	for _, f := range zr.File {
 		if f.FileInfo().IsDir() {
 			continue
@@ -49,7 +84,9 @@ func checkZip(r io.ReaderAt, n int64) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.Name, err)
 		}
-		_, err = io.CopyBuffer(io.Discard, rc, *bp) // archive/zip checks the CRC at the end
+		u := &unpacked{r: rc, left: left}
+		_, err = io.CopyBuffer(io.Discard, u, *bp) // archive/zip checks the CRC at the end
+		left = u.left
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.Name, err)

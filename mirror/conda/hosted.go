@@ -254,7 +254,7 @@ func conflict(file string) error {
 // info-*.tar.zst holds it) or a .tar.bz2.
 func readIndexJSON(file string, ra io.ReaderAt, size int64) ([]byte, error) {
 	if strings.HasSuffix(file, ".tar.bz2") {
-		return indexFromTar(bzip2.NewReader(io.NewSectionReader(ra, 0, size)))
+		return indexFromTar(fetch.Unpacked(bzip2.NewReader(io.NewSectionReader(ra, 0, size)), size))
 	}
 	zr, err := zip.NewReader(ra, size)
 	if err != nil {
@@ -272,7 +272,7 @@ func readIndexJSON(file string, ra io.ReaderAt, size int64) ([]byte, error) {
 				return nil, err
 			}
 			defer zd.Close()
-			return indexFromTar(zd)
+			return indexFromTar(fetch.Unpacked(zd, int64(f.CompressedSize64)))
 		}
 	}
 	return nil, errors.New("no info-*.tar.zst in the .conda archive")

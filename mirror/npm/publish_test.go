@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakenpm"
+	"github.com/mirror-proxy/mirror-proxy/internal/hostile"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
@@ -299,5 +300,23 @@ func TestLongManifestStringsAreKept(t *testing.T) {
 	json.Unmarshal(b, &p)
 	if v := p.Versions["1.0.0"]; v.Readme != readme || v.Description != "\x00long:0" {
 		t.Errorf("readme %d bytes (want %d), description %q", len(v.Readme), len(readme), v.Description)
+	}
+}
+
+// An uploaded tarball that decompresses to 1 GiB (a few MB sent) is
+// refused as a bomb once it passes the unpack bound, quickly.
+func TestPublishedTarballBombIsRefused(t *testing.T) {
+	base, st := hostedEnv(t)
+	bomb := hostile.TarGzBomb("package/blob.bin", 1024, "package/package.json", `{"name":"@acme/bomb","version":"1.0.0"}`)
+	start := time.Now()
+	code, body := put(t, base+"/@acme%2fbomb", publishDoc("@acme/bomb", "1.0.0", bomb, ""))
+	if code != 400 || !strings.Contains(body, "bomb") {
+		t.Errorf("a %d KB tarball of 1 GiB: %d %s, want 400", len(bomb)>>10, code, body)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("refusing it took %v", d)
+	}
+	if keys := artifactKeys(st); len(keys) != 0 {
+		t.Errorf("stored %v", keys)
 	}
 }

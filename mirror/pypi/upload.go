@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/mirror-proxy/mirror-proxy/fetch"
 )
 
 // maxMetadata caps a core metadata file read from an upload.
@@ -116,7 +118,7 @@ func SdistMetadata(r io.ReaderAt, size int64, ext string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the sdist is not a valid .tar.gz: %v", err)
 	}
-	tr := tar.NewReader(zr)
+	tr := tar.NewReader(fetch.Unpacked(zr, size))
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {

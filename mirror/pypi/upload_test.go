@@ -5,8 +5,13 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/internal/hostile"
 )
 
 func TestParseDistFilename(t *testing.T) {
@@ -82,5 +87,19 @@ func TestHostedIndexProject(t *testing.T) {
 	}
 	if html := string(p.RenderHTML("my-pkg")); !strings.Contains(html, `data-core-metadata="sha256=bbbb`) || !strings.Contains(html, `#sha256=aaaa`) {
 		t.Errorf("HTML page: %s", html)
+	}
+}
+
+// An sdist whose PKG-INFO comes after 1 GiB of zeros is refused at the
+// unpack bound, not decompressed to the end.
+func TestSdistBombIsRefused(t *testing.T) {
+	bomb := hostile.TarGzBomb("bomb-1.0/blob.bin", 1024, "bomb-1.0/PKG-INFO", "Metadata-Version: 2.1\nName: bomb\nVersion: 1.0\n")
+	start := time.Now()
+	_, err := SdistMetadata(bytes.NewReader(bomb), int64(len(bomb)), ".tar.gz")
+	if !errors.Is(err, fetch.ErrUnpackedTooLarge) && (err == nil || !strings.Contains(err.Error(), "bomb")) {
+		t.Errorf("sdist bomb: %v, want refused as a bomb", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("refusing it took %v", d)
 	}
 }
