@@ -615,3 +615,19 @@ func (c *Core) shareChecked(ctx context.Context, src *MetaSource, e *MetaEntry, 
 		c.coord.Checked(ctx, src.Key, now, e.header.Fetched, 2*src.TTL)
 	}
 }
+
+// DropMeta forgets a stored document everywhere (storage, memory, the disk
+// cache, other replicas' memory): it is fetched again when next asked for
+// (a narinfo whose NAR did not verify).
+func (c *Core) DropMeta(ctx context.Context, key string) {
+	if err := c.store.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		c.log.Warn("could not drop a document", "key", key, "err", err)
+	}
+	c.mem.Remove(key)
+	if c.metaDisk != nil {
+		c.metaDisk.Remove(key)
+	}
+	if c.coord != nil {
+		c.coord.Invalidate(ctx, c.id+" "+key)
+	}
+}

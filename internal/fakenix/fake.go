@@ -72,6 +72,13 @@ func (s *Server) Add(name string, nar []byte) (hash, narFile string) {
 	return hash, narFile
 }
 
+// SetFile replaces (or adds) a file of the cache.
+func (s *Server) SetFile(path string, b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.files[path] = b
+}
+
 // File is a file of the cache.
 func (s *Server) File(path string) []byte {
 	s.mu.Lock()

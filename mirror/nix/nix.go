@@ -47,6 +47,11 @@ func DecodeBase32(s string, size int) ([]byte, error) {
 // NarInfo is what the proxy reads of a narinfo.
 type NarInfo struct {
 	StorePath, URL, FileHash string
+	// NarHash (sha256) and NarSize are the decompressed NAR's; nil and 0
+	// when the narinfo gives none (ParseNarInfo accepts that; an upstream
+	// narinfo without them is refused by the mirror).
+	NarHash []byte
+	NarSize int64
 }
 
 var storePathRe = regexp.MustCompile(`^/[^\s]+/([0-9a-df-np-sv-z]{32})-[A-Za-z0-9+\-._?=]+$`)
@@ -70,6 +75,18 @@ func ParseNarInfo(b []byte, hash string) (NarInfo, error) {
 			n.URL = v
 		case "FileHash":
 			n.FileHash = v
+		case "NarHash":
+			h, err := narHash(v)
+			if err != nil {
+				return n, fmt.Errorf("narinfo: %v", err)
+			}
+			n.NarHash = h
+		case "NarSize":
+			s, err := parseNarSize(v)
+			if err != nil {
+				return n, fmt.Errorf("narinfo: %v", err)
+			}
+			n.NarSize = s
 		}
 	}
 	m := storePathRe.FindStringSubmatch(n.StorePath)

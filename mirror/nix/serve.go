@@ -55,6 +55,7 @@ func (nm *nixMirror) Routes(rt mirror.Router) {
 	rt.Read("/nix-cache-info", nm.cacheInfo)
 	rt.Read("/{file}", nm.top)
 	rt.Read("/nar/{file}", nm.nar)
+	rt.Read("/nar/{hash}/{file}", nm.verifiedNar)
 	rt.Read("/log/{file}", nm.log)
 	if nm.repo != nil {
 		rt.Write(http.MethodPut, "/nix-cache-info", nm.putCacheInfo)
@@ -122,21 +123,91 @@ func (nm *nixMirror) top(w http.ResponseWriter, r *http.Request) error {
 	if nm.m.URL == "" {
 		return fetch.NewError(http.StatusNotFound, "no such store path in this cache")
 	}
-	res, err := nm.env.Core.Meta(r.Context(), &fetch.MetaSource{
-		Key: key, URL: nm.m.URL + "/" + file,
+	res, err := nm.env.Core.Meta(r.Context(), nm.narinfoSource(hash))
+	if err != nil {
+		return err
+	}
+	return nm.env.Core.ServeMeta(w, r, res, hvNarInfo)
+}
+
+// narinfoSource is where an upstream narinfo comes from. It is refused
+// unless it gives the NAR's NarHash and NarSize and a URL this mirror can
+// verify; its URL becomes nar/<hash>/<file>, so that the NAR's download
+// is checked against this narinfo (verifiedNar). The URL is not part of
+// what a narinfo's signature covers.
+func (nm *nixMirror) narinfoSource(hash string) *fetch.MetaSource {
+	return &fetch.MetaSource{
+		Key: nm.env.MetaKey(hash + ".narinfo"), URL: nm.m.URL + "/" + hash + ".narinfo",
 		Client: nm.client, TTL: narinfoTTL, NotFoundTTL: nm.m.NotFoundTTL,
 		Transform: func(b []byte, _ *http.Response) ([]byte, error) {
 			n, err := ParseNarInfo(b, hash)
 			if err != nil {
 				return nil, err
 			}
-			return b, checkNarURL(n)
+			if err := checkNarURL(n); err != nil {
+				return nil, err
+			}
+			if n.NarHash == nil || n.NarSize == 0 {
+				return nil, errors.New("narinfo without NarHash and NarSize: the proxy could not verify its NAR")
+			}
+			return rewriteURL(b, "nar/"+hash+"/"+n.NarFile()), nil
 		},
-	})
+	}
+}
+
+// rewriteURL replaces a narinfo's URL line.
+func rewriteURL(b []byte, url string) []byte {
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "URL: ") {
+			lines[i] = "URL: " + url
+		}
+	}
+	return []byte(strings.Join(lines, "\n"))
+}
+
+// verifiedNar serves nar/<hash>/<file>, the NAR of the narinfo of <hash>
+// (as the proxy rewrote its URL): stored under a key that holds the
+// narinfo's NarHash, or downloaded, checked against the FileHash its name
+// gives and, decompressed, against the narinfo's NarHash and NarSize
+// before it is stored. A NAR that fails drops the narinfo too: it is
+// fetched again next time (an upstream that repairs it is heard), never
+// kept for good.
+func (nm *nixMirror) verifiedNar(w http.ResponseWriter, r *http.Request) error {
+	hash, file := r.PathValue("hash"), r.PathValue("file")
+	sum := NarFileHash(file)
+	if !ValidHash(hash) || sum == nil {
+		return fetch.NewError(http.StatusNotFound, "not a NAR of a Nix binary cache: expected nar/<hash>/<file hash>.nar[.xz|.zst|.bz2]")
+	}
+	if nm.m.URL == "" {
+		return fetch.NewError(http.StatusNotFound, "no such NAR in this cache")
+	}
+	src := nm.narinfoSource(hash)
+	res, err := nm.env.Core.MetaOf(r.Context(), src.Key, narinfoTTL, func() *fetch.MetaSource { return src })
 	if err != nil {
 		return err
 	}
-	return nm.env.Core.ServeMeta(w, r, res, hvNarInfo)
+	v, err := nm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return ParseNarInfo(b, hash) })
+	if err != nil {
+		return &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored narinfo of %s: %v", hash, err)}
+	}
+	n := v.(NarInfo)
+	if n.NarFile() != file || n.NarHash == nil {
+		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not the NAR the narinfo of %s names", fetch.QuoteName(file), hash))
+	}
+	key := storage.Join(nm.env.DistPrefix, nm.m.Name, n.VerifiedKey())
+	return nm.env.Core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
+		return fetch.FileSource{URL: nm.m.URL + "/nar/" + file, Client: nm.client,
+			Digests: []fetch.Digest{{Alg: "sha256", Value: sum}},
+			Check: func(ra io.ReaderAt, size int64) error {
+				if err := n.CheckNar(ra, size); err != nil {
+					nm.env.Core.DropMeta(context.WithoutCancel(ctx), src.Key)
+					nm.env.Log.Warn("a NAR does not match its narinfo; the narinfo was dropped", "mirror", nm.m.Name, "hash", hash, "err", err)
+					return err
+				}
+				return nil
+			}}, nil
+	})
 }
 
 // checkNarURL refuses a narinfo whose NAR this mirror could not verify:
