@@ -123,20 +123,26 @@ func TestNpmPublishPrivatePackage(t *testing.T) {
 	writeRC := "//" + host + "/npm/:_authToken=" + e2eWrite + "\n"
 	readRC := "//" + host + "/npm/:_authToken=" + e2eRead + "\n"
 
-	publishDir := func(version string) string {
+	publishDirWith := func(version, code string) string {
 		d := t.TempDir()
 		os.WriteFile(filepath.Join(d, "package.json"), []byte(`{"name":"@acme/private","version":"`+version+`","main":"index.js","dependencies":{"left-pad":"^1.2.0"}}`), 0o644)
-		os.WriteFile(filepath.Join(d, "index.js"), []byte("module.exports = '"+version+"';\n"), 0o644)
+		os.WriteFile(filepath.Join(d, "index.js"), []byte(code), 0o644)
 		return d
 	}
+	publishDir := func(version string) string { return publishDirWith(version, "module.exports = '"+version+"';\n") }
 	for _, v := range []string{"1.0.0", "1.1.0"} {
 		mustNpmWith(t, writeRC, publishDir(v), registry, t.TempDir(), "publish")
 	}
 	if out, err := npmWith(t, readRC, publishDir("1.2.0"), registry, t.TempDir(), "publish"); err == nil {
 		t.Errorf("a read-only token published:\n%s", tailLines(out, 10))
 	}
-	if out, err := npmWith(t, writeRC, publishDir("1.1.0"), registry, t.TempDir(), "publish"); err == nil || !strings.Contains(out, "previously published") {
-		t.Errorf("publishing over 1.1.0: %v\n%s", err, tailLines(out, 10))
+	// The same tarball again is a retry and succeeds; other contents under
+	// 1.1.0 are refused with npm's own message.
+	if out, err := npmWith(t, writeRC, publishDir("1.1.0"), registry, t.TempDir(), "publish"); err != nil {
+		t.Errorf("publishing 1.1.0 again, the same tarball: %v\n%s", err, tailLines(out, 10))
+	}
+	if out, err := npmWith(t, writeRC, publishDirWith("1.1.0", "module.exports = 'other';\n"), registry, t.TempDir(), "publish"); err == nil || !strings.Contains(out, "previously published") {
+		t.Errorf("publishing over 1.1.0 with other contents: %v\n%s", err, tailLines(out, 10))
 	}
 
 	// The upstream now has the same name, higher.

@@ -178,6 +178,13 @@ func (cm *composerMirror) root(w http.ResponseWriter, r *http.Request) error {
 		names = n
 	}
 	res, root, err := cm.upstreamRoot(r.Context())
+	if err != nil && cm.repo != nil {
+		// Hosted packages do not depend on the upstream: with its root
+		// unavailable (and none stored), the root lists the hosted names.
+		cm.env.Log.Warn("upstream root unavailable; serving the hosted packages' root", "mirror", cm.m.Name, "err", err)
+		w.Header().Set("X-Mirror-Upstream", "unavailable")
+		return cm.hostedOnlyRoot(w, r)
+	}
 	if err != nil {
 		return err
 	}

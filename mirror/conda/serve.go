@@ -235,6 +235,13 @@ func (cm *condaMirror) repodata(w http.ResponseWriter, r *http.Request, subdir, 
 		}
 	}
 	res, err := cm.repodataMeta(r.Context(), subdir, file)
+	if err != nil && hostedRecs != nil && plain && !fetch.IsNotFound(err) {
+		// Hosted packages do not depend on the upstream: with its
+		// repodata unavailable (and none stored), the hosted records alone.
+		cm.env.Log.Warn("upstream repodata unavailable; serving the hosted packages alone", "mirror", cm.m.Name, "subdir", subdir, "err", err)
+		w.Header().Set("X-Mirror-Upstream", "unavailable")
+		return cm.serveMerged(w, r, subdir, fetch.MetaResult{}, nil, hostedRecs)
+	}
 	if err != nil {
 		return err
 	}

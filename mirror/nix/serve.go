@@ -96,6 +96,12 @@ func (nm *nixMirror) cacheInfo(w http.ResponseWriter, r *http.Request) error {
 			},
 		}
 	})
+	if err != nil && nm.repo != nil {
+		// A hosted cache does not depend on the upstream: its own
+		// nix-cache-info when the upstream's is unavailable.
+		w.Header().Set("X-Mirror-Upstream", "unavailable")
+		return fetch.ServeDoc(w, r, hostedInfoDoc, hvCacheInfo, fetch.HostedEntry(time.Time{}))
+	}
 	if err != nil {
 		return err
 	}
