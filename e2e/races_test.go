@@ -16,6 +16,8 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +27,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
 	composerpkg "github.com/mirror-proxy/mirror-proxy/mirror/composer"
+	nixpkg "github.com/mirror-proxy/mirror-proxy/mirror/nix"
 )
 
 // raceEcosystem publishes one version with racer-specific bytes, and
@@ -277,5 +280,64 @@ func TestRacingPublishesOneWinsOnEveryReplica(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// A hosted package of each hosting ecosystem is published through one
+// replica and then installed from a fresh replica, both with an upstream
+// that was never reachable: its metadata, its root (Composer's
+// packages.json, conda's repodata.json, Nix's nix-cache-info) and its file
+// all come from the bucket alone. Composer and npm install it with the
+// real clients.
+func TestHostedPackagesNeedNoUpstream(t *testing.T) {
+	testenv.Deadline(t, 3*time.Minute)
+	dead := "http://127.0.0.1:1"
+	var mirrors []string
+	for _, e := range raceEcosystems() {
+		mirrors = append(mirrors, `{"name":"`+e.name+`","type":"`+e.name+`","url":"`+dead+`","hosted":true,"public":true}`)
+	}
+	mirrors = append(mirrors, `{"name":"nix","type":"nix","url":"`+dead+`","hosted":true,"public":true}`)
+	env := map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(), "AUTH_TOKENS": hostedTokensJSON(),
+		"MIRRORS": "[" + strings.Join(mirrors, ",") + "]"}
+	first := startProxy(t, env)
+	for _, e := range raceEcosystems() {
+		if code, body := e.publish(first.URL+"/"+e.name, 0, 0); code/100 != 2 {
+			t.Fatalf("%s: publish with the upstream unreachable: %d %.300s", e.name, code, body)
+		}
+	}
+	nar := []byte("a hosted NAR")
+	sum := sha256.Sum256(nar)
+	narFile := nixpkg.EncodeBase32(sum[:]) + ".nar"
+	hash := strings.Repeat("b", 32)
+	info := fmt.Sprintf("StorePath: /nix/store/%s-x\nURL: nar/%s\nCompression: none\nFileHash: sha256:%s\nFileSize: %d\nNarHash: sha256:%s\nNarSize: %d\nReferences: \n",
+		hash, narFile, nixpkg.EncodeBase32(sum[:]), len(nar), nixpkg.EncodeBase32(sum[:]), len(nar))
+	if code, body := do(http.MethodPut, first.URL+"/nix/nar/"+narFile, "application/x-nix-nar", nar); code/100 != 2 {
+		t.Fatalf("nix: NAR upload: %d %s", code, body)
+	}
+	if code, body := do(http.MethodPut, first.URL+"/nix/"+hash+".narinfo", "text/x-nix-narinfo", []byte(info)); code/100 != 2 {
+		t.Fatalf("nix: narinfo upload: %d %s", code, body)
+	}
+	first.Kill()
+
+	fresh := startProxy(t, env)
+	for _, e := range raceEcosystems() {
+		if listed, match := e.served(t, fresh.URL+"/"+e.name, 0); !listed || !match {
+			t.Errorf("%s from a fresh replica: listed %v, bytes match %v", e.name, listed, match)
+		}
+	}
+	for _, path := range []string{"/composer/packages.json", "/conda/noarch/repodata.json", "/nix/nix-cache-info", "/nix/" + hash + ".narinfo", "/nix/nar/" + narFile} {
+		if code, _, b := get(t, fresh.URL+path); code != 200 {
+			t.Errorf("%s from a fresh replica: %d %.200s", path, code, b)
+		}
+	}
+	// The real clients.
+	dir := composerProject(t, fresh.URL+"/composer", map[string]string{"acme/race": "1.0.0"})
+	if out, err := composer(t, dir, "install", "--no-interaction", "--no-progress"); err != nil {
+		t.Errorf("composer install of a hosted package, upstream never reachable: %v\n%s", err, tailLines(out, 20))
+	}
+	app := t.TempDir()
+	os.WriteFile(filepath.Join(app, "package.json"), []byte(`{"name":"app","version":"1.0.0","private":true,"dependencies":{"@acme/race":"1.0.0"}}`), 0o644)
+	if out, err := npmRun(t, app, fresh.URL+"/npm/", t.TempDir(), "install", "--no-audit"); err != nil {
+		t.Errorf("npm install of a hosted package, upstream never reachable: %v\n%s", err, tailLines(out, 20))
 	}
 }
