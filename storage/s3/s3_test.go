@@ -2,8 +2,14 @@ package s3_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
 	"github.com/mirror-proxy/mirror-proxy/storage"
@@ -55,5 +61,42 @@ func TestCheck(t *testing.T) {
 		AccessKeyID: srv.AccessKey, SecretAccessKey: "wrong-secret", PathStyle: true})
 	if err := bad2.Check(ctx, "mirror-meta"); err == nil || !strings.Contains(err.Error(), bad.Bucket()) {
 		t.Fatalf("Check with a wrong secret: %v", err)
+	}
+}
+
+// failAfter yields n bytes, then fails (a client that hangs up mid-upload).
+type failAfter struct{ n int }
+
+func (f *failAfter) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("the client went away")
+	}
+	k := min(len(p), f.n)
+	f.n -= k
+	return k, nil
+}
+
+// A multipart upload that fails (its body breaks off after a part was
+// sent) is aborted: no staged parts are left in the bucket.
+func TestFailedMultipartUploadIsAborted(t *testing.T) {
+	srv := testenv.StartS3(t)
+	bucket := srv.NewBucket(t)
+	st := newStore(t, srv, bucket)
+	ctx := context.Background()
+	if err := st.Put(ctx, "mirror-dist/m/big.bin", &failAfter{n: 12 << 20}, storage.PutOptions{Size: -1}); err == nil {
+		t.Fatal("a body that broke off was stored")
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(srv.Region),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) { o.BaseEndpoint = aws.String(srv.Endpoint); o.UsePathStyle = true })
+	out, err := client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Uploads) != 0 {
+		t.Errorf("%d multipart uploads left staged after a failed Put", len(out.Uploads))
 	}
 }
