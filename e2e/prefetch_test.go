@@ -89,3 +89,41 @@ func TestPrefetchThenOffline(t *testing.T) {
 		t.Errorf("the offline proxy made %d upstream requests", after-before)
 	}
 }
+
+// A prefetch interrupted mid-download (SIGINT) reports the file in flight
+// as interrupted, not failed (it is committed if its download completes
+// while the process stops: past DOWNLOAD_FINISH_SHARE), and the next run
+// goes on from there.
+func TestPrefetchInterrupted(t *testing.T) {
+	testenv.Deadline(t, 2*time.Minute)
+	py := fakepypi.New(false)
+	if err := py.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer py.Stop()
+	py.SetDelay(3 * time.Second) // each file: half, a pause, the rest
+	mirrors := `[{"name":"pypi","type":"pypi","url":"` + py.IndexURL() + `"}]`
+	work, store := t.TempDir(), t.TempDir()
+	reqs := filepath.Join(work, "requirements.txt")
+	os.WriteFile(reqs, []byte("big-wheel==1.0\n"), 0o644)
+	cmd := exec.Command(proxyBin, "prefetch", "--mirror", "pypi", reqs)
+	cmd.Env = append(os.Environ(), "STORAGE_LOCAL_DIR="+store, "MIRRORS="+mirrors, "LOG_FORMAT=text")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := testenv.Start(t, cmd); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	if err == nil || !strings.Contains(out.String(), "prefetch: interrupted at") || !strings.Contains(out.String(), " 0 failed") {
+		t.Errorf("interrupted prefetch: %v\n%s", err, tailLines(out.String(), 10))
+	}
+	py.SetDelay(0)
+	again := exec.Command(proxyBin, "prefetch", "--mirror", "pypi", reqs)
+	again.Env = cmd.Env
+	o, err := output(t, again)
+	if err != nil || !strings.Contains(o, " 0 failed") {
+		t.Errorf("the run after the interruption: %v\n%s", err, tailLines(o, 10))
+	}
+}

@@ -121,10 +121,18 @@ func run(ctx context.Context, base string, items []item) int {
 	client := &http.Client{Timeout: 30 * time.Minute}
 	var n struct{ docs, fetched, present, failed int }
 	var failures []string
+	interrupted := ""
 	for len(items) > 0 {
 		it := items[0]
 		items = items[1:]
 		body, cache, err := get(ctx, client, base+it.path, it.accept, it.then != nil)
+		if ctx.Err() != nil {
+			// Interrupted (SIGINT, SIGTERM): the item in flight is not a
+			// failure. The server's graceful stop commits a download that
+			// completes; the next run finds it stored and goes on from there.
+			interrupted = it.what
+			break
+		}
 		if err == nil && it.then != nil {
 			var more []item
 			if more, err = it.then(body); err == nil {
@@ -150,6 +158,11 @@ func run(ctx context.Context, base string, items []item) int {
 		n.fetched, n.present, n.failed, n.docs)
 	for _, f := range failures {
 		fmt.Fprintln(os.Stderr, f)
+	}
+	if interrupted != "" {
+		fmt.Fprintf(os.Stderr, "prefetch: interrupted at %s (stored if its download completes while stopping) with %d items not started; run it again to go on: what is stored is not fetched again\n",
+			interrupted, len(items))
+		return n.failed + 1 // an interrupted run did not do its job
 	}
 	return n.failed
 }
