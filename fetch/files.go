@@ -638,6 +638,8 @@ func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, res
 		return nil
 	}
 	setImmutable(h)
+	// The headers a stored copy is served with, Last-Modified among them.
+	h.Set("Last-Modified", f.modTime.UTC().Format(http.TimeFormat))
 	h.Set("Content-Length", fmt.Sprint(size))
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {

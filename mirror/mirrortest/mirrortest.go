@@ -273,7 +273,8 @@ func Run(t *testing.T, f Fixture) {
 		lst, _ := local.New(t.TempDir())
 		e := start(t, &countingStore{Store: lst}, f.Type, url)
 		u, want := f.File(t, e.base)
-		if code, _, b, _ := Get(t, u); code != 200 || string(b) != string(want) {
+		code, cold, b, _ := Get(t, u)
+		if code != 200 || string(b) != string(want) {
 			if code != 200 {
 				t.Fatalf("cold file: %d %.300s", code, b)
 			}
@@ -286,14 +287,21 @@ func Run(t *testing.T, f Fixture) {
 		stop()
 		e2 := start(t, e.store, f.Type, url)
 		u2 := strings.Replace(u, e.base, e2.base, 1)
-		if code, _, b, err := Get(t, u2); code != 200 || err != nil || string(b) != string(want) {
+		code, stored, b, err := Get(t, u2)
+		if code != 200 || err != nil || string(b) != string(want) {
 			t.Errorf("stored file after a restart, upstream down: %d %v, %d bytes", code, err, len(b))
+		}
+		// The first, streamed answer carries the headers a stored copy does.
+		for _, k := range []string{"Content-Type", "Content-Length", "Last-Modified", "Cache-Control", "Accept-Ranges"} {
+			if (cold.Get(k) == "") != (stored.Get(k) == "") {
+				t.Errorf("%s: %q on the cold answer, %q on the stored one", k, cold.Get(k), stored.Get(k))
+			}
 		}
 		code, h, _, _ := Get(t, "HEAD "+u2)
 		if code != 200 || h.Get("Content-Length") != itoa(len(want)) || h.Get("Accept-Ranges") != "bytes" {
 			t.Errorf("HEAD: %d, Content-Length %q, Accept-Ranges %q", code, h.Get("Content-Length"), h.Get("Accept-Ranges"))
 		}
-		code, _, b, _ := Get(t, u2, "Range", "bytes=10-19")
+		code, _, b, _ = Get(t, u2, "Range", "bytes=10-19")
 		if code != http.StatusPartialContent || string(b) != string(want[10:20]) {
 			t.Errorf("Range: %d %q", code, b)
 		}
