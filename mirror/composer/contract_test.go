@@ -21,6 +21,7 @@ func TestContract(t *testing.T) {
 			return up.URL(), up.Stop, func(on bool) { up.Corrupt("acme/big", "1.0.0", on) }
 		},
 		Meta: "/p2/acme/foo.json", Missing: "/p2/acme/never-seen.json",
+		Forms: [][]string{{"/p2/acme/devpkg.json"}, {"/p2/acme/devpkg~dev.json"}, {"/p2/acme/foo.json"}, {"/p2/acme/foo~dev.json"}},
 		File: func(t *testing.T, base string) (string, []byte) {
 			_, _, b, _ := mirrortest.Get(t, base+"/p2/acme/big.json")
 			vs, err := composer.Expand(b, "acme/big")

@@ -22,6 +22,8 @@ func TestContract(t *testing.T) {
 			return up.URL(), up.Stop, func(on bool) { up.Corrupt("noarch", big.Filename(), on) }
 		},
 		Meta: "/noarch/repodata.json", Missing: "/win-64/repodata.json",
+		Forms: [][]string{{"/noarch/repodata.json"}, {"/linux-64/repodata.json"}, {"/noarch/current_repodata.json"},
+			{"/linux-64/current_repodata.json"}},
 		File: func(t *testing.T, base string) (string, []byte) {
 			return base + "/noarch/" + big.Filename(), up.File("noarch", big.Filename())
 		},

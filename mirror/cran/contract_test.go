@@ -21,6 +21,7 @@ func TestContract(t *testing.T) {
 			return up.URL(), up.Stop, func(on bool) { up.Corrupt("big", "2.0", on) }
 		},
 		Meta: "/src/contrib/PACKAGES.gz", Missing: "/bin/windows/contrib/4.2/PACKAGES",
+		Forms: [][]string{{"/src/contrib/PACKAGES.gz"}, {"/src/contrib/PACKAGES"}},
 		File: func(t *testing.T, base string) (string, []byte) {
 			return base + "/src/contrib/big_2.0.tar.gz", up.Tarball("big", "2.0")
 		},

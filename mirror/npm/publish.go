@@ -409,20 +409,16 @@ func (nm *npmMirror) deleteTarball(w http.ResponseWriter, r *http.Request) error
 // hostedPackument serves the packument of a published package (the full
 // document for either Accept: it is small, and npm reads both).
 func (nm *npmMirror) hostedPackument(w http.ResponseWriter, r *http.Request, n string) error {
-	x, err := nm.repo.Index(r.Context(), n)
+	hp, x, err := nm.hosted(r.Context(), n)
 	if err != nil {
 		return err
 	}
-	v, err := x.Parsed(func(b []byte) (any, error) { return hostedParse(b, n, x.ETag) })
-	if err != nil {
-		return &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
-	}
-	if hp := v.(*hostedParsed); len(hp.idx.Versions) == 0 {
+	if len(hp.idx.Versions) == 0 {
 		// Claimed by a publish that did not complete, or every version
 		// unpublished: as the registry answers for an unpublished package.
 		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s has no published version", fetch.QuoteName(n)))
 	}
-	d, err := v.(*hostedParsed).doc.doc(fetch.BaseURL(r, nm.env.PublicURL, nm.m.Name))
+	d, err := hp.doc.doc(fetch.BaseURL(r, nm.env.PublicURL, nm.m.Name))
 	if err != nil {
 		return err
 	}
@@ -434,6 +430,20 @@ func (nm *npmMirror) hostedPackument(w http.ResponseWriter, r *http.Request, n s
 type hostedParsed struct {
 	idx *hostedIndex
 	doc *parsed
+}
+
+// hosted is the hosted index of n as requests need it (parsed once per
+// stored version).
+func (nm *npmMirror) hosted(ctx context.Context, n string) (*hostedParsed, *hosted.Index, error) {
+	x, err := nm.repo.Index(ctx, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := x.Parsed(func(b []byte) (any, error) { return hostedParse(b, n, x.ETag) })
+	if err != nil {
+		return nil, nil, &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
+	}
+	return v.(*hostedParsed), x, nil
 }
 
 func hostedParse(b []byte, n, etag string) (any, error) {
@@ -453,15 +463,11 @@ func hostedParse(b []byte, n, etag string) (any, error) {
 // hostedTarball serves a published tarball (one of an unpublished
 // version too: lock files may name it), found through the index.
 func (nm *npmMirror) hostedTarball(w http.ResponseWriter, r *http.Request, n, file string) error {
-	x, err := nm.repo.Index(r.Context(), n)
+	hp, _, err := nm.hosted(r.Context(), n)
 	if err != nil {
 		return err
 	}
-	v, err := x.Parsed(func(b []byte) (any, error) { return hostedParse(b, n, x.ETag) })
-	if err != nil {
-		return &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
-	}
-	path, ok := v.(*hostedParsed).idx.tarballPathOf(file)
+	path, ok := hp.idx.tarballPathOf(file)
 	if !ok {
 		return fetch.NewError(http.StatusNotFound, "no such published file")
 	}

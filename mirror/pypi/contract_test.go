@@ -24,6 +24,8 @@ func TestContract(t *testing.T) {
 			return up.IndexURL(), up.Stop, func(on bool) { up.Corrupt(fn, on) }
 		},
 		Meta: "/simple/dep-pkg/", Missing: "/simple/never-seen/", Header: []string{"Accept", "application/vnd.pypi.simple.v1+json"},
+		Forms: [][]string{{"/simple/dep-pkg/", "Accept", "application/vnd.pypi.simple.v1+json"}, {"/simple/dep-pkg/", "Accept", "text/html"},
+			{"/simple/foo-bar/", "Accept", "text/html"}, {"/simple/foo-bar/", "Accept", "application/vnd.pypi.simple.v1+json"}},
 		File: func(t *testing.T, base string) (string, []byte) {
 			page := base + "/simple/mid-wheel/"
 			_, _, b, _ := mirrortest.Get(t, page, "Accept", "application/vnd.pypi.simple.v1+json")
