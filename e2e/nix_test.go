@@ -182,3 +182,32 @@ func TestNixCopyToHostedCache(t *testing.T) {
 		t.Fatalf("substituting the uploaded path: %v\n%s", err, tailLines(out, 20))
 	}
 }
+
+// A hosted cache with url takes nix copy's uploads while its upstream is
+// down (never reachable here), and substitutes them: nix copy asks
+// whether the cache has each path with HEAD <hash>.narinfo, which a hosted
+// cache answers from what it holds, without the upstream.
+func TestNixCopyToHostedCacheUpstreamDown(t *testing.T) {
+	testenv.Deadline(t, 3*time.Minute)
+	px := startProxy(t, map[string]string{
+		"STORAGE_LOCAL_DIR": t.TempDir(),
+		"MIRRORS":           `[{"name":"nix","type":"nix","url":"http://127.0.0.1:1","hosted":true}]`,
+		"AUTH_TOKENS":       hostedTokensJSON(),
+	})
+	host := strings.TrimPrefix(px.URL, "http://")
+	netrc := filepath.Join(t.TempDir(), "netrc")
+	os.WriteFile(netrc, []byte("machine "+strings.Split(host, ":")[0]+" login ci password "+e2eWrite+"\n"), 0o600)
+	n := newNixEnv(t, "netrc-file = "+netrc)
+	work := t.TempDir()
+	store := "local?root=" + filepath.Join(work, "store")
+	n.must("nix-store", "--generate-binary-cache-key", "e2e-hosted-1", filepath.Join(work, "sk"), filepath.Join(work, "pk"))
+	os.WriteFile(filepath.Join(work, "private.txt"), []byte("a private build output, upstream down\n"), 0o644)
+	storePath := strings.TrimSpace(n.must("nix-store", "--store", store, "--add", filepath.Join(work, "private.txt")))
+	n.must("nix", "store", "sign", "--store", store, "--key-file", filepath.Join(work, "sk"), storePath)
+	n.must("nix", "copy", "--store", store, "--to", px.URL+"/nix", storePath)
+	pk, _ := os.ReadFile(filepath.Join(work, "pk"))
+	reader := newNixEnv(t, "netrc-file = "+netrc)
+	if out, err := reader.substitute(px.URL+"/nix", strings.TrimSpace(string(pk)), storePath); err != nil {
+		t.Fatalf("substituting the uploaded path: %v\n%s", err, tailLines(out, 20))
+	}
+}

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -163,4 +164,19 @@ func HeaderValue(r *http.Request, key string) string {
 func IsNotFound(err error) bool {
 	var he *HTTPError
 	return errors.Is(err, ErrNotFound) || errors.As(err, &he) && he.Code == http.StatusNotFound
+}
+
+type publisherKey struct{}
+
+// AsPublisher marks a request's context as coming from a client whose
+// token may publish on the mirror.
+func AsPublisher(ctx context.Context) context.Context {
+	return context.WithValue(ctx, publisherKey{}, true)
+}
+
+// IsPublisher reports whether r comes from a client whose token may
+// publish on the mirror (on a mirror that needs tokens to read).
+func IsPublisher(r *http.Request) bool {
+	v, _ := r.Context().Value(publisherKey{}).(bool)
+	return v
 }

@@ -143,6 +143,12 @@ func (s *Server) authorizer(name string, write bool) func(echo.Context) error {
 			}
 			return echo.NewHTTPError(http.StatusForbidden, fmt.Sprintf("token %q lacks the %s scope", t.Name, scope))
 		}
+		if !write && t.Write {
+			// A reader that may publish (nix copy asks the cache what it
+			// holds before it uploads).
+			r := c.Request()
+			c.SetRequest(r.WithContext(fetch.AsPublisher(r.Context())))
+		}
 		return nil
 	}
 }

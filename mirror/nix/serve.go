@@ -130,6 +130,15 @@ func (nm *nixMirror) top(w http.ResponseWriter, r *http.Request) error {
 		return fetch.NewError(http.StatusNotFound, "no such store path in this cache")
 	}
 	res, err := nm.env.Core.Meta(r.Context(), nm.narinfoSource(hash))
+	if err != nil && nm.repo != nil && fetch.IsPublisher(r) && !fetch.IsNotFound(err) {
+		// nix copy asks the cache for each path's narinfo before it
+		// uploads it: with the upstream unavailable, a client that may
+		// publish here is told what the hosted cache holds (not this path),
+		// so that publishing does not depend on the upstream. Readers
+		// still get the upstream's failure, never a 404 for an outage.
+		w.Header().Set("X-Mirror-Upstream", "unavailable")
+		return fetch.NewError(http.StatusNotFound, "not in this hosted cache (its upstream is unavailable)")
+	}
 	if err != nil {
 		return err
 	}
@@ -266,6 +275,14 @@ func (nm *nixMirror) nar(w http.ResponseWriter, r *http.Request) error {
 		return fetch.NewError(http.StatusNotFound, "no such NAR in this cache")
 	}
 	key := storage.Join(nm.env.DistPrefix, nm.m.Name, "nar", file)
+	if r.Method == http.MethodHead && nm.repo != nil && fetch.IsPublisher(r) {
+		// nix copy asks whether the cache holds a NAR (HEAD) before it
+		// uploads it: answered from what the cache holds, without the
+		// upstream, so that publishing does not depend on it.
+		return nm.env.Core.ServeFile(w, r, key, func(context.Context) (fetch.FileSource, error) {
+			return fetch.FileSource{}, fetch.NewError(http.StatusNotFound, "no such NAR in this cache")
+		})
+	}
 	return nm.env.Core.ServeFile(w, r, key, func(context.Context) (fetch.FileSource, error) {
 		return fetch.FileSource{URL: nm.m.URL + "/nar/" + file, Client: nm.client,
 			Digests: []fetch.Digest{{Alg: "sha256", Value: sum}}}, nil
