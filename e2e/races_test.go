@@ -341,3 +341,76 @@ func TestHostedPackagesNeedNoUpstream(t *testing.T) {
 		t.Errorf("npm install of a hosted package, upstream never reachable: %v\n%s", err, tailLines(out, 20))
 	}
 }
+
+// The real clients race: through two replicas on one bucket (versitygw,
+// Redis), npm publish, twine upload and curl's Composer upload of one
+// version with other bytes at once. One wins, the other client fails
+// with the conflict in its own output, and both replicas serve the
+// winner's bytes under the winner's digest.
+func TestRacingPublishesWithRealClients(t *testing.T) {
+	testenv.Deadline(t, 3*time.Minute)
+	s3 := testenv.StartS3(t)
+	env := map[string]string{"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": s3.NewBucket(t), "STORAGE_AWS_ARGS": s3.ArgsJSON(),
+		"REDIS_URL": testenv.StartRedis(t).URL, "AUTH_TOKENS": hostedTokensJSON(),
+		"MIRRORS": `[{"name":"composer","type":"composer","hosted":true,"public":true},` +
+			`{"name":"npm","type":"npm","hosted":true,"public":true},{"name":"pypi","type":"pypi","hosted":true,"public":true}]`}
+	pxs := []*proc{startProxy(t, env), startProxy(t, env)}
+	ecos := map[string]raceEcosystem{}
+	for _, e := range raceEcosystems() {
+		ecos[e.name] = e
+	}
+	race := func(what string, run func(i int) (bool, string), conflict string) {
+		ok := make([]bool, 2)
+		outs := make([]string, 2)
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Go(func() { ok[i], outs[i] = run(i) })
+		}
+		wg.Wait()
+		if ok[0] == ok[1] {
+			t.Errorf("%s: successes %v, want exactly one\n%s\n---\n%s", what, ok, tailLines(outs[0], 15), tailLines(outs[1], 15))
+			return
+		}
+		loser := outs[0]
+		if ok[0] {
+			loser = outs[1]
+		}
+		if !strings.Contains(loser, conflict) {
+			t.Errorf("%s: the losing client does not show the conflict %q:\n%s", what, conflict, tailLines(loser, 15))
+		}
+	}
+
+	// npm publish of @acme/race 1.0.0 with other contents each.
+	race("npm publish", func(i int) (bool, string) {
+		d := t.TempDir()
+		os.WriteFile(filepath.Join(d, "package.json"), []byte(`{"name":"@acme/race","version":"1.0.0","main":"index.js"}`), 0o644)
+		os.WriteFile(filepath.Join(d, "index.js"), []byte(fmt.Sprintf("module.exports = %d;\n", i)), 0o644)
+		host := strings.TrimPrefix(pxs[i].URL, "http://")
+		out, err := npmWith(t, "//"+host+"/npm/:_authToken="+e2eWrite+"\n", d, pxs[i].URL+"/npm/", t.TempDir(), "publish")
+		return err == nil, out
+	}, "previously published")
+
+	// twine upload of race-1.0.0.tar.gz with other contents each.
+	race("twine upload", func(i int) (bool, string) {
+		sdist, filename := fakepypi.BuildSdist("race", fakepypi.Release{Version: "1.0.0", RequiresDist: []string{fmt.Sprintf("dep%d", i)}})
+		p := filepath.Join(t.TempDir(), filename)
+		os.WriteFile(p, sdist, 0o644)
+		out, err := twine(t, pxs[i].URL+"/pypi/legacy/", e2eWrite, "--verbose", p) // the body names the conflict
+		return err == nil, out
+	}, "File already exists")
+
+	// curl's multipart PUT of acme/race 1.0.0 with other zips.
+	race("curl composer upload", func(i int) (bool, string) {
+		z := zipWith(map[string]string{"composer.json": fmt.Sprintf(`{"name":"acme/race","description":"racer %d"}`, i)})
+		code, body := curlPublish(t, pxs[i].URL+"/composer", e2eWrite, "acme/race", "1.0.0", z)
+		return code == 201, fmt.Sprintf("%d %s", code, body)
+	}, "published already")
+
+	for _, name := range []string{"npm", "pypi", "composer"} {
+		for i, px := range pxs {
+			if listed, match := ecos[name].served(t, px.URL+"/"+name, 0); !listed || !match {
+				t.Errorf("%s on replica %d: listed %v, bytes match the index %v", name, i, listed, match)
+			}
+		}
+	}
+}
