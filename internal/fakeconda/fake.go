@@ -96,6 +96,21 @@ func (s *Server) Publish(p Package) {
 	s.shardCache = nil
 }
 
+// Remove takes a package down (its record leaves the repodata and the
+// shards; the file stays, as channels keep serving it for a while).
+func (s *Server) Remove(subdir, filename string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.pkgs[:0:0]
+	for _, p := range s.pkgs {
+		if p.Subdir != subdir || p.Filename() != filename {
+			ps = append(ps, p)
+		}
+	}
+	s.pkgs = ps
+	s.shardCache = nil
+}
+
 // File is a package's bytes.
 func (s *Server) File(subdir, filename string) []byte {
 	s.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
+	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
 func startUp(t *testing.T, absolute bool) *fakeconda.Server {
@@ -184,5 +185,30 @@ func TestHostedSameFileNameInTwoSubdirs(t *testing.T) {
 	}
 	if code, _, b, _ := mirrortest.Get(t, base+"/linux-64/"+lin.Filename()); code != 200 || !bytes.Equal(b, bl) {
 		t.Errorf("linux-64 download after the refused upload: %d, %d bytes", code, len(b))
+	}
+}
+
+// Policies fail closed: a package in storage that the upstream has since
+// taken down stays refused by a deny rule, and by the cooldown (its
+// timestamp is no longer known: cooldownUnknown decides).
+func TestPoliciesStillApplyOnceTheUpstreamDropsThePackage(t *testing.T) {
+	up := startUp(t, false)
+	st, _ := local.New(t.TempDir())
+	file := "/noarch/libdep-1.1-0.conda"
+	plain := mirrortest.ServeOn(t, st, proxy.Mirror{Name: "c", Type: "conda", URL: up.URL()})
+	if code, _, b, _ := mirrortest.Get(t, plain+file); code != 200 {
+		t.Fatalf("download before any policy: %d %.100q", code, b)
+	}
+	time.Sleep(100 * time.Millisecond) // the commit follows the response
+	up.Remove("noarch", "libdep-1.1-0.conda")
+	for what, m := range map[string]proxy.Mirror{
+		"deny rule": {Rules: policy.Rules{Deny: []policy.Deny{{Name: "libdep", Version: "1.1"}}}},
+		"cooldown":  {Cooldown: policy.Cooldown{Age: time.Hour}},
+	} {
+		m.Name, m.Type, m.URL, m.TTL = "c", "conda", up.URL(), time.Millisecond
+		base := mirrortest.ServeOn(t, st, m)
+		if code, _, b, _ := mirrortest.Get(t, base+file); code != 403 {
+			t.Errorf("%s: the stored file of a package taken down: %d %.100q, want 403", what, code, b)
+		}
 	}
 }
