@@ -272,13 +272,8 @@ func (c *Core) fresh(e *MetaEntry, src *MetaSource, now time.Time) bool {
 	return now.Sub(time.Unix(0, e.checked.Load())) < ttl
 }
 
-// meta returns the metadata document for src: from memory, the disk cache
-// or storage while fresh, else revalidated against the upstream with a
-// conditional request. Concurrent callers for one key share one refresh.
-// It returns errNotFound for an upstream 404 and an *upstreamError when
-// the upstream failed and nothing is stored.
-// fresh returns the memory copy of key while it is fresh: the warm path,
-// which needs no metaSource.
+// FreshInMemory returns the memory copy of key while it is fresh for ttl:
+// the warm path, which needs no MetaSource.
 func (c *Core) FreshInMemory(key string, ttl time.Duration) (MetaResult, bool) {
 	if e, ok := c.mem.Get(key); ok && !e.notFound && e.rejected == nil && c.now().Sub(time.Unix(0, e.checked.Load())) < ttl {
 		c.metrics.hit("memory")
@@ -297,6 +292,11 @@ func (c *Core) MetaOf(ctx context.Context, key string, ttl time.Duration, src fu
 	return c.Meta(ctx, src())
 }
 
+// Meta returns the metadata document for src: from memory, the disk cache
+// or storage while fresh, else revalidated against the upstream with a
+// conditional request. Concurrent callers for one key share one refresh.
+// It returns ErrNotFound for an upstream 404 and an *UpstreamError when
+// the upstream failed and nothing is stored.
 func (c *Core) Meta(ctx context.Context, src *MetaSource) (MetaResult, error) {
 	e, ok := c.mem.Get(src.Key)
 	if ok && c.fresh(e, src, c.now()) {

@@ -3,7 +3,7 @@
 //
 // Keys are slash-separated relative paths ("mirror-dist/packagist/a/b/1.0.0/ref.zip").
 // Backends never see client input directly: callers build keys with
-// [CleanKey] or validate them with [ValidKey].
+// [Join] or validate them with [ValidKey].
 package storage
 
 import (
