@@ -223,3 +223,23 @@ func mustComposer(t *testing.T, dir string, args ...string) string {
 	}
 	return out
 }
+
+// The binary says which build it is: --version and the mirror_build_info
+// metric, with the VCS revision Go stamped into it.
+func TestBuildInfo(t *testing.T) {
+	out, err := exec.Command(proxyBin, "--version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "mirror-proxy ") || !strings.Contains(string(out), "go1.") {
+		t.Errorf("--version: %v %q", err, out)
+	}
+	px := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": t.TempDir()})
+	code, _, body := get(t, px.URL+"/metrics")
+	if code != 200 || !strings.Contains(string(body), "mirror_build_info{") {
+		t.Errorf("/metrics: %d, no mirror_build_info", code)
+	}
+	for _, args := range [][]string{{"prefetch", "--help"}, {"healthcheck", "--help"}} {
+		out, err := exec.Command(proxyBin, args...).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "usage: mirror-proxy "+args[0]) {
+			t.Errorf("%v: %v %q", args, err, out)
+		}
+	}
+}

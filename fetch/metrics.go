@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mirror-proxy/mirror-proxy/internal/buildinfo"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -85,6 +86,9 @@ func newMetrics(withRedis bool) *Metrics {
 	}
 	m.memHit, m.memMiss = m.cache.with("memory", "hit"), m.cache.with("memory", "miss")
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bi := buildinfo.Read()
+	f.gaugeVec("mirror_build_info", "The running build: always 1, with the module version, VCS revision and Go version as labels.",
+		"version", "revision", "go_version").WithLabelValues(bi.Version, bi.Revision, bi.GoVersion).Set(1)
 	return m
 }
 
@@ -105,6 +109,12 @@ func (f promauto) counterVec(name, help string, labels ...string) counterVec {
 
 func (f promauto) gauge(name, help string) prometheus.Gauge {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	f.r.MustRegister(g)
+	return g
+}
+
+func (f promauto) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
 	f.r.MustRegister(g)
 	return g
 }

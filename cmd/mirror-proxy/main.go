@@ -1,10 +1,13 @@
-// Command mirror-proxy is a stateless package mirror proxy for Composer and
-// pip that keeps everything it fetches in S3 (or a local directory).
+// Command mirror-proxy is a stateless package mirror and private repository
+// for Composer, PyPI, npm, CRAN, Nix and conda that keeps everything it
+// fetches and hosts in S3 (or a local directory).
 //
 //	mirror-proxy serve          run the server (configured by env vars)
 //	mirror-proxy serve --help   list every variable with its default
 //	mirror-proxy healthcheck    exit 0 if the local server answers /healthz
 //	mirror-proxy create-bucket  create STORAGE_AWS_BUCKET if it does not exist
+//	mirror-proxy prefetch       fill storage with what lock files name
+//	mirror-proxy --version      the build: module version, VCS revision, Go version
 package main
 
 import (
@@ -26,6 +29,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/internal/buildinfo"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/breaker"
@@ -33,7 +37,8 @@ import (
 	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
 )
 
-const usage = `mirror-proxy: a stateless Composer, PyPI and npm mirror proxy that keeps what it fetches in S3.
+const usage = `mirror-proxy: a stateless package mirror and private repository for Composer, PyPI, npm,
+CRAN (R), Nix and conda that keeps what it fetches and hosts in S3 (or a local directory).
 
 Usage:
   mirror-proxy serve          run the server; configured by environment variables only
@@ -46,7 +51,13 @@ Usage:
                               fetch everything composer.lock, requirements.txt,
                               pylock.toml or package-lock.json files name into storage (verified, as
                               a request would); exit 1 when anything failed
+  mirror-proxy --version      print the build (module version, VCS revision, Go version)
 `
+
+// wantsHelp reports whether args ask for help.
+func wantsHelp(args []string) bool {
+	return len(args) > 0 && (args[0] == "--help" || args[0] == "-h" || args[0] == "help")
+}
 
 func main() {
 	args := os.Args[1:]
@@ -69,9 +80,19 @@ func main() {
 			os.Exit(1)
 		}
 	case "healthcheck":
+		if wantsHelp(args[1:]) {
+			fmt.Print("usage: mirror-proxy healthcheck [URL]\n\nExit 0 when the server on LISTEN_ADDR answers /healthz with 200, or, given a URL,\nwhen that URL answers at all (for the containers of other services); else exit 1.\n")
+			return
+		}
 		os.Exit(healthcheck(args[1:]))
 	case "prefetch":
+		if wantsHelp(args[1:]) {
+			fmt.Print(prefetchUsage)
+			return
+		}
 		os.Exit(prefetch(args[1:]))
+	case "--version", "version":
+		fmt.Println(buildinfo.Read())
 	case "create-bucket":
 		if err := createBucket(); err != nil {
 			fmt.Fprintln(os.Stderr, "mirror-proxy:", err)

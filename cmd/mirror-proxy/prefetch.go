@@ -41,6 +41,15 @@ type item struct {
 	what   string
 }
 
+const prefetchUsage = `usage: mirror-proxy prefetch --mirror NAME FILE...
+
+Fetches everything the lock files name into storage, through the same verified path as
+requests (the proxy runs in-process on a loopback port), with the configuration of serve
+(environment variables). FILE is a composer.lock (Composer mirrors), a requirements.txt or
+pylock.toml (PyPI), or a package-lock.json (npm). What is stored already is not fetched
+again, so an interrupted run is resumed by running it again. Exit 1 when anything failed.
+`
+
 func prefetch(args []string) int {
 	mirrorName := ""
 	var files []string
@@ -56,7 +65,7 @@ func prefetch(args []string) int {
 		}
 	}
 	if mirrorName == "" || len(files) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: mirror-proxy prefetch --mirror NAME FILE... (composer.lock, requirements.txt, package-lock.json)")
+		fmt.Fprint(os.Stderr, prefetchUsage)
 		return 2
 	}
 	cfg, err := LoadConfig()
