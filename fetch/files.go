@@ -1,5 +1,15 @@
 package fetch
 
+// This file fetches, verifies and stores files (a cold npm tarball, a
+// wheel, a dist, a NAR): ServeFile looks in the disk cache and storage,
+// and on a miss resolves the file's upstream URL and digests through the
+// ecosystem (npm's tarball handler in mirror/npm/serve.go), joins or
+// starts one download per key (a Redis lease across replicas), streams it
+// to every waiting client while spooling it, checks every digest (and the
+// ecosystem's Check) on the complete bytes, and only then commits it to
+// storage and the disk cache; a failure commits nothing and aborts the
+// clients' transfers.
+
 import (
 	"context"
 	"crypto/sha256"

@@ -110,7 +110,7 @@ func (s *Server) authorizer(name string, write bool) func(echo.Context) error {
 			if err := refuseSnapshotWrite(c); err != nil {
 				return err
 			}
-			return echo.NewHTTPError(http.StatusForbidden, "uploads need a token with the write scope: configure AUTH_TOKENS (see the README)")
+			return echo.NewHTTPError(http.StatusForbidden, "uploads need a token with the write scope: configure AUTH_TOKENS (see docs/configuration.md)")
 		}
 	case !write && (len(s.opts.Tokens) == 0 || m.Public):
 		return nil

@@ -62,8 +62,8 @@ type Config struct {
 	RedisURL  string        `envconfig:"REDIS_URL" desc:"optional Redis for coordinating replicas (redis://host:6379/0); empty: none"`
 	LeaseWait time.Duration `envconfig:"LEASE_WAIT" default:"60s" desc:"how long a request waits for another replica's download of the same file before a 503"`
 
-	Mirrors             Mirrors       `envconfig:"MIRRORS" desc:"JSON array of mirrors: [{\"name\",\"type\":\"composer|pypi|npm|cran|nix|conda\",\"url\",\"ttl\",\"notFoundTtl\",\"auth\":[...],\"hosted\",\"public\",\"fileHosts\"}]; see the README"`
-	MetadataTTL         time.Duration `envconfig:"METADATA_TTL" desc:"time metadata is served before it is revalidated upstream (default: 5m for composer, 10m for pypi)"`
+	Mirrors             Mirrors       `envconfig:"MIRRORS" desc:"JSON array of mirrors: [{\"name\",\"type\",\"url\",\"ttl\",\"notFoundTtl\",\"auth\":[...],\"hosted\",\"public\",\"fileHosts\"}], type being one of the mirror types below; see docs/configuration.md"`
+	MetadataTTL         time.Duration `envconfig:"METADATA_TTL" desc:"time metadata is served before it is revalidated upstream (default: each type's own, in the table of mirror types below)"`
 	NotFoundTTL         time.Duration `envconfig:"NOT_FOUND_TTL" default:"1m" desc:"default time an upstream 404 is remembered"`
 	MaxMetadataBytes    Bytes         `envconfig:"MAX_METADATA_BYTES" default:"64MiB" desc:"largest upstream metadata document accepted, after decompression (a larger one is a 502, remembered for 30s)"`
 	MaxFileBytes        Bytes         `envconfig:"MAX_FILE_BYTES" default:"2GiB" desc:"largest file downloaded when the metadata gives no size (PyPI's size is enforced exactly)"`

@@ -91,6 +91,11 @@ func main() {
 			return
 		}
 		os.Exit(prefetch(args[1:]))
+	case "reference": // go generate: the configuration reference in a doc
+		if err := writeReference(args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "mirror-proxy reference:", err)
+			os.Exit(1)
+		}
 	case "--version", "version":
 		fmt.Println(buildinfo.Read())
 	case "create-bucket":
@@ -371,4 +376,21 @@ func healthcheck(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// writeReference regenerates the configuration reference in the file
+// args names (docs/configuration.md).
+func writeReference(args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: mirror-proxy reference FILE")
+	}
+	b, err := os.ReadFile(args[0])
+	if err != nil {
+		return err
+	}
+	out, err := withReference(string(b))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(args[0], []byte(out), 0o644)
 }
