@@ -2,6 +2,7 @@ package conda_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -34,7 +35,8 @@ func startUp(t *testing.T, absolute bool) *fakeconda.Server {
 // the CDN; the compressed forms, which it does not rewrite, are a 404.
 func TestAbsoluteBaseURLs(t *testing.T) {
 	up := startUp(t, true)
-	base := mirrortest.Serve(t, proxy.Mirror{Name: "c", Type: "conda", URL: up.URL()})
+	st, _ := local.New(t.TempDir())
+	base := mirrortest.ServeOn(t, st, proxy.Mirror{Name: "c", Type: "conda", URL: up.URL()})
 	_, _, b, _ := mirrortest.Get(t, base+"/noarch/repodata.json")
 	if strings.Contains(string(b), "base_url") || strings.Contains(string(b), "/cdn/") {
 		t.Errorf("repodata.json keeps the absolute base_url: %.300s", b)
@@ -51,6 +53,13 @@ func TestAbsoluteBaseURLs(t *testing.T) {
 		for _, u := range c.Requests {
 			if !strings.HasPrefix(u, base) {
 				t.Errorf("mode %d: the client was sent to %s", mode, u)
+			}
+		}
+		// The commit follows the response: wait for it (under load it can
+		// take a while), so that the next mode finds the package stored.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if _, err := st.Stat(context.Background(), "mirror-dist/c/noarch/libdep-1.1-0.conda"); err == nil {
+				break
 			}
 		}
 	}
