@@ -2,7 +2,7 @@
 // folder below mirror/ (its protocol, routes and handlers) that registers
 // a Type from an init function; the server mounts every configured mirror
 // through it and knows no ecosystem by name. Adding an ecosystem is its
-// folder plus one import line in mirror/all.
+// folder plus one import line in mirror/all (imported by cmd/mirror-proxy).
 package mirror
 
 import (

@@ -27,7 +27,6 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/h1"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
-	_ "github.com/mirror-proxy/mirror-proxy/mirror/all" // every ecosystem registers itself
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 

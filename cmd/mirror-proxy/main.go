@@ -30,6 +30,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/internal/buildinfo"
+	_ "github.com/mirror-proxy/mirror-proxy/mirror/all" // every ecosystem registers itself
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/breaker"
