@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/coord"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -62,7 +63,7 @@ type Core struct {
 
 	// coord shares leases, freshness and invalidations between replicas
 	// (nil without REDIS_URL). id tells this process's messages apart.
-	coord     *cache.Coordinator
+	coord     *coord.Coordinator
 	id        string
 	reposMu   sync.Mutex
 	repos     []*hosted.Repo // hosted repositories, told of invalidations
@@ -79,7 +80,7 @@ type Config struct {
 	DistCacheDir     string
 	UpstreamTimeout  time.Duration
 	Logger           *slog.Logger
-	Coordinator      *cache.Coordinator // optional
+	Coordinator      *coord.Coordinator // optional
 	LeaseWait        time.Duration
 	MaxMetadataBytes int64
 	VerifyFailureTTL time.Duration

@@ -25,7 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/coord"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -215,7 +215,7 @@ var errLeaseTimeout = &UpstreamError{Status: http.StatusServiceUnavailable, Retr
 // (this process downloads; nil without Redis or when Redis fails, which
 // degrades to in-process single-flight), or landed=true when another
 // replica stored the object meanwhile, or errLeaseTimeout.
-func (c *Core) claim(ctx context.Context, key string) (lease *cache.Lease, landed bool, err error) {
+func (c *Core) claim(ctx context.Context, key string) (lease *coord.Lease, landed bool, err error) {
 	if c.coord == nil {
 		return nil, false, nil
 	}

@@ -10,7 +10,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/coord"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/cas"
@@ -26,7 +26,7 @@ import (
 const DefaultUploadMax = 512 << 20
 
 // The Redis lease is the lock of index updates.
-var _ cas.Locker = (*cache.Coordinator)(nil)
+var _ cas.Locker = (*coord.Coordinator)(nil)
 
 // NewRepo opens the hosted repository kept under prefix
 // (<ARTIFACT_PREFIX>/<mirror>), whose copies are fresh for ttl.

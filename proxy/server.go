@@ -22,6 +22,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/coord"
 	"github.com/mirror-proxy/mirror-proxy/cork"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/h1"
@@ -57,7 +58,7 @@ type Options struct {
 	// Ready reports whether storage is reachable (GET /readyz).
 	Ready func(ctx context.Context) error
 	// Coordinator, when set, coordinates replicas through Redis.
-	Coordinator *cache.Coordinator
+	Coordinator *coord.Coordinator
 	// TrustedProxies are the peers (load balancers) whose X-Forwarded-For
 	// and X-Forwarded-Proto are believed, for the client's address, its
 	// scheme and the URLs the proxy writes; empty: loopback only.

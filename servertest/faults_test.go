@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/coord"
 	"github.com/mirror-proxy/mirror-proxy/internal/hostile"
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
@@ -156,12 +157,12 @@ func replicas(t *testing.T, n int, redisURL, upstream string) []string {
 	dir := t.TempDir()
 	var bases []string
 	for i := 0; i < n; i++ {
-		coord, err := cache.NewCoordinator(redisURL, nil)
+		co, err := coord.NewCoordinator(redisURL, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { coord.Close() })
-		bases = append(bases, newProxy(t, dir, "composer", upstream, func(o *proxy.Options) { o.Coordinator = coord }).base)
+		t.Cleanup(func() { co.Close() })
+		bases = append(bases, newProxy(t, dir, "composer", upstream, func(o *proxy.Options) { o.Coordinator = co }).base)
 	}
 	return bases
 }
@@ -243,12 +244,12 @@ func TestAbortedResponsesAreLoggedAndCounted(t *testing.T) {
 // periodic check, not only the requests that happen to use Redis.
 func TestIdleReplicaNoticesRedisDown(t *testing.T) {
 	r := testenv.StartRedis(t)
-	coord, err := cache.NewCoordinator(r.URL, nil)
+	co, err := coord.NewCoordinator(r.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer coord.Close()
-	e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.Coordinator = coord })
+	defer co.Close()
+	e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.Coordinator = co })
 	base := strings.TrimSuffix(e.url, "/packagist")
 	wait := func(want string) {
 		t.Helper()

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/coord"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
@@ -534,12 +534,12 @@ func TestSlowUploadThatKeepsSendingIsAccepted(t *testing.T) {
 // With Redis configured but down, a publish is refused with a 503 (the
 // index lock cannot be taken), never half-done; reads go on.
 func TestPublishWithRedisDownIs503(t *testing.T) {
-	coord, err := cache.NewCoordinator("redis://127.0.0.1:1/0", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	co, err := coord.NewCoordinator("redis://127.0.0.1:1/0", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { coord.Close() })
-	e := hostedComposerEnv(t, func(o *proxy.Options) { o.Coordinator = coord })
+	t.Cleanup(func() { co.Close() })
+	e := hostedComposerEnv(t, func(o *proxy.Options) { o.Coordinator = co })
 	resp, body := publishComposer(t, e.url, writeSecret, "acme/lib", "1.0.0", composerZip(t, "acme/lib", ""))
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("publish with Redis down: %d %s", resp.StatusCode, body)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/coord"
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 )
@@ -18,17 +18,17 @@ import (
 func TestLeaseWaitEndsIn503(t *testing.T) {
 	rd := testenv.StartRedis(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	coord, err := cache.NewCoordinator(rd.URL, log)
+	co, err := coord.NewCoordinator(rd.URL, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer coord.Close()
-	e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.Coordinator, o.LeaseWait = coord, time.Second })
+	defer co.Close()
+	e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.Coordinator, o.LeaseWait = co, time.Second })
 	up := e.up
 	url := e.distURL(t, "acme/foo", "1.0.0")
 	key := "mirror-dist/packagist/acme/foo/1.0.0.0/ref" + url[len(url)-44:]
 	// Another replica holds the download lease.
-	other, _ := cache.NewCoordinator(rd.URL, log)
+	other, _ := coord.NewCoordinator(rd.URL, log)
 	defer other.Close()
 	lease, ok, err := other.TryLease(context.Background(), key, time.Minute)
 	if err != nil || !ok {

@@ -29,6 +29,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/coord"
 	"github.com/mirror-proxy/mirror-proxy/internal/buildinfo"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/all" // every ecosystem registers itself
 	"github.com/mirror-proxy/mirror-proxy/proxy"
@@ -228,16 +229,16 @@ func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*pro
 		StdHTTP: cfg.HTTPServer == "std",
 	}
 	if cfg.RedisURL != "" {
-		coord, err := newCoordinator(cfg.RedisURL)
+		co, err := newCoordinator(cfg.RedisURL)
 		if err != nil {
 			return err
 		}
-		defer coord.Close()
-		if err := coord.Ping(ctx); err != nil {
+		defer co.Close()
+		if err := co.Ping(ctx); err != nil {
 			// Not fatal: Redis is an optimisation, never the system of record.
 			log.Warn("redis unreachable at start; coordinating in-process until it answers", "err", err)
 		}
-		opts.Coordinator = coord
+		opts.Coordinator = co
 	}
 	if cfg.MetaCacheDir != "" {
 		if opts.MetaCache, err = cache.NewDisk(cfg.MetaCacheDir, int64(cfg.MetaCacheBytes)); err != nil {
@@ -294,12 +295,12 @@ func recheck(ctx context.Context, log *slog.Logger, s *s3store.Store, prefix str
 }
 
 // newCoordinator connects to REDIS_URL; its error never repeats the URL.
-func newCoordinator(u string) (*cache.Coordinator, error) {
-	coord, err := cache.NewCoordinator(u, slog.Default())
+func newCoordinator(u string) (*coord.Coordinator, error) {
+	co, err := coord.NewCoordinator(u, slog.Default())
 	if err != nil {
 		return nil, configError{"REDIS_URL", err.Error()}
 	}
-	return coord, nil
+	return co, nil
 }
 
 // redactURL drops a URL's userinfo and query for the log.

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/coord"
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/cas"
@@ -89,12 +89,12 @@ func TestConcurrentUpdatesOnVersitygwWithRedis(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		coord, err := cache.NewCoordinator(r.URL, nil)
+		co, err := coord.NewCoordinator(r.URL, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { coord.Close() })
-		stores, lockers = append(stores, st), append(lockers, coord)
+		t.Cleanup(func() { co.Close() })
+		stores, lockers = append(stores, st), append(lockers, co)
 	}
 	var wg sync.WaitGroup
 	for i := 0; i < 20; i++ {

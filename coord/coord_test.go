@@ -1,11 +1,11 @@
-package cache_test
+package coord_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
-	"github.com/mirror-proxy/mirror-proxy/cache"
+	"github.com/mirror-proxy/mirror-proxy/coord"
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
 )
 
@@ -13,7 +13,7 @@ import (
 // any (a download stuck on a stalled upstream), and is kept while it does.
 func TestLeaseLapsesWithoutProgress(t *testing.T) {
 	r := testenv.StartRedis(t)
-	c, err := cache.NewCoordinator(r.URL, nil)
+	c, err := coord.NewCoordinator(r.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,8 @@
-package cache
+// Package coord coordinates replicas through Redis: download leases, shared
+// freshness, invalidations and verification-failure memory. It is optional:
+// without Redis every replica coordinates itself, and nothing is lost when
+// Redis is down or emptied.
+package coord
 
 import (
 	"context"
