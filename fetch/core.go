@@ -10,7 +10,6 @@ package fetch
 import (
 	"context"
 	"log/slog"
-	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/coord"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/internal/randid"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -110,7 +110,7 @@ func NewCore(cfg Config) *Core {
 	m.isKnownMethod = o.IsKnownMethod
 	c := &Core{
 		store: countedStore{o.Store, m}, metrics: m, mem: cache.NewMemory[*MetaEntry](o.MemoryCacheBytes),
-		coord: o.Coordinator, id: randomID(), leaseTTL: 10 * time.Second, leaseWait: o.LeaseWait,
+		coord: o.Coordinator, id: randid.New(), leaseTTL: 10 * time.Second, leaseWait: o.LeaseWait,
 		metaDisk: o.MetaCache, distDisk: o.DistCache, log: o.Logger, now: time.Now,
 		flights: map[string]*flight{}, spoolDir: spool,
 		upstreamTimeout: o.UpstreamTimeout, downloadTimeout: 2 * time.Hour,
@@ -150,17 +150,6 @@ func (c *Core) invalidated(msg string) {
 	if c.distDisk != nil {
 		c.distDisk.Remove(key) // a file dropped by another replica
 	}
-}
-
-// randomID is an id for this process's Redis messages.
-func randomID() string {
-	var b [16]byte
-	const hexdigits = "0123456789abcdef"
-	v := mrand.Uint64()
-	for i := range b {
-		b[i] = hexdigits[v>>(4*i)&0xf]
-	}
-	return string(b[:])
 }
 
 // Metrics are the core's collectors (and the server's, in one registry).

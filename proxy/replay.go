@@ -11,6 +11,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/h1"
+	"github.com/mirror-proxy/mirror-proxy/internal/randid"
 )
 
 // Replays: a warm document that its handler marked replayable
@@ -239,7 +240,7 @@ func (s *Server) serveReplay(w preparedWriter, r *http.Request, rp *replay) {
 	start := time.Now()
 	id := fetch.HeaderValue(r, "X-Request-Id")
 	if !validRequestID(id) {
-		id = randomID()
+		id = randid.New()
 	}
 	w.Header()[echo.HeaderXRequestID] = []string{id}
 	size := int64(len(rp.body))

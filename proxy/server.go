@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -27,6 +26,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/h1"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/internal/randid"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -326,7 +326,7 @@ func (s *Server) frame(next echo.HandlerFunc) echo.HandlerFunc {
 		r := c.Request()
 		id := fetch.HeaderValue(r, "X-Request-Id")
 		if !validRequestID(id) {
-			id = randomID()
+			id = randid.New()
 		}
 		c.Response().Header()[echo.HeaderXRequestID] = []string{id}
 		var err error
@@ -624,16 +624,4 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration)
 func (s *Server) Close() {
 	s.core.Stop()
 	s.core.Wait()
-}
-
-// randomID is a request id: unique enough to find a request in the logs,
-// not a secret, so it comes from the fast per-thread generator.
-func randomID() string {
-	var b [16]byte
-	const hexdigits = "0123456789abcdef"
-	v := mrand.Uint64()
-	for i := range b {
-		b[i] = hexdigits[v>>(4*i)&0xf]
-	}
-	return string(b[:])
 }
