@@ -139,12 +139,10 @@ func (ri *rootInfo) clientRoot(prefix, adv string, hostedNames *hosted.Names) (*
 
 // upstreamRoot returns the upstream's packages.json, parsed once per version.
 func (cm *composerMirror) upstreamRoot(ctx context.Context) (fetch.MetaResult, *rootInfo, error) {
-	res, ok := cm.env.Core.FreshInMemory(cm.rootKey, cm.m.TTL)
-	var err error
-	if !ok {
-		res, err = cm.env.Core.Meta(ctx, cm.source(cm.rootKey, cm.m.URL+"/packages.json",
-			func(b []byte, _ *http.Response) ([]byte, error) { _, err := ParseRoot(b); return b, err }))
-	}
+	res, err := cm.env.Core.MetaOf(ctx, cm.rootKey, cm.m.TTL, func() *fetch.MetaSource {
+		return cm.source(cm.rootKey, cm.m.URL+"/packages.json",
+			func(b []byte, _ *http.Response) ([]byte, error) { _, err := ParseRoot(b); return b, err })
+	})
 	if err != nil {
 		if errors.Is(err, fetch.ErrNotFound) {
 			// The root is not a package: its absence is an upstream fault.
@@ -258,21 +256,20 @@ func (cm *composerMirror) p2Meta(ctx context.Context, name string, dev bool) (fe
 		file = name + "~dev.json"
 	}
 	key := cm.p2Key(name, dev)
-	if res, ok := cm.env.Core.FreshInMemory(key, cm.m.TTL); ok {
-		return res, nil
-	}
-	src := cm.source(key, strings.Replace(root.p2tmpl, "%package%", strings.TrimSuffix(file, ".json"), 1),
-		func(b []byte, _ *http.Response) ([]byte, error) { return b, CheckP2(b) })
-	src.Replaced = func(ctx context.Context, old, new []byte) {
-		for _, d := range ChangedDists(old, new, name) {
-			typ := d.Type
-			if typ == "" {
-				typ = "zip"
+	return cm.env.Core.MetaOf(ctx, key, cm.m.TTL, func() *fetch.MetaSource {
+		src := cm.source(key, strings.Replace(root.p2tmpl, "%package%", strings.TrimSuffix(file, ".json"), 1),
+			func(b []byte, _ *http.Response) ([]byte, error) { return b, CheckP2(b) })
+		src.Replaced = func(ctx context.Context, old, new []byte) {
+			for _, d := range ChangedDists(old, new, name) {
+				typ := d.Type
+				if typ == "" {
+					typ = "zip"
+				}
+				cm.env.Core.DropFile(ctx, storage.Join(cm.env.DistPrefix, cm.m.Name, name, d.Version, "ref"+MirrorReference(d.Reference)+"."+typ))
 			}
-			cm.env.Core.DropFile(ctx, storage.Join(cm.env.DistPrefix, cm.m.Name, name, d.Version, "ref"+MirrorReference(d.Reference)+"."+typ))
 		}
-	}
-	return cm.env.Core.Meta(ctx, src)
+		return src
+	})
 }
 
 // dist serves /zipball/{vendor}/{package}/{version}/ref{reference}.{type}.

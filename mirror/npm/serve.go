@@ -155,11 +155,8 @@ func (p *parsed) doc(base string) (*fetch.Doc, error) {
 }
 
 func (nm *npmMirror) load(ctx context.Context, name string, abbreviated bool) (fetch.MetaResult, *parsed, error) {
-	res, ok := nm.env.Core.FreshInMemory(nm.packumentKey(name, abbreviated), nm.m.TTL)
-	var err error
-	if !ok {
-		res, err = nm.env.Core.Meta(ctx, nm.source(name, abbreviated))
-	}
+	res, err := nm.env.Core.MetaOf(ctx, nm.packumentKey(name, abbreviated), nm.m.TTL,
+		func() *fetch.MetaSource { return nm.source(name, abbreviated) })
 	if err != nil {
 		return res, nil, err
 	}

@@ -134,11 +134,8 @@ func (pm *pypiMirror) projectSource(name string) *fetch.MetaSource {
 }
 
 func (pm *pypiMirror) projectPage(ctx context.Context, name string) (fetch.MetaResult, *rendered, error) {
-	res, ok := pm.env.Core.FreshInMemory(pm.metaKey("simple", name+".json"), pm.m.TTL)
-	var err error
-	if !ok {
-		res, err = pm.env.Core.Meta(ctx, pm.projectSource(name))
-	}
+	res, err := pm.env.Core.MetaOf(ctx, pm.metaKey("simple", name+".json"), pm.m.TTL,
+		func() *fetch.MetaSource { return pm.projectSource(name) })
 	if err != nil {
 		return res, nil, err
 	}
