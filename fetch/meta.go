@@ -176,7 +176,7 @@ func (c *Core) reweigh(e *MetaEntry) {
 
 // Parse builds (once) the index of an entry and makes the memory cache
 // count what the entry now retains.
-func (c *Core) Parse(e *MetaEntry, fn func([]byte) (any, error)) (any, error) {
+func (c *Core) parse(e *MetaEntry, fn func([]byte) (any, error)) (any, error) {
 	first := false
 	v, err := e.parse(func(b []byte) (any, error) { first = true; return fn(b) })
 	if first && err == nil {
@@ -630,4 +630,21 @@ func (c *Core) DropMeta(ctx context.Context, key string) {
 	if c.coord != nil {
 		c.coord.Invalidate(ctx, c.id+" "+key)
 	}
+}
+
+// Parsed returns fn(body) for the stored version e, computed once and kept
+// with it (the memory cache counts what it holds): the parsed form of a
+// document, typed.
+func Parsed[T any](c *Core, e *MetaEntry, fn func([]byte) (T, error)) (T, error) {
+	v, err := c.parse(e, func(b []byte) (any, error) { return fn(b) })
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	t, ok := v.(T)
+	if !ok {
+		var zero T
+		return zero, fmt.Errorf("the document %s was parsed as %T, not %T", e.key, v, zero)
+	}
+	return t, nil
 }

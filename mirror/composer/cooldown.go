@@ -69,7 +69,7 @@ func (cm *composerMirror) cooledP2(r *http.Request, res fetch.MetaResult, name s
 	key := fetch.DerivedKey{ID: res.Entry.ID(), Day: fetch.SnapshotDay(r)}
 	d, err := cm.derived.Doc(key, time.Now(), func() (*fetch.Doc, policy.Window, error) {
 		var w policy.Window
-		v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return Expand(b, name) })
+		v, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) ([]Version, error) { return Expand(b, name) })
 		if err != nil {
 			return nil, w, err
 		}
@@ -84,7 +84,7 @@ func (cm *composerMirror) cooledP2(r *http.Request, res fetch.MetaResult, name s
 		now := time.Now()
 		kept := []Version{}
 		var denied []string
-		for _, ver := range v.([]Version) {
+		for _, ver := range v {
 			why, verdict := cm.judge(r, name, str(ver, "version"), str(ver, "version_normalized"), str(ver, "time"), now)
 			w.Add(verdict)
 			if why == "" {
@@ -142,11 +142,11 @@ func (cm *composerMirror) heldBack(r *http.Request, name, version, ref string) e
 			continue
 		}
 		read++
-		v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return Expand(b, name) })
+		v, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) ([]Version, error) { return Expand(b, name) })
 		if err != nil {
 			continue
 		}
-		versions = append(versions, v.([]Version)...)
+		versions = append(versions, v...)
 		if d, ok := FindDist(versions, version, ref); ok {
 			if why, _ := cm.judge(r, name, d.Pretty, d.Version, d.Time, time.Now()); why != "" {
 				return &refusal{why}

@@ -150,7 +150,7 @@ func (cm *composerMirror) upstreamRoot(ctx context.Context) (fetch.MetaResult, *
 		}
 		return res, nil, err
 	}
-	ri, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) {
+	ri, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) (*rootInfo, error) {
 		root, err := ParseRoot(b)
 		if err != nil {
 			return nil, err
@@ -160,7 +160,7 @@ func (cm *composerMirror) upstreamRoot(ctx context.Context) (fetch.MetaResult, *
 	if err != nil {
 		return res, nil, err
 	}
-	return res, ri.(*rootInfo), nil
+	return res, ri, nil
 }
 
 func (cm *composerMirror) root(w http.ResponseWriter, r *http.Request) error {
@@ -313,11 +313,11 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 				continue
 			}
 			found = true
-			vs, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return Expand(b, name) })
+			vs, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) ([]Version, error) { return Expand(b, name) })
 			if err != nil {
 				return fetch.FileSource{}, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("metadata of %s: %v", name, err)}
 			}
-			versions = append(versions, vs.([]Version)...)
+			versions = append(versions, vs...)
 			if d, ok := FindDist(versions, version, ref); ok && d.Version == version {
 				break // an exact match: the ~dev file cannot do better
 			}

@@ -180,7 +180,7 @@ func peekInfo(b []byte, open func([]byte) (io.Reader, error)) (string, error) {
 }
 
 func (cm *condaMirror) parsedRepodata(res fetch.MetaResult, file string) (*Repodata, error) {
-	v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) {
+	v, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) (*Repodata, error) {
 		if open := repodataForms[file]; open != nil {
 			base, err := peekInfo(b, open)
 			return &Repodata{BaseURL: base}, err // records are read from the plain form only
@@ -190,7 +190,7 @@ func (cm *condaMirror) parsedRepodata(res fetch.MetaResult, file string) (*Repod
 	if err != nil {
 		return nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored %s: %v", file, err)}
 	}
-	return v.(*Repodata), nil
+	return v, nil
 }
 
 func isRepodata(file string) bool {
@@ -352,7 +352,7 @@ func (cm *condaMirror) loadShards(ctx context.Context, subdir string) (fetch.Met
 	if err != nil {
 		return res, nil, err
 	}
-	v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) {
+	v, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) (*shards, error) {
 		idx, err := ParseShardIndex(b)
 		if err != nil {
 			return nil, err
@@ -388,7 +388,7 @@ func (cm *condaMirror) loadShards(ctx context.Context, subdir string) (fetch.Met
 	if err != nil {
 		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored shard index of %s: %v", subdir, err)}
 	}
-	return res, v.(*shards), nil
+	return res, v, nil
 }
 
 // shardIndex serves repodata_shards.msgpack.zst, with its base URLs made
@@ -427,11 +427,11 @@ func (cm *condaMirror) loadShard(ctx context.Context, subdir, sum string, s *sha
 	if err != nil {
 		return res, nil, err
 	}
-	v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return ParseShard(b) })
+	v, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) (*Shard, error) { return ParseShard(b) })
 	if err != nil {
 		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored shard %s: %v", sum, err)}
 	}
-	return res, v.(*Shard), nil
+	return res, v, nil
 }
 
 // shard serves shards/<sha256>.msgpack.zst: only shards the shard index

@@ -183,11 +183,11 @@ func (cm *cranMirror) parsedIndex(ctx context.Context, at where) (*Index, error)
 	if err != nil {
 		return nil, err
 	}
-	v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return ParseIndex(b) })
+	v, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) (*Index, error) { return ParseIndex(b) })
 	if err != nil {
 		return nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored index of %s: %v", at.dir, err)}
 	}
-	return v.(*Index), nil
+	return v, nil
 }
 
 // pkgFile serves a package file. The storage key is the file's name in
@@ -280,13 +280,13 @@ func (cm *cranMirror) filtered(r *http.Request, res fetch.MetaResult, gz bool) (
 	key := fetch.DerivedKey{ID: res.Entry.ID(), Day: fetch.SnapshotDay(r)}
 	d, err := cm.derived.Doc(key, time.Now(), func() (*fetch.Doc, policy.Window, error) {
 		var w policy.Window
-		v, err := cm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return ParseIndex(b) })
+		v, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) (*Index, error) { return ParseIndex(b) })
 		if err != nil {
 			return nil, w, err
 		}
 		now := time.Now()
 		var kept []Entry
-		for _, e := range v.(*Index).Entries {
+		for _, e := range v.Entries {
 			why, verdict := cm.judge(r, e.Package, e.Version, e.Published, now)
 			w.Add(verdict)
 			if why == "" {

@@ -202,11 +202,11 @@ func (nm *nixMirror) verifiedNar(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v, err := nm.env.Core.Parse(res.Entry, func(b []byte) (any, error) { return ParseNarInfo(b, hash) })
+	v, err := fetch.Parsed(nm.env.Core, res.Entry, func(b []byte) (NarInfo, error) { return ParseNarInfo(b, hash) })
 	if err != nil {
 		return &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored narinfo of %s: %v", hash, err)}
 	}
-	n := v.(NarInfo)
+	n := v
 	if n.NarFile() != file || n.NarHash == nil {
 		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not the NAR the narinfo of %s names", fetch.QuoteName(file), hash))
 	}

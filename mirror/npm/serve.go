@@ -160,7 +160,7 @@ func (nm *npmMirror) load(ctx context.Context, name string, abbreviated bool) (f
 	if err != nil {
 		return res, nil, err
 	}
-	v, err := nm.env.Core.Parse(res.Entry, func(b []byte) (any, error) {
+	v, err := fetch.Parsed(nm.env.Core, res.Entry, func(b []byte) (*parsed, error) {
 		p, err := Parse(b)
 		if err != nil {
 			return nil, err
@@ -172,10 +172,10 @@ func (nm *npmMirror) load(ctx context.Context, name string, abbreviated bool) (f
 	}
 	// Whatever cache it came from, a packument is served only under its
 	// own name.
-	if p := v.(*parsed); p.pkg.Name != name {
+	if p := v; p.pkg.Name != name {
 		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("the packument stored for %s is that of %s", name, fetch.QuoteName(p.pkg.Name))}
 	}
-	return res, v.(*parsed), nil
+	return res, v, nil
 }
 
 var (

@@ -139,7 +139,7 @@ func (pm *pypiMirror) projectPage(ctx context.Context, name string) (fetch.MetaR
 	if err != nil {
 		return res, nil, err
 	}
-	v, err := pm.env.Core.Parse(res.Entry, func(b []byte) (any, error) {
+	v, err := fetch.Parsed(pm.env.Core, res.Entry, func(b []byte) (*rendered, error) {
 		p, err := Unmarshal(b)
 		if err != nil {
 			return nil, err
@@ -152,7 +152,7 @@ func (pm *pypiMirror) projectPage(ctx context.Context, name string) (fetch.MetaR
 	if err != nil {
 		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored page of %s: %v", name, err)}
 	}
-	return res, v.(*rendered), nil
+	return res, v, nil
 }
 
 func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
@@ -238,14 +238,14 @@ func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	v, err := pm.env.Core.Parse(res.Entry, func(b []byte) (any, error) {
+	v, err := fetch.Parsed(pm.env.Core, res.Entry, func(b []byte) (*rendered, error) {
 		idx := UnmarshalIndex(b)
 		return &rendered{json: fetch.NewDoc(idx.RenderJSON(), "j"), html: fetch.NewDoc(idx.RenderHTML(), "h"), names: idx.Names}, nil
 	})
 	if err != nil {
 		return err
 	}
-	page := v.(*rendered)
+	page := v
 	if names != nil && len(names.List) > 0 {
 		page = pm.rootList.get(res.Entry, page.names, names)
 	}
