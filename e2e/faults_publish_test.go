@@ -2,49 +2,19 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/internal/faultstore"
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
-
-// faultyStore fails the n-th write under artifact/ (1-based), once: before
-// it lands, or after (a timeout whose request went through).
-type faultyStore struct {
-	storage.Store
-	mu     sync.Mutex
-	n      int
-	landed bool
-	puts   int
-}
-
-func (s *faultyStore) Put(ctx context.Context, key string, r io.Reader, o storage.PutOptions) error {
-	if !strings.HasPrefix(key, "artifact/") {
-		return s.Store.Put(ctx, key, r, o)
-	}
-	s.mu.Lock()
-	s.puts++
-	fail := s.puts == s.n
-	s.mu.Unlock()
-	if !fail {
-		return s.Store.Put(ctx, key, r, o)
-	}
-	if s.landed {
-		if err := s.Store.Put(ctx, key, r, o); err != nil {
-			return err
-		}
-	}
-	return errors.New("injected storage fault")
-}
 
 func serveOn(t *testing.T, st storage.Store, name string) string {
 	opts := proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
@@ -69,17 +39,20 @@ func sha256Sum(s string) [32]byte {
 func TestFirstPublishInterruptedAtEachWrite(t *testing.T) {
 	for _, e := range raceEcosystems() {
 		// How many writes one publish makes.
-		count := &faultyStore{n: -1}
-		count.Store, _ = local.New(t.TempDir())
+		st0, _ := local.New(t.TempDir())
+		count := &faultstore.Store{Store: st0, Prefix: "artifact/"}
 		if code, body := e.publish(serveOn(t, count, e.name), 0, 0); code/100 != 2 {
 			t.Fatalf("%s: publish: %d %s", e.name, code, body)
 		}
-		for step := 1; step <= count.puts; step++ {
+		if count.Puts() < 2 {
+			t.Fatalf("%s: a publish made %d writes, want the file(s) and the index at least", e.name, count.Puts())
+		}
+		for step := 1; step <= count.Puts(); step++ {
 			for _, landed := range []bool{false, true} {
 				dir := t.TempDir()
 				st, _ := local.New(dir)
-				base := serveOn(t, &faultyStore{Store: st, n: step, landed: landed}, e.name)
-				what := fmt.Sprintf("%s, write %d of %d failing (landed %v)", e.name, step, count.puts, landed)
+				base := serveOn(t, &faultstore.Store{Store: st, N: step, Landed: landed, Prefix: "artifact/"}, e.name)
+				what := fmt.Sprintf("%s, write %d of %d failing (landed %v)", e.name, step, count.Puts(), landed)
 				if code, body := e.publish(base, 0, 0); code < 500 {
 					t.Errorf("%s: the first publish answered %d %.200s, want a 5xx", what, code, body)
 				}

@@ -1,7 +1,6 @@
 package fetch
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -39,9 +38,11 @@ func newBudget(total, perDoc int64) *budget {
 	return &budget{sem: semaphore.NewWeighted(total)}
 }
 
-// ReadBody reads a metadata response (see ReadBody) within the memory
-// bound shared by every read at once; release gives the memory back once
-// the bytes (and what was derived from them) are no longer needed.
+// ReadBody reads a metadata response, decompressing gzip as it reads and
+// stopping as soon as the document passes MAX_METADATA_BYTES (a gzip bomb
+// costs at most that), within the memory bound shared by every read at
+// once; release gives the memory back once the bytes (and what was
+// derived from them) are no longer needed.
 func (c *Core) ReadBody(ctx context.Context, resp *http.Response) (body []byte, release func(), err error) {
 	return c.budget.read(ctx, resp, c.maxMeta)
 }
@@ -75,7 +76,7 @@ func (b *budget) read(ctx context.Context, resp *http.Response, max int64) ([]by
 		}
 		r = zr
 	}
-	if resp.ContentLength > max && !gz && resp.Header.Get("Content-Encoding") == "" {
+	if resp.ContentLength > max && resp.Header.Get("Content-Encoding") == "" {
 		return nil, release, errTooLarge
 	}
 	size := int64(64 << 10)
@@ -121,33 +122,4 @@ func (b *budget) read(ctx context.Context, resp *http.Response, max int64) ([]by
 		return nil, release, errTooLarge
 	}
 	return buf, release, nil
-}
-
-// ReadBody reads a metadata response, decompressing as it reads, and
-// stops as soon as the document passes max bytes (a gzip bomb costs at
-// most max). It is not bounded across requests: the core's ReadBody is.
-func ReadBody(resp *http.Response, max int64) ([]byte, error) {
-	var r io.Reader = resp.Body
-	if strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
-		zr, err := gzip.NewReader(resp.Body)
-		if err != nil {
-			return nil, err
-		}
-		r = zr
-	}
-	if resp.ContentLength > max && resp.Header.Get("Content-Encoding") == "" {
-		return nil, errTooLarge
-	}
-	var buf bytes.Buffer
-	if resp.ContentLength > 0 && resp.ContentLength <= max {
-		buf.Grow(int(resp.ContentLength))
-	}
-	n, err := buf.ReadFrom(io.LimitReader(r, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if n > max {
-		return nil, errTooLarge
-	}
-	return buf.Bytes(), nil
 }

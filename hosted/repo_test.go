@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/internal/faultstore"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
@@ -98,35 +99,6 @@ func TestNamesUnknownWhenStorageNeverAnswered(t *testing.T) {
 	}
 }
 
-// faultyStore fails the n-th write (1-based) it is asked for, once; a
-// write that "fails after landing" (landed) is stored, then reported as
-// failed (a timeout whose request went through).
-type faultyStore struct {
-	storage.Store
-	mu     sync.Mutex
-	n      int
-	landed bool
-	puts   int
-}
-
-var errInjected = errors.New("injected fault")
-
-func (s *faultyStore) Put(ctx context.Context, key string, r io.Reader, o storage.PutOptions) error {
-	s.mu.Lock()
-	s.puts++
-	fail := s.puts == s.n
-	s.mu.Unlock()
-	if !fail {
-		return s.Store.Put(ctx, key, r, o)
-	}
-	if s.landed {
-		if err := s.Store.Put(ctx, key, r, o); err != nil {
-			return err
-		}
-	}
-	return errInjected
-}
-
 // A first publish (a file, then the index) interrupted at each of its
 // writes, before or after the write lands: the name ends owned once the
 // publish is retried, the retry succeeds, and the file and index agree.
@@ -151,9 +123,9 @@ func TestFirstPublishInterruptedAtEachWrite(t *testing.T) {
 		for step := 1; step <= 3; step++ { // file, names, index
 			t.Run(fmt.Sprintf("step%d-landed=%v", step, landed), func(t *testing.T) {
 				st, _ := local.New(t.TempDir())
-				fs := &faultyStore{Store: st, n: step, landed: landed}
+				fs := &faultstore.Store{Store: st, N: step, Landed: landed}
 				r := New(Options{Store: fs, Prefix: "artifact/m", TTL: time.Hour})
-				if err := publish(r); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), errInjected.Error()) {
+				if err := publish(r); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), faultstore.ErrInjected.Error()) {
 					t.Fatalf("first publish: %v, want the injected fault", err)
 				}
 				if err := publish(r); err != nil {
@@ -181,7 +153,7 @@ func TestFirstPublishInterruptedAtEachWrite(t *testing.T) {
 func TestNoInterleavingLeavesAPublishedNameUnowned(t *testing.T) {
 	for step := 1; step <= 2; step++ { // names, index
 		st, _ := local.New(t.TempDir())
-		fs := &faultyStore{Store: st, n: step}
+		fs := &faultstore.Store{Store: st, N: step}
 		r := New(Options{Store: fs, Prefix: "artifact/m"})
 		_ = r.Update(context.Background(), "p", func(old []byte) ([]byte, error) { return []byte("1.0\n"), nil })
 		fresh := New(Options{Store: st, Prefix: "artifact/m"})

@@ -143,9 +143,10 @@ func (s *Server) authorizer(name string, write bool) func(echo.Context) error {
 			}
 			return echo.NewHTTPError(http.StatusForbidden, fmt.Sprintf("token %q lacks the %s scope", t.Name, scope))
 		}
-		if !write && t.Write {
+		if !write && t.Write && m.Hosted {
 			// A reader that may publish (nix copy asks the cache what it
-			// holds before it uploads).
+			// holds before it uploads); only hosted mirrors care, so
+			// others copy no request for it.
 			r := c.Request()
 			c.SetRequest(r.WithContext(fetch.AsPublisher(r.Context())))
 		}
