@@ -9,21 +9,21 @@ import (
 	"io"
 )
 
-// ErrUnpackedTooLarge: an archive decompresses to more than UnpackLimit
+// ErrUnpackedTooLarge: an archive decompresses to more than unpackLimit
 // allows for its size (a decompression bomb); nothing more is read.
 var ErrUnpackedTooLarge = errors.New("the archive decompresses to more than its size allows (64 MiB plus 32 times its compressed size): refused as a decompression bomb")
 
-// UnpackLimit is how many bytes an archive of n compressed bytes may
+// unpackLimit is how many bytes an archive of n compressed bytes may
 // decompress to: 64 MiB plus 32 times n, far above real packages'
 // ratios, far below a bomb's.
-func UnpackLimit(n int64) int64 { return 64<<20 + 32*max(n, 0) }
+func unpackLimit(n int64) int64 { return 64<<20 + 32*max(n, 0) }
 
 // Unpacked bounds a decompressing reader over an archive of n compressed
-// bytes to UnpackLimit(n): past it, reads fail with ErrUnpackedTooLarge.
+// bytes to unpackLimit(n): past it, reads fail with ErrUnpackedTooLarge.
 // Decompression streams, so memory does not grow with it; the bound is
 // on the work one request can cause.
 func Unpacked(r io.Reader, n int64) io.Reader {
-	return &unpacked{r: r, left: UnpackLimit(n)}
+	return &unpacked{r: r, left: unpackLimit(n)}
 }
 
 type unpacked struct {
@@ -75,7 +75,7 @@ func checkZip(r io.ReaderAt, n int64) error {
 	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	left := UnpackLimit(n) // summed over the entries
+	left := unpackLimit(n) // summed over the entries
 	for _, f := range zr.File {
 		if f.FileInfo().IsDir() {
 			continue

@@ -22,9 +22,9 @@ import (
 // 503 that says so).
 const budgetWait = 10 * time.Second
 
-// ErrBusy: the metadata being decoded at once already holds the memory
+// errBusy: the metadata being decoded at once already holds the memory
 // bound; nothing was read past it.
-var ErrBusy = errors.New("the proxy is decoding as much metadata as METADATA_MEMORY_BYTES allows; retry shortly")
+var errBusy = errors.New("the proxy is decoding as much metadata as METADATA_MEMORY_BYTES allows; retry shortly")
 
 // budget bounds the memory of decoded metadata across requests.
 type budget struct {
@@ -62,7 +62,7 @@ func (b *budget) read(ctx context.Context, resp *http.Response, max int64) ([]by
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return ErrBusy
+			return errBusy
 		}
 		held += n
 		return nil

@@ -25,7 +25,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
-const UserAgent = "mirror-proxy/1 (+https://github.com/mirror-proxy/mirror-proxy)"
+const userAgent = "mirror-proxy/1 (+https://github.com/mirror-proxy/mirror-proxy)"
 
 // Core is the fetch-through machinery shared by every mirror.
 type Core struct {

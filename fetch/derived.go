@@ -36,8 +36,8 @@ type derived struct {
 	weight int64
 }
 
-// Weigher is a derived value that says how much memory it holds.
-type Weigher interface{ Weight() int64 }
+// weigher is a derived value that says how much memory it holds.
+type weigher interface{ Weight() int64 }
 
 // maxDerived and maxDerivedBytes bound what one Derived keeps (values
 // that are not Weighers count for nothing): past either, everything is
@@ -64,7 +64,7 @@ func (d *Derived) Lookup(key DerivedKey, now time.Time) (any, bool) {
 // into the value kept for key, as replayable while the window it was
 // filtered under holds (ReplayableFiltered); a dated snapshot's never is.
 func (d *Derived) Replayable(w http.ResponseWriter, r *http.Request, key DerivedKey, ttl time.Duration, from ...ReplayFrom) {
-	if _, snap := Snapshot(r); snap {
+	if _, snap := policy.Snapshot(r); snap {
 		return
 	}
 	d.mu.RLock()
@@ -91,7 +91,7 @@ func (d *Derived) Get(key DerivedKey, now time.Time, make func() (any, policy.Wi
 
 func (d *Derived) put(key DerivedKey, x any, w policy.Window) {
 	var weight int64
-	if wx, ok := x.(Weigher); ok {
+	if wx, ok := x.(weigher); ok {
 		weight = wx.Weight()
 	}
 	d.mu.Lock()

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"hash"
 	"strings"
+
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 )
 
 // Digest is a digest a file must have, as an ecosystem's metadata gives
@@ -26,7 +28,7 @@ var digestSizes = map[string]int{"md5": md5.Size, "sha1": sha1.Size, "sha256": s
 func HexDigest(alg, h string) (Digest, error) {
 	b, err := hex.DecodeString(strings.ToLower(h))
 	if err != nil || len(b) != digestSizes[alg] {
-		return Digest{}, fmt.Errorf("%q is not a %s hex digest", Truncate(h, 140), alg)
+		return Digest{}, fmt.Errorf("%q is not a %s hex digest", httpx.Truncate(h, 140), alg)
 	}
 	return Digest{Alg: alg, Value: b}, nil
 }
@@ -49,7 +51,7 @@ func SRIDigest(sri string) (Digest, error) {
 		}
 	}
 	if best.Alg == "" {
-		return Digest{}, fmt.Errorf("%q is not an integrity value (sha512-<base64>)", Truncate(sri, 140))
+		return Digest{}, fmt.Errorf("%q is not an integrity value (sha512-<base64>)", httpx.Truncate(sri, 140))
 	}
 	return best, nil
 }

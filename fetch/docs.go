@@ -11,22 +11,25 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/cork"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 )
 
 // Doc is a page rendered from a stored document, in both encodings (its
 // weight is counted in the entry's, as part of the parsed index).
 type Doc struct {
-	GzBody
+	gzBody
 	etag  string
 	etagH []string
 	size  int64 // of the plain bytes
 }
 
+// NewDoc renders body as a page, gzipped once; its ETag is tag followed
+// by a digest of body.
 func NewDoc(body []byte, tag string) *Doc {
 	buf := gzipBytes(body, gzip.BestSpeed, gzip.Header{})
 	sum := sha256.Sum256(body)
 	etag := `"` + tag + hex.EncodeToString(sum[:12]) + `"`
-	d := &Doc{GzBody: GzBody{gz: buf, gzLen: []string{strconv.Itoa(len(buf))}, rawLen: []string{strconv.Itoa(len(body))}},
+	d := &Doc{gzBody: gzBody{gz: buf, gzLen: []string{strconv.Itoa(len(buf))}, rawLen: []string{strconv.Itoa(len(body))}},
 		etag: etag, etagH: []string{etag}, size: int64(len(body))}
 	return d
 }
@@ -41,7 +44,7 @@ var hvVaryAccept = []string{"Accept, Accept-Encoding"}
 // with an ETag per format (If-None-Match → 304) and Last-Modified from the
 // stored page.
 func ServeDoc(w http.ResponseWriter, r *http.Request, d *Doc, ctype []string, res MetaResult) error {
-	return serve(w, r, res, ctype, hvVaryAccept, &d.GzBody, d.etag, d.etagH, nil)
+	return serve(w, r, res, ctype, hvVaryAccept, &d.gzBody, d.etag, d.etagH, nil)
 }
 
 func etagMatch(header, etag string) bool {
@@ -58,9 +61,9 @@ func etagMatch(header, etag string) bool {
 // gzip, else the plain bytes (made once and kept), always from memory and
 // with a Content-Length. made, when set, is told when the plain bytes are
 // first made, so that the owner can count them.
-func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *GzBody, made func()) error {
+func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *gzBody, made func()) error {
 	h := w.Header()
-	if AcceptsGzip(r) {
+	if httpx.AcceptsGzip(r) {
 		h["Content-Encoding"] = hvGzip
 		h["Content-Length"] = b.gzLen
 		if r.Method == http.MethodHead {
@@ -78,7 +81,7 @@ func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *GzBody, made func()
 	}
 	plain, first, err := b.identity()
 	if err != nil {
-		return &UpstreamError{Status: http.StatusBadGateway, Msg: "stored document unreadable: " + err.Error()}
+		return &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: "stored document unreadable: " + err.Error()}
 	}
 	if first && made != nil {
 		made()
@@ -90,7 +93,6 @@ func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *GzBody, made func()
 
 // Header values shared by every response (never mutated).
 var (
-	HeaderJSON     = []string{"application/json"}
 	hvVaryEncoding = []string{"Accept-Encoding"}
 	hvRevalidate   = []string{"public, max-age=0, must-revalidate"}
 	hvTrue         = []string{"true"}
@@ -108,20 +110,20 @@ var (
 // from precomputed values: this is the hottest path of the proxy.
 func (core *Core) ServeMeta(w http.ResponseWriter, r *http.Request, res MetaResult, ctype []string) error {
 	e := res.Entry
-	return ServeMetaBody(w, r, res, ctype, &e.GzBody, func() { core.reweigh(e) })
+	return serve(w, r, res, ctype, hvVaryEncoding, &e.gzBody, "", nil, func() { core.reweigh(e) })
 }
 
-// ServeMetaBody is ServeMeta for a body derived from the entry (rendered
-// from it), with the entry's validators.
-func ServeMetaBody(w http.ResponseWriter, r *http.Request, res MetaResult, ctype []string, b *GzBody, made func()) error {
-	return serve(w, r, res, ctype, hvVaryEncoding, b, "", nil, made)
+// ServeMetaBody is ServeMeta for a page d rendered from the entry, with
+// the entry's validators (Last-Modified; no ETag).
+func ServeMetaBody(w http.ResponseWriter, r *http.Request, res MetaResult, ctype []string, d *Doc) error {
+	return serve(w, r, res, ctype, hvVaryEncoding, &d.gzBody, "", nil, nil)
 }
 
 // serve is the one way a document leaves: headers assigned in canonical
 // form from precomputed values (the hottest path of the proxy), a 304 for
 // a matching If-None-Match (when the document has an ETag) or
 // If-Modified-Since, else the gzip or plain bytes from memory.
-func serve(w http.ResponseWriter, r *http.Request, res MetaResult, ctype, vary []string, b *GzBody, etag string, etagH []string, made func()) error {
+func serve(w http.ResponseWriter, r *http.Request, res MetaResult, ctype, vary []string, b *gzBody, etag string, etagH []string, made func()) error {
 	h := w.Header()
 	h["Content-Type"] = ctype
 	h["Vary"] = vary
@@ -133,38 +135,23 @@ func serve(w http.ResponseWriter, r *http.Request, res MetaResult, ctype, vary [
 		h["X-Mirror-Stale"] = hvTrue
 	}
 	h["Last-Modified"] = res.Entry.lastModified
-	if inm := HeaderValue(r, "If-None-Match"); inm != "" && etag != "" {
+	if inm := httpx.HeaderValue(r, "If-None-Match"); inm != "" && etag != "" {
 		if etagMatch(inm, etag) {
-			return NoContent(w, http.StatusNotModified)
+			return httpx.NoContent(w, http.StatusNotModified)
 		}
 	} else if notModified(r, res.Entry.mod) {
-		return NoContent(w, http.StatusNotModified)
+		return httpx.NoContent(w, http.StatusNotModified)
 	}
 	return writeGzipDoc(w, r, b, made)
 }
 
 func notModified(r *http.Request, mod time.Time) bool {
-	ims := HeaderValue(r, "If-Modified-Since")
+	ims := httpx.HeaderValue(r, "If-Modified-Since")
 	if ims == "" {
 		return false
 	}
 	t, err := http.ParseTime(ims)
 	return err == nil && !mod.Truncate(time.Second).After(t)
-}
-
-// AcceptsGzip reports whether the client takes gzip-encoded documents.
-func AcceptsGzip(r *http.Request) bool {
-	rest := HeaderValue(r, "Accept-Encoding")
-	for rest != "" {
-		var part string
-		part, rest, _ = strings.Cut(rest, ",")
-		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if strings.EqualFold(strings.TrimSpace(coding), "gzip") {
-			q := strings.ReplaceAll(params, " ", "")
-			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
-		}
-	}
-	return false
 }
 
 // gzipBytes is the one gzip encoder of documents: rendered pages (fast,

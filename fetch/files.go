@@ -20,12 +20,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/coord"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -208,7 +208,7 @@ func (c *Core) forgetFlight(f *flight) {
 
 // errLeaseTimeout: another replica is downloading the file and did not
 // finish within the wait.
-var errLeaseTimeout = &UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5",
+var errLeaseTimeout = &httpx.UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5",
 	Msg: "another replica is still downloading this file; retry shortly"}
 
 // claim decides, across replicas, who downloads key: it returns a lease
@@ -311,7 +311,7 @@ func (c *Core) download(f *flight, src FileSource) {
 	retry:
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 		if err != nil {
-			finish(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("bad file URL %q in metadata: %v", SafeURL(src.URL), err)})
+			finish(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("bad file URL %q in metadata: %v", httpx.SafeURL(src.URL), err)})
 			return
 		}
 		setAgent(req, src.Agent)
@@ -329,7 +329,7 @@ func (c *Core) download(f *flight, src FileSource) {
 				src.URL, src.Moved = src.Moved, ""
 				goto retry
 			}
-			finish(&upstream404{url: SafeURL(src.URL)})
+			finish(&upstream404{url: httpx.SafeURL(src.URL)})
 			return
 		case resp.StatusCode != http.StatusOK:
 			resp.Body.Close()
@@ -342,11 +342,11 @@ func (c *Core) download(f *flight, src FileSource) {
 		switch {
 		case src.Size > 0 && size >= 0 && size != src.Size:
 			resp.Body.Close()
-			finish(&UpstreamError{Status: http.StatusBadGateway, verify: true, Msg: fmt.Sprintf("%s is %d bytes, the metadata says %d; nothing was stored", SafeURL(src.URL), size, src.Size)})
+			finish(&httpx.UpstreamError{Status: http.StatusBadGateway, Verify: true, Msg: fmt.Sprintf("%s is %d bytes, the metadata says %d; nothing was stored", httpx.SafeURL(src.URL), size, src.Size)})
 			return
 		case size > c.maxFile || src.Size > c.maxFile:
 			resp.Body.Close()
-			finish(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("%s is larger than MAX_FILE_BYTES (%d)", SafeURL(src.URL), c.maxFile)})
+			finish(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("%s is larger than MAX_FILE_BYTES (%d)", httpx.SafeURL(src.URL), c.maxFile)})
 			return
 		case size < 0 && src.Size > 0:
 			size = src.Size
@@ -387,7 +387,7 @@ func (c *Core) download(f *flight, src FileSource) {
 	if landed {
 		putDone <- storage.ErrExists
 	} else {
-		opts := storage.PutOptions{Size: size, CreateOnly: true, ContentType: ContentType(f.key)}
+		opts := storage.PutOptions{Size: size, CreateOnly: true, ContentType: httpx.ContentType(f.key)}
 		go func() {
 			r, stop := f.reader(ctx, false)
 			defer stop()
@@ -428,7 +428,7 @@ func (c *Core) download(f *flight, src FileSource) {
 			f.mu.Unlock()
 		}
 		if f.written > limit {
-			dlErr = &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("%s sent more than %d bytes (its announced size or MAX_FILE_BYTES); nothing was stored", SafeURL(src.URL), limit)}
+			dlErr = &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("%s sent more than %d bytes (its announced size or MAX_FILE_BYTES); nothing was stored", httpx.SafeURL(src.URL), limit)}
 			break
 		}
 		if rerr == io.EOF {
@@ -447,20 +447,20 @@ func (c *Core) download(f *flight, src FileSource) {
 		c.metrics.upstreamBytes.Add(float64(f.written))
 	}
 	if dlErr == nil && size >= 0 && f.written != size {
-		dlErr = &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("%s: got %d of %d bytes", SafeURL(src.URL), f.written, size)}
+		dlErr = &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("%s: got %d of %d bytes", httpx.SafeURL(src.URL), f.written, size)}
 	}
 	for i, d := range src.Digests {
 		if got := hashes[i].Sum(nil); dlErr == nil && !d.matches(got) {
-			dlErr = &UpstreamError{Status: http.StatusBadGateway, verify: true, Msg: fmt.Sprintf("%v: %s has %s %s, the metadata says %s; nothing was stored", errChecksum, SafeURL(src.URL), d.Alg, hex.EncodeToString(got), d)}
+			dlErr = &httpx.UpstreamError{Status: http.StatusBadGateway, Verify: true, Msg: fmt.Sprintf("%v: %s has %s %s, the metadata says %s; nothing was stored", errChecksum, httpx.SafeURL(src.URL), d.Alg, hex.EncodeToString(got), d)}
 		}
 	}
 	if dlErr == nil && src.Check != nil && !landed {
 		if err := src.Check(spool, f.written); err != nil {
-			dlErr = &UpstreamError{Status: http.StatusBadGateway, verify: true, Msg: fmt.Sprintf("%s is not a complete archive (%v); nothing was stored", SafeURL(src.URL), err)}
+			dlErr = &httpx.UpstreamError{Status: http.StatusBadGateway, Verify: true, Msg: fmt.Sprintf("%s is not a complete archive (%v); nothing was stored", httpx.SafeURL(src.URL), err)}
 		}
 	}
 	if dlErr != nil {
-		c.log.Warn("download failed; nothing stored", "key", f.key, "url", SafeURL(src.URL), "err", dlErr)
+		c.log.Warn("download failed; nothing stored", "key", f.key, "url", httpx.SafeURL(src.URL), "err", dlErr)
 	}
 	f.mu.Lock()
 	if dlErr == nil {
@@ -498,8 +498,8 @@ func (c *Core) download(f *flight, src FileSource) {
 // verifyErr reports a download that failed verification (digest, size,
 // archive structure): the same bytes would fail again.
 func verifyErr(err error) bool {
-	var ue *UpstreamError
-	return errors.As(err, &ue) && ue.verify
+	var ue *httpx.UpstreamError
+	return errors.As(err, &ue) && ue.Verify
 }
 
 // rememberFailure records a verification failure of key for
@@ -522,13 +522,13 @@ func (c *Core) recentFailure(ctx context.Context, key string) error {
 	if v, ok := c.badFiles.Load(key); ok {
 		b := v.(badFile)
 		if c.now().Before(b.until) {
-			return &UpstreamError{Status: http.StatusBadGateway, Msg: b.msg + " (recently; not fetched again yet)"}
+			return &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: b.msg + " (recently; not fetched again yet)"}
 		}
 		c.badFiles.CompareAndDelete(key, v)
 	}
 	if c.coord != nil {
 		if msg, ok := c.coord.Failed(ctx, key); ok {
-			return &UpstreamError{Status: http.StatusBadGateway, Msg: msg + " (seen by another replica; not fetched again yet)"}
+			return &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: msg + " (seen by another replica; not fetched again yet)"}
 		}
 	}
 	return nil
@@ -574,7 +574,7 @@ func (c *Core) createSpool(f *flight, size int64) (*os.File, func(), error) {
 func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, resolve func(ctx context.Context) (FileSource, error)) error {
 	ctx := r.Context()
 	h := w.Header()
-	h.Set("Content-Type", ContentType(key))
+	h.Set("Content-Type", httpx.ContentType(key))
 	h.Set("Accept-Ranges", "bytes")
 
 	if c.distDisk != nil {
@@ -613,7 +613,7 @@ func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, res
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return &UpstreamError{Status: http.StatusGatewayTimeout, Msg: fmt.Sprintf("the upstream metadata for this file did not arrive within %v", c.upstreamTimeout)}
+			return &httpx.UpstreamError{Status: http.StatusGatewayTimeout, Msg: fmt.Sprintf("the upstream metadata for this file did not arrive within %v", c.upstreamTimeout)}
 		}
 		return err
 	}
@@ -631,7 +631,7 @@ func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, res
 	if finished && ferr != nil {
 		return ferr
 	}
-	if size < 0 || size < smallFile || HeaderValue(r, "Range") != "" || r.Method == http.MethodHead {
+	if size < 0 || size < smallFile || httpx.HeaderValue(r, "Range") != "" || r.Method == http.MethodHead {
 		// Without a length, for a range, for a HEAD (whose 200 promises an
 		// immutable file) or for a small file, wait for the verified whole
 		// file: a failure is then a clean 502, not an aborted transfer.
@@ -674,14 +674,7 @@ func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, res
 // connection, so that the client sees a truncated transfer, never a
 // clean one; the request log and metrics record it with reason.
 func abortResponse(w http.ResponseWriter, r *http.Request, reason string, err error) {
-	panic(&Aborted{reason, err})
-}
-
-// Aborted is what abortResponse panics with; the handler's adapter
-// records it and cuts the connection (http.ErrAbortHandler).
-type Aborted struct {
-	Reason string
-	Err    error
+	panic(&httpx.Aborted{Reason: reason, Err: err})
 }
 
 // softWriter copies into the disk cache as long as that works: a cache
@@ -707,7 +700,7 @@ func (s *softWriter) Write(p []byte) (int, error) {
 // returns served=false when storage failed before anything was sent:
 // the caller can still fetch the file from its upstream.
 func (c *Core) serveStored(w http.ResponseWriter, r *http.Request, info storage.Info) (served bool, err error) {
-	whole := HeaderValue(r, "Range") == ""
+	whole := httpx.HeaderValue(r, "Range") == ""
 	var rc io.ReadCloser
 	if r.Method == http.MethodGet && whole {
 		// Opened before any header is sent, so that a failing store is a
@@ -718,7 +711,7 @@ func (c *Core) serveStored(w http.ResponseWriter, r *http.Request, info storage.
 	}
 	setImmutable(w.Header())
 	var release func()
-	if rc != nil && c.distDisk != nil && HeaderValue(r, "If-None-Match") == "" && HeaderValue(r, "If-Modified-Since") == "" {
+	if rc != nil && c.distDisk != nil && httpx.HeaderValue(r, "If-None-Match") == "" && httpx.HeaderValue(r, "If-Modified-Since") == "" {
 		release, _ = c.distDisk.Reserve(info.Size) // a file that can never fit is not written
 	}
 	if release != nil {
@@ -828,20 +821,4 @@ func (s *storageSeeker) Close() {
 
 func setImmutable(h http.Header) {
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
-}
-
-func ContentType(key string) string {
-	switch {
-	case strings.HasSuffix(key, ".zip"), strings.HasSuffix(key, ".whl"):
-		return "application/zip"
-	case strings.HasSuffix(key, ".tar.gz"), strings.HasSuffix(key, ".tgz"), strings.HasSuffix(key, ".gzip"):
-		return "application/gzip"
-	case strings.HasSuffix(key, ".tar"):
-		return "application/x-tar"
-	case strings.HasSuffix(key, ".xz"):
-		return "application/x-xz"
-	case strings.HasSuffix(key, ".json"):
-		return "application/json"
-	}
-	return "application/octet-stream"
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -37,9 +38,9 @@ const retryAfterFailure = 30 * time.Second
 // thus a plain .gz file that zcat can read.
 type MetaEntry struct {
 	key string
-	// GzBody holds the stored object (gzip of the (rewritten) body) and,
+	// gzBody holds the stored object (gzip of the (rewritten) body) and,
 	// once a client without gzip asked, the plain body.
-	GzBody
+	gzBody
 	size     int64 // uncompressed size
 	header   envelope
 	notFound bool
@@ -131,11 +132,11 @@ func gunzip(gz []byte) ([]byte, error) {
 	return io.ReadAll(zr)
 }
 
-// GzBody is a document kept gzip-compressed, which clients that accept
+// gzBody is a document kept gzip-compressed, which clients that accept
 // gzip get as is (a memory copy), with its header values; its plain bytes
 // are made once, on the first request of a client that does not accept
 // gzip, and kept beside, so that such clients get a memory copy too.
-type GzBody struct {
+type gzBody struct {
 	gz            []byte
 	gzLen, rawLen []string // Content-Length values, computed once
 	plain         atomic.Pointer[[]byte]
@@ -143,7 +144,7 @@ type GzBody struct {
 
 // identity returns the plain bytes; made reports that this call made
 // them (the owner may count the memory).
-func (b *GzBody) identity() (plain []byte, made bool, err error) {
+func (b *gzBody) identity() (plain []byte, made bool, err error) {
 	if p := b.plain.Load(); p != nil {
 		return *p, false, nil
 	}
@@ -201,7 +202,7 @@ func asciiJSON(v any) string {
 func encodeMeta(key string, body []byte, env envelope) (*MetaEntry, error) {
 	env.Size = int64(len(body))
 	gz := gzipBytes(body, gzip.BestCompression, gzip.Header{Comment: asciiJSON(env), ModTime: time.Unix(env.Fetched, 0)})
-	e := (&MetaEntry{key: key, GzBody: GzBody{gz: gz}, size: env.Size, header: env}).finish()
+	e := (&MetaEntry{key: key, gzBody: gzBody{gz: gz}, size: env.Size, header: env}).finish()
 	e.checked.Store(time.Unix(env.Fetched, 0).UnixNano())
 	return e, nil
 }
@@ -220,7 +221,7 @@ func decodeMeta(key string, gz []byte) (*MetaEntry, error) {
 	if err != nil || n != env.Size {
 		return nil, fmt.Errorf("stored metadata %s is damaged (%d of %d bytes): %v", key, n, env.Size, err)
 	}
-	e := (&MetaEntry{key: key, GzBody: GzBody{gz: gz}, size: env.Size, header: env}).finish()
+	e := (&MetaEntry{key: key, gzBody: gzBody{gz: gz}, size: env.Size, header: env}).finish()
 	e.checked.Store(time.Unix(env.Fetched, 0).UnixNano())
 	return e, nil
 }
@@ -441,7 +442,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, er
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 	if err != nil {
-		return MetaResult{}, &UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("bad upstream URL %q: %v", SafeURL(src.URL), err)}
+		return MetaResult{}, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("bad upstream URL %q: %v", httpx.SafeURL(src.URL), err)}
 	}
 	req.Header.Set("Accept-Encoding", "gzip")
 	setAgent(req, src.Agent)
@@ -465,17 +466,17 @@ func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, er
 		if have {
 			return MetaResult{Entry: e, Stale: true}, nil
 		}
-		return MetaResult{}, &UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5", Msg: "too many metadata fetches at once; retry shortly"}
+		return MetaResult{}, &httpx.UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5", Msg: "too many metadata fetches at once; retry shortly"}
 	}
 	resp, err := src.Client.Do(req)
 	if err == nil {
 		defer resp.Body.Close()
 	}
-	fail := func(uerr *UpstreamError) (MetaResult, error) {
+	fail := func(uerr *httpx.UpstreamError) (MetaResult, error) {
 		c.metrics.upstream.with("metadata", "error").Add(1)
 		if have {
 			e.failed.Store(now.UnixNano())
-			c.log.Warn("upstream failed; serving stale metadata", "key", src.Key, "url", SafeURL(src.URL), "err", uerr.Msg)
+			c.log.Warn("upstream failed; serving stale metadata", "key", src.Key, "url", httpx.SafeURL(src.URL), "err", uerr.Msg)
 			return MetaResult{Entry: e, Stale: true}, nil
 		}
 		return MetaResult{}, uerr
@@ -491,7 +492,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, er
 		return MetaResult{Entry: e}, nil
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		c.metrics.upstream.with("metadata", "not_found").Add(1)
-		neg := &MetaEntry{key: src.Key, notFound: true, header: envelope{URL: SafeURL(src.URL)}}
+		neg := &MetaEntry{key: src.Key, notFound: true, header: envelope{URL: httpx.SafeURL(src.URL)}}
 		neg.checked.Store(now.UnixNano())
 		c.mem.Add(src.Key, neg, 64)
 		return MetaResult{Entry: neg}, nil
@@ -500,7 +501,7 @@ func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, er
 	}
 	// reject records a refused document for a short while: the same
 	// bytes would be refused again.
-	reject := func(uerr *UpstreamError) (MetaResult, error) {
+	reject := func(uerr *httpx.UpstreamError) (MetaResult, error) {
 		if !have {
 			rej := &MetaEntry{key: src.Key, rejected: uerr}
 			rej.checked.Store(now.UnixNano())
@@ -510,14 +511,14 @@ func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, er
 	}
 	body, release, err := c.ReadBody(ctx, resp)
 	defer release()
-	if errors.Is(err, ErrBusy) {
-		return fail(&UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5", Msg: err.Error()})
+	if errors.Is(err, errBusy) {
+		return fail(&httpx.UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5", Msg: err.Error()})
 	}
 	if errors.Is(err, errTooLarge) {
-		return reject(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream document %s is %v (MAX_METADATA_BYTES=%d)", SafeURL(src.URL), err, c.maxMeta)})
+		return reject(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream document %s is %v (MAX_METADATA_BYTES=%d)", httpx.SafeURL(src.URL), err, c.maxMeta)})
 	}
 	if err != nil {
-		return fail(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("reading %s: %v", SafeURL(src.URL), err)})
+		return fail(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("reading %s: %v", httpx.SafeURL(src.URL), err)})
 	}
 	var serial int64
 	if src.SerialHeader != "" {
@@ -533,15 +534,15 @@ func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, er
 	c.metrics.upstream.with("metadata", "ok").Add(1)
 	if src.Transform != nil {
 		if body, err = src.Transform(body, resp); err != nil {
-			return reject(&UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream document %s rejected: %v", SafeURL(src.URL), err)})
+			return reject(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream document %s rejected: %v", httpx.SafeURL(src.URL), err)})
 		}
 	}
 	ne, err := encodeMeta(src.Key, body, envelope{
 		LastModified: resp.Header.Get("Last-Modified"), ETag: resp.Header.Get("ETag"),
-		Fetched: now.Unix(), URL: SafeURL(src.URL), Serial: serial,
+		Fetched: now.Unix(), URL: httpx.SafeURL(src.URL), Serial: serial,
 	})
 	if err != nil {
-		return fail(&UpstreamError{Status: http.StatusBadGateway, Msg: err.Error()})
+		return fail(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: err.Error()})
 	}
 	ne.checked.Store(now.UnixNano())
 	if err := c.store.Put(ctx, src.Key, bytes.NewReader(ne.gz), storage.PutOptions{Size: int64(len(ne.gz)), ContentType: "application/gzip"}); err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
@@ -221,7 +222,7 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	auth, ok := t.creds[origin(r.URL)]
-	if ua := r.Header.Get("User-Agent"); ok || r.Header.Get("Authorization") != "" || ua != UserAgent {
+	if ua := r.Header.Get("User-Agent"); ok || r.Header.Get("Authorization") != "" || ua != userAgent {
 		r = r.Clone(r.Context())
 		r.Header.Del("Authorization")
 		if ok {
@@ -229,8 +230,8 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		// Every upstream request names the proxy, set here only; an
 		// ecosystem may put the client's agent before it (setAgent).
-		if !strings.HasSuffix(ua, " "+UserAgent) {
-			r.Header.Set("User-Agent", UserAgent)
+		if !strings.HasSuffix(ua, " "+userAgent) {
+			r.Header.Set("User-Agent", userAgent)
 		}
 	}
 	start := time.Now()
@@ -244,8 +245,6 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// NewClient is the HTTP client a mirror uses for its upstream and
-// the file URLs its metadata names.
 // ClientOptions are what an ecosystem adds to a mirror's client.
 type ClientOptions struct {
 	// DefaultFileHosts: hosts files may come from besides the mirror's own.
@@ -257,6 +256,9 @@ type ClientOptions struct {
 	Adjust func(*http.Response)
 }
 
+// NewClient is the HTTP client of mirror m's upstream: requests time out
+// after timeout, carry the mirror's credentials only to their own
+// origins, and go only to the upstream's host and the file hosts o allows.
 func NewClient(timeout time.Duration, m Mirror, o ClientOptions) *http.Client {
 	mu, _ := url.Parse(m.URL)
 	policy := newHostPolicy(mu, o.DefaultFileHosts, m.FileHosts)
@@ -294,22 +296,11 @@ func NewClient(timeout time.Duration, m Mirror, o ClientOptions) *http.Client {
 				return errors.New("stopped after 10 redirects")
 			}
 			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-				return fmt.Errorf("redirect to a non-HTTP URL %q refused", SafeURL(req.URL.String()))
+				return fmt.Errorf("redirect to a non-HTTP URL %q refused", httpx.SafeURL(req.URL.String()))
 			}
 			return nil
 		},
 	}
-}
-
-// SafeURL is u as it may appear in logs and error bodies: without
-// userinfo, query or fragment (signed URLs carry tokens there).
-func SafeURL(u string) string {
-	pu, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	pu.User, pu.RawQuery, pu.ForceQuery, pu.Fragment, pu.RawFragment = nil, "", false, "", ""
-	return pu.String()
 }
 
 // SplitUserinfo moves a password written into a mirror URL
@@ -367,6 +358,6 @@ func setAgent(r *http.Request, agent string) {
 			return -1
 		}
 		return c
-	}, Truncate(agent, 200))
-	r.Header.Set("User-Agent", agent+" "+UserAgent)
+	}, httpx.Truncate(agent, 200))
+	r.Header.Set("User-Agent", agent+" "+userAgent)
 }

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/netip"
 	"testing"
+
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 )
 
 type recordRT struct{ got map[string]string }
@@ -69,17 +71,17 @@ func TestCredentialsKeyedOnOrigin(t *testing.T) {
 // X-Forwarded-For from any private address no longer counts);
 // TRUSTED_PROXIES replaces that list.
 func TestFromTrusted(t *testing.T) {
-	defer TrustProxies(nil)
+	defer httpx.TrustProxies(nil)
 	for addr, want := range map[string]bool{"127.0.0.1:5": true, "10.1.2.3:80": false, "192.168.0.9:1": false, "[::1]:8": true,
 		"[fe80::1]:8": false, "203.0.113.9:443": false, "8.8.8.8:53": false, "garbage": false} {
-		if got := FromTrusted(addr); got != want {
-			t.Errorf("default: FromTrusted(%q) = %v, want %v", addr, got, want)
+		if got := httpx.FromTrusted(addr); got != want {
+			t.Errorf("default: httpx.FromTrusted(%q) = %v, want %v", addr, got, want)
 		}
 	}
-	TrustProxies([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	httpx.TrustProxies([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
 	for addr, want := range map[string]bool{"10.1.2.3:80": true, "127.0.0.1:5": false, "192.168.0.9:1": false, "[::ffff:10.0.0.1]:1": true} {
-		if got := FromTrusted(addr); got != want {
-			t.Errorf("TRUSTED_PROXIES=10.0.0.0/8: FromTrusted(%q) = %v, want %v", addr, got, want)
+		if got := httpx.FromTrusted(addr); got != want {
+			t.Errorf("TRUSTED_PROXIES=10.0.0.0/8: httpx.FromTrusted(%q) = %v, want %v", addr, got, want)
 		}
 	}
 }

@@ -6,7 +6,9 @@
 // so that racing publishers on several replicas never lose a version.
 // What an index holds is the ecosystem's business: this package moves
 // bytes, caches them for a TTL and tells the other replicas when they
-// change. It knows nothing of HTTP or of any ecosystem's protocol.
+// change. It knows no ecosystem's protocol; its errors carry the HTTP
+// status they are answered with (httpx.ErrorOf reads it), and the
+// ecosystems read uploads with its upload package.
 package hosted
 
 import (
@@ -16,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -27,19 +30,28 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/storage/cas"
 )
 
-// ErrUnavailable: storage could not be reached; nothing was changed.
-var ErrUnavailable = errors.New("hosted storage unavailable")
+// statusError is an error that knows the status it is answered with.
+type statusError struct {
+	msg    string
+	status int
+}
+
+func (e *statusError) Error() string   { return e.msg }
+func (e *statusError) HTTPStatus() int { return e.status }
+
+// ErrUnavailable: storage could not be reached; nothing was changed (503).
+var ErrUnavailable error = &statusError{"hosted storage unavailable", http.StatusServiceUnavailable}
 
 // ErrLockUnavailable: the lock that serialises index updates across
-// replicas (Redis) could not be taken; nothing was changed.
-var ErrLockUnavailable = errors.New("the lock of hosted index updates (Redis) is unavailable")
+// replicas (Redis) could not be taken; nothing was changed (503).
+var ErrLockUnavailable error = &statusError{"the lock of hosted index updates (Redis) is unavailable", http.StatusServiceUnavailable}
 
 // ErrIndexFull: the change would make a package's index larger than
-// maxIndexBytes (which reading would cut); nothing was changed.
-var ErrIndexFull = errors.New("the package's index would exceed 32 MiB")
+// maxIndexBytes (which reading would cut); nothing was changed (413).
+var ErrIndexFull error = &statusError{"the package's index would exceed 32 MiB", http.StatusRequestEntityTooLarge}
 
-// ErrConflict: a file is already stored under a path with other bytes.
-var ErrConflict = errors.New("another file is stored under that name")
+// ErrConflict: a file is already stored under a path with other bytes (409).
+var ErrConflict error = &statusError{"another file is stored under that name", http.StatusConflict}
 
 // maxIndexBytes caps an index object as read (a package with thousands of
 // versions stays far below it).
@@ -144,6 +156,33 @@ func (r *Repo) Names(ctx context.Context) (*Names, error) {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return v.(*Names), nil
+}
+
+// Owns reports whether name is published on repo (nil: a mirror that
+// hosts nothing), so that nothing of it comes from the upstream. Without
+// an upstream (noUpstream) every other name is a 404. A replica that
+// cannot read the owned names and never could answers 503 rather than
+// risk serving an upstream's package under a private name.
+func Owns(ctx context.Context, repo *Repo, noUpstream bool, name string) (bool, error) {
+	if repo == nil {
+		return false, nil
+	}
+	owned, err := repo.Owns(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	if !owned && noUpstream {
+		return false, &statusError{fmt.Sprintf("%q is not published on this repository", truncate(name, 100)), http.StatusNotFound}
+	}
+	return owned, nil
+}
+
+// truncate caps a client-supplied name at n bytes, as messages echo it.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // Owns reports whether name has been published here (it is then never

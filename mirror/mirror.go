@@ -14,6 +14,8 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/hosted/upload"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 )
 
 // Type is one ecosystem.
@@ -54,12 +56,12 @@ type Ecosystem interface {
 // {name} wildcards, read with r.PathValue.
 type Router interface {
 	// Read registers a GET route that also answers HEAD.
-	Read(path string, h fetch.Handler)
+	Read(path string, h httpx.Handler)
 	// Handle registers a route of any method that needs read access only.
-	Handle(method, path string, h fetch.Handler)
+	Handle(method, path string, h httpx.Handler)
 	// Write registers a route that changes what is stored (uploads): it
 	// needs a token with the write scope.
-	Write(method, path string, h fetch.Handler)
+	Write(method, path string, h httpx.Handler)
 }
 
 // Env is what an ecosystem gets to serve one mirror.
@@ -78,13 +80,9 @@ type Env struct {
 	// ecosystem writes ("" : from the request).
 	PublicURL string
 	Log       *slog.Logger
-	// ReadUpload reads a multipart upload with the server's limits.
-	ReadUpload func(w http.ResponseWriter, r *http.Request, fileField string) (*fetch.Upload, error)
-	// SpoolBody copies a request body to a temporary file with the
-	// server's limits (uploads that are not multipart).
-	SpoolBody func(w http.ResponseWriter, r *http.Request) (*hosted.Spooled, error)
-	// UploadMax is UPLOAD_MAX_BYTES.
-	UploadMax int64
+	// Uploads reads what clients publish, with the server's limits
+	// (UPLOAD_MAX_BYTES, BODY_READ_TIMEOUT).
+	Uploads upload.Limits
 }
 
 // MetaKey is the storage key of a mirrored metadata document.

@@ -1,5 +1,6 @@
 // Package policy decides what an organisation consumes from a mirror:
-// the cooldown (versions younger than an age are hidden). Policies apply
+// the cooldown (versions younger than an age are hidden), allow and deny
+// rules, and dated snapshots; Judge asks them all. Policies apply
 // when a response is built, from the stored upstream truth, which they
 // never change: a new policy takes effect at the next request.
 package policy

@@ -11,7 +11,8 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
-	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
+	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
 // Token is an access token as configured (AUTH_TOKENS): only the sha256
@@ -148,7 +149,7 @@ func (s *Server) authorizer(name string, write bool) func(echo.Context) error {
 			// holds before it uploads); only hosted mirrors care, so
 			// others copy no request for it.
 			r := c.Request()
-			c.SetRequest(r.WithContext(fetch.AsPublisher(r.Context())))
+			c.SetRequest(r.WithContext(httpx.AsPublisher(r.Context())))
 		}
 		return nil
 	}
@@ -156,7 +157,7 @@ func (s *Server) authorizer(name string, write bool) func(echo.Context) error {
 
 // refuseSnapshotWrite refuses a write under a dated snapshot's URL.
 func refuseSnapshotWrite(c echo.Context) error {
-	if _, snap := fetch.Snapshot(c.Request()); snap {
+	if _, snap := policy.Snapshot(c.Request()); snap {
 		return echo.NewHTTPError(http.StatusMethodNotAllowed, "a dated snapshot is read-only: publish to the mirror's own URL")
 	}
 	return nil

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
@@ -157,7 +157,7 @@ func TestForwardingHeadersFromTrustedProxiesOnly(t *testing.T) {
 		s := New(Options{Store: store, TrustedProxies: c.trusted, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		rt := s.router("/t")
 		rt.Read("/scheme", func(w http.ResponseWriter, r *http.Request) error {
-			_, err := io.WriteString(w, fetch.RequestScheme(r))
+			_, err := io.WriteString(w, httpx.RequestScheme(r))
 			return err
 		})
 		rt.Write(http.MethodPut, "/secret", func(w http.ResponseWriter, r *http.Request) error { return nil })
@@ -181,5 +181,5 @@ func TestForwardingHeadersFromTrustedProxiesOnly(t *testing.T) {
 		hs.Close()
 		s.Close()
 	}
-	fetch.TrustProxies(nil)
+	httpx.TrustProxies(nil)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/h1"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/internal/randid"
 )
 
@@ -61,9 +62,9 @@ func replayKeyOf(r *http.Request) (replayKey, bool) {
 			return replayKey{}, false
 		}
 	}
-	k := replayKey{host: r.Host, uri: r.RequestURI, accept: fetch.HeaderValue(r, "Accept"), gzip: fetch.AcceptsGzip(r)}
+	k := replayKey{host: r.Host, uri: r.RequestURI, accept: httpx.HeaderValue(r, "Accept"), gzip: httpx.AcceptsGzip(r)}
 	if fwd {
-		k.scheme = fetch.RequestScheme(r)
+		k.scheme = httpx.RequestScheme(r)
 	}
 	return k, true
 }
@@ -238,7 +239,7 @@ var _ h1.PreparedHandler = (*Server)(nil)
 // request (see frame).
 func (s *Server) serveReplay(w preparedWriter, r *http.Request, rp *replay) {
 	start := time.Now()
-	id := fetch.HeaderValue(r, "X-Request-Id")
+	id := httpx.HeaderValue(r, "X-Request-Id")
 	if !validRequestID(id) {
 		id = randid.New()
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -24,23 +25,23 @@ var _ mirror.Router = Router{}
 func (s *Server) router(prefix string) mirror.Router { return Router{s: s, prefix: prefix} }
 
 // Read registers a GET route that also answers HEAD.
-func (rt Router) Read(path string, h fetch.Handler) {
+func (rt Router) Read(path string, h httpx.Handler) {
 	rt.Handle(http.MethodGet, path, h)
 	rt.Handle(http.MethodHead, path, h)
 }
 
 // Handle registers a route that reads (a read token suffices).
-func (rt Router) Handle(method, path string, h fetch.Handler) {
+func (rt Router) Handle(method, path string, h httpx.Handler) {
 	rt.add(method, path, h, false)
 }
 
 // Write registers a route that writes: it needs a token with the write
 // scope.
-func (rt Router) Write(method, path string, h fetch.Handler) {
+func (rt Router) Write(method, path string, h httpx.Handler) {
 	rt.add(method, path, h, true)
 }
 
-func (rt Router) add(method, path string, h fetch.Handler, write bool) {
+func (rt Router) add(method, path string, h httpx.Handler, write bool) {
 	route := rt.prefix + echoPath(path)
 	rt.s.e.Add(method, route, rt.s.adapt(route, rt.s.authorizer(mirrorOfRoute(route), write), h))
 }
@@ -60,11 +61,11 @@ func echoPath(p string) string {
 	}
 }
 
-// adapt runs a fetch.Handler of route under echo once the request is
+// adapt runs a httpx.Handler of route under echo once the request is
 // authorized (auth, when not nil): path parameters become path values, and an
 // aborted response (abort) is recorded for the request log before the
 // connection is cut.
-func (s *Server) adapt(route string, auth func(echo.Context) error, h fetch.Handler) echo.HandlerFunc {
+func (s *Server) adapt(route string, auth func(echo.Context) error, h httpx.Handler) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if auth != nil {
 			if err := auth(c); err != nil {
@@ -82,7 +83,7 @@ func (s *Server) adapt(route string, auth func(echo.Context) error, h fetch.Hand
 		}
 		defer func() {
 			if p := recover(); p != nil {
-				if a, ok := p.(*fetch.Aborted); ok {
+				if a, ok := p.(*httpx.Aborted); ok {
 					c.Set(abortKey, a)
 					panic(http.ErrAbortHandler)
 				}
@@ -134,9 +135,4 @@ const abortKey = "mirror.abort"
 // newRepo opens the hosted repository of mirror m.
 func (s *Server) newRepo(m Mirror) *hosted.Repo {
 	return s.core.NewRepo(storage.Join(s.opts.ArtifactPrefix, m.Name), m.TTL)
-}
-
-// readUpload reads an upload with the server's limits.
-func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, fileField string) (*fetch.Upload, error) {
-	return s.core.ReadUpload(w, r, fileField, s.opts.UploadMaxBytes, s.opts.BodyReadTimeout)
 }

@@ -25,9 +25,11 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/cork"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/h1"
-	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/hosted/upload"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/internal/randid"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
+	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -162,7 +164,7 @@ func New(o Options) *Server {
 		o.ArtifactPrefix = "artifact"
 	}
 	if o.UploadMaxBytes <= 0 {
-		o.UploadMaxBytes = fetch.DefaultUploadMax
+		o.UploadMaxBytes = upload.DefaultMax
 	}
 	s := &Server{e: echo.New(), core: fetch.NewCore(fetch.Config{
 		Store: o.Store, MemoryCacheBytes: o.MemoryCacheBytes, MetaCache: o.MetaCache, DistCache: o.DistCache,
@@ -177,9 +179,9 @@ func New(o Options) *Server {
 	// The client's address is taken from X-Forwarded-For only when the
 	// request comes from a trusted proxy (TRUSTED_PROXIES, loopback by
 	// default); from anywhere else the header is ignored.
-	fetch.TrustProxies(o.TrustedProxies)
+	httpx.TrustProxies(o.TrustedProxies)
 	trust := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
-	for _, p := range fetch.TrustedProxies() {
+	for _, p := range httpx.TrustedProxies() {
 		trust = append(trust, echo.TrustIPRange(prefixNet(p)))
 	}
 	e.IPExtractor = echo.ExtractIPFromXFFHeader(trust...)
@@ -198,10 +200,8 @@ func New(o Options) *Server {
 			continue
 		}
 		env := &mirror.Env{Core: s.core, Mirror: m, MetaPrefix: o.MetaPrefix, DistPrefix: o.DistPrefix,
-			PublicURL: o.PublicURL, Log: o.Logger, ReadUpload: s.readUpload, UploadMax: o.UploadMaxBytes,
-			SpoolBody: func(w http.ResponseWriter, r *http.Request) (*hosted.Spooled, error) {
-				return s.core.SpoolBody(w, r, o.UploadMaxBytes, o.BodyReadTimeout)
-			},
+			PublicURL: o.PublicURL, Log: o.Logger,
+			Uploads: upload.Limits{Max: o.UploadMaxBytes, Idle: o.BodyReadTimeout, Dir: s.core.SpoolDir()},
 			Client: fetch.NewClient(o.UpstreamTimeout, m, fetch.ClientOptions{DefaultFileHosts: t.DefaultFileHosts,
 				Took: s.core.Metrics().UpstreamObserver(m.Name), Adjust: t.AdjustResponse})}
 		if m.Hosted {
@@ -324,7 +324,7 @@ func (s *Server) frame(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		r := c.Request()
-		id := fetch.HeaderValue(r, "X-Request-Id")
+		id := httpx.HeaderValue(r, "X-Request-Id")
 		if !validRequestID(id) {
 			id = randid.New()
 		}
@@ -386,9 +386,9 @@ func (s *Server) run(next echo.HandlerFunc, c echo.Context, start time.Time) (er
 				return
 			}
 		}
-		info, _ := c.Get(abortKey).(*fetch.Aborted)
+		info, _ := c.Get(abortKey).(*httpx.Aborted)
 		if info == nil {
-			info = &fetch.Aborted{Reason: "aborted"}
+			info = &httpx.Aborted{Reason: "aborted"}
 		}
 		s.core.Metrics().Aborted(info.Reason)
 		s.observe(c, time.Since(start))
@@ -406,7 +406,7 @@ func (s *Server) run(next echo.HandlerFunc, c echo.Context, start time.Time) (er
 // snapshotRequest takes a dated snapshot's segment out of a mirror's path
 // (/<mirror>/@2025-06-01/... or /mirror/<mirror>/@2025-06-01/...) so that
 // the mirror's own routes serve it, and marks the request with the
-// snapshot's cutoff (see fetch.Snapshot).
+// snapshot's cutoff (see policy.Snapshot).
 func (s *Server) snapshotRequest(r *http.Request) (*http.Request, bool) {
 	p := r.URL.Path
 	start := 1
@@ -422,7 +422,7 @@ func (s *Server) snapshotRequest(r *http.Request) (*http.Request, bool) {
 		return nil, false
 	}
 	seg, rest, _ := strings.Cut(p[nameEnd+1:], "/")
-	cutoff, ok := fetch.ParseSnapshot(seg)
+	cutoff, ok := policy.ParseSnapshot(seg)
 	if !ok {
 		return nil, false // not a date: an npm scope, say
 	}
@@ -431,7 +431,7 @@ func (s *Server) snapshotRequest(r *http.Request) (*http.Request, bool) {
 	if u.RawPath != "" {
 		u.RawPath = strings.Replace(u.RawPath, "/"+seg+"/", "/", 1)
 	}
-	sr := fetch.WithSnapshot(r, seg, cutoff)
+	sr := policy.WithSnapshot(r, seg, cutoff)
 	sr.URL = &u
 	return sr, true
 }
@@ -543,7 +543,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	var rd *fetch.RedirectTo
+	var rd *httpx.RedirectTo
 	if errors.As(err, &rd) {
 		_ = c.Redirect(http.StatusMovedPermanently, rd.URL)
 		return
@@ -553,13 +553,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if ee := (*echo.HTTPError)(nil); errors.As(err, &ee) { // echo's own: no route, 405
 		code, msg = ee.Code, fmt.Sprint(ee.Message)
 	} else {
-		he := fetch.ErrorOf(err)
+		he := httpx.ErrorOf(err)
 		code, msg = he.Code, he.Msg
 	}
-	if ra := fetch.RetryAfterOf(err); ra != "" {
+	if ra := httpx.RetryAfterOf(err); ra != "" {
 		c.Response().Header().Set("Retry-After", ra)
 	}
-	msg = fetch.Truncate(msg, 1000)
+	msg = httpx.Truncate(msg, 1000)
 	if code >= 500 {
 		s.opts.Logger.Warn("request failed", "path", c.Request().URL.Path, "status", code, "err", msg,
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
@@ -26,14 +27,14 @@ import (
 
 // filters reports whether the p2 files of name are filtered for r.
 func (cm *composerMirror) filters(r *http.Request, name string) bool {
-	_, snap := fetch.Snapshot(r)
+	_, snap := policy.Snapshot(r)
 	return snap || cm.m.Cooldown.Active(name) || cm.m.Rules.Filters(name)
 }
 
 // judge says why a version is not served ("" : it is), and the
-// policies' verdict (see fetch.Judge).
+// policies' verdict (see policy.Judge).
 func (cm *composerMirror) judge(r *http.Request, name, pretty, normalized, at string, now time.Time) (string, policy.Verdict) {
-	return fetch.Judge(r, cm.m.Cooldown, cm.m.Rules, fetch.Judged{Name: name, What: name + " " + pretty,
+	return policy.Judge(r, cm.m.Cooldown, cm.m.Rules, policy.Judged{Name: name, What: name + " " + pretty,
 		Published: released(at), Versions: []string{pretty, normalized, denyForm(normalized)}}, now)
 }
 
@@ -42,7 +43,7 @@ func (cm *composerMirror) judge(r *http.Request, name, pretty, normalized, at st
 // exactly application/json), where it would otherwise say only "404" or
 // "403".
 func refuse(w http.ResponseWriter, code int, why string) error {
-	return fetch.WriteJSON(w, code, map[string]string{"error": why, "warning": why})
+	return httpx.WriteJSON(w, code, map[string]string{"error": why, "warning": why})
 }
 
 // maxWarned is how many denied versions a p2 file's warning names.
@@ -66,7 +67,7 @@ func released(s string) time.Time {
 // cooledP2 is the p2 file of res as the cooldown lets clients see it:
 // unminified (Composer 2 reads both), every other key kept.
 func (cm *composerMirror) cooledP2(r *http.Request, res fetch.MetaResult, name string) (*fetch.Doc, error) {
-	key := fetch.DerivedKey{ID: res.Entry.ID(), Day: fetch.SnapshotDay(r)}
+	key := fetch.DerivedKey{ID: res.Entry.ID(), Day: policy.SnapshotDay(r)}
 	d, err := cm.derived.Doc(key, time.Now(), func() (*fetch.Doc, policy.Window, error) {
 		var w policy.Window
 		v, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) ([]Version, error) { return Expand(b, name) })
@@ -113,7 +114,7 @@ func (cm *composerMirror) cooledP2(r *http.Request, res fetch.MetaResult, name s
 		return fetch.NewDoc(bytes.TrimRight(buf.Bytes(), "\n"), "c"), w, nil
 	})
 	if err != nil {
-		return nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("metadata of %s: %v", name, err)}
+		return nil, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("metadata of %s: %v", name, err)}
 	}
 	return d, nil
 }
@@ -136,7 +137,7 @@ func (cm *composerMirror) heldBack(r *http.Request, name, version, ref string) e
 	for _, dev := range []bool{false, true} {
 		res, err := cm.p2Meta(ctx, name, dev)
 		if err != nil {
-			if !fetch.IsNotFound(err) {
+			if !httpx.IsNotFound(err) {
 				lastErr = err
 			}
 			continue

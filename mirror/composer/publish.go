@@ -11,6 +11,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 )
 
@@ -49,24 +50,24 @@ func (cm *composerMirror) distPath(name, sha1 string) string {
 func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("vendor") + "/" + r.PathValue("package")
 	if !ValidName(name) {
-		return fetch.BadRequest("%s is not a valid lowercase vendor/package name", fetch.QuoteName(name))
+		return httpx.BadRequest("%s is not a valid lowercase vendor/package name", httpx.QuoteName(name))
 	}
 	version := r.PathValue("version")
 	normalized, err := NormalizeVersion(version)
 	if err != nil {
-		return fetch.BadRequest("%v", err)
+		return httpx.BadRequest("%v", err)
 	}
-	u, err := cm.env.ReadUpload(w, r, "package")
+	u, err := cm.env.Uploads.Form(w, r, "package")
 	if err != nil {
 		return err
 	}
 	defer u.Close()
 	cj, err := ComposerJSON(u.File, u.File.Size)
 	if err != nil {
-		return fetch.BadRequest("%v", err)
+		return httpx.BadRequest("%v", err)
 	}
 	if cjName, _ := cj["name"].(string); strings.ToLower(cjName) != name {
-		return fetch.BadRequest("json names the package %s, the URL %s: they must be the same", fetch.QuoteName(cjName), fetch.QuoteName(name))
+		return httpx.BadRequest("json names the package %s, the URL %s: they must be the same", httpx.QuoteName(cjName), httpx.QuoteName(name))
 	}
 	ctx := r.Context()
 	// Refused before anything is stored when the version is known already
@@ -106,24 +107,24 @@ func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	cm.env.Log.Info("package published", "mirror", cm.m.Name, "package", name, "version", normalized, "sha1", u.File.SHA1, "bytes", u.File.Size)
-	return fetch.WriteJSON(w, http.StatusCreated, map[string]string{"name": name, "version": version, "version_normalized": normalized, "shasum": u.File.SHA1})
+	return httpx.WriteJSON(w, http.StatusCreated, map[string]string{"name": name, "version": version, "version_normalized": normalized, "shasum": u.File.SHA1})
 }
 
 func (cm *composerMirror) exists(name, version string, why error) error {
 	if errors.Is(why, errVersionDeleted) {
-		return fetch.NewError(http.StatusConflict, fmt.Sprintf("%s %s was published and deleted; a version is never published again (publish a new version)", name, fetch.QuoteName(version)))
+		return httpx.NewError(http.StatusConflict, fmt.Sprintf("%s %s was published and deleted; a version is never published again (publish a new version)", name, httpx.QuoteName(version)))
 	}
-	return fetch.NewError(http.StatusConflict, fmt.Sprintf("%s %s is published already with another zip; versions are immutable (publish a new version)", name, fetch.QuoteName(version)))
+	return httpx.NewError(http.StatusConflict, fmt.Sprintf("%s %s is published already with another zip; versions are immutable (publish a new version)", name, httpx.QuoteName(version)))
 }
 
 func (cm *composerMirror) deleteVersion(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("vendor") + "/" + r.PathValue("package")
 	if !ValidName(name) {
-		return fetch.BadRequest("%s is not a valid lowercase vendor/package name", fetch.QuoteName(name))
+		return httpx.BadRequest("%s is not a valid lowercase vendor/package name", httpx.QuoteName(name))
 	}
 	normalized, err := NormalizeVersion(r.PathValue("version"))
 	if err != nil {
-		return fetch.BadRequest("%v", err)
+		return httpx.BadRequest("%v", err)
 	}
 	errMissing := errors.New("missing")
 	err = cm.repo.Update(r.Context(), name, func(old []byte) ([]byte, error) {
@@ -142,13 +143,13 @@ func (cm *composerMirror) deleteVersion(w http.ResponseWriter, r *http.Request) 
 		return idx.Marshal(), nil
 	})
 	if errors.Is(err, errMissing) {
-		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s has no published version %s", name, normalized))
+		return httpx.NewError(http.StatusNotFound, fmt.Sprintf("%s has no published version %s", name, normalized))
 	}
 	if err != nil {
 		return err
 	}
 	cm.env.Log.Info("package version deleted", "mirror", cm.m.Name, "package", name, "version", normalized)
-	return fetch.WriteJSON(w, http.StatusOK, map[string]string{"deleted": name + " " + normalized})
+	return httpx.WriteJSON(w, http.StatusOK, map[string]string{"deleted": name + " " + normalized})
 }
 
 // list answers Packagist's list.json shape with the hosted names.
@@ -157,7 +158,7 @@ func (cm *composerMirror) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return fetch.WriteJSON(w, http.StatusOK, map[string][]string{"packageNames": append([]string{}, n.List...)})
+	return httpx.WriteJSON(w, http.StatusOK, map[string][]string{"packageNames": append([]string{}, n.List...)})
 }
 
 // hostedP2 are the two p2 files of one index version.
@@ -177,19 +178,19 @@ func (cm *composerMirror) serveHostedP2(w http.ResponseWriter, r *http.Request, 
 		return &hostedP2{stable: fetch.NewDoc(idx.P2(false), "s"), dev: fetch.NewDoc(idx.P2(true), "d")}, nil
 	})
 	if err != nil {
-		return &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
+		return &httpx.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
 	}
 	d := v.(*hostedP2).stable
 	if dev {
 		d = v.(*hostedP2).dev
 	}
-	return fetch.ServeDoc(w, r, d, fetch.HeaderJSON, fetch.HostedEntry(x.ModTime))
+	return fetch.ServeDoc(w, r, d, httpx.HeaderJSON, fetch.HostedEntry(x.ModTime))
 }
 
 // hostedDist serves a published zip: /zipball/<name>/<version>/ref<sha1>.zip.
 func (cm *composerMirror) hostedDist(w http.ResponseWriter, r *http.Request, name, ref, typ string) error {
 	if typ != "zip" || !ValidSHA1(ref) {
-		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is published here; no such dist", name))
+		return httpx.NewError(http.StatusNotFound, fmt.Sprintf("%s is published here; no such dist", name))
 	}
 	return cm.env.Core.ServeHostedFile(w, r, cm.repo, cm.distPath(name, ref))
 }
@@ -222,11 +223,11 @@ func (cm *composerMirror) hostedOnlyRoot(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return err
 	}
-	d := cm.roots.get(fetch.MountPrefix(r, cm.m.Name), n)
-	return fetch.ServeDoc(w, r, d, fetch.HeaderJSON, fetch.HostedEntry(time.Time{}))
+	d := cm.roots.get(httpx.MountPrefix(r, cm.m.Name), n)
+	return fetch.ServeDoc(w, r, d, httpx.HeaderJSON, fetch.HostedEntry(time.Time{}))
 }
 
 // ownedBy reports whether name is published here.
 func (cm *composerMirror) ownedBy(ctx context.Context, name string) (bool, error) {
-	return fetch.Owns(ctx, cm.repo, cm.m.URL == "", name)
+	return hosted.Owns(ctx, cm.repo, cm.m.URL == "", name)
 }

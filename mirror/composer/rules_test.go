@@ -3,10 +3,11 @@ package composer_test
 import (
 	"crypto/sha1"
 	"encoding/hex"
-	"github.com/mirror-proxy/mirror-proxy/storage/local"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/storage/local"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -144,9 +145,9 @@ func (cm *composerMirror) upstreamRoot(ctx context.Context) (fetch.MetaResult, *
 			func(b []byte, _ *http.Response) ([]byte, error) { _, err := ParseRoot(b); return b, err })
 	})
 	if err != nil {
-		if errors.Is(err, fetch.ErrNotFound) {
+		if errors.Is(err, httpx.ErrNotFound) {
 			// The root is not a package: its absence is an upstream fault.
-			err = &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream %s has no packages.json: check the mirror's url", cm.m.URL)}
+			err = &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream %s has no packages.json: check the mirror's url", cm.m.URL)}
 		}
 		return res, nil, err
 	}
@@ -186,16 +187,16 @@ func (cm *composerMirror) root(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	prefix := fetch.MountPrefix(r, cm.m.Name)
+	prefix := httpx.MountPrefix(r, cm.m.Name)
 	adv := ""
 	if root.advURL != "" {
-		adv = fetch.BaseURL(r, cm.env.PublicURL, cm.m.Name) + "/api/security-advisories/"
+		adv = httpx.BaseURL(r, cm.env.PublicURL, cm.m.Name) + "/api/security-advisories/"
 	}
 	d, err := root.clientRoot(prefix, adv, names)
 	if err != nil {
 		return err
 	}
-	return fetch.ServeMetaBody(w, r, res, fetch.HeaderJSON, &d.GzBody, nil)
+	return fetch.ServeMetaBody(w, r, res, httpx.HeaderJSON, d)
 }
 
 func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
@@ -203,7 +204,7 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 	pkg, dev, ok := ParseP2File(r.PathValue("file"))
 	name := vendor + "/" + pkg
 	if !ok || !ValidName(name) {
-		return fetch.NewError(http.StatusNotFound, fetch.QuoteName(name)+" is not a valid lowercase vendor/package name")
+		return httpx.NewError(http.StatusNotFound, httpx.QuoteName(name)+" is not a valid lowercase vendor/package name")
 	}
 	if owned, err := cm.ownedBy(r.Context(), name); err != nil || owned {
 		if err != nil {
@@ -228,14 +229,14 @@ func (cm *composerMirror) p2(w http.ResponseWriter, r *http.Request) error {
 			// next held-back version comes of age.
 			cm.derived.Replayable(w, r, fetch.DerivedKey{ID: res.Entry.ID()}, cm.m.TTL, fetch.ReplayFrom{Key: cm.p2Key(name, dev), Res: res})
 		}
-		return fetch.ServeDoc(w, r, d, fetch.HeaderJSON, res)
+		return fetch.ServeDoc(w, r, d, httpx.HeaderJSON, res)
 	}
 	if cm.repo == nil {
 		// The stored p2 file as it is: the server may send it again
 		// (fetch.Replayable).
 		fetch.Replayable(w, cm.p2Key(name, dev), cm.m.TTL, res)
 	}
-	return cm.env.Core.ServeMeta(w, r, res, fetch.HeaderJSON)
+	return cm.env.Core.ServeMeta(w, r, res, httpx.HeaderJSON)
 }
 
 // p2Key is the memory and storage key of a p2 file.
@@ -281,7 +282,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 	version, file := r.PathValue("version"), r.PathValue("file")
 	ref, typ, ok := ParseDistPath(version, file)
 	if !ValidName(name) || !ok {
-		return fetch.NewError(http.StatusNotFound, "not a dist URL of this mirror: expected /zipball/vendor/package/version/ref<reference>.<type>")
+		return httpx.NewError(http.StatusNotFound, "not a dist URL of this mirror: expected /zipball/vendor/package/version/ref<reference>.<type>")
 	}
 	if owned, err := cm.ownedBy(r.Context(), name); err != nil || owned {
 		if err != nil {
@@ -307,7 +308,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 		for _, dev := range []bool{false, true} {
 			res, err := cm.p2Meta(ctx, name, dev)
 			if err != nil {
-				if !errors.Is(err, fetch.ErrNotFound) && firstErr == nil {
+				if !errors.Is(err, httpx.ErrNotFound) && firstErr == nil {
 					firstErr = err
 				}
 				continue
@@ -315,7 +316,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 			found = true
 			vs, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) ([]Version, error) { return Expand(b, name) })
 			if err != nil {
-				return fetch.FileSource{}, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("metadata of %s: %v", name, err)}
+				return fetch.FileSource{}, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("metadata of %s: %v", name, err)}
 			}
 			versions = append(versions, vs...)
 			if d, ok := FindDist(versions, version, ref); ok && d.Version == version {
@@ -326,14 +327,14 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 			if firstErr != nil {
 				return fetch.FileSource{}, firstErr
 			}
-			return fetch.FileSource{}, fetch.ErrNotFound
+			return fetch.FileSource{}, httpx.ErrNotFound
 		}
 		d, ok := FindDist(versions, version, ref)
 		if !ok || d.Version == "" {
 			if firstErr != nil {
 				return fetch.FileSource{}, firstErr
 			}
-			return fetch.FileSource{}, fetch.NewError(http.StatusNotFound, fmt.Sprintf("no dist of %s with version %s and reference %s in the mirrored metadata", name, fetch.QuoteName(version), fetch.QuoteName(ref)))
+			return fetch.FileSource{}, httpx.NewError(http.StatusNotFound, fmt.Sprintf("no dist of %s with version %s and reference %s in the mirrored metadata", name, httpx.QuoteName(version), httpx.QuoteName(ref)))
 		}
 		// A dist is stored once, under the version and type the metadata
 		// gives: any other version segment or type that names the same
@@ -344,8 +345,8 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 			canonType = "zip"
 		}
 		if d.Version != version || canonType != typ {
-			prefix := fetch.MountPrefix(r, cm.m.Name)
-			return fetch.FileSource{}, &fetch.RedirectTo{URL: prefix + "/zipball/" + name + "/" + d.Version + "/ref" + ref + "." + canonType}
+			prefix := httpx.MountPrefix(r, cm.m.Name)
+			return fetch.FileSource{}, &httpx.RedirectTo{URL: prefix + "/zipball/" + name + "/" + d.Version + "/ref" + ref + "." + canonType}
 		}
 		src := fetch.FileSource{URL: d.URL, Client: cm.client}
 		if sum, err := fetch.HexDigest("sha1", d.Shasum); err == nil {
@@ -363,7 +364,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 // packages[]=...) to the upstream's api-url.
 func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) error {
 	if cm.m.URL == "" {
-		return fetch.NewError(http.StatusNotFound, "a repository without upstream has no security advisories API")
+		return httpx.NewError(http.StatusNotFound, "a repository without upstream has no security advisories API")
 	}
 	ctx := r.Context()
 	_, root, err := cm.upstreamRoot(ctx)
@@ -372,11 +373,11 @@ func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) err
 	}
 	target := root.advURL
 	if target == "" {
-		return fetch.NewError(http.StatusNotFound, "the upstream publishes no security advisories API")
+		return httpx.NewError(http.StatusNotFound, "the upstream publishes no security advisories API")
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 	if err := r.ParseForm(); err != nil {
-		return fetch.NewError(http.StatusBadRequest, "bad form: "+err.Error())
+		return httpx.NewError(http.StatusBadRequest, "bad form: "+err.Error())
 	}
 	form := url.Values{}
 	for _, p := range r.PostForm["packages[]"] {
@@ -399,7 +400,7 @@ func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return fetch.TransportError(target, err)
 	}
-	return fetch.WriteBlob(w, http.StatusOK, "application/json", body)
+	return httpx.WriteBlob(w, http.StatusOK, "application/json", body)
 }
 
 // RenderedRoots is how many client roots a parsed upstream root (as the

@@ -20,6 +20,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 )
 
 // Hosted channels: a package PUT to /<mirror>/<subdir>/<file> is read
@@ -61,11 +62,11 @@ func (cm *condaMirror) hostedPath(ctx context.Context, name, subdir, file string
 	}
 	v, err := x.Parsed(parseHostedIndex)
 	if err != nil {
-		return "", &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: fmt.Sprintf("hosted index of %s: %v", name, err)}
+		return "", &httpx.UpstreamError{Status: http.StatusInternalServerError, Msg: fmt.Sprintf("hosted index of %s: %v", name, err)}
 	}
 	f, ok := v.(map[string]hostedFile)[subdir+"/"+file]
 	if !ok {
-		return "", fetch.NewError(http.StatusNotFound, "no such published file")
+		return "", httpx.NewError(http.StatusNotFound, "no such published file")
 	}
 	return f.path(file), nil
 }
@@ -158,32 +159,32 @@ const maxIndexJSON = 1 << 20
 func (cm *condaMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	subdir, file := r.PathValue("subdir"), r.PathValue("file")
 	if !ValidSubdir(subdir) || !ValidFilename(file) {
-		return fetch.BadRequest("upload to /<mirror>/<subdir>/<name>-<version>-<build>.conda (or .tar.bz2)")
+		return httpx.BadRequest("upload to /<mirror>/<subdir>/<name>-<version>-<build>.conda (or .tar.bz2)")
 	}
-	sp, err := cm.env.SpoolBody(w, r)
+	sp, err := cm.env.Uploads.Body(w, r)
 	if err != nil {
 		return err
 	}
 	defer sp.Remove()
 	index, err := readIndexJSON(file, sp.File, sp.Size)
 	if err != nil {
-		return fetch.BadRequest("%s: %v", file, err)
+		return httpx.BadRequest("%s: %v", file, err)
 	}
 	var meta struct {
 		Name, Version, Build, Subdir string
 	}
 	if err := json.Unmarshal(index, &meta); err != nil {
-		return fetch.BadRequest("%s: info/index.json: %v", file, err)
+		return httpx.BadRequest("%s: info/index.json: %v", file, err)
 	}
 	ext := ".conda"
 	if strings.HasSuffix(file, ".tar.bz2") {
 		ext = ".tar.bz2"
 	}
 	if want := meta.Name + "-" + meta.Version + "-" + meta.Build + ext; want != file {
-		return fetch.BadRequest("%s: its info/index.json says %s", file, want)
+		return httpx.BadRequest("%s: its info/index.json says %s", file, want)
 	}
 	if meta.Subdir != subdir {
-		return fetch.BadRequest("%s is built for subdir %q, not %q", file, meta.Subdir, subdir)
+		return httpx.BadRequest("%s is built for subdir %q, not %q", file, meta.Subdir, subdir)
 	}
 	sh, mh := sha256.New(), md5.New()
 	if _, err := io.Copy(io.MultiWriter(sh, mh), sp.Reader()); err != nil {
@@ -191,7 +192,7 @@ func (cm *condaMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	}
 	var rec map[string]any
 	if err := json.Unmarshal(index, &rec); err != nil {
-		return fetch.BadRequest("%s: info/index.json: %v", file, err)
+		return httpx.BadRequest("%s: info/index.json: %v", file, err)
 	}
 	sum := hex.EncodeToString(sh.Sum(nil))
 	rec["sha256"], rec["md5"], rec["size"] = sum, hex.EncodeToString(mh.Sum(nil)), sp.Size
@@ -234,7 +235,7 @@ func (cm *condaMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return fetch.WriteJSON(w, http.StatusCreated, map[string]string{"ok": "published " + subdir + "/" + file, "sha256": sum})
+	return httpx.WriteJSON(w, http.StatusCreated, map[string]string{"ok": "published " + subdir + "/" + file, "sha256": sum})
 }
 
 // sameFile: the record is of the bytes whose sha256 is sum.
@@ -247,7 +248,7 @@ func sameFile(rec json.RawMessage, sum string) bool {
 // conflict: other bytes under a published file name (conda's identity of
 // a build) are refused; publish a new build number.
 func conflict(file string) error {
-	return fetch.NewError(http.StatusConflict, file+" is published already with other contents: publish a new build")
+	return httpx.NewError(http.StatusConflict, file+" is published already with other contents: publish a new build")
 }
 
 // readIndexJSON reads info/index.json from a .conda (a zip whose

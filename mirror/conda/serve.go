@@ -17,6 +17,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
@@ -84,7 +85,7 @@ const (
 
 func (cm *condaMirror) channeldata(w http.ResponseWriter, r *http.Request) error {
 	if cm.m.URL == "" {
-		return fetch.WriteJSON(w, http.StatusOK, map[string]any{"channeldata_version": 1, "packages": map[string]any{}, "subdirs": []string{}})
+		return httpx.WriteJSON(w, http.StatusOK, map[string]any{"channeldata_version": 1, "packages": map[string]any{}, "subdirs": []string{}})
 	}
 	key := cm.env.MetaKey("channeldata.json")
 	res, err := cm.env.Core.MetaOf(r.Context(), key, cm.m.TTL, func() *fetch.MetaSource {
@@ -188,7 +189,7 @@ func (cm *condaMirror) parsedRepodata(res fetch.MetaResult, file string) (*Repod
 		return ParseRepodata(b)
 	})
 	if err != nil {
-		return nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored %s: %v", file, err)}
+		return nil, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored %s: %v", file, err)}
 	}
 	return v, nil
 }
@@ -202,7 +203,7 @@ func isRepodata(file string) bool {
 func (cm *condaMirror) subdirFile(w http.ResponseWriter, r *http.Request) error {
 	subdir, file := r.PathValue("subdir"), r.PathValue("file")
 	if !ValidSubdir(subdir) {
-		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not a platform subdirectory (noarch, linux-64, osx-arm64, ...)", fetch.QuoteName(subdir)))
+		return httpx.NewError(http.StatusNotFound, fmt.Sprintf("%s is not a platform subdirectory (noarch, linux-64, osx-arm64, ...)", httpx.QuoteName(subdir)))
 	}
 	switch {
 	case isRepodata(file):
@@ -212,7 +213,7 @@ func (cm *condaMirror) subdirFile(w http.ResponseWriter, r *http.Request) error 
 	case ValidFilename(file):
 		return cm.pkg(w, r, subdir, file)
 	}
-	return fetch.NewError(http.StatusNotFound, "not a file of a conda channel: expected repodata.json[.zst|.bz2], current_repodata.json, repodata_shards.msgpack.zst, shards/... or <name>-<version>-<build>.conda|.tar.bz2")
+	return httpx.NewError(http.StatusNotFound, "not a file of a conda channel: expected repodata.json[.zst|.bz2], current_repodata.json, repodata_shards.msgpack.zst, shards/... or <name>-<version>-<build>.conda|.tar.bz2")
 }
 
 // repodata serves a form of a subdir's index. Byte for byte when nothing
@@ -229,13 +230,13 @@ func (cm *condaMirror) repodata(w http.ResponseWriter, r *http.Request, subdir, 
 		}
 		if cm.m.URL == "" || (!plain && len(hostedRecs.files) > 0) {
 			if !plain {
-				return fetch.NewError(http.StatusNotFound, "a channel with hosted packages serves repodata.json only")
+				return httpx.NewError(http.StatusNotFound, "a channel with hosted packages serves repodata.json only")
 			}
 			return cm.serveMerged(w, r, subdir, fetch.MetaResult{}, nil, hostedRecs)
 		}
 	}
 	res, err := cm.repodataMeta(r.Context(), subdir, file)
-	if err != nil && hostedRecs != nil && plain && !fetch.IsNotFound(err) {
+	if err != nil && hostedRecs != nil && plain && !httpx.IsNotFound(err) {
 		// Hosted packages do not depend on the upstream: with its
 		// repodata unavailable (and none stored), the hosted records alone.
 		cm.env.Log.Warn("upstream repodata unavailable; serving the hosted packages alone", "mirror", cm.m.Name, "subdir", subdir, "err", err)
@@ -261,7 +262,7 @@ func (cm *condaMirror) repodata(w http.ResponseWriter, r *http.Request, subdir, 
 		return cm.env.Core.ServeMeta(w, r, res, ctype)
 	}
 	if !plain {
-		return fetch.NewError(http.StatusNotFound, file+" is not served where the proxy rewrites the index (an absolute base_url, a policy, hosted packages): read repodata.json")
+		return httpx.NewError(http.StatusNotFound, file+" is not served where the proxy rewrites the index (an absolute base_url, a policy, hosted packages): read repodata.json")
 	}
 	return cm.serveMerged(w, r, subdir, res, rd, hostedRecs)
 }
@@ -271,7 +272,7 @@ func (cm *condaMirror) repodata(w http.ResponseWriter, r *http.Request, subdir, 
 // upstream's records of a hosted name are left out: a published name is
 // owned).
 func (cm *condaMirror) serveMerged(w http.ResponseWriter, r *http.Request, subdir string, res fetch.MetaResult, rd *Repodata, hr *hostedRecords) error {
-	key := fetch.DerivedKey{Day: fetch.SnapshotDay(r), Form: subdir}
+	key := fetch.DerivedKey{Day: policy.SnapshotDay(r), Form: subdir}
 	if rd != nil {
 		key.ID = res.Entry.ID()
 	}
@@ -307,7 +308,7 @@ func (cm *condaMirror) serveMerged(w http.ResponseWriter, r *http.Request, subdi
 		return fetch.NewDoc(body, "r"), win, nil
 	})
 	if err != nil {
-		return &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("repodata of %s: %v", subdir, err)}
+		return &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("repodata of %s: %v", subdir, err)}
 	}
 	return fetch.ServeDoc(w, r, d, hvJSON, cm.entryOf(res, hr))
 }
@@ -386,7 +387,7 @@ func (cm *condaMirror) loadShards(ctx context.Context, subdir string) (fetch.Met
 		return s, nil
 	})
 	if err != nil {
-		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored shard index of %s: %v", subdir, err)}
+		return res, nil, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored shard index of %s: %v", subdir, err)}
 	}
 	return res, v, nil
 }
@@ -395,7 +396,7 @@ func (cm *condaMirror) loadShards(ctx context.Context, subdir string) (fetch.Met
 // relative when they were not.
 func (cm *condaMirror) shardIndex(w http.ResponseWriter, r *http.Request, subdir string) error {
 	if cm.filters(r) || cm.repo != nil {
-		return fetch.NewError(http.StatusNotFound, "sharded repodata is not served where a policy filters the channel or it hosts packages: read repodata.json")
+		return httpx.NewError(http.StatusNotFound, "sharded repodata is not served where a policy filters the channel or it hosts packages: read repodata.json")
 	}
 	res, s, err := cm.loadShards(r.Context(), subdir)
 	if err != nil {
@@ -429,7 +430,7 @@ func (cm *condaMirror) loadShard(ctx context.Context, subdir, sum string, s *sha
 	}
 	v, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) (*Shard, error) { return ParseShard(b) })
 	if err != nil {
-		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored shard %s: %v", sum, err)}
+		return res, nil, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored shard %s: %v", sum, err)}
 	}
 	return res, v, nil
 }
@@ -440,10 +441,10 @@ func (cm *condaMirror) shard(w http.ResponseWriter, r *http.Request) error {
 	subdir, file := r.PathValue("subdir"), r.PathValue("file")
 	sum := ShardSum(file)
 	if !ValidSubdir(subdir) || sum == "" {
-		return fetch.NewError(http.StatusNotFound, "not a shard of this channel: expected <subdir>/shards/<sha256>.msgpack.zst")
+		return httpx.NewError(http.StatusNotFound, "not a shard of this channel: expected <subdir>/shards/<sha256>.msgpack.zst")
 	}
 	if cm.m.URL == "" {
-		return fetch.NewError(http.StatusNotFound, "a hosted channel has no shards: read repodata.json")
+		return httpx.NewError(http.StatusNotFound, "a hosted channel has no shards: read repodata.json")
 	}
 	if res, ok := cm.env.Core.FreshInMemory(cm.env.MetaKey(subdir+"/shards/"+file), shardTTL); ok {
 		return cm.env.Core.ServeMeta(w, r, res, hvMsgpack)
@@ -460,7 +461,7 @@ func (cm *condaMirror) shard(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if !listed {
-		return fetch.NewError(http.StatusNotFound, "the shard index of "+subdir+" names no shard "+sum)
+		return httpx.NewError(http.StatusNotFound, "the shard index of "+subdir+" names no shard "+sum)
 	}
 	res, _, err := cm.loadShard(r.Context(), subdir, sum, s)
 	if err != nil {
@@ -478,7 +479,7 @@ func (cm *condaMirror) lookup(ctx context.Context, subdir, file string) (Record,
 	case err == nil:
 		sum, ok := s.idx.Shards[PackageName(file)]
 		if !ok {
-			return Record{}, "", fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not in the mirrored shard index of %s", file, subdir))
+			return Record{}, "", httpx.NewError(http.StatusNotFound, fmt.Sprintf("%s is not in the mirrored shard index of %s", file, subdir))
 		}
 		_, shard, err := cm.loadShard(ctx, subdir, hex.EncodeToString(sum), s)
 		if err != nil {
@@ -486,10 +487,10 @@ func (cm *condaMirror) lookup(ctx context.Context, subdir, file string) (Record,
 		}
 		rec, ok := shard.Find(file)
 		if !ok {
-			return Record{}, "", fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not in the mirrored shard of %s", file, PackageName(file)))
+			return Record{}, "", httpx.NewError(http.StatusNotFound, fmt.Sprintf("%s is not in the mirrored shard of %s", file, PackageName(file)))
 		}
 		return rec.Record(), s.pkgBase + file, nil
-	case !errors.Is(err, fetch.ErrNotFound):
+	case !errors.Is(err, httpx.ErrNotFound):
 		return Record{}, "", err
 	}
 	res, err := cm.repodataMeta(ctx, subdir, "repodata.json")
@@ -502,7 +503,7 @@ func (cm *condaMirror) lookup(ctx context.Context, subdir, file string) (Record,
 	}
 	rec, ok := rd.Records[file]
 	if !ok {
-		return Record{}, "", fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not in the mirrored repodata of %s", file, subdir))
+		return Record{}, "", httpx.NewError(http.StatusNotFound, fmt.Sprintf("%s is not in the mirrored repodata of %s", file, subdir))
 	}
 	base := rd.BaseURL
 	if base == "" {
@@ -510,7 +511,7 @@ func (cm *condaMirror) lookup(ctx context.Context, subdir, file string) (Record,
 	}
 	dir, err := Resolve(cm.repodataURL(subdir, "repodata.json"), base)
 	if err != nil {
-		return Record{}, "", &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("repodata of %s: base_url: %v", subdir, err)}
+		return Record{}, "", &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("repodata of %s: base_url: %v", subdir, err)}
 	}
 	return rec, dir + file, nil
 }
@@ -534,7 +535,7 @@ func (cm *condaMirror) pkg(w http.ResponseWriter, r *http.Request, subdir, file 
 		}
 	}
 	if why := cm.m.Rules.Refuse(name); why != "" {
-		return fetch.NewError(http.StatusNotFound, why)
+		return httpx.NewError(http.StatusNotFound, why)
 	}
 	if cm.filters(r) {
 		// Fail closed: a file the index no longer lists (the upstream took
@@ -542,7 +543,7 @@ func (cm *condaMirror) pkg(w http.ResponseWriter, r *http.Request, subdir, file 
 		// (cooldownUnknown decides); every file is refused while the index
 		// cannot be read, even one in storage.
 		rec, _, err := cm.lookup(r.Context(), subdir, file)
-		if fetch.IsNotFound(err) {
+		if httpx.IsNotFound(err) {
 			m := filenameRe.FindStringSubmatch(file)
 			rec, err = Record{Name: m[1], Version: m[2], Build: m[3]}, nil
 		}
@@ -550,7 +551,7 @@ func (cm *condaMirror) pkg(w http.ResponseWriter, r *http.Request, subdir, file 
 			return err
 		}
 		if why, _ := cm.judge(r, rec, time.Now()); why != "" {
-			return fetch.NewError(http.StatusForbidden, why)
+			return httpx.NewError(http.StatusForbidden, why)
 		}
 	}
 	key := storage.Join(cm.env.DistPrefix, cm.m.Name, subdir, file)
@@ -561,7 +562,7 @@ func (cm *condaMirror) pkg(w http.ResponseWriter, r *http.Request, subdir, file 
 		}
 		sum, err := fetch.HexDigest("sha256", rec.SHA256)
 		if err != nil {
-			return fetch.FileSource{}, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("the record of %s has no usable sha256: %v", file, err)}
+			return fetch.FileSource{}, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("the record of %s has no usable sha256: %v", file, err)}
 		}
 		return fetch.FileSource{URL: u, Client: cm.client, Digests: []fetch.Digest{sum}, Size: rec.Size}, nil
 	})
@@ -574,7 +575,7 @@ func (cm *condaMirror) pkg(w http.ResponseWriter, r *http.Request, subdir, file 
 // files of hidden records answer 403 with the reason.
 
 func (cm *condaMirror) filters(r *http.Request) bool {
-	_, snap := fetch.Snapshot(r)
+	_, snap := policy.Snapshot(r)
 	return snap || cm.m.Cooldown.Age > 0 || len(cm.m.Rules.Allow) > 0 || len(cm.m.Rules.Deny) > 0
 }
 
@@ -591,11 +592,11 @@ func published(ts int64) time.Time {
 }
 
 // judge says why a record is not served ("" : it is): a package refused
-// whole leaves the repodata too; then the policies (see fetch.Judge).
+// whole leaves the repodata too; then the policies (see policy.Judge).
 func (cm *condaMirror) judge(r *http.Request, rec Record, now time.Time) (string, policy.Verdict) {
 	if why := cm.m.Rules.Refuse(rec.Name); why != "" {
 		return why, policy.Verdict{Hidden: true, Denied: true}
 	}
-	return fetch.Judge(r, cm.m.Cooldown, cm.m.Rules, fetch.Judged{Name: rec.Name, What: rec.Name + " " + rec.Version + " (" + rec.Build + ")",
+	return policy.Judge(r, cm.m.Cooldown, cm.m.Rules, policy.Judged{Name: rec.Name, What: rec.Name + " " + rec.Version + " (" + rec.Build + ")",
 		Published: published(rec.Timestamp), Versions: []string{rec.Version}}, now)
 }

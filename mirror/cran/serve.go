@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
@@ -71,7 +72,7 @@ func (cm *cranMirror) where(r *http.Request) (where, error) {
 	w := where{file: r.PathValue("file"), archivePkg: r.PathValue("pkg")}
 	for _, n := range []string{"os", "arch", "rver", "distro", "snap"} {
 		if v := r.PathValue(n); v != "" && !segmentRe.MatchString(v) {
-			return w, fmt.Errorf("%s is not a repository path segment", fetch.QuoteName(v))
+			return w, fmt.Errorf("%s is not a repository path segment", httpx.QuoteName(v))
 		}
 	}
 	switch {
@@ -109,7 +110,7 @@ var (
 func (cm *cranMirror) serve(w http.ResponseWriter, r *http.Request) error {
 	at, err := cm.where(r)
 	if err != nil {
-		return fetch.NewError(http.StatusNotFound, err.Error())
+		return httpx.NewError(http.StatusNotFound, err.Error())
 	}
 	if IsIndex(at.file) && at.archivePkg == "" {
 		return cm.index(w, r, at)
@@ -147,7 +148,7 @@ func (cm *cranMirror) index(w http.ResponseWriter, r *http.Request, at where) er
 	if filtered && at.file == "PACKAGES.rds" {
 		// R's own serialization is not rewritten here; R reads
 		// PACKAGES.gz after a 404 for PACKAGES.rds.
-		return fetch.NewError(http.StatusNotFound, "PACKAGES.rds is not served where a policy filters the index: read PACKAGES.gz")
+		return httpx.NewError(http.StatusNotFound, "PACKAGES.rds is not served where a policy filters the index: read PACKAGES.gz")
 	}
 	res, err := cm.indexMeta(r.Context(), at, at.file)
 	if err != nil {
@@ -176,7 +177,7 @@ func (cm *cranMirror) parsedIndex(ctx context.Context, at where) (*Index, error)
 	var res fetch.MetaResult
 	var err error
 	for _, file := range []string{"PACKAGES.gz", "PACKAGES"} {
-		if res, err = cm.indexMeta(ctx, at, file); !errors.Is(err, fetch.ErrNotFound) {
+		if res, err = cm.indexMeta(ctx, at, file); !errors.Is(err, httpx.ErrNotFound) {
 			break
 		}
 	}
@@ -185,7 +186,7 @@ func (cm *cranMirror) parsedIndex(ctx context.Context, at where) (*Index, error)
 	}
 	v, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) (*Index, error) { return ParseIndex(b) })
 	if err != nil {
-		return nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored index of %s: %v", at.dir, err)}
+		return nil, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored index of %s: %v", at.dir, err)}
 	}
 	return v, nil
 }
@@ -202,10 +203,10 @@ func (cm *cranMirror) parsedIndex(ctx context.Context, at where) (*Index, error)
 func (cm *cranMirror) pkgFile(w http.ResponseWriter, r *http.Request, at where) error {
 	pkg, version, typ, ok := ParseFile(at.file)
 	if !ok || (at.archivePkg != "" && (at.archivePkg != pkg || !at.source())) {
-		return fetch.NewError(http.StatusNotFound, "not a package file of this mirror: expected <pkg>_<version>.tar.gz (.tgz, .zip), or Archive/<pkg>/<pkg>_<version>.tar.gz")
+		return httpx.NewError(http.StatusNotFound, "not a package file of this mirror: expected <pkg>_<version>.tar.gz (.tgz, .zip), or Archive/<pkg>/<pkg>_<version>.tar.gz")
 	}
 	if why := cm.m.Rules.Refuse(pkg); why != "" {
-		return fetch.NewError(http.StatusNotFound, why)
+		return httpx.NewError(http.StatusNotFound, why)
 	}
 	if cm.filters(r) {
 		if err := cm.heldBack(r, at, pkg, version); err != nil {
@@ -234,7 +235,7 @@ func (cm *cranMirror) pkgFile(w http.ResponseWriter, r *http.Request, at where) 
 		case listed && at.agent == "" && e.MD5sum != "":
 			sum, err := fetch.HexDigest("md5", e.MD5sum)
 			if err != nil {
-				return fetch.FileSource{}, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("the index's MD5sum of %s: %v", at.file, err)}
+				return fetch.FileSource{}, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("the index's MD5sum of %s: %v", at.file, err)}
 			}
 			src.Digests = []fetch.Digest{sum}
 		case listed:
@@ -244,7 +245,7 @@ func (cm *cranMirror) pkgFile(w http.ResponseWriter, r *http.Request, at where) 
 			src.URL = archived
 			src.Check = fetch.ArchiveCheck(check)
 		default:
-			return fetch.FileSource{}, fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not in the mirrored index of %s", at.file, at.dir))
+			return fetch.FileSource{}, httpx.NewError(http.StatusNotFound, fmt.Sprintf("%s is not in the mirrored index of %s", at.file, at.dir))
 		}
 		return src, nil
 	})
@@ -260,24 +261,24 @@ func (cm *cranMirror) pkgFile(w http.ResponseWriter, r *http.Request, at where) 
 
 // filters reports whether indexes are filtered for r.
 func (cm *cranMirror) filters(r *http.Request) bool {
-	_, snap := fetch.Snapshot(r)
+	_, snap := policy.Snapshot(r)
 	return snap || cm.m.Cooldown.Age > 0 || len(cm.m.Rules.Allow) > 0 || len(cm.m.Rules.Deny) > 0
 }
 
 // judge says why a version is not served ("" : it is): a package refused
-// whole leaves the index too; then the policies (see fetch.Judge).
+// whole leaves the index too; then the policies (see policy.Judge).
 func (cm *cranMirror) judge(r *http.Request, pkg, version string, published, now time.Time) (string, policy.Verdict) {
 	if why := cm.m.Rules.Refuse(pkg); why != "" {
 		return why, policy.Verdict{Hidden: true, Denied: true}
 	}
-	return fetch.Judge(r, cm.m.Cooldown, cm.m.Rules, fetch.Judged{Name: pkg, What: pkg + " " + version,
+	return policy.Judge(r, cm.m.Cooldown, cm.m.Rules, policy.Judged{Name: pkg, What: pkg + " " + version,
 		Published: published, Versions: []string{version}}, now)
 }
 
 // filtered is an index as the policies let clients see it, once per
 // stored version (and snapshot day).
 func (cm *cranMirror) filtered(r *http.Request, res fetch.MetaResult, gz bool) (*fetch.Doc, error) {
-	key := fetch.DerivedKey{ID: res.Entry.ID(), Day: fetch.SnapshotDay(r)}
+	key := fetch.DerivedKey{ID: res.Entry.ID(), Day: policy.SnapshotDay(r)}
 	d, err := cm.derived.Doc(key, time.Now(), func() (*fetch.Doc, policy.Window, error) {
 		var w policy.Window
 		v, err := fetch.Parsed(cm.env.Core, res.Entry, func(b []byte) (*Index, error) { return ParseIndex(b) })
@@ -300,7 +301,7 @@ func (cm *cranMirror) filtered(r *http.Request, res fetch.MetaResult, gz bool) (
 		return fetch.NewDoc(body, "p"), w, nil
 	})
 	if err != nil {
-		return nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored index: %v", err)}
+		return nil, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored index: %v", err)}
 	}
 	return d, nil
 }
@@ -316,7 +317,7 @@ func (cm *cranMirror) heldBack(r *http.Request, at where, pkg, version string) e
 		published = e.Published
 	}
 	if why, _ := cm.judge(r, pkg, version, published, time.Now()); why != "" {
-		return fetch.NewError(http.StatusForbidden, why)
+		return httpx.NewError(http.StatusForbidden, why)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -113,7 +114,7 @@ func (nm *nixMirror) top(w http.ResponseWriter, r *http.Request) error {
 	file := r.PathValue("file")
 	hash, ext, _ := strings.Cut(file, ".")
 	if !ValidHash(hash) || (ext != "narinfo" && ext != "ls") {
-		return fetch.NewError(http.StatusNotFound, "not a file of a Nix binary cache: expected <hash>.narinfo, <hash>.ls, nar/..., log/...")
+		return httpx.NewError(http.StatusNotFound, "not a file of a Nix binary cache: expected <hash>.narinfo, <hash>.ls, nar/..., log/...")
 	}
 	if ext == "ls" {
 		return nm.passThrough(w, r, file)
@@ -127,17 +128,17 @@ func (nm *nixMirror) top(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if nm.m.URL == "" {
-		return fetch.NewError(http.StatusNotFound, "no such store path in this cache")
+		return httpx.NewError(http.StatusNotFound, "no such store path in this cache")
 	}
 	res, err := nm.env.Core.Meta(r.Context(), nm.narinfoSource(hash))
-	if err != nil && nm.repo != nil && fetch.IsPublisher(r) && !fetch.IsNotFound(err) {
+	if err != nil && nm.repo != nil && httpx.IsPublisher(r) && !httpx.IsNotFound(err) {
 		// nix copy asks the cache for each path's narinfo before it
 		// uploads it: with the upstream unavailable, a client that may
 		// publish here is told what the hosted cache holds (not this path),
 		// so that publishing does not depend on the upstream. Readers
 		// still get the upstream's failure, never a 404 for an outage.
 		w.Header().Set("X-Mirror-Upstream", "unavailable")
-		return fetch.NewError(http.StatusNotFound, "not in this hosted cache (its upstream is unavailable)")
+		return httpx.NewError(http.StatusNotFound, "not in this hosted cache (its upstream is unavailable)")
 	}
 	if err != nil {
 		return err
@@ -192,10 +193,10 @@ func (nm *nixMirror) verifiedNar(w http.ResponseWriter, r *http.Request) error {
 	hash, file := r.PathValue("hash"), r.PathValue("file")
 	sum := NarFileHash(file)
 	if !ValidHash(hash) || sum == nil {
-		return fetch.NewError(http.StatusNotFound, "not a NAR of a Nix binary cache: expected nar/<hash>/<file hash>.nar[.xz|.zst|.bz2]")
+		return httpx.NewError(http.StatusNotFound, "not a NAR of a Nix binary cache: expected nar/<hash>/<file hash>.nar[.xz|.zst|.bz2]")
 	}
 	if nm.m.URL == "" {
-		return fetch.NewError(http.StatusNotFound, "no such NAR in this cache")
+		return httpx.NewError(http.StatusNotFound, "no such NAR in this cache")
 	}
 	src := nm.narinfoSource(hash)
 	res, err := nm.env.Core.MetaOf(r.Context(), src.Key, narinfoTTL, func() *fetch.MetaSource { return src })
@@ -204,11 +205,11 @@ func (nm *nixMirror) verifiedNar(w http.ResponseWriter, r *http.Request) error {
 	}
 	v, err := fetch.Parsed(nm.env.Core, res.Entry, func(b []byte) (NarInfo, error) { return ParseNarInfo(b, hash) })
 	if err != nil {
-		return &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored narinfo of %s: %v", hash, err)}
+		return &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored narinfo of %s: %v", hash, err)}
 	}
 	n := v
 	if n.NarFile() != file || n.NarHash == nil {
-		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not the NAR the narinfo of %s names", fetch.QuoteName(file), hash))
+		return httpx.NewError(http.StatusNotFound, fmt.Sprintf("%s is not the NAR the narinfo of %s names", httpx.QuoteName(file), hash))
 	}
 	key := storage.Join(nm.env.DistPrefix, nm.m.Name, n.VerifiedKey())
 	return nm.env.Core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
@@ -250,7 +251,7 @@ func (nm *nixMirror) serveHosted(w http.ResponseWriter, r *http.Request, path st
 	case errors.Is(err, storage.ErrNotFound):
 		return false, nil
 	case err != nil:
-		return true, &fetch.UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5", Msg: "storage unavailable: " + err.Error()}
+		return true, &httpx.UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5", Msg: "storage unavailable: " + err.Error()}
 	}
 	if strings.HasSuffix(path, ".narinfo") {
 		w.Header().Set("Content-Type", hvNarInfo[0])
@@ -266,21 +267,21 @@ func (nm *nixMirror) nar(w http.ResponseWriter, r *http.Request) error {
 	file := r.PathValue("file")
 	sum := NarFileHash(file)
 	if sum == nil {
-		return fetch.NewError(http.StatusNotFound, "not a NAR of a Nix binary cache: expected nar/<file hash>.nar[.xz|.zst|.bz2]")
+		return httpx.NewError(http.StatusNotFound, "not a NAR of a Nix binary cache: expected nar/<file hash>.nar[.xz|.zst|.bz2]")
 	}
 	if served, err := nm.serveHosted(w, r, "nar/"+file); served || err != nil {
 		return err
 	}
 	if nm.m.URL == "" {
-		return fetch.NewError(http.StatusNotFound, "no such NAR in this cache")
+		return httpx.NewError(http.StatusNotFound, "no such NAR in this cache")
 	}
 	key := storage.Join(nm.env.DistPrefix, nm.m.Name, "nar", file)
-	if r.Method == http.MethodHead && nm.repo != nil && fetch.IsPublisher(r) {
+	if r.Method == http.MethodHead && nm.repo != nil && httpx.IsPublisher(r) {
 		// nix copy asks whether the cache holds a NAR (HEAD) before it
 		// uploads it: answered from what the cache holds, without the
 		// upstream, so that publishing does not depend on it.
 		return nm.env.Core.ServeFile(w, r, key, func(context.Context) (fetch.FileSource, error) {
-			return fetch.FileSource{}, fetch.NewError(http.StatusNotFound, "no such NAR in this cache")
+			return fetch.FileSource{}, httpx.NewError(http.StatusNotFound, "no such NAR in this cache")
 		})
 	}
 	return nm.env.Core.ServeFile(w, r, key, func(context.Context) (fetch.FileSource, error) {
@@ -292,7 +293,7 @@ func (nm *nixMirror) nar(w http.ResponseWriter, r *http.Request) error {
 func (nm *nixMirror) log(w http.ResponseWriter, r *http.Request) error {
 	file := r.PathValue("file")
 	if !logRe.MatchString(file) {
-		return fetch.NewError(http.StatusNotFound, "not a build log name: expected log/<hash>-<name>.drv")
+		return httpx.NewError(http.StatusNotFound, "not a build log name: expected log/<hash>-<name>.drv")
 	}
 	return nm.passThrough(w, r, "log/"+file)
 }
@@ -305,7 +306,7 @@ func (nm *nixMirror) passThrough(w http.ResponseWriter, r *http.Request, path st
 		return err
 	}
 	if nm.m.URL == "" {
-		return fetch.NewError(http.StatusNotFound, "no such file in this cache")
+		return httpx.NewError(http.StatusNotFound, "no such file in this cache")
 	}
 	key := storage.Join(nm.env.DistPrefix, nm.m.Name, path)
 	return nm.env.Core.ServeFile(w, r, key, func(context.Context) (fetch.FileSource, error) {
@@ -317,7 +318,7 @@ func (nm *nixMirror) passThrough(w http.ResponseWriter, r *http.Request, path st
 // mirror's own (the upstream's, or a hosted cache's fixed one) is served.
 func (nm *nixMirror) putCacheInfo(w http.ResponseWriter, r *http.Request) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
-	return fetch.NoContent(w, http.StatusOK)
+	return httpx.NoContent(w, http.StatusOK)
 }
 
 // maxNarInfo bounds an uploaded narinfo (a store path with thousands of
@@ -335,32 +336,32 @@ func (nm *nixMirror) put(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/nar/"+file):
 		if sum = NarFileHash(file); sum == nil {
-			return fetch.BadRequest("not a NAR name: expected nar/<file hash>.nar[.ext]")
+			return httpx.BadRequest("not a NAR name: expected nar/<file hash>.nar[.ext]")
 		}
 		path, ctype = "nar/"+file, "application/x-nix-nar"
 	case strings.HasSuffix(r.URL.Path, "/log/"+file):
 		if !logRe.MatchString(file) {
-			return fetch.BadRequest("not a build log name: expected log/<hash>-<name>.drv")
+			return httpx.BadRequest("not a build log name: expected log/<hash>-<name>.drv")
 		}
 		path, ctype = "log/"+file, "text/plain; charset=utf-8"
 	default:
 		hash, ext, _ := strings.Cut(file, ".")
 		if !ValidHash(hash) || (ext != "narinfo" && ext != "ls") {
-			return fetch.BadRequest("not a file of a Nix binary cache: expected <hash>.narinfo, <hash>.ls, nar/..., log/...")
+			return httpx.BadRequest("not a file of a Nix binary cache: expected <hash>.narinfo, <hash>.ls, nar/..., log/...")
 		}
 		path, ctype = file, "application/json"
 		if ext == "narinfo" {
 			ctype = hvNarInfo[0]
 		}
 	}
-	sp, err := nm.env.SpoolBody(w, r)
+	sp, err := nm.env.Uploads.Body(w, r)
 	if err != nil {
 		return err
 	}
 	defer sp.Remove()
 	if strings.HasSuffix(path, ".narinfo") {
 		if sp.Size > maxNarInfo {
-			return fetch.NewError(http.StatusRequestEntityTooLarge, "narinfo larger than 1 MiB")
+			return httpx.NewError(http.StatusRequestEntityTooLarge, "narinfo larger than 1 MiB")
 		}
 		b, err := io.ReadAll(sp.Reader())
 		if err != nil {
@@ -372,7 +373,7 @@ func (nm *nixMirror) put(w http.ResponseWriter, r *http.Request) error {
 			err = checkNarURL(n)
 		}
 		if err != nil {
-			return fetch.BadRequest("%v", err)
+			return httpx.BadRequest("%v", err)
 		}
 	}
 	if sum != nil {
@@ -381,7 +382,7 @@ func (nm *nixMirror) put(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		if got := h.Sum(nil); string(got) != string(sum) {
-			return fetch.BadRequest("the NAR's sha256 is not the one its name gives: the upload is damaged")
+			return httpx.BadRequest("the NAR's sha256 is not the one its name gives: the upload is damaged")
 		}
 	}
 	// A store path's narinfo (or listing, or log) uploaded again keeps the
@@ -390,5 +391,5 @@ func (nm *nixMirror) put(w http.ResponseWriter, r *http.Request) error {
 	if err := nm.repo.PutFile(r.Context(), path, sp.Reader(), sp.Size, ctype); err != nil && !errors.Is(err, hosted.ErrConflict) {
 		return err
 	}
-	return fetch.NoContent(w, http.StatusOK)
+	return httpx.NoContent(w, http.StatusOK)
 }

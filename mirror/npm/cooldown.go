@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
@@ -23,14 +24,14 @@ import (
 
 // filters reports whether the packuments of n are filtered for r.
 func (nm *npmMirror) filters(r *http.Request, n string) bool {
-	_, snap := fetch.Snapshot(r)
+	_, snap := policy.Snapshot(r)
 	return snap || nm.m.Cooldown.Active(n) || nm.m.Rules.Filters(n)
 }
 
 // judge says why a version is not served ("" : it is), and the
-// policies' verdict (see fetch.Judge).
+// policies' verdict (see policy.Judge).
 func (nm *npmMirror) judge(r *http.Request, n, version string, published, now time.Time) (string, policy.Verdict) {
-	return fetch.Judge(r, nm.m.Cooldown, nm.m.Rules, fetch.Judged{Name: n, What: n + "@" + version,
+	return policy.Judge(r, nm.m.Cooldown, nm.m.Rules, policy.Judged{Name: n, What: n + "@" + version,
 		Published: published, Versions: []string{version}}, now)
 }
 
@@ -52,7 +53,7 @@ func (nm *npmMirror) cooled(w http.ResponseWriter, r *http.Request, n string, ab
 	if err != nil {
 		return nil, err
 	}
-	key := fetch.DerivedKey{ID: res.Entry.ID(), ID2: full.Entry.ID(), Day: fetch.SnapshotDay(r)}
+	key := fetch.DerivedKey{ID: res.Entry.ID(), ID2: full.Entry.ID(), Day: policy.SnapshotDay(r)}
 	if nm.repo == nil {
 		defer nm.derived.Replayable(w, r, key, nm.m.TTL, fetch.ReplayFrom{Key: nm.packumentKey(n, abbreviated), Res: res},
 			fetch.ReplayFrom{Key: nm.packumentKey(n, false), Res: full})
@@ -128,10 +129,10 @@ func (nm *npmMirror) heldBack(r *http.Request, n, file string) error {
 	if d, ok := p.pkg.Find(file); ok {
 		version, published = d.Version, p.pkg.Times[d.Version]
 	} else if version = versionOfTarball(n, file); version == "" {
-		return fetch.NewError(http.StatusForbidden, fmt.Sprintf("%s is not a tarball of %s in the mirrored metadata, so the mirror's policies cannot judge it", fetch.QuoteName(file), n))
+		return httpx.NewError(http.StatusForbidden, fmt.Sprintf("%s is not a tarball of %s in the mirrored metadata, so the mirror's policies cannot judge it", httpx.QuoteName(file), n))
 	}
 	if why, _ := nm.judge(r, n, version, published, time.Now()); why != "" {
-		return fetch.NewError(http.StatusForbidden, why)
+		return httpx.NewError(http.StatusForbidden, why)
 	}
 	return nil
 }

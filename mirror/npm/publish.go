@@ -18,6 +18,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 )
 
@@ -168,9 +169,9 @@ func init() {
 func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r)
 	if err != nil {
-		return fetch.BadRequest("%v", err)
+		return httpx.BadRequest("%v", err)
 	}
-	body, err := nm.env.SpoolBody(w, r)
+	body, err := nm.env.Uploads.Body(w, r)
 	if err != nil {
 		return err
 	}
@@ -186,24 +187,24 @@ func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 		} `json:"_attachments"`
 	}
 	if err := json.NewDecoder(ls).Decode(&doc); err != nil {
-		return fetch.BadRequest("the publish request is not a JSON packument: %v", err)
+		return httpx.BadRequest("the publish request is not a JSON packument: %v", err)
 	}
 	if doc.Name != n {
-		return fetch.BadRequest("the document publishes %s, the URL names %s", fetch.QuoteName(doc.Name), fetch.QuoteName(n))
+		return httpx.BadRequest("the document publishes %s, the URL names %s", httpx.QuoteName(doc.Name), httpx.QuoteName(n))
 	}
 	if len(doc.Versions) != 1 || len(doc.Attachments) != 1 {
-		return fetch.BadRequest("a publish carries exactly one version and its tarball (got %d versions, %d attachments)", len(doc.Versions), len(doc.Attachments))
+		return httpx.BadRequest("a publish carries exactly one version and its tarball (got %d versions, %d attachments)", len(doc.Versions), len(doc.Attachments))
 	}
 	var version string
 	var manifest map[string]json.RawMessage
 	for v, raw := range doc.Versions {
 		version = v
 		if err := json.Unmarshal(raw, &manifest); err != nil {
-			return fetch.BadRequest("version %s is not an object", fetch.QuoteName(v))
+			return httpx.BadRequest("version %s is not an object", httpx.QuoteName(v))
 		}
 	}
 	if !versionRe.MatchString(version) {
-		return fetch.BadRequest("invalid version %s: not a semantic version", fetch.QuoteName(version))
+		return httpx.BadRequest("invalid version %s: not a semantic version", httpx.QuoteName(version))
 	}
 	var ids struct {
 		Name    string `json:"name"`
@@ -211,12 +212,12 @@ func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 	}
 	_ = json.Unmarshal(doc.Versions[version], &ids)
 	if ids.Name != n || ids.Version != version {
-		return fetch.BadRequest("the manifest publishes %s@%s under %s@%s", fetch.QuoteName(ids.Name), fetch.QuoteName(ids.Version), fetch.QuoteName(n), fetch.QuoteName(version))
+		return httpx.BadRequest("the manifest publishes %s@%s under %s@%s", httpx.QuoteName(ids.Name), httpx.QuoteName(ids.Version), httpx.QuoteName(n), httpx.QuoteName(version))
 	}
 	file := tarballFile(n, version)
 	att, ok := doc.Attachments[n+"-"+version+".tgz"]
 	if !ok {
-		return fetch.BadRequest("the attachment must be named %s", fetch.QuoteName(n+"-"+version+".tgz"))
+		return httpx.BadRequest("the attachment must be named %s", httpx.QuoteName(n+"-"+version+".tgz"))
 	}
 	var dist struct {
 		Integrity string `json:"integrity"`
@@ -231,29 +232,29 @@ func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		src = strings.NewReader(att.Data)
 	}
-	tgz, err := hosted.Spool(base64.NewDecoder(base64.StdEncoding, src), "", nm.env.UploadMax)
+	tgz, err := hosted.Spool(base64.NewDecoder(base64.StdEncoding, src), nm.env.Uploads.Dir, nm.env.Uploads.Max)
 	if errors.Is(err, hosted.ErrTooLarge) {
-		return fetch.NewError(http.StatusRequestEntityTooLarge, "tarball larger than UPLOAD_MAX_BYTES")
+		return httpx.NewError(http.StatusRequestEntityTooLarge, "tarball larger than UPLOAD_MAX_BYTES")
 	}
 	if err != nil {
-		return fetch.BadRequest("the attachment is not valid base64: %v", err)
+		return httpx.BadRequest("the attachment is not valid base64: %v", err)
 	}
 	defer tgz.Remove()
 	if att.Length > 0 && att.Length != tgz.Size {
-		return fetch.BadRequest("the attachment is %d bytes, its length says %d", tgz.Size, att.Length)
+		return httpx.BadRequest("the attachment is %d bytes, its length says %d", tgz.Size, att.Length)
 	}
 	s512, s1, err := digestsOf(tgz)
 	if err != nil {
 		return err
 	}
 	if want, err := fetch.SRIDigest(dist.Integrity); err == nil && want.String() != s512.String() && want.String() != s1.String() {
-		return fetch.BadRequest("dist.integrity %s does not match the tarball", fetch.QuoteName(dist.Integrity))
+		return httpx.BadRequest("dist.integrity %s does not match the tarball", httpx.QuoteName(dist.Integrity))
 	}
 	if dist.Shasum != "" && !strings.EqualFold(dist.Shasum, hex.EncodeToString(s1.Value)) {
-		return fetch.BadRequest("dist.shasum does not match the tarball")
+		return httpx.BadRequest("dist.shasum does not match the tarball")
 	}
 	if err := fetch.ArchiveCheck("tgz")(tgz, tgz.Size); err != nil {
-		return fetch.BadRequest("the tarball is not a gzip tar archive: %v", err)
+		return httpx.BadRequest("the tarball is not a gzip tar archive: %v", err)
 	}
 	integrity := "sha512-" + base64.StdEncoding.EncodeToString(s512.Value)
 	ctx := r.Context()
@@ -265,11 +266,11 @@ func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 	}
 	idx, err := parseIndex(x.Body, n)
 	if err != nil {
-		return &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
+		return &httpx.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
 	}
 	if len(idx.Versions) == 0 && len(idx.Published) == 0 {
 		if why := newNameProblem(n); why != "" {
-			return fetch.BadRequest("%s", why)
+			return httpx.BadRequest("%s", why)
 		}
 	}
 	if err := idx.sameOrRefused(version, integrity); err != nil {
@@ -287,9 +288,9 @@ func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 	raw, _ := json.Marshal(manifest)
 	if raw, err = ls.restore(raw, body, maxManifest); err != nil {
 		if errors.Is(err, errTooLong) {
-			return fetch.NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("the manifest of %s is larger than %d bytes", version, maxManifest))
+			return httpx.NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("the manifest of %s is larger than %d bytes", version, maxManifest))
 		}
-		return fetch.BadRequest("the publish request: %v", err)
+		return httpx.BadRequest("the publish request: %v", err)
 	}
 	now := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
 	err = nm.repo.Update(ctx, n, func(old []byte) ([]byte, error) {
@@ -326,7 +327,7 @@ func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	nm.env.Log.Info("package published", "mirror", nm.m.Name, "package", n, "version", version, "bytes", tgz.Size)
-	return fetch.WriteJSON(w, http.StatusCreated, map[string]any{"ok": true, "id": n, "rev": "1-" + hex.EncodeToString(s1.Value[:8])})
+	return httpx.WriteJSON(w, http.StatusCreated, map[string]any{"ok": true, "id": n, "rev": "1-" + hex.EncodeToString(s1.Value[:8])})
 }
 
 // sameOrRefused: nil when version is not published, or is published live
@@ -343,7 +344,7 @@ func (x *hostedIndex) sameOrRefused(version, integrity string) error {
 // exists is npm's own refusal, which the client shows as it is: a version
 // published with other bytes, or unpublished (its number is not reused).
 func (nm *npmMirror) exists(version string) error {
-	return fetch.NewError(http.StatusForbidden, fmt.Sprintf("cannot publish over the previously published versions: %s", fetch.Truncate(version, 100)))
+	return httpx.NewError(http.StatusForbidden, fmt.Sprintf("cannot publish over the previously published versions: %s", httpx.Truncate(version, 100)))
 }
 
 func digestsOf(f *hosted.Spooled) (s512, s1 fetch.Digest, err error) {
@@ -359,13 +360,13 @@ func digestsOf(f *hosted.Spooled) (s512, s1 fetch.Digest, err error) {
 func (nm *npmMirror) unpublish(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r)
 	if err != nil {
-		return fetch.BadRequest("%v", err)
+		return httpx.BadRequest("%v", err)
 	}
 	var doc struct {
 		Versions map[string]json.RawMessage `json:"versions"`
 	}
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<20)).Decode(&doc); err != nil {
-		return fetch.BadRequest("the unpublish request is not a JSON packument: %v", err)
+		return httpx.BadRequest("the unpublish request is not a JSON packument: %v", err)
 	}
 	var removed []string
 	err = nm.repo.Update(r.Context(), n, func(old []byte) ([]byte, error) {
@@ -397,13 +398,13 @@ func (nm *npmMirror) unpublish(w http.ResponseWriter, r *http.Request) error {
 	}
 	sort.Strings(removed)
 	nm.env.Log.Info("package versions unpublished", "mirror", nm.m.Name, "package", n, "versions", strings.Join(removed, " "))
-	return fetch.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
+	return httpx.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
 }
 
 // deleteTarball answers npm unpublish's last step. The tarball stays in
 // storage (lock files may name it); its version is gone from the index.
 func (nm *npmMirror) deleteTarball(w http.ResponseWriter, r *http.Request) error {
-	return fetch.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
+	return httpx.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
 }
 
 // hostedPackument serves the packument of a published package (the full
@@ -416,9 +417,9 @@ func (nm *npmMirror) hostedPackument(w http.ResponseWriter, r *http.Request, n s
 	if len(hp.idx.Versions) == 0 {
 		// Claimed by a publish that did not complete, or every version
 		// unpublished: as the registry answers for an unpublished package.
-		return fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s has no published version", fetch.QuoteName(n)))
+		return httpx.NewError(http.StatusNotFound, fmt.Sprintf("%s has no published version", httpx.QuoteName(n)))
 	}
-	d, err := hp.doc.doc(fetch.BaseURL(r, nm.env.PublicURL, nm.m.Name))
+	d, err := hp.doc.doc(httpx.BaseURL(r, nm.env.PublicURL, nm.m.Name))
 	if err != nil {
 		return err
 	}
@@ -441,7 +442,7 @@ func (nm *npmMirror) hosted(ctx context.Context, n string) (*hostedParsed, *host
 	}
 	v, err := x.Parsed(func(b []byte) (any, error) { return hostedParse(b, n, x.ETag) })
 	if err != nil {
-		return nil, nil, &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
+		return nil, nil, &httpx.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
 	}
 	return v.(*hostedParsed), x, nil
 }
@@ -469,12 +470,12 @@ func (nm *npmMirror) hostedTarball(w http.ResponseWriter, r *http.Request, n, fi
 	}
 	path, ok := hp.idx.tarballPathOf(file)
 	if !ok {
-		return fetch.NewError(http.StatusNotFound, "no such published file")
+		return httpx.NewError(http.StatusNotFound, "no such published file")
 	}
 	return nm.env.Core.ServeHostedFile(w, r, nm.repo, path)
 }
 
 // ownedBy reports whether name is published here.
 func (nm *npmMirror) ownedBy(ctx context.Context, n string) (bool, error) {
-	return fetch.Owns(ctx, nm.repo, nm.m.URL == "", n)
+	return hosted.Owns(ctx, nm.repo, nm.m.URL == "", n)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -73,12 +74,12 @@ func name(r *http.Request) (string, error) {
 	n := a
 	if b := r.PathValue("b"); b != "" {
 		if !strings.HasPrefix(a, "@") || strings.Contains(a, "/") {
-			return "", fmt.Errorf("%s is not a package name", fetch.QuoteName(a+"/"+b))
+			return "", fmt.Errorf("%s is not a package name", httpx.QuoteName(a+"/"+b))
 		}
 		n = a + "/" + b
 	}
 	if !ValidName(n) {
-		return "", fmt.Errorf("%s is not a package name", fetch.QuoteName(n))
+		return "", fmt.Errorf("%s is not a package name", httpx.QuoteName(n))
 	}
 	return n, nil
 }
@@ -168,12 +169,12 @@ func (nm *npmMirror) load(ctx context.Context, name string, abbreviated bool) (f
 		return &parsed{pkg: p, body: b}, nil
 	})
 	if err != nil {
-		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored packument of %s: %v", name, err)}
+		return res, nil, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored packument of %s: %v", name, err)}
 	}
 	// Whatever cache it came from, a packument is served only under its
 	// own name.
 	if p := v; p.pkg.Name != name {
-		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("the packument stored for %s is that of %s", name, fetch.QuoteName(p.pkg.Name))}
+		return res, nil, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("the packument stored for %s is that of %s", name, httpx.QuoteName(p.pkg.Name))}
 	}
 	return res, v, nil
 }
@@ -186,7 +187,7 @@ var (
 func (nm *npmMirror) packument(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r)
 	if err != nil {
-		return fetch.NewError(http.StatusNotFound, err.Error())
+		return httpx.NewError(http.StatusNotFound, err.Error())
 	}
 	if owned, err := nm.ownedBy(r.Context(), n); err != nil || owned {
 		if err != nil {
@@ -195,9 +196,9 @@ func (nm *npmMirror) packument(w http.ResponseWriter, r *http.Request) error {
 		return nm.hostedPackument(w, r, n)
 	}
 	if why := nm.m.Rules.Refuse(n); why != "" {
-		return fetch.NewError(http.StatusNotFound, why)
+		return httpx.NewError(http.StatusNotFound, why)
 	}
-	abbreviated := Abbreviated(fetch.HeaderValue(r, "Accept"))
+	abbreviated := Abbreviated(httpx.HeaderValue(r, "Accept"))
 	res, p, err := nm.load(r.Context(), n, abbreviated)
 	if err != nil {
 		return err
@@ -212,9 +213,9 @@ func (nm *npmMirror) packument(w http.ResponseWriter, r *http.Request) error {
 		// it is (fetch.Replayable).
 		fetch.Replayable(w, nm.packumentKey(n, abbreviated), nm.m.TTL, res)
 	}
-	d, err := p.doc(fetch.BaseURL(r, nm.env.PublicURL, nm.m.Name))
+	d, err := p.doc(httpx.BaseURL(r, nm.env.PublicURL, nm.m.Name))
 	if err != nil {
-		return &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("packument of %s: %v", n, err)}
+		return &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("packument of %s: %v", n, err)}
 	}
 	ctype := hvFull
 	if abbreviated {
@@ -230,7 +231,7 @@ func (nm *npmMirror) tarball(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r)
 	file := r.PathValue("file")
 	if err != nil || !ValidTarball(file) {
-		return fetch.NewError(http.StatusNotFound, "not a tarball URL of this mirror: expected /<name>/-/<file>.tgz")
+		return httpx.NewError(http.StatusNotFound, "not a tarball URL of this mirror: expected /<name>/-/<file>.tgz")
 	}
 	if owned, err := nm.ownedBy(r.Context(), n); err != nil || owned {
 		if err != nil {
@@ -239,7 +240,7 @@ func (nm *npmMirror) tarball(w http.ResponseWriter, r *http.Request) error {
 		return nm.hostedTarball(w, r, n, file)
 	}
 	if why := nm.m.Rules.Refuse(n); why != "" {
-		return fetch.NewError(http.StatusNotFound, why)
+		return httpx.NewError(http.StatusNotFound, why)
 	}
 	if nm.filters(r, n) {
 		if err := nm.heldBack(r, n, file); err != nil {
@@ -262,7 +263,7 @@ func (nm *npmMirror) tarball(w http.ResponseWriter, r *http.Request) error {
 		}
 		d, ok := p.pkg.Find(file)
 		if !ok {
-			return fetch.FileSource{}, fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not a tarball of %s in the mirrored metadata", fetch.QuoteName(file), n))
+			return fetch.FileSource{}, httpx.NewError(http.StatusNotFound, fmt.Sprintf("%s is not a tarball of %s in the mirrored metadata", httpx.QuoteName(file), n))
 		}
 		src := fetch.FileSource{URL: d.Tarball, Client: nm.client}
 		if u, err := url.Parse(d.Tarball); err == nil && !u.IsAbs() {
@@ -282,7 +283,7 @@ func (nm *npmMirror) tarball(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (nm *npmMirror) ping(w http.ResponseWriter, r *http.Request) error {
-	return fetch.WriteJSON(w, http.StatusOK, map[string]any{})
+	return httpx.WriteJSON(w, http.StatusOK, map[string]any{})
 }
 
 // search forwards a search to the upstream (text, size and from only);
@@ -291,7 +292,7 @@ func (nm *npmMirror) search(w http.ResponseWriter, r *http.Request) error {
 	q := url.Values{}
 	for _, k := range []string{"text", "size", "from"} {
 		if v := r.URL.Query().Get(k); v != "" {
-			q.Set(k, fetch.Truncate(v, 200))
+			q.Set(k, httpx.Truncate(v, 200))
 		}
 	}
 	return nm.forward(w, r, http.MethodGet, nm.m.URL+"/-/v1/search?"+q.Encode(), nil, 0)
@@ -305,16 +306,16 @@ const maxAuditBody = 1 << 20
 // as sent (never held in memory), once it is known there is an upstream.
 func (nm *npmMirror) audit(w http.ResponseWriter, r *http.Request) error {
 	if nm.m.URL == "" {
-		return fetch.NewError(http.StatusNotFound, "a repository without upstream forwards nothing")
+		return httpx.NewError(http.StatusNotFound, "a repository without upstream forwards nothing")
 	}
 	if r.ContentLength > maxAuditBody {
-		return fetch.NewError(http.StatusRequestEntityTooLarge, "audit request larger than 1 MiB")
+		return httpx.NewError(http.StatusRequestEntityTooLarge, "audit request larger than 1 MiB")
 	}
 	body := http.MaxBytesReader(w, r.Body, maxAuditBody)
-	err := nm.forward(w, r, http.MethodPost, nm.m.URL+strings.TrimPrefix(r.URL.Path, fetch.RoutePrefix(r.URL.Path, nm.m.Name)), body, r.ContentLength)
+	err := nm.forward(w, r, http.MethodPost, nm.m.URL+strings.TrimPrefix(r.URL.Path, httpx.RoutePrefix(r.URL.Path, nm.m.Name)), body, r.ContentLength)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return fetch.NewError(http.StatusRequestEntityTooLarge, "audit request larger than 1 MiB")
+		return httpx.NewError(http.StatusRequestEntityTooLarge, "audit request larger than 1 MiB")
 	}
 	return err
 }
@@ -322,7 +323,7 @@ func (nm *npmMirror) audit(w http.ResponseWriter, r *http.Request) error {
 // forward sends a request to the upstream and passes its JSON answer on.
 func (nm *npmMirror) forward(w http.ResponseWriter, r *http.Request, method, target string, body io.Reader, size int64) error {
 	if nm.m.URL == "" {
-		return fetch.NewError(http.StatusNotFound, "a repository without upstream forwards nothing")
+		return httpx.NewError(http.StatusNotFound, "a repository without upstream forwards nothing")
 	}
 	req, err := http.NewRequestWithContext(r.Context(), method, target, body)
 	if err != nil {
@@ -357,5 +358,5 @@ func (nm *npmMirror) forward(w http.ResponseWriter, r *http.Request, method, tar
 	if ctype == "" {
 		ctype = "application/json"
 	}
-	return fetch.WriteBlob(w, resp.StatusCode, ctype, b)
+	return httpx.WriteBlob(w, resp.StatusCode, ctype, b)
 }

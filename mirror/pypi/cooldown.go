@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
@@ -21,7 +22,7 @@ import (
 
 // filters reports whether the page of project is filtered for r.
 func (pm *pypiMirror) filters(r *http.Request, project string) bool {
-	_, snap := fetch.Snapshot(r)
+	_, snap := policy.Snapshot(r)
 	return snap || pm.m.Cooldown.Active(project) || pm.rules.Filters(project)
 }
 
@@ -35,9 +36,9 @@ func fileVersion(filename string) string {
 }
 
 // judge says why a file is not served ("" : it is), and the policies'
-// verdict (see fetch.Judge).
+// verdict (see policy.Judge).
 func (pm *pypiMirror) judge(r *http.Request, project string, f *File, now time.Time) (string, policy.Verdict) {
-	return fetch.Judge(r, pm.m.Cooldown, pm.rules, fetch.Judged{Name: project, What: f.Filename,
+	return policy.Judge(r, pm.m.Cooldown, pm.rules, policy.Judged{Name: project, What: f.Filename,
 		Published: uploaded(f), Versions: []string{fileVersion(f.Filename)}}, now)
 }
 
@@ -52,7 +53,7 @@ func uploaded(f *File) time.Time {
 
 // cooled is page as the cooldown lets clients see it.
 func (pm *pypiMirror) cooled(r *http.Request, res fetch.MetaResult, page *rendered, name string) *rendered {
-	key := fetch.DerivedKey{ID: res.Entry.ID(), Day: fetch.SnapshotDay(r)}
+	key := fetch.DerivedKey{ID: res.Entry.ID(), Day: policy.SnapshotDay(r)}
 	if d, ok := pm.derived.Lookup(key, time.Now()); ok {
 		return d.(*rendered)
 	}
@@ -95,12 +96,12 @@ func (pm *pypiMirror) heldBack(r *http.Request, project, key, filename string, i
 	f, ok := page.project.FindFile(key, filename)
 	if !ok {
 		if fileVersion(filename) == "" {
-			return fetch.NewError(http.StatusForbidden, fmt.Sprintf("%s is not a file of %s in the mirrored index, so the mirror's policies cannot judge it", fetch.QuoteName(filename), project))
+			return httpx.NewError(http.StatusForbidden, fmt.Sprintf("%s is not a file of %s in the mirrored index, so the mirror's policies cannot judge it", httpx.QuoteName(filename), project))
 		}
 		f = &File{Filename: filename}
 	}
 	if why, v := pm.judge(r, project, f, time.Now()); why != "" && !(isMeta && v.Denied) {
-		return fetch.NewError(http.StatusForbidden, why)
+		return httpx.NewError(http.StatusForbidden, why)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 )
 
@@ -34,39 +35,39 @@ func (pm *pypiMirror) filePath(project, sha256, filename string) string {
 }
 
 func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
-	u, err := pm.env.ReadUpload(w, r, "content")
+	u, err := pm.env.Uploads.Form(w, r, "content")
 	if err != nil {
 		return err
 	}
 	defer u.Close()
 	f := u.Fields
 	if a := f[":action"]; a != "file_upload" {
-		return fetch.BadRequest("unsupported :action %s (only file_upload is)", fetch.QuoteName(a))
+		return httpx.BadRequest("unsupported :action %s (only file_upload is)", httpx.QuoteName(a))
 	}
 	rawName, version := strings.TrimSpace(f["name"]), strings.TrimSpace(f["version"])
 	if !ValidName(rawName) {
-		return fetch.BadRequest("%s is not a valid project name", fetch.QuoteName(rawName))
+		return httpx.BadRequest("%s is not a valid project name", httpx.QuoteName(rawName))
 	}
 	if version == "" {
-		return fetch.BadRequest("the form has no version")
+		return httpx.BadRequest("the form has no version")
 	}
 	project := Normalize(rawName)
 	df, err := ParseDistFilename(u.Filename)
 	if err != nil {
-		return fetch.BadRequest("%v", err)
+		return httpx.BadRequest("%v", err)
 	}
 	if Normalize(df.Name) != project || !SameVersion(df.Version, version) {
-		return fetch.BadRequest("the file name %s does not match the project %s version %s", fetch.QuoteName(u.Filename), fetch.QuoteName(rawName), fetch.QuoteName(version))
+		return httpx.BadRequest("the file name %s does not match the project %s version %s", httpx.QuoteName(u.Filename), httpx.QuoteName(rawName), httpx.QuoteName(version))
 	}
 	want := strings.ToLower(strings.TrimSpace(f["sha256_digest"]))
 	if want == "" {
-		return fetch.BadRequest("the form has no sha256_digest")
+		return httpx.BadRequest("the form has no sha256_digest")
 	}
 	if want != u.File.SHA256 {
-		return fetch.BadRequest("sha256_digest %s does not match the uploaded bytes (sha256 %s)", fetch.QuoteName(want), u.File.SHA256)
+		return httpx.BadRequest("sha256_digest %s does not match the uploaded bytes (sha256 %s)", httpx.QuoteName(want), u.File.SHA256)
 	}
 	if md5 := strings.ToLower(strings.TrimSpace(f["md5_digest"])); md5 != "" && md5 != u.File.MD5 {
-		return fetch.BadRequest("md5_digest does not match the uploaded bytes")
+		return httpx.BadRequest("md5_digest does not match the uploaded bytes")
 	}
 	var meta []byte
 	if df.Wheel {
@@ -75,11 +76,11 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 		meta, err = SdistMetadata(u.File, u.File.Size, df.Ext)
 	}
 	if err != nil {
-		return fetch.BadRequest("%v", err)
+		return httpx.BadRequest("%v", err)
 	}
 	mh := MetadataHeader(meta)
 	if n := mh.Get("Name"); n == "" || Normalize(n) != project || !SameVersion(mh.Get("Version"), version) {
-		return fetch.BadRequest("the file's core metadata names %s %s, the form %s %s", fetch.QuoteName(n), fetch.QuoteName(mh.Get("Version")), fetch.QuoteName(rawName), fetch.QuoteName(version))
+		return httpx.BadRequest("the file's core metadata names %s %s, the form %s %s", httpx.QuoteName(n), httpx.QuoteName(mh.Get("Version")), httpx.QuoteName(rawName), httpx.QuoteName(version))
 	}
 	hf := HostedFile{Filename: u.Filename, Version: version, SHA256: u.File.SHA256, Size: u.File.Size,
 		UploadTime:     time.Now().UTC().Format("2006-01-02T15:04:05.000000Z"),
@@ -91,14 +92,14 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	if x, err := pm.repo.Index(ctx, project); err == nil {
 		if idx, err := ParseHostedIndex(x.Body, project); err == nil {
 			if _, err := idx.Clash(hf, df); err != nil {
-				return fetch.BadRequest("%v", err)
+				return httpx.BadRequest("%v", err)
 			}
 		}
 	}
 	// The file first, then its metadata, then the index that makes them
 	// visible: a reader never finds an index entry without its file.
 	path := pm.filePath(project, u.File.SHA256, u.Filename)
-	if err := pm.repo.PutFile(ctx, path, u.File.Reader(), u.File.Size, fetch.ContentType(u.Filename)); err != nil {
+	if err := pm.repo.PutFile(ctx, path, u.File.Reader(), u.File.Size, httpx.ContentType(u.Filename)); err != nil {
 		return err
 	}
 	if df.Wheel || ReliableMetadata(mh) {
@@ -124,18 +125,18 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	})
 	var c *clash
 	if errors.As(err, &c) {
-		return fetch.BadRequest("%v", c.error)
+		return httpx.BadRequest("%v", c.error)
 	}
 	if err != nil {
 		return err
 	}
 	pm.env.Log.Info("file published", "mirror", pm.m.Name, "project", project, "file", u.Filename, "sha256", u.File.SHA256, "bytes", u.File.Size)
-	return fetch.WriteText(w, http.StatusOK, "OK\n")
+	return httpx.WriteText(w, http.StatusOK, "OK\n")
 }
 
 // ownedBy reports whether project is published here.
 func (pm *pypiMirror) ownedBy(ctx context.Context, project string) (bool, error) {
-	return fetch.Owns(ctx, pm.repo, pm.m.URL == "", project)
+	return hosted.Owns(ctx, pm.repo, pm.m.URL == "", project)
 }
 
 // hostedPage serves the simple page of a published project.
@@ -165,7 +166,7 @@ func (pm *pypiMirror) hostedProject(ctx context.Context, project string) (*rende
 		return &rendered{json: fetch.NewDoc(p.RenderJSON(project), "j"), html: fetch.NewDoc(p.RenderHTML(project), "h"), project: p}, nil
 	})
 	if err != nil {
-		return nil, nil, &fetch.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
+		return nil, nil, &httpx.UpstreamError{Status: http.StatusInternalServerError, Msg: err.Error()}
 	}
 	return v.(*rendered), x, nil
 }

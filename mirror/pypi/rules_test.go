@@ -2,10 +2,11 @@ package pypi_test
 
 import (
 	"encoding/json"
-	"github.com/mirror-proxy/mirror-proxy/storage/local"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/storage/local"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
@@ -68,7 +69,7 @@ func (pm *pypiMirror) Routes(rt mirror.Router) {
 func (pm *pypiMirror) metaKey(dir, name string) string { return pm.env.MetaKey(dir + "/" + name) }
 
 func (pm *pypiMirror) redirectRoot(w http.ResponseWriter, r *http.Request) error {
-	return fetch.Redirect(w, r, http.StatusMovedPermanently, fetch.MountPrefix(r, pm.m.Name)+"/simple/"+query(r))
+	return httpx.Redirect(w, r, http.StatusMovedPermanently, httpx.MountPrefix(r, pm.m.Name)+"/simple/"+query(r))
 }
 
 // format is the ?format= parameter (no parsing without a query).
@@ -89,9 +90,9 @@ func query(r *http.Request) string {
 func (pm *pypiMirror) redirectProject(w http.ResponseWriter, r *http.Request) error {
 	raw := r.PathValue("project")
 	if !ValidName(raw) {
-		return fetch.NewError(http.StatusNotFound, fetch.QuoteName(raw)+" is not a valid project name")
+		return httpx.NewError(http.StatusNotFound, httpx.QuoteName(raw)+" is not a valid project name")
 	}
-	return fetch.Redirect(w, r, http.StatusMovedPermanently, fetch.MountPrefix(r, pm.m.Name)+"/simple/"+Normalize(raw)+"/"+query(r))
+	return httpx.Redirect(w, r, http.StatusMovedPermanently, httpx.MountPrefix(r, pm.m.Name)+"/simple/"+Normalize(raw)+"/"+query(r))
 }
 
 // rendered is a page in both formats, gzip-compressed once per stored
@@ -150,7 +151,7 @@ func (pm *pypiMirror) projectPage(ctx context.Context, name string) (fetch.MetaR
 		return &rendered{json: fetch.NewDoc(p.RenderJSON(name), "j"), html: fetch.NewDoc(p.RenderHTML(name), "h"), project: p}, nil
 	})
 	if err != nil {
-		return res, nil, &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored page of %s: %v", name, err)}
+		return res, nil, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored page of %s: %v", name, err)}
 	}
 	return res, v, nil
 }
@@ -158,15 +159,15 @@ func (pm *pypiMirror) projectPage(ctx context.Context, name string) (fetch.MetaR
 func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 	raw := r.PathValue("project")
 	if !ValidName(raw) {
-		return fetch.NewError(http.StatusNotFound, fetch.QuoteName(raw)+" is not a valid project name")
+		return httpx.NewError(http.StatusNotFound, httpx.QuoteName(raw)+" is not a valid project name")
 	}
 	if name := Normalize(raw); name != raw {
-		return fetch.Redirect(w, r, http.StatusMovedPermanently, fetch.MountPrefix(r, pm.m.Name)+"/simple/"+name+"/"+query(r))
+		return httpx.Redirect(w, r, http.StatusMovedPermanently, httpx.MountPrefix(r, pm.m.Name)+"/simple/"+name+"/"+query(r))
 	}
-	typ, err := Negotiate(fetch.HeaderValue(r, "Accept"), format(r))
+	typ, err := Negotiate(httpx.HeaderValue(r, "Accept"), format(r))
 	if err != nil {
 		w.Header().Set("Vary", "Accept")
-		return fetch.NewError(http.StatusNotAcceptable, err.Error())
+		return httpx.NewError(http.StatusNotAcceptable, err.Error())
 	}
 	if owned, err := pm.ownedBy(r.Context(), raw); err != nil || owned {
 		if err != nil {
@@ -175,7 +176,7 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 		return pm.hostedPage(w, r, raw, typ)
 	}
 	if why := pm.rules.Refuse(raw); why != "" {
-		return fetch.NewError(http.StatusNotFound, why)
+		return httpx.NewError(http.StatusNotFound, why)
 	}
 	res, page, err := pm.projectPage(r.Context(), raw)
 	if err != nil {
@@ -201,10 +202,10 @@ func (pm *pypiMirror) project(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
-	typ, err := Negotiate(fetch.HeaderValue(r, "Accept"), format(r))
+	typ, err := Negotiate(httpx.HeaderValue(r, "Accept"), format(r))
 	if err != nil {
 		w.Header().Set("Vary", "Accept")
-		return fetch.NewError(http.StatusNotAcceptable, err.Error())
+		return httpx.NewError(http.StatusNotAcceptable, err.Error())
 	}
 	var names *hosted.Names
 	if pm.repo != nil {
@@ -233,8 +234,8 @@ func (pm *pypiMirror) root(w http.ResponseWriter, r *http.Request) error {
 		},
 	})
 	if err != nil {
-		if errors.Is(err, fetch.ErrNotFound) {
-			err = &fetch.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream %s has no project list: check the mirror's url", pm.m.URL)}
+		if errors.Is(err, httpx.ErrNotFound) {
+			err = &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream %s has no project list: check the mirror's url", pm.m.URL)}
 		}
 		return err
 	}
@@ -267,7 +268,7 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 	filename, err := url.PathUnescape(r.PathValue("filename"))
 	if err != nil || !ValidName(project) || Normalize(project) != project ||
 		!fileKeyRe.MatchString(key) || !ValidFilename(filename) {
-		return fetch.NewError(http.StatusNotFound, "not a file URL of this mirror: expected /files/<project>/<sha256>/<filename>")
+		return httpx.NewError(http.StatusNotFound, "not a file URL of this mirror: expected /files/<project>/<sha256>/<filename>")
 	}
 	base, isMeta := strings.CutSuffix(filename, ".metadata")
 	h := w.Header()
@@ -281,7 +282,7 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 		return pm.hostedFile(w, r, project, key, filename)
 	}
 	if why := pm.rules.Refuse(project); why != "" {
-		return fetch.NewError(http.StatusNotFound, why)
+		return httpx.NewError(http.StatusNotFound, why)
 	}
 	if pm.filters(r, project) {
 		if err := pm.heldBack(r, project, key, base, isMeta); err != nil {
@@ -296,11 +297,11 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 		}
 		f, ok := r.project.FindFile(key, base)
 		if !ok {
-			return fetch.FileSource{}, fetch.NewError(http.StatusNotFound, fmt.Sprintf("%s is not a file of %s in the mirrored index", base, project))
+			return fetch.FileSource{}, httpx.NewError(http.StatusNotFound, fmt.Sprintf("%s is not a file of %s in the mirrored index", base, project))
 		}
 		if isMeta {
 			if !f.HasMetadata() {
-				return fetch.FileSource{}, fetch.NewError(http.StatusNotFound, fmt.Sprintf("the index advertises no core metadata for %s", base))
+				return fetch.FileSource{}, httpx.NewError(http.StatusNotFound, fmt.Sprintf("the index advertises no core metadata for %s", base))
 			}
 			src := fetch.FileSource{URL: f.URL + ".metadata", Client: pm.client}
 			if sum, err := fetch.HexDigest("sha256", f.MetadataSHA256()); err == nil {

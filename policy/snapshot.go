@@ -1,4 +1,4 @@
-package fetch
+package policy
 
 import (
 	"context"
@@ -10,8 +10,9 @@ import (
 // Dated snapshots: /<mirror>/@2025-06-01/... serves every route of the
 // mirror as of the end of that UTC day. The server takes the segment out
 // of the path before routing (so each ecosystem's routes serve both) and
-// keeps it here; ecosystems filter what was published after the cutoff,
-// and write URLs for clients under the same snapshot.
+// keeps it in the request's context; ecosystems filter what was published
+// after the cutoff (Judge), and write URLs for clients under the same
+// snapshot (httpx.MountPrefix).
 
 type snapshotKey struct{}
 
@@ -49,14 +50,4 @@ func Snapshot(r *http.Request) (cutoff time.Time, ok bool) {
 func SnapshotDay(r *http.Request) string {
 	s, _ := r.Context().Value(snapshotKey{}).(snapshot)
 	return strings.TrimPrefix(s.segment, "@")
-}
-
-// MountPrefix is the mount a request came in on, snapshot included
-// ("/npm/@2025-06-01"): where URLs written for the client must lead.
-func MountPrefix(r *http.Request, mirror string) string {
-	p := RoutePrefix(r.URL.Path, mirror)
-	if s, ok := r.Context().Value(snapshotKey{}).(snapshot); ok {
-		p += "/" + s.segment
-	}
-	return p
 }

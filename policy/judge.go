@@ -1,10 +1,8 @@
-package fetch
+package policy
 
 import (
 	"net/http"
 	"time"
-
-	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
 // Judged is one version or file that a mirror's policies judge.
@@ -22,20 +20,20 @@ type Judged struct {
 // ecosystem may show its clients (a yanked reason, a warning). Every
 // ecosystem judges with this one function, so policies mean the same
 // everywhere.
-func Judge(r *http.Request, cooldown policy.Cooldown, rules policy.Rules, j Judged, now time.Time) (string, policy.Verdict) {
+func Judge(r *http.Request, cooldown Cooldown, rules Rules, j Judged, now time.Time) (string, Verdict) {
 	if cutoff, ok := Snapshot(r); ok {
-		if why, v := policy.AsOf(j.Published, cutoff, cooldown.AllowUnknown); v.Hidden {
+		if why, v := AsOf(j.Published, cutoff, cooldown.AllowUnknown); v.Hidden {
 			return j.What + " is not in this snapshot: " + why, v
 		}
 	}
-	var v policy.Verdict
+	var v Verdict
 	if cooldown.Active(j.Name) {
 		if v = cooldown.Judge(j.Published, now); v.Hidden {
 			return cooldown.Reason(j.What, v), v
 		}
 	}
 	if why := rules.DenyVersion(j.Name, j.Versions...); why != "" {
-		return why, policy.Verdict{Hidden: true, Denied: true}
+		return why, Verdict{Hidden: true, Denied: true}
 	}
 	return "", v
 }

@@ -1,62 +1,16 @@
-package fetch
+package httpx
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync/atomic"
+
+	"github.com/mirror-proxy/mirror-proxy/policy"
 )
-
-// HTTPError is an answer with a status and a message, which handlers
-// return as errors.
-type HTTPError struct {
-	Code int
-	Msg  string
-}
-
-func (e *HTTPError) Error() string { return e.Msg }
-
-func NewError(code int, msg string) error { return &HTTPError{Code: code, Msg: msg} }
-
-func Redirect(w http.ResponseWriter, r *http.Request, code int, url string) error {
-	http.Redirect(w, r, url, code)
-	return nil
-}
-
-func WriteJSON(w http.ResponseWriter, code int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return WriteBlob(w, code, "application/json", append(b, '\n'))
-}
-
-func WriteText(w http.ResponseWriter, code int, s string) error {
-	return WriteBlob(w, code, "text/plain; charset=utf-8", []byte(s))
-}
-
-func WriteBlob(w http.ResponseWriter, code int, ctype string, b []byte) error {
-	h := w.Header()
-	h.Set("Content-Type", ctype)
-	h.Set("Content-Length", fmt.Sprint(len(b)))
-	w.WriteHeader(code)
-	_, err := w.Write(b)
-	return err
-}
-
-func NoContent(w http.ResponseWriter, code int) error {
-	w.WriteHeader(code)
-	return nil
-}
-
-// Handler serves one request with net/http's types; an error it returns
-// becomes the response (handleError), unless the response has started.
-type Handler func(w http.ResponseWriter, r *http.Request) error
 
 // RequestScheme is the scheme the client used: X-Forwarded-Proto when the
 // request comes from a trusted proxy (TRUSTED_PROXIES), else the
@@ -117,18 +71,6 @@ func FromTrusted(remote string) bool {
 	return false
 }
 
-// Truncate caps s at n bytes (client input echoed in messages).
-func Truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "") + "…"
-}
-
-// QuoteName is a client-supplied name as error messages echo it: quoted,
-// at most 100 bytes.
-func QuoteName(s string) string { return fmt.Sprintf("%q", Truncate(s, 100)) }
-
 // RoutePrefix returns the mount point a request came in on ("/N" or
 // "/mirror/N"), so that URLs written for the client keep that form.
 func RoutePrefix(path, name string) string {
@@ -136,6 +78,16 @@ func RoutePrefix(path, name string) string {
 		return "/mirror/" + name
 	}
 	return "/" + name
+}
+
+// MountPrefix is the mount a request came in on, snapshot included
+// ("/npm/@2025-06-01"): where URLs written for the client must lead.
+func MountPrefix(r *http.Request, mirror string) string {
+	p := RoutePrefix(r.URL.Path, mirror)
+	if day := policy.SnapshotDay(r); day != "" {
+		p += "/@" + day
+	}
+	return p
 }
 
 // BaseURL is the absolute URL of the mount a request came in on
@@ -159,11 +111,30 @@ func HeaderValue(r *http.Request, key string) string {
 	return ""
 }
 
-// IsNotFound reports whether err says "not found": the upstream's 404, or
-// a 404 of this proxy's own (a name not in the mirrored metadata).
-func IsNotFound(err error) bool {
-	var he *HTTPError
-	return errors.Is(err, ErrNotFound) || errors.As(err, &he) && he.Code == http.StatusNotFound
+// AcceptsGzip reports whether the client takes gzip-encoded documents.
+func AcceptsGzip(r *http.Request) bool {
+	rest := HeaderValue(r, "Accept-Encoding")
+	for rest != "" {
+		var part string
+		part, rest, _ = strings.Cut(rest, ",")
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+			q := strings.ReplaceAll(params, " ", "")
+			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+		}
+	}
+	return false
+}
+
+// SafeURL is u as it may appear in logs and error bodies: without
+// userinfo, query or fragment (signed URLs carry tokens there).
+func SafeURL(u string) string {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	pu.User, pu.RawQuery, pu.ForceQuery, pu.Fragment, pu.RawFragment = nil, "", false, "", ""
+	return pu.String()
 }
 
 type publisherKey struct{}
