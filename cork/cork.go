@@ -1,6 +1,6 @@
 // Package cork sends a complete in-memory response in one write(2):
 // connections are wrapped so that a handler's headers and body can be held
-// back and released together (see Listener, ConnContext and Write).
+// back and released together (see Listener, ConnContext, Wrap and Holder).
 package cork
 
 import (
@@ -89,18 +89,55 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// Write writes a complete response (status and headers already set)
-// with body as one write on the connection, when it can.
-func Write(w http.ResponseWriter, r *http.Request, body []byte) {
+// Holder is a response writer that can hold a complete response back
+// and send it in one write: Hold(n), for a body of n bytes, corks the
+// connection and returns the function that flushes and releases it (nil:
+// the body is too small or too large to be worth it, or the connection is
+// not corkable). The server installs one (Wrap); handlers reach it through
+// their writer's WriteWhole.
+type Holder interface {
+	Hold(n int) (release func())
+}
+
+// Wrap returns w as a Holder when r came in on a corked connection (see
+// Listener and ConnContext), else w itself.
+func Wrap(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
 	cc, _ := r.Context().Value(corkKey{}).(*corkConn)
-	if cc == nil || len(body) < 3<<10 || len(body) > 1<<20 {
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(body)
-		return
+	if cc == nil {
+		return w
 	}
-	cc.corked = true
-	defer cc.release()
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
-	_ = http.NewResponseController(w).Flush()
+	return &writer{ResponseWriter: w, cc: cc}
+}
+
+// writer is a response writer on a corked connection.
+type writer struct {
+	http.ResponseWriter
+	cc *corkConn
+}
+
+var _ Holder = (*writer)(nil)
+
+func (w *writer) Hold(n int) func() {
+	if n < 3<<10 || n > 1<<20 {
+		return nil
+	}
+	w.cc.corked = true
+	return func() {
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+		_ = w.cc.release()
+	}
+}
+
+// Unwrap lets http.ResponseController reach net/http's writer (deadlines).
+func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush flushes net/http's writer.
+func (w *writer) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
+
+// ReadFrom keeps sendfile for files.
+func (w *writer) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{w.ResponseWriter}, r)
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mirror-proxy/mirror-proxy/cork"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 )
 
@@ -70,8 +69,7 @@ func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *gzBody, made func()
 			w.WriteHeader(http.StatusOK)
 			return nil
 		}
-		replayBody(w, b.gz)
-		cork.Write(w, r, b.gz)
+		writeWhole(w, b.gz)
 		return nil
 	}
 	h["Content-Length"] = b.rawLen
@@ -86,8 +84,7 @@ func writeGzipDoc(w http.ResponseWriter, r *http.Request, b *gzBody, made func()
 	if first && made != nil {
 		made()
 	}
-	replayBody(w, plain)
-	cork.Write(w, r, plain)
+	writeWhole(w, plain)
 	return nil
 }
 
@@ -165,4 +162,22 @@ func gzipBytes(body []byte, level int, h gzip.Header) []byte {
 	zw.Write(body) // writes to memory cannot fail
 	zw.Close()
 	return buf.Bytes()
+}
+
+// wholeWriter is a response writer that sends a complete response (status
+// 200, the headers set, body) in one write where it can: the server's is
+// one (it holds the connection back under net/http; the h1 loop writes
+// that way anyway).
+type wholeWriter interface{ WriteWhole(body []byte) }
+
+// writeWhole sends a complete document from memory (offering it for
+// replay first).
+func writeWhole(w http.ResponseWriter, body []byte) {
+	replayBody(w, body)
+	if ww, ok := w.(wholeWriter); ok {
+		ww.WriteWhole(body)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }

@@ -39,6 +39,11 @@ type Type struct {
 	// Mounts are the path prefixes a mirror named name is served under;
 	// nil means "/" + name.
 	Mounts func(name string) []string
+	// ReplayIgnores are request headers its clients send that none of its
+	// handlers reads (npm's Npm-Session): a warm document may be replayed
+	// to a request that carries them (see proxy/replay.go); any other
+	// header makes a request take the full path.
+	ReplayIgnores []string
 	// Hosts: its mirrors may be "hosted" (accept uploads; Env.Repo is
 	// set). Configuring "hosted" on another type is an error.
 	Hosts bool

@@ -145,8 +145,8 @@ func (s *Server) authorizer(name string, write bool) func(echo.Context) error {
 			return echo.NewHTTPError(http.StatusForbidden, fmt.Sprintf("token %q lacks the %s scope", t.Name, scope))
 		}
 		if !write && t.Write && m.Hosted {
-			// A reader that may publish (nix copy asks the cache what it
-			// holds before it uploads); only hosted mirrors care, so
+			// A reader that may publish (a publishing client may ask what is
+			// held before it uploads); only hosted mirrors care, so
 			// others copy no request for it.
 			r := c.Request()
 			c.SetRequest(r.WithContext(httpx.AsPublisher(r.Context())))

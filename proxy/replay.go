@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"io"
-	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/h1"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/internal/randid"
+	"github.com/mirror-proxy/mirror-proxy/mirror"
 )
 
 // Replays: a warm document that its handler marked replayable
@@ -35,8 +35,31 @@ type replayKey struct {
 	gzip              bool
 }
 
-// replayKeyOf returns the shape of a request that may be replayed.
-func replayKeyOf(r *http.Request) (replayKey, bool) {
+// replayIgnored are the request headers no document handler reads
+// (Authorization included: replays are made only for routes that need no
+// token); each ecosystem adds those its clients send (mirror.Type's
+// ReplayIgnores).
+var replayIgnored = []string{"User-Agent", "Connection", "X-Request-Id", "X-Forwarded-For", "X-Real-Ip", "Authorization",
+	"Cache-Control", "Pragma", "Referer", "Accept-Language", "Keep-Alive"}
+
+// replayIgnoredBy is the set of headers a replay may ignore on a server
+// whose mirrors are of the given types.
+func replayIgnoredBy(types []mirror.Type) map[string]bool {
+	m := map[string]bool{}
+	for _, h := range replayIgnored {
+		m[h] = true
+	}
+	for _, t := range types {
+		for _, h := range t.ReplayIgnores {
+			m[http.CanonicalHeaderKey(h)] = true
+		}
+	}
+	return m
+}
+
+// replayKeyOf returns the shape of a request that may be replayed; ignored
+// are the headers it may carry besides those in the key.
+func replayKeyOf(r *http.Request, ignored map[string]bool) (replayKey, bool) {
 	if r.Method != http.MethodGet || r.RequestURI == "" || r.Host == "" || !validHost(r.Host) {
 		return replayKey{}, false
 	}
@@ -52,14 +75,10 @@ func replayKeyOf(r *http.Request) (replayKey, bool) {
 				return replayKey{}, false
 			}
 			fwd = true
-		// Headers no document handler reads (Authorization included:
-		// replays are made only for routes that need no token).
-		case "User-Agent", "Connection", "X-Request-Id", "X-Forwarded-For", "X-Real-Ip", "Authorization",
-			"Cache-Control", "Pragma", "Referer", "Accept-Language", "Keep-Alive",
-			"Npm-Command", "Npm-Session", "Npm-Scope", "Npm-In-Ci", "Npm-Auth-Type",
-			"Pacote-Version", "Pacote-Req-Type", "Pacote-Pkg-Id":
 		default:
-			return replayKey{}, false
+			if !ignored[k] {
+				return replayKey{}, false
+			}
 		}
 	}
 	k := replayKey{host: r.Host, uri: r.RequestURI, accept: httpx.HeaderValue(r, "Accept"), gzip: httpx.AcceptsGzip(r)}
@@ -81,21 +100,28 @@ func (rp *replay) weight() int64 { return int64(len(rp.head) + len(rp.body)) }
 
 // replays bound what they keep, in number and in bytes (bodies are
 // usually the memory entries' own, but a replay keeps its body until it
-// is found stale or dropped): past either, all are dropped and made again
-// as requests come.
+// is found stale or dropped, after its entry has left the memory cache):
+// past either, all are dropped and made again as requests come. The bytes
+// are at most a quarter of the memory cache's budget (MEMORY_CACHE_BYTES),
+// so that what replays keep alive stays within what the operator allowed.
 const (
 	maxReplays      = 4096
 	maxReplayBytes  = 64 << 20
 	maxReplayedBody = 8 << 20 // larger documents take the full path
 )
 
+// replayBudget is the bytes replays may keep under a memory cache of
+// memory bytes.
+func replayBudget(memory int64) int64 { return min(maxReplayBytes, max(memory, 0)/4) }
+
 // replays: lookups read the map without a lock; put and drop keep the
 // count and the bytes under mu.
 type replays struct {
-	m     sync.Map // replayKey → *replay
-	mu    sync.Mutex
-	n     int
-	bytes int64
+	m        sync.Map // replayKey → *replay
+	mu       sync.Mutex
+	n        int
+	bytes    int64
+	maxBytes int64 // replayBudget
 }
 
 func (t *replays) get(k replayKey) *replay {
@@ -113,7 +139,10 @@ func (t *replays) put(k replayKey, rp *replay) {
 		t.n--
 		t.bytes -= old.(*replay).weight()
 	}
-	if t.n >= maxReplays || t.bytes+rp.weight() > maxReplayBytes {
+	if rp.weight() > t.maxBytes {
+		return
+	}
+	if t.n >= maxReplays || t.bytes+rp.weight() > t.maxBytes {
 		t.m.Clear()
 		t.n, t.bytes = 0, 0
 	}
@@ -214,7 +243,7 @@ func (s *Server) ServePrepared(w http.ResponseWriter, r *http.Request) bool {
 	if !ok {
 		return false
 	}
-	key, ok := replayKeyOf(r)
+	key, ok := replayKeyOf(r, s.replayIgnored)
 	return ok && s.replay(pw, r, key)
 }
 
@@ -251,11 +280,5 @@ func (s *Server) serveReplay(w preparedWriter, r *http.Request, rp *replay) {
 	m := s.core.Metrics()
 	m.Replayed()
 	m.Observe(rp.route, r.Method, http.StatusOK, size, time.Since(start))
-	if !s.opts.Logger.Enabled(r.Context(), slog.LevelInfo) {
-		return
-	}
-	s.opts.Logger.Info("request",
-		"request_id", id, "method", r.Method, "path", r.URL.Path, "status", http.StatusOK,
-		"bytes", size, "duration_ms", time.Since(start).Milliseconds(),
-		"remote", s.e.IPExtractor(r), "user_agent", r.UserAgent())
+	s.logRequest(r, id, http.StatusOK, size, start, func() string { return s.e.IPExtractor(r) })
 }

@@ -2,8 +2,11 @@ package proxy
 
 import (
 	"net/http"
+
 	"net/http/httptest"
 	"testing"
+
+	"github.com/mirror-proxy/mirror-proxy/mirror"
 )
 
 // A replay is keyed by everything a document handler may answer
@@ -19,9 +22,11 @@ func TestReplayKey(t *testing.T) {
 		}
 		return r
 	}
+	ignored := replayIgnoredBy([]mirror.Type{{Name: "x", ReplayIgnores: []string{"x-client-session"}}})
 	base := req("GET", "http://mirror.example/pypi/simple/foo/", "Accept", "application/vnd.pypi.simple.v1+json",
-		"User-Agent", "pip/24", "Accept-Encoding", "gzip", "Authorization", "Basic eDp5", "Cache-Control", "max-age=0")
-	k0, ok := replayKeyOf(base)
+		"User-Agent", "pip/24", "Accept-Encoding", "gzip", "Authorization", "Basic eDp5", "Cache-Control", "max-age=0",
+		"X-Client-Session", "1234")
+	k0, ok := replayKeyOf(base, ignored)
 	if !ok {
 		t.Fatal("a plain GET is not replayable")
 	}
@@ -32,7 +37,7 @@ func TestReplayKey(t *testing.T) {
 		"query":              req("GET", "http://mirror.example/pypi/simple/foo/?format=json", "Accept", "application/vnd.pypi.simple.v1+json", "Accept-Encoding", "gzip"),
 		"forwarded as https": req("GET", "http://mirror.example/pypi/simple/foo/", "Accept", "application/vnd.pypi.simple.v1+json", "Accept-Encoding", "gzip", "X-Forwarded-Proto", "https"),
 	} {
-		k, ok := replayKeyOf(r)
+		k, ok := replayKeyOf(r, ignored)
 		if !ok || k == k0 {
 			t.Errorf("%s: replayable %v, same key as the plain request: %v", name, ok, k == k0)
 		}
@@ -48,7 +53,7 @@ func TestReplayKey(t *testing.T) {
 		if name == "malformed Host" {
 			r.Host = "bad host"
 		}
-		if _, ok := replayKeyOf(r); ok {
+		if _, ok := replayKeyOf(r, ignored); ok {
 			t.Errorf("%s: replayable", name)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/mirror-proxy/mirror-proxy/cork"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
@@ -114,6 +115,19 @@ func (w responseWriter) ReplayBody(body []byte) {
 	if rr, ok := w.Writer.(fetch.ReplayRecorder); ok {
 		rr.ReplayBody(body)
 	}
+}
+
+// WriteWhole sends a complete document response (status 200, the headers
+// set, body) in one write when the connection can be held back (cork,
+// under net/http); echo still counts the status and the bytes.
+func (w responseWriter) WriteWhole(body []byte) {
+	if h, ok := w.Writer.(cork.Holder); ok {
+		if release := h.Hold(len(body)); release != nil {
+			defer release()
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }
 
 func (w responseWriter) ReadFrom(src io.Reader) (int64, error) {

@@ -22,9 +22,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/coord"
-	"github.com/mirror-proxy/mirror-proxy/cork"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
-	"github.com/mirror-proxy/mirror-proxy/h1"
 	"github.com/mirror-proxy/mirror-proxy/hosted/upload"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/internal/randid"
@@ -123,6 +121,8 @@ type Server struct {
 	mirrors map[string]Mirror // by name
 
 	replays replays // warm responses kept for replay (replay.go)
+	// replayIgnored: headers a replayed request may carry (replay.go).
+	replayIgnored map[string]bool
 }
 
 // New builds the server and its routes.
@@ -191,6 +191,7 @@ func New(o Options) *Server {
 	go s.watchHealth(s.core.Background())
 	e.GET("/metrics", echo.WrapHandler(s.core.Metrics().Handler()))
 	s.mirrors = map[string]Mirror{}
+	var types []mirror.Type
 	for _, m := range o.Mirrors {
 		m = fetch.SplitUserinfo(m)
 		s.mirrors[m.Name] = m
@@ -199,6 +200,7 @@ func New(o Options) *Server {
 			o.Logger.Warn("mirror type not served; mirror skipped", "mirror", m.Name, "type", m.Type)
 			continue
 		}
+		types = append(types, t)
 		env := &mirror.Env{Core: s.core, Mirror: m, MetaPrefix: o.MetaPrefix, DistPrefix: o.DistPrefix,
 			PublicURL: o.PublicURL, Log: o.Logger,
 			Uploads: upload.Limits{Max: o.UploadMaxBytes, Idle: o.BodyReadTimeout, Dir: s.core.SpoolDir()},
@@ -212,6 +214,8 @@ func New(o Options) *Server {
 			eco.Routes(s.router(prefix))
 		}
 	}
+	s.replayIgnored = replayIgnoredBy(types)
+	s.replays.maxBytes = replayBudget(o.MemoryCacheBytes)
 	return s
 }
 
@@ -284,35 +288,6 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// ServeHTTP serves a request through echo. On the h1 loop (the only
-// server whose responses can be replayed), which offered the request to
-// ServePrepared first, it keeps the response when its handler marks it
-// replayable (see replay.go).
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, ok := w.(preparedWriter); ok {
-		if key, ok := replayKeyOf(r); ok {
-			rec := &recorder{ResponseWriter: w}
-			s.route(rec, r)
-			if rp := rec.replay(); rp != nil {
-				s.replays.put(key, rp)
-			}
-			return
-		}
-	}
-	s.route(w, r)
-}
-
-// route serves a request through echo: a dated snapshot's path is
-// rewritten to the mirror's own route first (routing needs it).
-func (s *Server) route(w http.ResponseWriter, r *http.Request) {
-	if strings.Contains(r.URL.Path, "/@") && knownMethods[r.Method] {
-		if sr, ok := s.snapshotRequest(r); ok {
-			r = sr
-		}
-	}
-	s.e.ServeHTTP(w, r)
-}
-
 // frame is the one middleware every request runs through (echo v4 builds
 // the middleware chain anew for every request, so there is one link, not
 // four). It gives the request its id, refuses what no route can take (an
@@ -356,16 +331,22 @@ func (s *Server) frame(next echo.HandlerFunc) echo.HandlerFunc {
 		if _, stale := c.Response().Header()["X-Mirror-Stale"]; stale {
 			s.core.Metrics().Stale()
 		}
-		if !s.opts.Logger.Enabled(r.Context(), slog.LevelInfo) {
-			return nil
-		}
-		req, res := c.Request(), c.Response()
-		s.opts.Logger.Info("request",
-			"request_id", id, "method", req.Method, "path", req.URL.Path, "status", res.Status,
-			"bytes", res.Size, "duration_ms", time.Since(start).Milliseconds(),
-			"remote", c.RealIP(), "user_agent", req.UserAgent())
+		res := c.Response()
+		s.logRequest(c.Request(), id, res.Status, res.Size, start, c.RealIP)
 		return nil
 	}
+}
+
+// logRequest writes the one line every request gets (replays included):
+// remote is asked only when the line is written.
+func (s *Server) logRequest(r *http.Request, id string, status int, size int64, start time.Time, remote func() string) {
+	if !s.opts.Logger.Enabled(r.Context(), slog.LevelInfo) {
+		return
+	}
+	s.opts.Logger.Info("request",
+		"request_id", id, "method", r.Method, "path", r.URL.Path, "status", status,
+		"bytes", size, "duration_ms", time.Since(start).Milliseconds(),
+		"remote", remote(), "user_agent", r.UserAgent())
 }
 
 // run runs the handler. A panic with http.ErrAbortHandler (an aborted
@@ -424,7 +405,7 @@ func (s *Server) snapshotRequest(r *http.Request) (*http.Request, bool) {
 	seg, rest, _ := strings.Cut(p[nameEnd+1:], "/")
 	cutoff, ok := policy.ParseSnapshot(seg)
 	if !ok {
-		return nil, false // not a date: an npm scope, say
+		return nil, false // not a date: a package scope, say
 	}
 	u := *r.URL
 	u.Path = p[:nameEnd] + "/" + rest
@@ -569,55 +550,6 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	_ = c.JSON(code, map[string]string{"error": msg})
-}
-
-// Serve runs the server on l until ctx is cancelled, then shuts down
-// gracefully: readiness fails, new connections are refused, in-flight
-// requests and downloads get up to grace to finish; downloads still
-// running after that are cancelled and commit nothing.
-func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration) error {
-	hs := &http.Server{
-		Handler:           s,
-		ConnContext:       cork.ConnContext,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
-	}
-	// The server: h1's loop for GET and HEAD, which hands every other
-	// connection to hs; or hs alone, its writes corked.
-	serve, shutdown, closeAll := func() error { return hs.Serve(cork.Listener{Listener: l}) }, hs.Shutdown, hs.Close
-	if !s.opts.StdHTTP {
-		fast := &h1.Server{Handler: s, Fallback: hs, ReadHeaderTimeout: hs.ReadHeaderTimeout,
-			IdleTimeout: hs.IdleTimeout, Logger: s.opts.Logger}
-		serve, shutdown, closeAll = func() error { return fast.Serve(l) }, fast.Shutdown, fast.Close
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- serve() }()
-	// Whichever way serving ends, the connections are shut down and the
-	// core is stopped and waited for (downloads commit or are cancelled).
-	var serveErr error
-	select {
-	case serveErr = <-errc:
-		s.opts.Logger.Error("the server stopped accepting connections", "err", serveErr)
-	case <-ctx.Done():
-	}
-	s.opts.Logger.Info("shutting down", "grace", grace.String())
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	err := shutdown(sctx)
-	done := make(chan struct{})
-	go func() { s.core.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-sctx.Done():
-		s.opts.Logger.Warn("grace period over; cancelling downloads still running (nothing partial is stored)")
-	}
-	s.core.Stop()
-	s.core.Wait()
-	if errors.Is(err, context.DeadlineExceeded) {
-		_ = closeAll()
-	}
-	return serveErr
 }
 
 // Close cancels background work (tests).

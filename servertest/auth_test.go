@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
@@ -52,7 +53,7 @@ func TestUpstreamCredentialsGoOnlyToTheirHost(t *testing.T) {
 	defer up.Close()
 	st, _ := local.New(t.TempDir())
 	host := strings.TrimPrefix(up.URL, "http://")
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d",
+	srv := newServer(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d",
 		Mirrors: []proxy.Mirror{
 			{Name: "priv", Type: "composer", URL: up.URL, TTL: time.Minute, NotFoundTTL: time.Second,
 				// The CDN is another port of the same host: trusted only
@@ -63,11 +64,9 @@ func TestUpstreamCredentialsGoOnlyToTheirHost(t *testing.T) {
 				Auth: []proxy.HostAuth{{Host: host, Username: "token", Password: "nope"}}},
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	defer srv.Close()
+	hsURL := mirrortest.ServeProxy(t, srv)
 
-	resp, body, err := do(t, "GET", hs.URL+"/priv/zipball/priv/pkg/1.0.0.0/refabc.zip")
+	resp, body, err := do(t, "GET", hsURL+"/priv/zipball/priv/pkg/1.0.0.0/refabc.zip")
 	if err != nil || resp.StatusCode != 200 || string(body) != string(zip) {
 		t.Fatalf("dist through an authenticated upstream: %d %v %q", resp.StatusCode, err, body)
 	}
@@ -78,7 +77,7 @@ func TestUpstreamCredentialsGoOnlyToTheirHost(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	resp, body, _ = do(t, "GET", hs.URL+"/wrong/p2/priv/pkg.json")
+	resp, body, _ = do(t, "GET", hsURL+"/wrong/p2/priv/pkg.json")
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "credentials") {
 		t.Errorf("wrong upstream credentials: %d %s, want 502 naming the credentials", resp.StatusCode, body)
 	}

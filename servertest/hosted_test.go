@@ -14,7 +14,6 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	neturl "net/url"
 	"strings"
 	"testing"
@@ -24,6 +23,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
+	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
@@ -285,12 +285,11 @@ func TestUploadsNeedAWriteToken(t *testing.T) {
 // lists what is published, and any other name is a 404.
 func TestHostedOnlyComposerRepository(t *testing.T) {
 	st, _ := local.New(t.TempDir())
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
+	srv := newServer(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
 		Mirrors: []proxy.Mirror{{Name: "private", Type: "composer", Hosted: true, TTL: time.Minute}},
 		Tokens:  hostedTokens(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	base := hs.URL + "/private"
+	hsURL := mirrortest.ServeProxy(t, srv)
+	base := hsURL + "/private"
 	if resp, body := publishComposer(t, base, writeSecret, "acme/lib", "2.0.0-beta1", composerZip(t, "acme/lib", "")); resp.StatusCode != 201 {
 		t.Fatalf("publish: %d %s", resp.StatusCode, body)
 	}
@@ -312,12 +311,11 @@ func TestHostedOnlyComposerRepository(t *testing.T) {
 // answers 404 for any other.
 func TestHostedOnlyPyPIRepository(t *testing.T) {
 	st, _ := local.New(t.TempDir())
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
+	srv := newServer(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
 		Mirrors: []proxy.Mirror{{Name: "private", Type: "pypi", Hosted: true, TTL: time.Minute}},
 		Tokens:  hostedTokens(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	base := hs.URL + "/private"
+	hsURL := mirrortest.ServeProxy(t, srv)
+	base := hsURL + "/private"
 	filename, whl := wheel(t, "Private.Pkg", "1.0", ">=3.8")
 	ct, body := twineForm("Private.Pkg", "1.0", filename, whl)
 	if resp, msg := send(t, http.MethodPost, base+"/legacy", writeSecret, ct, body); resp.StatusCode != 200 {
@@ -368,12 +366,11 @@ func hostedPyPIEnv(t *testing.T) (base string, st *local.Store, up *fakepypi.Ser
 	}
 	t.Cleanup(up.Stop)
 	st, _ = local.New(t.TempDir())
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
+	srv := newServer(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
 		Mirrors: []proxy.Mirror{{Name: "pypi", Type: "pypi", URL: up.IndexURL(), Hosted: true, TTL: time.Minute, NotFoundTTL: time.Second}},
 		Tokens:  hostedTokens(t), UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return hs.URL + "/pypi", st, up
+	hsURL := mirrortest.ServeProxy(t, srv)
+	return hsURL + "/pypi", st, up
 }
 
 // twine's legacy upload: the file appears in both page formats with its

@@ -4,13 +4,13 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
+	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
@@ -25,12 +25,11 @@ func TestOfflineMirrorServesStorageOnly(t *testing.T) {
 	defer up.Stop()
 	st, _ := local.New(t.TempDir())
 	start := func(offline bool) string {
-		srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
+		srv := newServer(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
 			Mirrors:         []proxy.Mirror{{Name: "pypi", Type: "pypi", URL: up.IndexURL(), TTL: time.Nanosecond, NotFoundTTL: time.Second, Offline: offline}},
 			UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		hs := httptest.NewServer(srv.Handler())
-		t.Cleanup(func() { hs.Close(); srv.Close() })
-		return hs.URL + "/pypi"
+		hsURL := mirrortest.ServeProxy(t, srv)
+		return hsURL + "/pypi"
 	}
 	online := start(false)
 	_, page, _ := do(t, "GET", online+"/simple/dep-pkg/", "Accept", "application/vnd.pypi.simple.v1+json")

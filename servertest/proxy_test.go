@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
+	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
@@ -37,10 +37,19 @@ type env struct {
 // from storage.
 func (e *env) restart(t testing.TB) {
 	t.Helper()
-	srv := proxy.New(e.opts)
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	e.srv, e.url = srv, hs.URL+"/packagist"
+	srv := newServer(e.opts)
+	hsURL := mirrortest.ServeProxy(t, srv)
+	e.srv, e.url = srv, hsURL+"/packagist"
+}
+
+// newServer is proxy.New under the server the tests run with
+// (HTTP_SERVER=std: net/http alone; else h1's loop in front of it, as the
+// binary's default).
+func newServer(o proxy.Options) *proxy.Server {
+	if mirrortest.StdHTTP() {
+		o.StdHTTP = true
+	}
+	return proxy.New(o)
 }
 
 func newEnv(t testing.TB, ttl time.Duration) *env { t.Helper(); return newEnvWith(t, ttl, nil) }
@@ -50,9 +59,8 @@ func newEnv(t testing.TB, ttl time.Duration) *env { t.Helper(); return newEnvWit
 func newEnvWith(t testing.TB, ttl time.Duration, mod func(*proxy.Options)) *env {
 	t.Helper()
 	return startEnv(t, ttl, mod, func(srv *proxy.Server) string {
-		hs := httptest.NewServer(srv.Handler())
-		t.Cleanup(func() { hs.Close(); srv.Close() })
-		return hs.URL
+		hsURL := mirrortest.ServeProxy(t, srv)
+		return hsURL
 	})
 }
 
@@ -78,7 +86,7 @@ func startEnv(t testing.TB, ttl time.Duration, mod func(*proxy.Options), serve f
 	if mod != nil {
 		mod(&opts)
 	}
-	srv := proxy.New(opts)
+	srv := newServer(opts)
 	return &env{up: up, store: st, srv: srv, url: serve(srv) + "/packagist", opts: opts}
 }
 

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
+	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
@@ -23,13 +23,11 @@ func TestOlderSerialNeverReplacesAPage(t *testing.T) {
 	}
 	defer up.Stop()
 	st, _ := local.New(t.TempDir())
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d",
+	srv := newServer(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d",
 		Mirrors: []proxy.Mirror{{Name: "pypi", Type: "pypi", URL: up.IndexURL(), TTL: 50 * time.Millisecond, NotFoundTTL: time.Second}},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	defer srv.Close()
-	page := hs.URL + "/pypi/simple/dep-pkg/"
+	hsURL := mirrortest.ServeProxy(t, srv)
+	page := hsURL + "/pypi/simple/dep-pkg/"
 	up.SetSerial("dep-pkg", 500)
 	if resp, _, _ := do(t, "GET", page); resp.StatusCode != 200 {
 		t.Fatal(resp.Status)
@@ -58,24 +56,22 @@ func TestHTMLUpstreamNamesAndUpstream404(t *testing.T) {
 	}
 	defer up.Stop()
 	st, _ := local.New(t.TempDir())
-	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d",
+	srv := newServer(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d",
 		Mirrors: []proxy.Mirror{
 			{Name: "pypi", Type: "pypi", URL: up.IndexURL(), TTL: time.Minute, NotFoundTTL: time.Second},
 			{Name: "nosimple", Type: "pypi", URL: strings.TrimSuffix(up.IndexURL(), "/simple"), TTL: time.Minute, NotFoundTTL: time.Second},
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	defer srv.Close()
-	_, body, _ := do(t, "GET", hs.URL+"/pypi/simple/dep-pkg/", "Accept", "application/vnd.pypi.simple.v1+json")
+	hsURL := mirrortest.ServeProxy(t, srv)
+	_, body, _ := do(t, "GET", hsURL+"/pypi/simple/dep-pkg/", "Accept", "application/vnd.pypi.simple.v1+json")
 	if !strings.Contains(string(body), `"name":"dep-pkg"`) {
 		t.Errorf("JSON from an HTML upstream: %s", body)
 	}
-	_, body, _ = do(t, "GET", hs.URL+"/pypi/simple/dep-pkg/", "Accept", "text/html")
+	_, body, _ = do(t, "GET", hsURL+"/pypi/simple/dep-pkg/", "Accept", "text/html")
 	if !strings.Contains(string(body), "<title>Links for dep-pkg</title>") {
 		t.Errorf("HTML from an HTML upstream: %s", body)
 	}
-	resp, body, _ := do(t, "GET", hs.URL+"/nosimple/simple/dep-pkg/")
+	resp, body, _ := do(t, "GET", hsURL+"/nosimple/simple/dep-pkg/")
 	if resp.StatusCode != 404 || !strings.Contains(string(body), up.Addr()+"/dep-pkg/") {
 		t.Errorf("a mirror URL without /simple: %d %s, want a 404 naming the upstream URL", resp.StatusCode, body)
 	}

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	neturl "net/url"
 	"runtime"
 	"strings"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/internal/hostile"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
+	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
@@ -91,10 +91,9 @@ func newProxy(t *testing.T, dir, typ, upstream string, mod func(*proxy.Options))
 	if mod != nil {
 		mod(&opts)
 	}
-	srv := proxy.New(opts)
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return &hostileEnv{store: st, srv: srv, base: hs.URL, logs: logs}
+	srv := newServer(opts)
+	hsURL := mirrortest.ServeProxy(t, srv)
+	return &hostileEnv{store: st, srv: srv, base: hsURL, logs: logs}
 }
 
 const pypiJSON = "application/vnd.pypi.simple.v1+json"

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,9 +114,15 @@ func startTTL(t *testing.T, st *countingStore, typ, url string, ttl time.Duratio
 		UpstreamTimeout: 3 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		// Failures not remembered: the contract checks that a healed
 		// upstream is fetched again.
-		VerifyFailureTTL: -1}
+		VerifyFailureTTL: -1, StdHTTP: StdHTTP()}
 	return &env{store: st, base: ServeProxy(t, proxy.New(opts)) + "/m", opts: opts}
 }
+
+// StdHTTP reports whether tests run the proxy under net/http alone
+// (HTTP_SERVER=std in the test's environment, as the binary's setting)
+// rather than h1's loop in front of it (the default). ./scripts/test runs
+// this contract and servertest both ways.
+func StdHTTP() bool { return os.Getenv("HTTP_SERVER") == "std" }
 
 // ServeProxy runs srv as the binary does (its own Serve: the HTTP/1.1 loop
 // of package h1, where warm documents are replayed, in front of net/http)
@@ -161,7 +168,7 @@ func ServeOn(t *testing.T, st storage.Store, m proxy.Mirror) string {
 		m.NotFoundTTL = time.Second
 	}
 	opts := proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist", Mirrors: []proxy.Mirror{m},
-		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), StdHTTP: StdHTTP()}
 	if m.Hosted {
 		// Uploads need a token (Do sends it); reads stay open.
 		opts.Mirrors[0].Public = true

@@ -7,12 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakenpm"
+	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
@@ -33,10 +33,9 @@ func newEnv(t *testing.T) *env {
 	st, _ := local.New(t.TempDir())
 	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
 		Mirrors:         []proxy.Mirror{{Name: "npm", Type: "npm", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second}},
-		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return &env{up: up, store: st, url: hs.URL + "/npm"}
+		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), StdHTTP: mirrortest.StdHTTP()})
+	hsURL := mirrortest.ServeProxy(t, srv)
+	return &env{up: up, store: st, url: hsURL + "/npm"}
 }
 
 func get(t *testing.T, url string, hdr ...string) (*http.Response, []byte) {

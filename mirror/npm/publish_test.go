@@ -15,7 +15,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakenpm"
 	"github.com/mirror-proxy/mirror-proxy/internal/hostile"
+	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
@@ -41,10 +41,9 @@ func hostedEnv(t *testing.T) (string, *local.Store) {
 	srv := proxy.New(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
 		Mirrors:         []proxy.Mirror{{Name: "npm", Type: "npm", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second, Hosted: true, Public: true}},
 		Tokens:          []proxy.Token{{Name: "ci", SHA256: sum, Read: true, Write: true}},
-		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return hs.URL + "/npm", st
+		UpstreamTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), StdHTTP: mirrortest.StdHTTP()})
+	hsURL := mirrortest.ServeProxy(t, srv)
+	return hsURL + "/npm", st
 }
 
 // tgzOf is a package tarball with a payload of n random bytes.

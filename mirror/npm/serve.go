@@ -25,7 +25,11 @@ func init() {
 		// The registry publishes within seconds; a packument is small to
 		// revalidate (ETag).
 		DefaultTTL: 5 * time.Minute,
-		Hosts:      true,
+		// npm and pacote describe each request in headers; no handler
+		// reads them.
+		ReplayIgnores: []string{"Npm-Command", "Npm-Session", "Npm-Scope", "Npm-In-Ci", "Npm-Auth-Type",
+			"Pacote-Version", "Pacote-Req-Type", "Pacote-Pkg-Id"},
+		Hosts: true,
 		New:        newMirror,
 	})
 }
