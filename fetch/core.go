@@ -23,6 +23,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/internal/randid"
 	"github.com/mirror-proxy/mirror-proxy/storage"
+	"github.com/mirror-proxy/mirror-proxy/storage/metered"
 )
 
 const userAgent = "mirror-proxy/1 (+https://github.com/mirror-proxy/mirror-proxy)"
@@ -109,7 +110,7 @@ func NewCore(cfg Config) *Core {
 	m := newMetrics(o.Coordinator != nil)
 	m.isKnownMethod = o.IsKnownMethod
 	c := &Core{
-		store: countedStore{o.Store, m}, metrics: m, mem: cache.NewMemory[*MetaEntry](o.MemoryCacheBytes),
+		store: metered.New(o.Store, func(op, result string) { m.storageOps.with(op, result).Inc() }), metrics: m, mem: cache.NewMemory[*MetaEntry](o.MemoryCacheBytes),
 		coord: o.Coordinator, id: randid.New(), leaseTTL: 10 * time.Second, leaseWait: o.LeaseWait,
 		metaDisk: o.MetaCache, distDisk: o.DistCache, log: o.Logger, now: time.Now,
 		flights: map[string]*flight{}, spoolDir: spool,

@@ -375,12 +375,37 @@ func (c *Core) loadMeta(ctx context.Context, key string, skipDisk bool) *MetaEnt
 	return e
 }
 
+// refreshMeta finds a document: the copy held (memory, disk cache,
+// storage) while it is fresh, else, with Redis, another replica's word
+// or its fetch, else the upstream's answer to a conditional request.
 func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, error) {
 	now := c.now()
+	e, done := c.localMeta(ctx, src, now)
+	if done {
+		return MetaResult{Entry: e}, nil
+	}
+	rf := &refresh{c: c, src: src, e: e, have: e != nil && !e.notFound, now: now}
+	if rf.have && now.Sub(time.Unix(0, e.failed.Load())) < min(retryAfterFailure, src.TTL) {
+		return MetaResult{Entry: e, Stale: true}, nil
+	}
+	if c.coord != nil {
+		res, done, release := rf.coordinate(ctx)
+		defer release()
+		if done {
+			return res, nil
+		}
+	}
+	return rf.revalidate(ctx)
+}
+
+// localMeta returns the copy of a document this replica holds (memory,
+// then disk cache and storage), and done when it is fresh (or a recent
+// refusal) and is the answer.
+func (c *Core) localMeta(ctx context.Context, src *MetaSource, now time.Time) (e *MetaEntry, done bool) {
 	e, ok := c.mem.Get(src.Key)
 	if ok && e.rejected != nil {
 		if c.fresh(e, src, now) {
-			return MetaResult{Entry: e}, nil
+			return e, true
 		}
 		e, ok = nil, false
 	}
@@ -393,69 +418,90 @@ func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, er
 			c.mem.Add(src.Key, e, e.weight())
 		}
 	}
-	if e != nil && c.fresh(e, src, now) {
-		return MetaResult{Entry: e}, nil
-	}
-	have := e != nil && !e.notFound
-	if have && now.Sub(time.Unix(0, e.failed.Load())) < min(retryAfterFailure, src.TTL) {
-		return MetaResult{Entry: e, Stale: true}, nil
-	}
-	if have && c.coord != nil {
+	return e, e != nil && c.fresh(e, src, now)
+}
+
+// refresh is one revalidation of a document against its upstream.
+type refresh struct {
+	c    *Core
+	src  *MetaSource
+	e    *MetaEntry // the copy held (nil: none)
+	have bool       // e is a document (not a remembered 404)
+	now  time.Time
+}
+
+// coordinate asks the other replicas (Redis) before the upstream: done
+// when one confirmed the document within the TTL, or is fetching it now
+// (its copy, or this one's while it is just expired, is the answer).
+// release ends this replica's turn to revalidate.
+func (rf *refresh) coordinate(ctx context.Context) (res MetaResult, done bool, release func()) {
+	c, src, e := rf.c, rf.src, rf.e
+	if rf.have {
 		// Shared freshness: if any replica confirmed this document within
 		// the TTL, take its word (and its newer copy from storage, when it
 		// stored one) instead of asking the upstream again.
-		if t, version, ok := c.coord.LastChecked(ctx, src.Key); ok && now.Sub(t) < src.TTL {
+		if t, version, ok := c.coord.LastChecked(ctx, src.Key); ok && rf.now.Sub(t) < src.TTL {
 			if version == e.header.Fetched {
 				e.checked.Store(t.UnixNano())
-				return MetaResult{Entry: e}, nil
+				return MetaResult{Entry: e}, true, func() {}
 			}
 			if ne := c.loadMeta(ctx, src.Key, true); ne != nil && ne.header.Fetched >= version {
 				ne.checked.Store(t.UnixNano())
 				c.mem.Add(src.Key, ne, ne.weight())
-				return MetaResult{Entry: ne}, nil
+				return MetaResult{Entry: ne}, true, func() {}
 			}
 		}
-		// One replica revalidates; the others keep serving their copy,
-		// just expired, for the moment it takes.
-		lease, ok, err := c.coord.TryLease(ctx, "revalidate:"+src.Key, 10*time.Second)
-		if err == nil && !ok {
-			return MetaResult{Entry: e}, nil
+	}
+	// One replica revalidates. The others keep serving their copy, just
+	// expired, for the moment it takes; without a copy (a cold document)
+	// they wait for it to land in storage, and fetch it themselves only
+	// if it does not.
+	release = func() {}
+	lease, ok, err := c.coord.TryLease(ctx, "revalidate:"+src.Key, 10*time.Second)
+	if lease != nil {
+		release = lease.Release
+	}
+	if err == nil && !ok {
+		if rf.have {
+			return MetaResult{Entry: e}, true, release
 		}
-		if lease != nil {
-			defer lease.Release()
+		if ne := c.awaitMeta(ctx, src.Key); ne != nil {
+			return MetaResult{Entry: ne}, true, release
 		}
 	}
+	return MetaResult{}, false, release
+}
 
-	if !have && c.coord != nil {
-		// A cold document: one replica fetches it, the others wait for it
-		// to land in storage (and fetch it themselves only if it does not).
-		lease, ok, err := c.coord.TryLease(ctx, "revalidate:"+src.Key, 10*time.Second)
-		if err == nil && !ok {
-			if ne := c.awaitMeta(ctx, src.Key); ne != nil {
-				return MetaResult{Entry: ne}, nil
-			}
-		}
-		if lease != nil {
-			defer lease.Release()
-		}
-	}
-
+// request is the conditional request for the document.
+func (rf *refresh) request(ctx context.Context) (*http.Request, error) {
+	src := rf.src
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 	if err != nil {
-		return MetaResult{}, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("bad upstream URL %q: %v", httpx.SafeURL(src.URL), err)}
+		return nil, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("bad upstream URL %q: %v", httpx.SafeURL(src.URL), err)}
 	}
 	req.Header.Set("Accept-Encoding", "gzip")
 	setAgent(req, src.Agent)
 	if src.Accept != "" {
 		req.Header.Set("Accept", src.Accept)
 	}
-	if have {
-		if e.header.LastModified != "" {
-			req.Header.Set("If-Modified-Since", e.header.LastModified)
+	if rf.have {
+		if rf.e.header.LastModified != "" {
+			req.Header.Set("If-Modified-Since", rf.e.header.LastModified)
 		}
-		if e.header.ETag != "" {
-			req.Header.Set("If-None-Match", e.header.ETag)
+		if rf.e.header.ETag != "" {
+			req.Header.Set("If-None-Match", rf.e.header.ETag)
 		}
+	}
+	return req, nil
+}
+
+// revalidate asks the upstream: unchanged keeps the copy held, a 404 is
+// remembered for a while, a new document is accepted.
+func (rf *refresh) revalidate(ctx context.Context) (MetaResult, error) {
+	c, src, e := rf.c, rf.src, rf.e
+	req, err := rf.request(ctx)
+	if err != nil {
+		return MetaResult{}, err
 	}
 	// Fetches at once are bounded: each may hold a document (up to
 	// MAX_METADATA_BYTES) and its parsed form in memory.
@@ -463,93 +509,114 @@ func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, er
 	case c.fetchSem <- struct{}{}:
 		defer func() { <-c.fetchSem }()
 	case <-ctx.Done():
-		if have {
+		if rf.have {
 			return MetaResult{Entry: e, Stale: true}, nil
 		}
 		return MetaResult{}, &httpx.UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5", Msg: "too many metadata fetches at once; retry shortly"}
 	}
 	resp, err := src.Client.Do(req)
-	if err == nil {
-		defer resp.Body.Close()
-	}
-	fail := func(uerr *httpx.UpstreamError) (MetaResult, error) {
-		c.metrics.upstream.with("metadata", "error").Add(1)
-		if have {
-			e.failed.Store(now.UnixNano())
-			c.log.Warn("upstream failed; serving stale metadata", "key", src.Key, "url", httpx.SafeURL(src.URL), "err", uerr.Msg)
-			return MetaResult{Entry: e, Stale: true}, nil
-		}
-		return MetaResult{}, uerr
-	}
 	if err != nil {
-		return fail(TransportError(src.URL, err))
+		return rf.fail(TransportError(src.URL, err))
 	}
+	defer resp.Body.Close()
 	switch {
-	case resp.StatusCode == http.StatusNotModified && have:
+	case resp.StatusCode == http.StatusNotModified && rf.have:
 		c.metrics.upstream.with("metadata", "not_modified").Add(1)
-		e.checked.Store(now.UnixNano())
-		c.shareChecked(ctx, src, e, now)
-		return MetaResult{Entry: e}, nil
+		return rf.confirmed(ctx), nil
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		c.metrics.upstream.with("metadata", "not_found").Add(1)
 		neg := &MetaEntry{key: src.Key, notFound: true, header: envelope{URL: httpx.SafeURL(src.URL)}}
-		neg.checked.Store(now.UnixNano())
+		neg.checked.Store(rf.now.UnixNano())
 		c.mem.Add(src.Key, neg, 64)
 		return MetaResult{Entry: neg}, nil
 	case resp.StatusCode != http.StatusOK:
-		return fail(StatusError(src.URL, resp))
+		return rf.fail(StatusError(src.URL, resp))
 	}
-	// reject records a refused document for a short while: the same
-	// bytes would be refused again.
-	reject := func(uerr *httpx.UpstreamError) (MetaResult, error) {
-		if !have {
-			rej := &MetaEntry{key: src.Key, rejected: uerr}
-			rej.checked.Store(now.UnixNano())
-			c.mem.Add(src.Key, rej, 64)
-		}
-		return fail(uerr)
+	return rf.accept(ctx, resp)
+}
+
+// confirmed keeps the copy held as fresh (the upstream says it is
+// current), and tells the other replicas.
+func (rf *refresh) confirmed(ctx context.Context) MetaResult {
+	rf.e.checked.Store(rf.now.UnixNano())
+	rf.c.shareChecked(ctx, rf.src, rf.e, rf.now)
+	return MetaResult{Entry: rf.e}
+}
+
+// fail answers an upstream failure: the copy held, stale, when there is
+// one.
+func (rf *refresh) fail(uerr *httpx.UpstreamError) (MetaResult, error) {
+	rf.c.metrics.upstream.with("metadata", "error").Add(1)
+	if rf.have {
+		rf.e.failed.Store(rf.now.UnixNano())
+		rf.c.log.Warn("upstream failed; serving stale metadata", "key", rf.src.Key, "url", httpx.SafeURL(rf.src.URL), "err", uerr.Msg)
+		return MetaResult{Entry: rf.e, Stale: true}, nil
 	}
+	return MetaResult{}, uerr
+}
+
+// reject is fail for a document refused (too large, rejected by the
+// ecosystem): the refusal is remembered for a short while, as the same
+// bytes would be refused again.
+func (rf *refresh) reject(uerr *httpx.UpstreamError) (MetaResult, error) {
+	if !rf.have {
+		rej := &MetaEntry{key: rf.src.Key, rejected: uerr}
+		rej.checked.Store(rf.now.UnixNano())
+		rf.c.mem.Add(rf.src.Key, rej, 64)
+	}
+	return rf.fail(uerr)
+}
+
+// accept reads a new document from the upstream's 200, has the ecosystem
+// check and transform it, and keeps it.
+func (rf *refresh) accept(ctx context.Context, resp *http.Response) (MetaResult, error) {
+	c, src := rf.c, rf.src
 	body, release, err := c.ReadBody(ctx, resp)
 	defer release()
-	if errors.Is(err, errBusy) {
-		return fail(&httpx.UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5", Msg: err.Error()})
-	}
-	if errors.Is(err, errTooLarge) {
-		return reject(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream document %s is %v (MAX_METADATA_BYTES=%d)", httpx.SafeURL(src.URL), err, c.maxMeta)})
-	}
-	if err != nil {
-		return fail(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("reading %s: %v", httpx.SafeURL(src.URL), err)})
+	switch {
+	case errors.Is(err, errBusy):
+		return rf.fail(&httpx.UpstreamError{Status: http.StatusServiceUnavailable, RetryAfter: "5", Msg: err.Error()})
+	case errors.Is(err, errTooLarge):
+		return rf.reject(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream document %s is %v (MAX_METADATA_BYTES=%d)", httpx.SafeURL(src.URL), err, c.maxMeta)})
+	case err != nil:
+		return rf.fail(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("reading %s: %v", httpx.SafeURL(src.URL), err)})
 	}
 	var serial int64
 	if src.SerialHeader != "" {
 		serial, _ = strconv.ParseInt(resp.Header.Get(src.SerialHeader), 10, 64)
-		if have && serial > 0 && serial < e.header.Serial {
+		if rf.have && serial > 0 && serial < rf.e.header.Serial {
 			c.log.Warn("upstream answered with an older serial; keeping the stored page", "key", src.Key,
-				"stored_serial", e.header.Serial, "upstream_serial", serial)
-			e.checked.Store(now.UnixNano())
-			c.shareChecked(ctx, src, e, now)
-			return MetaResult{Entry: e}, nil
+				"stored_serial", rf.e.header.Serial, "upstream_serial", serial)
+			return rf.confirmed(ctx), nil
 		}
 	}
 	c.metrics.upstream.with("metadata", "ok").Add(1)
 	if src.Transform != nil {
 		if body, err = src.Transform(body, resp); err != nil {
-			return reject(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream document %s rejected: %v", httpx.SafeURL(src.URL), err)})
+			return rf.reject(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream document %s rejected: %v", httpx.SafeURL(src.URL), err)})
 		}
 	}
 	ne, err := encodeMeta(src.Key, body, envelope{
 		LastModified: resp.Header.Get("Last-Modified"), ETag: resp.Header.Get("ETag"),
-		Fetched: now.Unix(), URL: httpx.SafeURL(src.URL), Serial: serial,
+		Fetched: rf.now.Unix(), URL: httpx.SafeURL(src.URL), Serial: serial,
 	})
 	if err != nil {
-		return fail(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: err.Error()})
+		return rf.fail(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: err.Error()})
 	}
-	ne.checked.Store(now.UnixNano())
+	rf.keep(ctx, ne, body)
+	return MetaResult{Entry: ne}, nil
+}
+
+// keep stores a new document (storage, then the disk cache and memory),
+// tells the other replicas, and the ecosystem what it replaced.
+func (rf *refresh) keep(ctx context.Context, ne *MetaEntry, body []byte) {
+	c, src := rf.c, rf.src
+	ne.checked.Store(rf.now.UnixNano())
 	if err := c.store.Put(ctx, src.Key, bytes.NewReader(ne.gz), storage.PutOptions{Size: int64(len(ne.gz)), ContentType: "application/gzip"}); err != nil {
 		c.metrics.notStored.with("metadata").Add(1)
 		c.log.Warn("storage write failed; metadata served from memory only", "key", src.Key, "err", err)
 	} else {
-		c.shareChecked(ctx, src, ne, now)
+		c.shareChecked(ctx, src, ne, rf.now)
 		if c.coord != nil {
 			c.coord.Invalidate(ctx, c.id+" "+src.Key)
 		}
@@ -558,12 +625,11 @@ func (c *Core) refreshMeta(ctx context.Context, src *MetaSource) (MetaResult, er
 		_ = c.metaDisk.Put(src.Key, bytes.NewReader(ne.gz))
 	}
 	c.mem.Add(src.Key, ne, ne.weight())
-	if have && src.Replaced != nil {
-		if old, err := e.body(); err == nil {
+	if rf.have && src.Replaced != nil {
+		if old, err := rf.e.body(); err == nil {
 			src.Replaced(ctx, old, body)
 		}
 	}
-	return MetaResult{Entry: ne}, nil
 }
 
 // DropFile removes a stored file that the metadata no longer vouches for

@@ -1,9 +1,6 @@
 package fetch
 
 import (
-	"context"
-	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -14,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/buildinfo"
-	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
 // Metrics are Prometheus' client_golang collectors in a registry of the
@@ -214,58 +210,4 @@ func (m *Metrics) Observe(route, method string, status int, size int64, took tim
 	if size > 0 {
 		r.bytes.Add(float64(size))
 	}
-}
-
-func storageResult(err error) string {
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, storage.ErrNotFound):
-		return "not_found"
-	case errors.Is(err, storage.ErrExists):
-		return "exists"
-	case errors.Is(err, storage.ErrPreconditionFailed):
-		return "precondition_failed"
-	}
-	return "error"
-}
-
-// countedStore counts every storage call by operation and result.
-type countedStore struct {
-	storage.Store
-	m *Metrics
-}
-
-var _ storage.Store = countedStore{}
-
-func (s countedStore) count(op string, err error) { s.m.storageOps.with(op, storageResult(err)).Inc() }
-
-func (s countedStore) Get(ctx context.Context, key string, rng storage.Range) (io.ReadCloser, storage.Info, error) {
-	rc, info, err := s.Store.Get(ctx, key, rng)
-	s.count("get", err)
-	return rc, info, err
-}
-
-func (s countedStore) Stat(ctx context.Context, key string) (storage.Info, error) {
-	info, err := s.Store.Stat(ctx, key)
-	s.count("stat", err)
-	return info, err
-}
-
-func (s countedStore) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) error {
-	err := s.Store.Put(ctx, key, r, opts)
-	s.count("put", err)
-	return err
-}
-
-func (s countedStore) Delete(ctx context.Context, key string) error {
-	err := s.Store.Delete(ctx, key)
-	s.count("delete", err)
-	return err
-}
-
-func (s countedStore) List(ctx context.Context, prefix string, fn func(storage.Info) error) error {
-	err := s.Store.List(ctx, prefix, fn)
-	s.count("list", err)
-	return err
 }
