@@ -70,36 +70,110 @@ type Core struct {
 	repos     []*hosted.Repo // hosted repositories, told of invalidations
 	leaseTTL  time.Duration
 	leaseWait time.Duration
+
+	cfg Config // as configured, defaults applied
 }
 
-// Config configures a Core.
+// Config is the core's configuration, defaults applied.
+func (c *Core) Config() Config { return c.cfg }
+
+// Off is the value of a Config setting that is switched off
+// (VerifyFailureTTL, FinishShare), where the zero value means the default.
+const Off = -1
+
+// Config configures a Core. Zero values take the defaults (withDefaults,
+// the one place they are set; the environment's defaults in
+// cmd/mirror-proxy are checked against them by a test).
 type Config struct {
-	Store            storage.Store
+	Store     storage.Store
+	MetaCache *cache.Disk // optional
+	DistCache *cache.Disk // optional
+	// DistCacheDir is DistCache's directory: downloads are spooled there
+	// and linked in.
+	DistCacheDir string
+	Logger       *slog.Logger
+	Coordinator  *coord.Coordinator // optional
+	// MemoryCacheBytes bounds the memory cache of metadata (default 256
+	// MiB; negative: none).
 	MemoryCacheBytes int64
-	MetaCache        *cache.Disk // optional
-	DistCache        *cache.Disk // optional
-	DistCacheDir     string
-	UpstreamTimeout  time.Duration
-	Logger           *slog.Logger
-	Coordinator      *coord.Coordinator // optional
-	LeaseWait        time.Duration
-	MaxMetadataBytes int64
-	VerifyFailureTTL time.Duration
-	// UpstreamIdleTimeout, MaxFileBytes, FinishShare and MetadataFetches:
-	// see proxy.Options.
+	// UpstreamTimeout bounds an upstream's answer (default 30 s).
+	UpstreamTimeout time.Duration
+	// UpstreamIdleTimeout gives up a file download whose body delivers
+	// nothing for this long (default: UpstreamTimeout).
 	UpstreamIdleTimeout time.Duration
-	MaxFileBytes        int64
-	FinishShare         float64
-	MetadataFetches     int
+	// LeaseWait bounds how long a request waits for another replica's
+	// download before answering 503 (default 60 s).
+	LeaseWait time.Duration
+	// MaxMetadataBytes caps one upstream metadata document, decompressed
+	// (default 64 MiB).
+	MaxMetadataBytes int64
+	// MaxFileBytes caps one downloaded file when the metadata gives no
+	// size (default 2 GiB).
+	MaxFileBytes int64
+	// VerifyFailureTTL is how long a file that failed verification is
+	// answered with the same 502 without being fetched again, by every
+	// replica when Redis is there (default 30 s; Off: not at all).
+	VerifyFailureTTL time.Duration
+	// FinishShare: a download every client has left goes on only if it is
+	// past this share of its size (default 0.5; Off finishes every
+	// download of a known size, above 1 stops them all).
+	FinishShare float64
+	// MetadataFetches bounds the upstream metadata fetches running at
+	// once in this process (default 16).
+	MetadataFetches int
 	// MetadataMemoryBytes bounds the decoded metadata held by every read
-	// at once (METADATA_MEMORY_BYTES); at least twice MaxMetadataBytes.
+	// at once (default 256 MiB; at least twice MaxMetadataBytes): more
+	// wait, and past 10 s answer 503.
 	MetadataMemoryBytes int64
 	// IsKnownMethod bounds the method label of request metrics.
 	IsKnownMethod func(string) bool
 }
 
+// Defaults are the settings a Config's zero values mean (a zero
+// UpstreamIdleTimeout means UpstreamTimeout).
+var Defaults = Config{
+	MemoryCacheBytes:    256 << 20,
+	UpstreamTimeout:     30 * time.Second,
+	LeaseWait:           60 * time.Second,
+	MaxMetadataBytes:    64 << 20, // the largest p2 files and PyPI pages are a few MB
+	MaxFileBytes:        2 << 30,
+	VerifyFailureTTL:    30 * time.Second,
+	FinishShare:         0.5,
+	MetadataFetches:     16,
+	MetadataMemoryBytes: 256 << 20,
+}
+
+// withDefaults is o with every zero setting at its default.
+func (o Config) withDefaults() Config {
+	setDefault(&o.MemoryCacheBytes, Defaults.MemoryCacheBytes)
+	setDefault(&o.UpstreamTimeout, Defaults.UpstreamTimeout)
+	setDefault(&o.UpstreamIdleTimeout, o.UpstreamTimeout)
+	setDefault(&o.LeaseWait, Defaults.LeaseWait)
+	setDefault(&o.MaxMetadataBytes, Defaults.MaxMetadataBytes)
+	setDefault(&o.MaxFileBytes, Defaults.MaxFileBytes)
+	setDefault(&o.VerifyFailureTTL, Defaults.VerifyFailureTTL)
+	setDefault(&o.FinishShare, Defaults.FinishShare)
+	setDefault(&o.MetadataFetches, Defaults.MetadataFetches)
+	setDefault(&o.MetadataMemoryBytes, Defaults.MetadataMemoryBytes)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.IsKnownMethod == nil {
+		o.IsKnownMethod = func(string) bool { return true }
+	}
+	return o
+}
+
+// setDefault sets *v to def when it is zero.
+func setDefault[T int | int64 | float64 | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
 // NewCore returns the core; Stop ends its background work.
 func NewCore(cfg Config) *Core {
+	cfg = cfg.withDefaults()
 	o := &cfg
 	spool := os.TempDir()
 	if o.DistCache != nil {
@@ -116,11 +190,10 @@ func NewCore(cfg Config) *Core {
 		flights: map[string]*flight{}, spoolDir: spool,
 		upstreamTimeout: o.UpstreamTimeout, downloadTimeout: 2 * time.Hour,
 		maxMeta: o.MaxMetadataBytes, maxFile: o.MaxFileBytes, idleTimeout: o.UpstreamIdleTimeout, verifyFailureTTL: o.VerifyFailureTTL, finishShare: o.FinishShare, fetchSem: make(chan struct{}, o.MetadataFetches),
-		bg: bg, cancelBg: cancel, budget: newBudget(o.MetadataMemoryBytes, o.MaxMetadataBytes),
+		bg: bg, cancelBg: cancel, budget: newBudget(o.MetadataMemoryBytes, o.MaxMetadataBytes), cfg: cfg,
 	}
-	if c.leaseWait <= 0 {
-		c.leaseWait = 60 * time.Second
-	}
+	m.gaugeFunc("mirror_memory_cache_bytes", "Bytes the memory cache of metadata holds, as its budget (MEMORY_CACHE_BYTES) counts them.",
+		func() float64 { return float64(c.mem.Used()) })
 	if c.coord != nil {
 		c.coord.OnError = func(err error) {
 			m.redisErrors.Inc()
@@ -172,17 +245,4 @@ func (c *Core) MaxMetadataBytes() int64 { return c.maxMeta }
 // UpstreamTimeout is UPSTREAM_TIMEOUT.
 func (c *Core) UpstreamTimeout() time.Duration { return c.upstreamTimeout }
 
-// PurgeMemory drops the memory cache (tests).
-func (c *Core) PurgeMemory() { c.mem.Purge() }
 
-// MemoryUsed is what the memory cache counts (tests).
-func (c *Core) MemoryUsed() int64 { return c.mem.Used() }
-
-// Peek returns the parsed form of a document in memory, if any (tests).
-func (c *Core) Peek(key string) any {
-	e, ok := c.mem.Get(key)
-	if !ok {
-		return nil
-	}
-	return e.parsed
-}

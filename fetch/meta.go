@@ -19,10 +19,6 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
-// DefaultMaxMeta caps one metadata document (MAX_METADATA_BYTES): the
-// largest p2 files and PyPI pages are a few MB; this is far above that,
-// and far below what would threaten the process.
-const DefaultMaxMeta = 64 << 20
 
 // errTooLarge: a document or file is larger than its limit.
 var errTooLarge = errors.New("larger than the configured limit")

@@ -88,6 +88,11 @@ func newMetrics(withRedis bool) *Metrics {
 	return m
 }
 
+// gaugeFunc registers a gauge read from fn at each scrape.
+func (m *Metrics) gaugeFunc(name, help string, fn func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
+}
+
 // promauto registers what it makes in one registry.
 type promauto struct{ r prometheus.Registerer }
 

@@ -43,18 +43,15 @@ func KnownType(t string) bool { _, ok := mirror.Lookup(t); return ok }
 // Types lists the registered mirror types.
 func Types() []string { return mirror.Types() }
 
-// Options configure a Server.
+// Options configure a Server: its own settings, and the core's (the
+// fields fetch.Config documents, with fetch.Defaults). Zero values take
+// the defaults; fetch.Off switches VerifyFailureTTL or FinishShare off.
 type Options struct {
-	Store            storage.Store
-	MetaPrefix       string
-	DistPrefix       string
-	Mirrors          []Mirror
-	MemoryCacheBytes int64
-	MetaCache        *cache.Disk // optional
-	DistCache        *cache.Disk // optional
-	DistCacheDir     string
-	UpstreamTimeout  time.Duration
-	Logger           *slog.Logger
+	Store      storage.Store
+	MetaPrefix string
+	DistPrefix string
+	Mirrors    []Mirror
+	Logger     *slog.Logger
 	// Ready reports whether storage is reachable (GET /readyz).
 	Ready func(ctx context.Context) error
 	// Coordinator, when set, coordinates replicas through Redis.
@@ -66,33 +63,22 @@ type Options struct {
 	// PublicURL, when set, is the base of the absolute URLs the proxy
 	// writes (scheme://host[:port]); otherwise each request's own.
 	PublicURL string
-	// LeaseWait bounds how long a request waits for another replica's
-	// download before answering 503 (default 60 s).
-	LeaseWait time.Duration
-	// MaxMetadataBytes caps one upstream metadata document, decompressed
-	// (default 64 MiB).
-	MaxMetadataBytes int64
-	// VerifyFailureTTL is how long a file that failed verification is
-	// answered with the same 502 without being fetched again, by every
-	// replica when Redis is there (default 30 s; negative: not at all).
-	VerifyFailureTTL time.Duration
-	// UpstreamIdleTimeout gives up a file download whose body delivers
-	// nothing for this long (default: UpstreamTimeout).
+
+	// The core's settings: see fetch.Config.
+	MemoryCacheBytes    int64
+	MetaCache           *cache.Disk // optional
+	DistCache           *cache.Disk // optional
+	DistCacheDir        string
+	UpstreamTimeout     time.Duration
 	UpstreamIdleTimeout time.Duration
-	// MaxFileBytes caps one downloaded file when the metadata gives no
-	// size (default 2 GiB).
-	MaxFileBytes int64
-	// FinishShare: a download every client has left goes on only if it is
-	// past this share of its size (0 means the default, 0.5; negative
-	// finishes every download of a known size, above 1 stops them all).
-	FinishShare float64
-	// MetadataFetches bounds the upstream metadata fetches running at
-	// once in this process (default 16).
-	MetadataFetches int
-	// MetadataMemoryBytes bounds the decoded metadata held by all the
-	// reads running at once (default 256 MiB; at least twice
-	// MaxMetadataBytes): more wait, and past 10 s answer 503.
+	LeaseWait           time.Duration
+	MaxMetadataBytes    int64
+	MaxFileBytes        int64
+	VerifyFailureTTL    time.Duration
+	FinishShare         float64
+	MetadataFetches     int
 	MetadataMemoryBytes int64
+
 	// Tokens, when any, are required by every request to a mirror (see
 	// authorize); none: reads are open and writes refused.
 	Tokens []Token
@@ -107,6 +93,44 @@ type Options struct {
 	// StdHTTP serves every request with net/http alone, without the
 	// HTTP/1.1 loop of package h1 for GET and HEAD.
 	StdHTTP bool
+}
+
+// Defaults are the server's own settings that Options' zero values mean
+// (the core's are fetch.Defaults).
+var Defaults = Options{
+	BodyReadTimeout: 30 * time.Second,
+	ArtifactPrefix:  "artifact",
+	UploadMaxBytes:  upload.DefaultMax,
+}
+
+// withDefaults is o with the server's zero settings at their defaults;
+// the core's are left to the core.
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.BodyReadTimeout <= 0 {
+		o.BodyReadTimeout = Defaults.BodyReadTimeout
+	}
+	if o.ArtifactPrefix == "" {
+		o.ArtifactPrefix = Defaults.ArtifactPrefix
+	}
+	if o.UploadMaxBytes <= 0 {
+		o.UploadMaxBytes = Defaults.UploadMaxBytes
+	}
+	return o
+}
+
+// coreConfig is the part of o that configures the fetch-through core.
+func (o Options) coreConfig() fetch.Config {
+	return fetch.Config{
+		Store: o.Store, MemoryCacheBytes: o.MemoryCacheBytes, MetaCache: o.MetaCache, DistCache: o.DistCache,
+		DistCacheDir: o.DistCacheDir, UpstreamTimeout: o.UpstreamTimeout, Logger: o.Logger, Coordinator: o.Coordinator,
+		LeaseWait: o.LeaseWait, MaxMetadataBytes: o.MaxMetadataBytes, VerifyFailureTTL: o.VerifyFailureTTL,
+		UpstreamIdleTimeout: o.UpstreamIdleTimeout, MaxFileBytes: o.MaxFileBytes, FinishShare: o.FinishShare,
+		MetadataFetches: o.MetadataFetches, MetadataMemoryBytes: o.MetadataMemoryBytes,
+		IsKnownMethod: func(m string) bool { return knownMethods[m] },
+	}
 }
 
 // Server is the proxy's HTTP server.
@@ -127,52 +151,8 @@ type Server struct {
 
 // New builds the server and its routes.
 func New(o Options) *Server {
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.UpstreamTimeout == 0 {
-		o.UpstreamTimeout = 30 * time.Second
-	}
-	if o.MemoryCacheBytes == 0 {
-		o.MemoryCacheBytes = 256 << 20
-	}
-	if o.MaxMetadataBytes <= 0 {
-		o.MaxMetadataBytes = fetch.DefaultMaxMeta
-	}
-	if o.VerifyFailureTTL == 0 {
-		o.VerifyFailureTTL = 30 * time.Second
-	}
-	if o.UpstreamIdleTimeout <= 0 {
-		o.UpstreamIdleTimeout = o.UpstreamTimeout
-	}
-	if o.MaxFileBytes <= 0 {
-		o.MaxFileBytes = 2 << 30
-	}
-	if o.FinishShare == 0 {
-		o.FinishShare = 0.5
-	}
-	if o.MetadataMemoryBytes <= 0 {
-		o.MetadataMemoryBytes = 256 << 20
-	}
-	if o.MetadataFetches <= 0 {
-		o.MetadataFetches = 16
-	}
-	if o.BodyReadTimeout <= 0 {
-		o.BodyReadTimeout = 30 * time.Second
-	}
-	if o.ArtifactPrefix == "" {
-		o.ArtifactPrefix = "artifact"
-	}
-	if o.UploadMaxBytes <= 0 {
-		o.UploadMaxBytes = upload.DefaultMax
-	}
-	s := &Server{e: echo.New(), core: fetch.NewCore(fetch.Config{
-		Store: o.Store, MemoryCacheBytes: o.MemoryCacheBytes, MetaCache: o.MetaCache, DistCache: o.DistCache,
-		DistCacheDir: o.DistCacheDir, UpstreamTimeout: o.UpstreamTimeout, Logger: o.Logger, Coordinator: o.Coordinator,
-		LeaseWait: o.LeaseWait, MaxMetadataBytes: o.MaxMetadataBytes, VerifyFailureTTL: o.VerifyFailureTTL,
-		UpstreamIdleTimeout: o.UpstreamIdleTimeout, MaxFileBytes: o.MaxFileBytes, FinishShare: o.FinishShare,
-		MetadataFetches: o.MetadataFetches, MetadataMemoryBytes: o.MetadataMemoryBytes, IsKnownMethod: func(m string) bool { return knownMethods[m] },
-	}), opts: o}
+	o = o.withDefaults()
+	s := &Server{e: echo.New(), core: fetch.NewCore(o.coreConfig()), opts: o}
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -204,7 +184,7 @@ func New(o Options) *Server {
 		env := &mirror.Env{Core: s.core, Mirror: m, MetaPrefix: o.MetaPrefix, DistPrefix: o.DistPrefix,
 			PublicURL: o.PublicURL, Log: o.Logger,
 			Uploads: upload.Limits{Max: o.UploadMaxBytes, Idle: o.BodyReadTimeout, Dir: s.core.SpoolDir()},
-			Client: fetch.NewClient(o.UpstreamTimeout, m, fetch.ClientOptions{DefaultFileHosts: t.DefaultFileHosts,
+			Client: fetch.NewClient(s.core.Config().UpstreamTimeout, m, fetch.ClientOptions{DefaultFileHosts: t.DefaultFileHosts,
 				Took: s.core.Metrics().UpstreamObserver(m.Name), Adjust: t.AdjustResponse})}
 		if m.Hosted {
 			env.Repo = s.newRepo(m)
@@ -215,7 +195,7 @@ func New(o Options) *Server {
 		}
 	}
 	s.replayIgnored = replayIgnoredBy(types)
-	s.replays.maxBytes = replayBudget(o.MemoryCacheBytes)
+	s.replays.maxBytes = replayBudget(s.core.Config().MemoryCacheBytes)
 	return s
 }
 

@@ -71,7 +71,13 @@ func TestStalledStorageFallsBackQuickly(t *testing.T) {
 		urls = append(urls, u)
 	}
 	time.Sleep(200 * time.Millisecond) // the uploads land
-	e.srv.Core().PurgeMemory()
+	// A fresh replica on the same storage: nothing in its memory.
+	old := base
+	e.restart(t)
+	base = strings.TrimSuffix(e.url, "/packagist")
+	for i := range urls {
+		urls[i] = base + strings.TrimPrefix(urls[i], old)
+	}
 	srv.Pause()
 	defer srv.Resume()
 	start := time.Now()
@@ -189,12 +195,13 @@ func TestFullDiskCacheNeverFailsAFile(t *testing.T) {
 	up.Handle("/p2/a/big.json", hostile.Body("application/json", p2JSON("a/big", up.URL()+"/dl/big.zip", sha1hex(big))))
 	up.Handle("/dl/big.zip", hostile.Bytes(big))
 	url := e.base + "/m/zipball/a/big/1.0.0.0/refabc.zip"
-	for i := 0; i < 3; i++ { // cold, then from storage (filling the cache fails)
+	// Cold, then from storage on fresh replicas (filling the cache fails).
+	for i, base := range []string{e.base, e.replica(t), e.replica(t)} {
+		url := base + strings.TrimPrefix(url, e.base)
 		code, body, _ := timedGet(t, url, 20*time.Second)
 		if code != 200 || !bytes.Equal(body, big) {
 			t.Fatalf("request %d with a full cache disk: %d, %d of %d bytes", i, code, len(body), len(big))
 		}
-		e.srv.Core().PurgeMemory()
 	}
 	if k := storedKeys(t, e.store, "mirror-dist/"); len(k) != 1 {
 		t.Errorf("stored %v", k)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
@@ -351,7 +352,7 @@ func (s slowPut) Put(ctx context.Context, key string, r io.Reader, o storage.Put
 func TestRequestAfterFailedDownloadTriesAgain(t *testing.T) {
 	e := newEnvWith(t, time.Minute, func(o *proxy.Options) {
 		o.Store = slowPut{o.Store}
-		o.VerifyFailureTTL = -1 // the failure is not remembered: this is about the flight
+		o.VerifyFailureTTL = fetch.Off // the failure is not remembered: this is about the flight
 	})
 	up := e.up
 	url := e.distURL(t, "acme/foo", "1.1.0")
@@ -401,14 +402,14 @@ func TestIdentityClientsGetKeptPlainBytes(t *testing.T) {
 	}
 	zr, _ := gzip.NewReader(bytes.NewReader(gz))
 	want, _ := io.ReadAll(zr)
-	before := e.srv.Core().MemoryUsed()
+	before := metricSum(t, e, "mirror_memory_cache_bytes")
 	for i := 0; i < 3; i++ {
 		resp, body, _ := do(t, "GET", u, "Accept-Encoding", "identity") // Go's client would ask for gzip itself
 		if resp.Header.Get("Content-Encoding") != "" || !bytes.Equal(body, want) || resp.ContentLength != int64(len(want)) {
 			t.Fatalf("identity client: %v, %d bytes", resp.Header, len(body))
 		}
 	}
-	if grown := e.srv.Core().MemoryUsed() - before; grown != int64(len(want)) {
+	if grown := metricSum(t, e, "mirror_memory_cache_bytes") - before; grown != len(want) {
 		t.Errorf("the kept plain bytes count %d in the memory budget, want %d", grown, len(want))
 	}
 	for _, page := range []string{e.url + "/packages.json"} {

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/proxy"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -214,5 +217,37 @@ func TestRulesConfig(t *testing.T) {
 	t.Setenv("MIRRORS", `[{"name":"a","type":"npm","deny":["x=="]}]`)
 	if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "deny") {
 		t.Errorf("bad deny rule: %v", err)
+	}
+}
+
+// The environment's defaults are the libraries' (fetch.Defaults,
+// proxy.Defaults): an unset variable and a zero option mean the same.
+func TestConfigDefaultsAreTheLibrariesDefaults(t *testing.T) {
+	t.Setenv("STORAGE_SOURCE", "local")
+	c, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, p := fetch.Defaults, proxy.Defaults
+	for _, d := range []struct {
+		env       string
+		got, want any
+	}{
+		{"MEMORY_CACHE_MAX_BYTES", int64(c.MemCacheBytes), f.MemoryCacheBytes},
+		{"UPSTREAM_TIMEOUT", c.UpstreamTimeout, f.UpstreamTimeout},
+		{"LEASE_WAIT", c.LeaseWait, f.LeaseWait},
+		{"MAX_METADATA_BYTES", int64(c.MaxMetadataBytes), f.MaxMetadataBytes},
+		{"MAX_FILE_BYTES", int64(c.MaxFileBytes), f.MaxFileBytes},
+		{"VERIFY_FAILURE_TTL", c.VerifyFailureTTL, f.VerifyFailureTTL},
+		{"DOWNLOAD_FINISH_SHARE", c.FinishShare, f.FinishShare},
+		{"METADATA_FETCHES", c.MetadataFetches, f.MetadataFetches},
+		{"METADATA_MEMORY_BYTES", int64(c.MetadataMemory), f.MetadataMemoryBytes},
+		{"UPSTREAM_IDLE_TIMEOUT", c.UpstreamIdleTimeout, f.UpstreamIdleTimeout},
+		{"STORAGE_AWS_ARTIFACT_PREFIX", c.ArtifactPrefix, p.ArtifactPrefix},
+		{"UPLOAD_MAX_BYTES", int64(c.UploadMaxBytes), p.UploadMaxBytes},
+	} {
+		if d.got != d.want {
+			t.Errorf("%s defaults to %v in the environment, %v in the library", d.env, d.got, d.want)
+		}
 	}
 }

@@ -30,6 +30,7 @@ import (
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/coord"
+	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/internal/buildinfo"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/all" // every ecosystem registers itself
 	"github.com/mirror-proxy/mirror-proxy/proxy"
@@ -223,8 +224,10 @@ func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*pro
 		TrustedProxies:   cfg.TrustedProxies,
 		MaxMetadataBytes: int64(cfg.MaxMetadataBytes), MetadataFetches: cfg.MetadataFetches,
 		MetadataMemoryBytes: int64(cfg.MetadataMemory),
-		MaxFileBytes:        int64(cfg.MaxFileBytes), FinishShare: cfg.FinishShare,
-		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, VerifyFailureTTL: cfg.VerifyFailureTTL,
+		MaxFileBytes:        int64(cfg.MaxFileBytes), FinishShare: offIfZero(cfg.FinishShare),
+		// In the environment 0 switches these two off; in Options, 0 is
+		// the default.
+		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, VerifyFailureTTL: offIfZero(cfg.VerifyFailureTTL),
 		ArtifactPrefix: cfg.ArtifactPrefix, UploadMaxBytes: int64(cfg.UploadMaxBytes),
 		StdHTTP: cfg.HTTPServer == "std",
 	}
@@ -262,12 +265,6 @@ func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*pro
 	}
 	if opts.Tokens, err = cfg.Tokens(); err != nil {
 		return err
-	}
-	if opts.VerifyFailureTTL == 0 {
-		opts.VerifyFailureTTL = -1 // proxy.Options: negative turns it off
-	}
-	if opts.FinishShare == 0 {
-		opts.FinishShare = -1 // proxy.Options: negative finishes every download
 	}
 	return fn(proxy.New(opts))
 }
@@ -395,4 +392,13 @@ func writeReference(args []string) error {
 		return err
 	}
 	return os.WriteFile(args[0], []byte(out), 0o644)
+}
+
+// offIfZero maps a setting the environment switches off with 0 to
+// fetch.Off.
+func offIfZero[T time.Duration | float64](v T) T {
+	if v == 0 {
+		return fetch.Off
+	}
+	return v
 }

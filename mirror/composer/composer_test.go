@@ -2,6 +2,7 @@ package composer
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -132,5 +133,32 @@ func TestNamesAndPaths(t *testing.T) {
 		if _, _, ok := ParseDistPath(c[0], c[1]); ok {
 			t.Errorf("%v accepted", c)
 		}
+	}
+}
+
+// Each Host header (without PUBLIC_URL) renders its own client root, and
+// clients choose Host headers: the rendered roots kept per stored root are
+// bounded, and each is right for its host.
+func TestRenderedRootsAreBounded(t *testing.T) {
+	root, err := ParseRoot([]byte(`{"packages":[],"metadata-url":"/p2/%package%.json","security-advisories":{"api-url":"https://packagist.org/api/security-advisories/"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri := &rootInfo{root: root}
+	for i := 0; i < 200; i++ {
+		adv := fmt.Sprintf("http://host%d.example/packagist/api/security-advisories/", i)
+		d, err := ri.clientRoot("/packagist", adv, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d == nil {
+			t.Fatalf("host %d: no root", i)
+		}
+	}
+	ri.mu.Lock()
+	n := len(ri.rendered)
+	ri.mu.Unlock()
+	if n > maxRenderedRoots {
+		t.Errorf("200 hosts left %d rendered roots, want at most %d", n, maxRenderedRoots)
 	}
 }

@@ -402,15 +402,3 @@ func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) err
 	}
 	return httpx.WriteBlob(w, http.StatusOK, "application/json", body)
 }
-
-// RenderedRoots is how many client roots a parsed upstream root (as the
-// core keeps it) holds rendered (tests).
-func RenderedRoots(parsed any) int {
-	ri, ok := parsed.(*rootInfo)
-	if !ok {
-		return 0
-	}
-	ri.mu.Lock()
-	defer ri.mu.Unlock()
-	return len(ri.rendered)
-}

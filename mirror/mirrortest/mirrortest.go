@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
@@ -114,7 +115,7 @@ func startTTL(t *testing.T, st *countingStore, typ, url string, ttl time.Duratio
 		UpstreamTimeout: 3 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		// Failures not remembered: the contract checks that a healed
 		// upstream is fetched again.
-		VerifyFailureTTL: -1, StdHTTP: StdHTTP()}
+		VerifyFailureTTL: fetch.Off, StdHTTP: StdHTTP()}
 	return &env{store: st, base: ServeProxy(t, proxy.New(opts)) + "/m", opts: opts}
 }
 

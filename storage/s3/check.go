@@ -74,10 +74,6 @@ func (s *Store) Check(ctx context.Context, probePrefix string) error {
 	return nil
 }
 
-// CreateOnlySupported reports whether Check found that the store honours
-// If-None-Match: * (true until Check runs).
-func (s *Store) CreateOnlySupported() bool { return s.createOnly.Load() }
-
 // Ping is a cheap reachability check for readiness probes.
 func (s *Store) Ping(ctx context.Context) error {
 	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); err != nil {
