@@ -93,8 +93,8 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // and send it in one write: Hold(n), for a body of n bytes, corks the
 // connection and returns the function that flushes and releases it (nil:
 // the body is too small or too large to be worth it, or the connection is
-// not corkable). The server installs one (Wrap); handlers reach it through
-// their writer's WriteWhole.
+// not corkable). The server installs one (Wrap); the core finds it
+// through the response writers' Unwrap chain.
 type Holder interface {
 	Hold(n int) (release func())
 }

@@ -244,5 +244,3 @@ func (c *Core) MaxMetadataBytes() int64 { return c.maxMeta }
 
 // UpstreamTimeout is UPSTREAM_TIMEOUT.
 func (c *Core) UpstreamTimeout() time.Duration { return c.upstreamTimeout }
-
-

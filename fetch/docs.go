@@ -164,20 +164,36 @@ func gzipBytes(body []byte, level int, h gzip.Header) []byte {
 	return buf.Bytes()
 }
 
-// wholeWriter is a response writer that sends a complete response (status
-// 200, the headers set, body) in one write where it can: the server's is
-// one (it holds the connection back under net/http; the h1 loop writes
-// that way anyway).
-type wholeWriter interface{ WriteWhole(body []byte) }
+// holder is a response writer that can hold a complete response back and
+// send it in one write (cork's, which the server installs under
+// net/http); the h1 loop writes that way anyway.
+type holder interface{ Hold(n int) (release func()) }
 
 // writeWhole sends a complete document from memory (offering it for
-// replay first).
+// replay first), in one write where the server can.
 func writeWhole(w http.ResponseWriter, body []byte) {
 	replayBody(w, body)
-	if ww, ok := w.(wholeWriter); ok {
-		ww.WriteWhole(body)
-		return
+	if h, ok := find[holder](w); ok {
+		if release := h.Hold(len(body)); release != nil {
+			defer release()
+		}
 	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+}
+
+// find returns the first writer of w's Unwrap chain (the server's
+// wrappers, echo's response among them) that is a T.
+func find[T any](w http.ResponseWriter) (T, bool) {
+	for {
+		if t, ok := w.(T); ok {
+			return t, true
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			var zero T
+			return zero, false
+		}
+		w = u.Unwrap()
+	}
 }

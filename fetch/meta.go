@@ -19,7 +19,6 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
-
 // errTooLarge: a document or file is larger than its limit.
 var errTooLarge = errors.New("larger than the configured limit")
 

@@ -59,7 +59,7 @@ func Replayable(w http.ResponseWriter, key string, ttl time.Duration, res MetaRe
 	if res.Stale || res.Entry == nil {
 		return
 	}
-	if rr, ok := w.(ReplayRecorder); ok {
+	if rr, ok := find[ReplayRecorder](w); ok {
 		rr.MarkReplayable(ReplayGuard{Key: key, TTL: ttl, Entry: res.Entry})
 	}
 }
@@ -76,7 +76,7 @@ type ReplayFrom struct {
 // (from), whose filtering holds under window: the response is replayed
 // until the next held-back version comes of age.
 func ReplayableFiltered(w http.ResponseWriter, ttl time.Duration, window policy.Window, from ...ReplayFrom) {
-	rr, ok := w.(ReplayRecorder)
+	rr, ok := find[ReplayRecorder](w)
 	if !ok || len(from) == 0 || len(from) > 2 {
 		return
 	}
@@ -92,7 +92,7 @@ func ReplayableFiltered(w http.ResponseWriter, ttl time.Duration, window policy.
 }
 
 func replayBody(w http.ResponseWriter, body []byte) {
-	if rr, ok := w.(ReplayRecorder); ok {
+	if rr, ok := find[ReplayRecorder](w); ok {
 		rr.ReplayBody(body)
 	}
 }

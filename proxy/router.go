@@ -6,8 +6,6 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
-	"github.com/mirror-proxy/mirror-proxy/cork"
-	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
@@ -95,40 +93,16 @@ func (s *Server) adapt(route string, auth func(echo.Context) error, h httpx.Hand
 	}
 }
 
-// responseWriter is echo's response with ReadFrom: echo.Response has
-// none, so io.Copy into it (http.ServeContent's body copy) read a file
-// through a buffer and wrote it piece by piece; with ReadFrom, the server
+// responseWriter is echo's response with ReadFrom, the one thing echo
+// hides that it cannot do itself (the server's other writer behaviours,
+// the replay recorder and cork's Holder, are found through echo's
+// Unwrap): echo.Response has no ReadFrom, so io.Copy into it
+// (http.ServeContent's body copy) read a file through a buffer and wrote
+// it piece by piece; with ReadFrom, the server
 // below sends it with sendfile(2) (h1 and net/http both do), and echo
 // still counts the status and the bytes for the logs and metrics. (One
 // pointer: passing it as an interface allocates nothing.)
 type responseWriter struct{ *echo.Response }
-
-// MarkReplayable and ReplayBody reach the server's recorder, when the
-// request has one (fetch.Replayable).
-func (w responseWriter) MarkReplayable(g fetch.ReplayGuard) {
-	if rr, ok := w.Writer.(fetch.ReplayRecorder); ok {
-		rr.MarkReplayable(g)
-	}
-}
-
-func (w responseWriter) ReplayBody(body []byte) {
-	if rr, ok := w.Writer.(fetch.ReplayRecorder); ok {
-		rr.ReplayBody(body)
-	}
-}
-
-// WriteWhole sends a complete document response (status 200, the headers
-// set, body) in one write when the connection can be held back (cork,
-// under net/http); echo still counts the status and the bytes.
-func (w responseWriter) WriteWhole(body []byte) {
-	if h, ok := w.Writer.(cork.Holder); ok {
-		if release := h.Hold(len(body)); release != nil {
-			defer release()
-		}
-	}
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
-}
 
 func (w responseWriter) ReadFrom(src io.Reader) (int64, error) {
 	if !w.Committed {
