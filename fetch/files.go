@@ -4,11 +4,11 @@ package fetch
 // wheel, a dist, a NAR): ServeFile looks in the disk cache and storage,
 // and on a miss resolves the file's upstream URL and digests through the
 // ecosystem (npm's tarball handler in mirror/npm/serve.go), joins or
-// starts one download per key (a Redis lease across replicas), streams it
-// to every waiting client while spooling it, checks every digest (and the
-// ecosystem's Check) on the complete bytes, and only then commits it to
-// storage and the disk cache; a failure commits nothing and aborts the
-// clients' transfers.
+// starts one download per key (flight.go; download.go claims it with a
+// Redis lease across replicas), streams it to every waiting client while
+// spooling it, checks every digest (and the ecosystem's Check) on the
+// complete bytes, and only then commits it to storage and the disk cache;
+// a failure commits nothing and aborts the clients' transfers.
 
 import (
 	"context"
