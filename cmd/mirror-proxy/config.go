@@ -41,6 +41,8 @@ type Config struct {
 	AWSArgs        AWSArgs `envconfig:"STORAGE_AWS_ARGS" default:"[]" desc:"JSON object: endpoint, accessKeyId, accessKeySecret, sessionToken, region, roleArn, webIdentityTokenFile, roleSessionName, pathStyleEndpoint, profile; what is missing comes from the AWS SDK's default chain"`
 	PartSize       Bytes   `envconfig:"STORAGE_AWS_PART_SIZE" default:"8MiB" desc:"S3 multipart part size (min 5MiB)"`
 	UploadBuffers  int     `envconfig:"STORAGE_AWS_UPLOAD_BUFFERS" default:"4" desc:"S3 part buffers held at once by all uploads (memory = this × part size); more uploads wait"`
+	SSE            string  `envconfig:"STORAGE_AWS_SSE" desc:"server-side encryption asked for on every S3 write: AES256 (SSE-S3) or aws:kms (SSE-KMS, with the S3 Bucket Key); empty: the bucket's default"`
+	SSEKMSKeyID    string  `envconfig:"STORAGE_AWS_SSE_KMS_KEY_ID" desc:"the KMS key (id, ARN or alias) of STORAGE_AWS_SSE=aws:kms; empty: the account's aws/s3 key"`
 
 	StorageTimeout time.Duration `envconfig:"STORAGE_TIMEOUT" default:"5s" desc:"time to the first byte of a storage read (and no-progress limit of a body); after 3 failures in a row storage is not asked for 5s and requests fall back to the caches and the upstream"`
 
@@ -321,6 +323,14 @@ func (c *Config) validate() error {
 	if c.UploadMaxBytes <= 0 {
 		return configError{"UPLOAD_MAX_BYTES", "must be positive"}
 	}
+	switch {
+	case c.SSE != "" && c.SSE != "AES256" && c.SSE != "aws:kms":
+		return configError{"STORAGE_AWS_SSE", fmt.Sprintf("%q: must be AES256 or aws:kms (or empty: the bucket's default)", c.SSE)}
+	case c.SSEKMSKeyID != "" && c.SSE != "aws:kms":
+		return configError{"STORAGE_AWS_SSE_KMS_KEY_ID", "needs STORAGE_AWS_SSE=aws:kms"}
+	case c.SSE != "" && c.StorageSource != "s3":
+		return configError{"STORAGE_AWS_SSE", "needs STORAGE_SOURCE=s3 (a local directory is not encrypted by the proxy)"}
+	}
 	if c.StorageSource == "s3" && c.PartSize < 5<<20 {
 		return configError{"STORAGE_AWS_PART_SIZE", "must be at least 5MiB (an S3 limit)"}
 	}
@@ -557,6 +567,7 @@ func (c *Config) S3Config() s3store.Config {
 		AccessKeyID: a.AccessKeyID, SecretAccessKey: a.AccessKeySecret, SessionToken: a.SessionToken,
 		Profile: a.Profile, RoleARN: a.RoleArn, WebIdentityTokenFile: a.WebIdentityTokenFile,
 		RoleSessionName: a.RoleSessionName, PathStyle: a.PathStyle(), PartSize: int64(c.PartSize), UploadBuffers: c.UploadBuffers,
+		SSE: c.SSE, SSEKMSKeyID: c.SSEKMSKeyID,
 	}
 }
 

@@ -41,6 +41,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"MIRRORS", `[{"name":"a","type":"composer","url":"http://x","auth":[{"bearer":"t","username":"u"}]}]`, "exactly one"},
 		{"METADATA_TTL", "5 minutes", "METADATA_TTL"},
 		{"HTTP_SERVER", "nginx", "must be fast or std"},
+		{"STORAGE_AWS_SSE", "aes", "must be AES256 or aws:kms"},
+		{"STORAGE_AWS_SSE_KMS_KEY_ID", "alias/mirror", "needs STORAGE_AWS_SSE=aws:kms"},
 		{"PUBLIC_URL", "mirror.example.com", "PUBLIC_URL"},
 		{"PUBLIC_URL", "https://mirror.example.com/sub", "without a path"},
 		{"MIRROR_DIST_CACHE_MAX_BYTES", "big", "MIRROR_DIST_CACHE_MAX_BYTES"},

@@ -42,16 +42,19 @@ func (s *Store) Check(ctx context.Context, probePrefix string) error {
 		return fmt.Errorf("s3 storage: bucket %q: s3:%s on the probe object %q failed: %v", s.bucket, perm, key, err)
 	}
 	body := []byte("mirror-proxy permission probe")
-	if _, err := s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &key,
-		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body)))}); err != nil {
-		return deny("PutObject", err)
+	// The probe is written as every object is: with the configured
+	// server-side encryption, so that a bucket (or KMS key policy) that
+	// refuses it stops startup naming the setting.
+	if _, err := s.client.PutObject(ctx, s.sse.put(&s3.PutObjectInput{Bucket: &s.bucket, Key: &key,
+		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body)))})); err != nil {
+		return s.denySSE(deny("PutObject", err))
 	}
 	// Create-only writes: a store that supports them answers 412 here. One
 	// that ignores the header (or refuses it) gets best-effort create-only
 	// writes (HEAD, then PUT); dists are immutable and their bytes are the
 	// same whoever wins, so a race there costs an upload, not correctness.
-	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &key, IfNoneMatch: aws.String("*"),
-		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body)))})
+	_, err := s.client.PutObject(ctx, s.sse.put(&s3.PutObjectInput{Bucket: &s.bucket, Key: &key, IfNoneMatch: aws.String("*"),
+		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body)))}))
 	s.createOnly.Store(err != nil && (statusOf(err) == 412 || codeOf(err) == "PreconditionFailed"))
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
@@ -61,9 +64,9 @@ func (s *Store) Check(ctx context.Context, probePrefix string) error {
 	if _, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &probePrefix, MaxKeys: aws.Int32(1)}); err != nil {
 		return deny("ListBucket", err)
 	}
-	mpu, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &key})
+	mpu, err := s.client.CreateMultipartUpload(ctx, s.sse.create(&s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &key}))
 	if err != nil {
-		return deny("PutObject (CreateMultipartUpload)", err)
+		return s.denySSE(deny("PutObject (CreateMultipartUpload)", err))
 	}
 	if _, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: mpu.UploadId}); err != nil {
 		return deny("AbortMultipartUpload", err)
@@ -72,6 +75,19 @@ func (s *Store) Check(ctx context.Context, probePrefix string) error {
 		return deny("DeleteObject", err)
 	}
 	return nil
+}
+
+// denySSE adds to a refused write that server-side encryption was asked
+// for, naming the settings.
+func (s *Store) denySSE(err error) error {
+	if s.sse.alg == "" {
+		return err
+	}
+	key := ""
+	if s.sse.kmsKeyID != nil {
+		key = fmt.Sprintf(" with STORAGE_AWS_SSE_KMS_KEY_ID=%s", *s.sse.kmsKeyID)
+	}
+	return fmt.Errorf("%w (the write asked for server-side encryption STORAGE_AWS_SSE=%s%s: check that the bucket and the KMS key policy allow it)", err, s.sse.alg, key)
 }
 
 // Ping is a cheap reachability check for readiness probes.

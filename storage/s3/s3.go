@@ -1,7 +1,8 @@
 // Package s3 stores objects in an S3 bucket (AWS or any S3-compatible store)
 // through aws-sdk-go-v2.
 //
-// Writes never hold a whole file in memory: a body is read one part at a
+// Every write asks for the configured server-side encryption (SSE-S3 or
+// SSE-KMS). Writes never hold a whole file in memory: a body is read one part at a
 // time; a body that fits in one part is sent as a single PutObject, a larger
 // one as a multipart upload that is completed only after the body returned
 // io.EOF (and aborted otherwise). Create-only writes send If-None-Match: *.
@@ -55,6 +56,60 @@ type Config struct {
 	// being stored; uploads beyond that wait for a buffer. Bodies of a
 	// known size below PartSize need none.
 	UploadBuffers int
+	// SSE is the server-side encryption every write asks for: "" (the
+	// bucket's default), "AES256" (SSE-S3) or "aws:kms" (SSE-KMS, with the
+	// S3 Bucket Key on so that KMS is not asked per object).
+	SSE string
+	// SSEKMSKeyID is the KMS key of "aws:kms" ("" : the account's
+	// aws/s3 key).
+	SSEKMSKeyID string
+}
+
+// SSE values.
+const (
+	SSEAES256 = "AES256"
+	SSEKMS    = "aws:kms"
+)
+
+// sse is the server-side encryption a write asks for.
+type sse struct {
+	alg       types.ServerSideEncryption
+	kmsKeyID  *string
+	bucketKey *bool
+}
+
+func newSSE(c Config) (sse, error) {
+	switch c.SSE {
+	case "":
+		if c.SSEKMSKeyID != "" {
+			return sse{}, errors.New("s3 storage: a KMS key id is set (STORAGE_AWS_SSE_KMS_KEY_ID) but STORAGE_AWS_SSE is not aws:kms")
+		}
+		return sse{}, nil
+	case SSEAES256:
+		if c.SSEKMSKeyID != "" {
+			return sse{}, errors.New("s3 storage: STORAGE_AWS_SSE_KMS_KEY_ID needs STORAGE_AWS_SSE=aws:kms")
+		}
+		return sse{alg: types.ServerSideEncryptionAes256}, nil
+	case SSEKMS:
+		e := sse{alg: types.ServerSideEncryptionAwsKms, bucketKey: aws.Bool(true)}
+		if c.SSEKMSKeyID != "" {
+			e.kmsKeyID = aws.String(c.SSEKMSKeyID)
+		}
+		return e, nil
+	}
+	return sse{}, fmt.Errorf("s3 storage: STORAGE_AWS_SSE %q: must be AES256 or aws:kms", c.SSE)
+}
+
+// put sets the encryption of a PutObject.
+func (e sse) put(in *s3.PutObjectInput) *s3.PutObjectInput {
+	in.ServerSideEncryption, in.SSEKMSKeyId, in.BucketKeyEnabled = e.alg, e.kmsKeyID, e.bucketKey
+	return in
+}
+
+// create sets the encryption of a CreateMultipartUpload.
+func (e sse) create(in *s3.CreateMultipartUploadInput) *s3.CreateMultipartUploadInput {
+	in.ServerSideEncryption, in.SSEKMSKeyId, in.BucketKeyEnabled = e.alg, e.kmsKeyID, e.bucketKey
+	return in
 }
 
 const minPartSize = 5 << 20
@@ -68,6 +123,7 @@ type Store struct {
 	part   int64
 	// createOnly: the store honours If-None-Match: * (see Check).
 	createOnly atomic.Bool
+	sse        sse
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -76,6 +132,10 @@ var _ storage.Store = (*Store)(nil)
 func New(ctx context.Context, c Config) (*Store, error) {
 	if c.Bucket == "" {
 		return nil, errors.New("s3 storage: no bucket: set STORAGE_AWS_BUCKET")
+	}
+	enc, err := newSSE(c)
+	if err != nil {
+		return nil, err
 	}
 	opts := []func(*config.LoadOptions) error{
 		// S3-compatible stores (R2, B2, Hetzner, OVH, GCS interop, older MinIO)
@@ -136,7 +196,7 @@ func New(ctx context.Context, c Config) (*Store, error) {
 	if nbuf <= 0 {
 		nbuf = 4
 	}
-	s := &Store{client: client, bucket: c.Bucket, part: part, sem: make(chan struct{}, nbuf)}
+	s := &Store{client: client, bucket: c.Bucket, part: part, sem: make(chan struct{}, nbuf), sse: enc}
 	s.pool.New = func() any { b := make([]byte, part); return &b }
 	s.createOnly.Store(true) // until Check finds otherwise
 	return s, nil
@@ -286,7 +346,7 @@ func (s *Store) putSingle(ctx context.Context, key string, body []byte, opts sto
 	if opts.IfMatch != "" {
 		in.IfMatch = aws.String(opts.IfMatch)
 	}
-	if _, err := s.client.PutObject(ctx, in); err != nil {
+	if _, err := s.client.PutObject(ctx, s.sse.put(in)); err != nil {
 		if opts.IfMatch != "" {
 			// 412 (another version), 409 (a racing write) or 404 (none).
 			switch code, status := codeOf(err), statusOf(err); {
@@ -315,7 +375,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, r io.Reader, first
 	if opts.ContentType != "" {
 		cin.ContentType = &opts.ContentType
 	}
-	created, err := s.client.CreateMultipartUpload(ctx, cin)
+	created, err := s.client.CreateMultipartUpload(ctx, s.sse.create(cin))
 	if err != nil {
 		return s.wrap("CreateMultipartUpload", key, err)
 	}
