@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/mirror-proxy/mirror-proxy/httpx"
@@ -255,6 +257,11 @@ func (c *Core) serveStored(w http.ResponseWriter, r *http.Request, info storage.
 		}
 	}
 	rs := &storageSeeker{ctx: r.Context(), store: c.store, key: info.Key, size: info.Size, rc: rc}
+	if rc == nil {
+		// A single range reads only its bytes from storage, not the
+		// object's whole tail.
+		rs.rangeStart, rs.rangeEnd, rs.ranged = singleRange(httpx.HeaderValue(r, "Range"), info.Size)
+	}
 	defer rs.Close()
 	http.ServeContent(w, r, "", info.ModTime, rs)
 	if rs.err != nil && !errors.Is(rs.err, context.Canceled) {
@@ -275,7 +282,46 @@ type storageSeeker struct {
 	pos   int64
 	rc    io.ReadCloser
 	rcPos int64
+	rcEnd int64 // where rc's bytes end
 	err   error
+	// ranged: the request asks for the bytes [rangeStart, rangeEnd) only;
+	// a read there asks storage for no more.
+	ranged               bool
+	rangeStart, rangeEnd int64
+}
+
+// singleRange reads a Range header that asks for one range of an object
+// of size bytes ("bytes=a-b", "bytes=a-", "bytes=-n"): the bytes
+// [start, end). ok is false for anything else (several ranges, none,
+// malformed), which http.ServeContent answers as it does.
+func singleRange(h string, size int64) (start, end int64, ok bool) {
+	spec, found := strings.CutPrefix(h, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, 0, false
+	}
+	if a == "" { // the last b bytes
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, 0, false
+		}
+		return max(size-n, 0), size, true
+	}
+	start, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || start < 0 || start >= size {
+		return 0, 0, false
+	}
+	if b == "" {
+		return start, size, true
+	}
+	last, err := strconv.ParseInt(b, 10, 64)
+	if err != nil || last < start {
+		return 0, 0, false
+	}
+	return start, min(last+1, size), true
 }
 
 func (s *storageSeeker) Seek(off int64, whence int) (int64, error) {
@@ -302,16 +348,30 @@ func (s *storageSeeker) Read(p []byte) (int, error) {
 		s.rc = nil
 	}
 	if s.rc == nil {
-		rc, _, err := s.store.Get(s.ctx, s.key, storage.Range{Offset: s.pos, Length: -1})
+		rng := storage.Range{Offset: s.pos, Length: -1}
+		if s.ranged && s.pos >= s.rangeStart && s.pos < s.rangeEnd {
+			rng.Length = s.rangeEnd - s.pos
+		}
+		rc, _, err := s.store.Get(s.ctx, s.key, rng)
 		if err != nil {
 			s.err = err
 			return 0, err
 		}
-		s.rc, s.rcPos = rc, s.pos
+		s.rc, s.rcPos, s.rcEnd = rc, s.pos, s.size
+		if rng.Length > 0 {
+			s.rcEnd = s.pos + rng.Length
+		}
 	}
 	n, err := s.rc.Read(p)
 	s.pos += int64(n)
 	s.rcPos = s.pos
+	if err == io.EOF && s.pos == s.rcEnd && s.pos < s.size {
+		// The end of the range asked for, not of the object: a read past
+		// it opens another.
+		s.rc.Close()
+		s.rc = nil
+		return n, nil
+	}
 	if err != nil && err != io.EOF {
 		s.err = err
 	}

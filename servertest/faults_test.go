@@ -22,6 +22,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/breaker"
+	"github.com/mirror-proxy/mirror-proxy/storage/local"
 	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
 )
 
@@ -366,4 +367,59 @@ func (s switchable) Get(ctx context.Context, key string, r storage.Range) (io.Re
 		return failingGet{s.Store}.Get(ctx, key, r)
 	}
 	return s.Store.Get(ctx, key, r)
+}
+
+// rangeRecorder records the ranges of the Gets of stored files.
+type rangeRecorder struct {
+	storage.Store
+	mu     sync.Mutex
+	ranges []storage.Range
+}
+
+func (s *rangeRecorder) Get(ctx context.Context, key string, r storage.Range) (io.ReadCloser, storage.Info, error) {
+	if strings.HasPrefix(key, "mirror-dist/") {
+		s.mu.Lock()
+		s.ranges = append(s.ranges, r)
+		s.mu.Unlock()
+	}
+	return s.Store.Get(ctx, key, r)
+}
+
+// A range of a stored file asks storage for its bytes only, not for the
+// object's whole tail, and gets them right.
+func TestRangeReadsOnlyItsBytesFromStorage(t *testing.T) {
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &rangeRecorder{Store: st}
+	e := newEnvWith(t, time.Minute, func(o *proxy.Options) { o.Store = rec })
+	url := e.distURL(t, "acme/big", "1.0.0")
+	_, whole, err := do(t, "GET", url) // downloaded and stored
+	if err != nil || len(whole) < 6<<20 {
+		t.Fatalf("cold: %d bytes, %v", len(whole), err)
+	}
+	for _, c := range []struct {
+		hdr        string
+		start, end int64
+	}{
+		{"bytes=65530-70129", 65530, 70130},
+		{"bytes=-500", int64(len(whole)) - 500, int64(len(whole))},
+		{"bytes=100-", 100, int64(len(whole))},
+	} {
+		rec.mu.Lock()
+		rec.ranges = nil
+		rec.mu.Unlock()
+		resp, body, err := do(t, "GET", url, "Range", c.hdr)
+		if err != nil || resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, whole[c.start:c.end]) {
+			t.Fatalf("%s: %d, %d bytes, %v", c.hdr, resp.StatusCode, len(body), err)
+		}
+		rec.mu.Lock()
+		got := append([]storage.Range(nil), rec.ranges...)
+		rec.mu.Unlock()
+		want := storage.Range{Offset: c.start, Length: c.end - c.start}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("%s asked storage for %+v, want one read of %+v", c.hdr, got, want)
+		}
+	}
 }
