@@ -30,7 +30,7 @@ func init() {
 		ReplayIgnores: []string{"Npm-Command", "Npm-Session", "Npm-Scope", "Npm-In-Ci", "Npm-Auth-Type",
 			"Pacote-Version", "Pacote-Req-Type", "Pacote-Pkg-Id"},
 		Hosts: true,
-		New:        newMirror,
+		New:   newMirror,
 	})
 }
 
