@@ -33,16 +33,17 @@ type Config struct {
 	StorageSource   string `envconfig:"STORAGE_SOURCE" default:"local" desc:"where objects are kept: local (a directory) or s3"`
 	StorageLocalDir string `envconfig:"STORAGE_LOCAL_DIR" default:"./data" desc:"directory of the local storage"`
 
-	Bucket         string  `envconfig:"STORAGE_AWS_BUCKET" desc:"S3 bucket (required with STORAGE_SOURCE=s3)"`
-	Prefix         string  `envconfig:"STORAGE_AWS_PREFIX" default:"packeton" desc:"key prefix of private package dists (Packeton's meaning; reserved, not used yet)"`
-	ArtifactPrefix string  `envconfig:"STORAGE_AWS_ARTIFACT_PREFIX" default:"artifact" desc:"key prefix of published (hosted) packages: <prefix>/<mirror>/... (also used in the local directory)"`
-	MetaPrefix     string  `envconfig:"STORAGE_AWS_MIRROR_META_PREFIX" default:"mirror-meta" desc:"key prefix of mirrored metadata (also used in the local directory)"`
-	DistPrefix     string  `envconfig:"STORAGE_AWS_MIRROR_DIST_PREFIX" default:"mirror-dist" desc:"key prefix of mirrored files (also used in the local directory)"`
-	AWSArgs        AWSArgs `envconfig:"STORAGE_AWS_ARGS" default:"[]" desc:"JSON object: endpoint, accessKeyId, accessKeySecret, sessionToken, region, roleArn, webIdentityTokenFile, roleSessionName, pathStyleEndpoint, profile; what is missing comes from the AWS SDK's default chain"`
-	PartSize       Bytes   `envconfig:"STORAGE_AWS_PART_SIZE" default:"8MiB" desc:"S3 multipart part size (min 5MiB)"`
-	UploadBuffers  int     `envconfig:"STORAGE_AWS_UPLOAD_BUFFERS" default:"4" desc:"S3 part buffers held at once by all uploads (memory = this × part size); more uploads wait"`
-	SSE            string  `envconfig:"STORAGE_AWS_SSE" desc:"server-side encryption asked for on every S3 write: AES256 (SSE-S3) or aws:kms (SSE-KMS, with the S3 Bucket Key); empty: the bucket's default"`
-	SSEKMSKeyID    string  `envconfig:"STORAGE_AWS_SSE_KMS_KEY_ID" desc:"the KMS key (id, ARN or alias) of STORAGE_AWS_SSE=aws:kms; empty: the account's aws/s3 key"`
+	Bucket         string         `envconfig:"STORAGE_AWS_BUCKET" desc:"S3 bucket (required with STORAGE_SOURCE=s3)"`
+	Prefix         string         `envconfig:"STORAGE_AWS_PREFIX" default:"packeton" desc:"key prefix of private package dists (Packeton's meaning; reserved, not used yet)"`
+	ArtifactPrefix string         `envconfig:"STORAGE_AWS_ARTIFACT_PREFIX" default:"artifact" desc:"key prefix of published (hosted) packages: <prefix>/<mirror>/... (also used in the local directory)"`
+	MetaPrefix     string         `envconfig:"STORAGE_AWS_MIRROR_META_PREFIX" default:"mirror-meta" desc:"key prefix of mirrored metadata (also used in the local directory)"`
+	DistPrefix     string         `envconfig:"STORAGE_AWS_MIRROR_DIST_PREFIX" default:"mirror-dist" desc:"key prefix of mirrored files (also used in the local directory)"`
+	AWSArgs        AWSArgs        `envconfig:"STORAGE_AWS_ARGS" default:"[]" desc:"JSON object: endpoint, accessKeyId, accessKeySecret, sessionToken, region, roleArn, webIdentityTokenFile, roleSessionName, pathStyleEndpoint, profile; what is missing comes from the AWS SDK's default chain"`
+	PartSize       Bytes          `envconfig:"STORAGE_AWS_PART_SIZE" default:"8MiB" desc:"S3 multipart part size (min 5MiB)"`
+	UploadBuffers  int            `envconfig:"STORAGE_AWS_UPLOAD_BUFFERS" default:"4" desc:"S3 part buffers held at once by all uploads (memory = this × part size); more uploads wait"`
+	SSE            string         `envconfig:"STORAGE_AWS_SSE" desc:"server-side encryption asked for on every S3 write: AES256 (SSE-S3) or aws:kms (SSE-KMS, with the S3 Bucket Key); empty: the bucket's default"`
+	StorageClasses StorageClasses `envconfig:"STORAGE_CLASSES" default:"{}" desc:"JSON object: key prefix (artifact, mirror-meta, mirror-dist, or a path below one, such as mirror-dist/npm) → where that part is kept: bucket, storageClass (STANDARD_IA, INTELLIGENT_TIERING...), sse, sseKmsKeyId, and any key of STORAGE_AWS_ARGS; what an entry does not set comes from the default store"`
+	SSEKMSKeyID    string         `envconfig:"STORAGE_AWS_SSE_KMS_KEY_ID" desc:"the KMS key (id, ARN or alias) of STORAGE_AWS_SSE=aws:kms; empty: the account's aws/s3 key"`
 
 	StorageTimeout time.Duration `envconfig:"STORAGE_TIMEOUT" default:"5s" desc:"time to the first byte of a storage read (and no-progress limit of a body); after 3 failures in a row storage is not asked for 5s and requests fall back to the caches and the upstream"`
 
@@ -240,7 +241,7 @@ func (e configError) Error() string { return "invalid configuration: " + e.Var +
 var bucketRe = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 
 // secretVars may carry passwords or keys: their values are never printed.
-var secretVars = map[string]bool{"MIRRORS": true, "STORAGE_AWS_ARGS": true, "REDIS_URL": true, "AUTH_TOKENS": true}
+var secretVars = map[string]bool{"MIRRORS": true, "STORAGE_AWS_ARGS": true, "STORAGE_CLASSES": true, "REDIS_URL": true, "AUTH_TOKENS": true}
 
 var hostRe = regexp.MustCompile(`^(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[[0-9a-fA-F:.]+\])$`)
 
@@ -330,6 +331,14 @@ func (c *Config) validate() error {
 		return configError{"STORAGE_AWS_SSE_KMS_KEY_ID", "needs STORAGE_AWS_SSE=aws:kms"}
 	case c.SSE != "" && c.StorageSource != "s3":
 		return configError{"STORAGE_AWS_SSE", "needs STORAGE_SOURCE=s3 (a local directory is not encrypted by the proxy)"}
+	}
+	if len(c.StorageClasses) > 0 {
+		if c.StorageSource != "s3" {
+			return configError{"STORAGE_CLASSES", "needs STORAGE_SOURCE=s3"}
+		}
+		if err := c.StorageClasses.validate(c); err != nil {
+			return configError{"STORAGE_CLASSES", err.Error()}
+		}
 	}
 	if c.StorageSource == "s3" && c.PartSize < 5<<20 {
 		return configError{"STORAGE_AWS_PART_SIZE", "must be at least 5MiB (an S3 limit)"}

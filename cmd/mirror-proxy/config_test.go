@@ -42,6 +42,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"METADATA_TTL", "5 minutes", "METADATA_TTL"},
 		{"HTTP_SERVER", "nginx", "must be fast or std"},
 		{"STORAGE_AWS_SSE", "aes", "must be AES256 or aws:kms"},
+		{"STORAGE_CLASSES", `{"artifact":{"bukket":"x"}}`, `unknown key "bukket"`},
+		{"STORAGE_CLASSES", `{"artifact":{"bucket":"private"}}`, "needs STORAGE_SOURCE=s3"},
 		{"STORAGE_AWS_SSE_KMS_KEY_ID", "alias/mirror", "needs STORAGE_AWS_SSE=aws:kms"},
 		{"PUBLIC_URL", "mirror.example.com", "PUBLIC_URL"},
 		{"PUBLIC_URL", "https://mirror.example.com/sub", "without a path"},
@@ -250,6 +252,35 @@ func TestConfigDefaultsAreTheLibrariesDefaults(t *testing.T) {
 	} {
 		if d.got != d.want {
 			t.Errorf("%s defaults to %v in the environment, %v in the library", d.env, d.got, d.want)
+		}
+	}
+}
+
+// A STORAGE_CLASSES entry inherits what it does not set from the default
+// store, and its prefix must lie below one of the three prefixes.
+func TestStorageClassesInherit(t *testing.T) {
+	t.Setenv("STORAGE_SOURCE", "s3")
+	t.Setenv("STORAGE_AWS_BUCKET", "shared")
+	t.Setenv("STORAGE_AWS_ARGS", `{"endpoint":"http://s3:9000","accessKeyId":"k","accessKeySecret":"s","pathStyleEndpoint":true}`)
+	t.Setenv("STORAGE_AWS_SSE", "aws:kms")
+	t.Setenv("STORAGE_AWS_SSE_KMS_KEY_ID", "alias/default")
+	t.Setenv("STORAGE_CLASSES", `{"artifact":{"bucket":"private","sseKmsKeyId":"alias/private"},"mirror-dist/npm":{"storageClass":"STANDARD_IA","endpoint":"http://other:9000"}}`)
+	c, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.S3ConfigOf("artifact")
+	if a.Bucket != "private" || a.Endpoint != "http://s3:9000" || a.AccessKeyID != "k" || !a.PathStyle || a.SSE != "aws:kms" || a.SSEKMSKeyID != "alias/private" || a.StorageClass != "" {
+		t.Errorf("artifact: %+v", a)
+	}
+	n := c.S3ConfigOf("mirror-dist/npm")
+	if n.Bucket != "shared" || n.Endpoint != "http://other:9000" || n.StorageClass != "STANDARD_IA" || n.SSEKMSKeyID != "alias/default" {
+		t.Errorf("mirror-dist/npm: %+v", n)
+	}
+	for _, bad := range []string{`{"elsewhere":{}}`, `{"mirror-dist":{"storageClass":"CHEAP"}}`} {
+		t.Setenv("STORAGE_CLASSES", bad)
+		if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "STORAGE_CLASSES") {
+			t.Errorf("%s: %v", bad, err)
 		}
 	}
 }

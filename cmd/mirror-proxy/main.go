@@ -37,6 +37,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/breaker"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
+	"github.com/mirror-proxy/mirror-proxy/storage/route"
 	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
 )
 
@@ -180,26 +181,9 @@ func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*pro
 			// Off AWS the instance-metadata probe only adds startup delay.
 			os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 		}
-		s, err := s3store.New(ctx, cfg.S3Config())
-		if err != nil {
+		if store, ready, err = openS3(ctx, cfg, log); err != nil {
 			return err
 		}
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = s.Check(cctx, cfg.MetaPrefix)
-		cancel()
-		switch {
-		case errors.Is(err, s3store.ErrUnreachable):
-			// A store that does not answer may be down for a while: start
-			// degraded (caches and upstreams serve) and keep checking, so
-			// that the fleet can grow during an outage. A store that
-			// answers with a refusal is a configuration error: exit.
-			log.Warn("storage unreachable at start; serving degraded until it answers", "err", err)
-			go recheck(ctx, log, s, cfg.MetaPrefix)
-		case err != nil:
-			return err
-		}
-		store, ready = s, s.Ping
-		log.Info("storage: s3", "bucket", cfg.Bucket, "endpoint", cfg.AWSArgs.Endpoint)
 	default:
 		s, err := local.New(cfg.StorageLocalDir)
 		if err != nil {
@@ -289,6 +273,64 @@ func recheck(ctx context.Context, log *slog.Logger, s *s3store.Store, prefix str
 			log.Error("storage answers but refuses the proxy", "err", err)
 		}
 	}
+}
+
+// openS3 opens the S3 store, and one per STORAGE_CLASSES entry routed by
+// key prefix, each checked at startup.
+func openS3(ctx context.Context, cfg *Config, log *slog.Logger) (storage.Store, func(context.Context) error, error) {
+	def, err := checkedS3(ctx, cfg.S3Config(), cfg.MetaPrefix, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("storage: s3", "bucket", cfg.Bucket, "endpoint", cfg.AWSArgs.Endpoint)
+	if len(cfg.StorageClasses) == 0 {
+		return def, def.Ping, nil
+	}
+	routes := map[string]storage.Store{}
+	pings := []func(context.Context) error{def.Ping}
+	for _, prefix := range cfg.StorageClasses.prefixes() {
+		sc := cfg.S3ConfigOf(prefix)
+		s, err := checkedS3(ctx, sc, prefix, log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("STORAGE_CLASSES %q: %w", prefix, err)
+		}
+		routes[prefix] = s
+		pings = append(pings, s.Ping)
+		log.Info("storage: s3 for a prefix", "prefix", prefix, "bucket", sc.Bucket, "endpoint", sc.Endpoint,
+			"storage_class", sc.StorageClass, "sse", sc.SSE)
+	}
+	ready := func(ctx context.Context) error {
+		for _, p := range pings {
+			if err := p(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return route.New(def, routes), ready, nil
+}
+
+// checkedS3 opens an S3 store and checks it (a probe under probePrefix).
+// A store that does not answer may be down for a while: the proxy starts
+// degraded (caches and upstreams serve) and keeps checking, so that the
+// fleet can grow during an outage. A store that answers with a refusal is
+// a configuration error.
+func checkedS3(ctx context.Context, c s3store.Config, probePrefix string, log *slog.Logger) (*s3store.Store, error) {
+	s, err := s3store.New(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = s.Check(cctx, probePrefix)
+	cancel()
+	switch {
+	case errors.Is(err, s3store.ErrUnreachable):
+		log.Warn("storage unreachable at start; serving degraded until it answers", "bucket", c.Bucket, "err", err)
+		go recheck(ctx, log, s, probePrefix)
+	case err != nil:
+		return nil, err
+	}
+	return s, nil
 }
 
 // newCoordinator connects to REDIS_URL; its error never repeats the URL.

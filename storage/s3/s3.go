@@ -63,6 +63,9 @@ type Config struct {
 	// SSEKMSKeyID is the KMS key of "aws:kms" ("" : the account's
 	// aws/s3 key).
 	SSEKMSKeyID string
+	// StorageClass is the S3 storage class every write asks for
+	// ("STANDARD_IA", "INTELLIGENT_TIERING"; "" : the bucket's default).
+	StorageClass string
 }
 
 // SSE values.
@@ -71,14 +74,40 @@ const (
 	SSEKMS    = "aws:kms"
 )
 
-// sse is the server-side encryption a write asks for.
+// sse is the server-side encryption (and the storage class) a write asks
+// for.
 type sse struct {
 	alg       types.ServerSideEncryption
 	kmsKeyID  *string
 	bucketKey *bool
+	class     types.StorageClass
+}
+
+// StorageClasses are the S3 storage classes a Config may name.
+func StorageClasses() []string {
+	var out []string
+	for _, v := range types.StorageClass("").Values() {
+		out = append(out, string(v))
+	}
+	return out
 }
 
 func newSSE(c Config) (sse, error) {
+	e, err := newEncryption(c)
+	if c.StorageClass != "" {
+		known := false
+		for _, v := range StorageClasses() {
+			known = known || v == c.StorageClass
+		}
+		if !known {
+			return sse{}, fmt.Errorf("s3 storage: storage class %q: must be one of %s", c.StorageClass, strings.Join(StorageClasses(), ", "))
+		}
+		e.class = types.StorageClass(c.StorageClass)
+	}
+	return e, err
+}
+
+func newEncryption(c Config) (sse, error) {
 	switch c.SSE {
 	case "":
 		if c.SSEKMSKeyID != "" {
@@ -103,12 +132,14 @@ func newSSE(c Config) (sse, error) {
 // put sets the encryption of a PutObject.
 func (e sse) put(in *s3.PutObjectInput) *s3.PutObjectInput {
 	in.ServerSideEncryption, in.SSEKMSKeyId, in.BucketKeyEnabled = e.alg, e.kmsKeyID, e.bucketKey
+	in.StorageClass = e.class
 	return in
 }
 
 // create sets the encryption of a CreateMultipartUpload.
 func (e sse) create(in *s3.CreateMultipartUploadInput) *s3.CreateMultipartUploadInput {
 	in.ServerSideEncryption, in.SSEKMSKeyId, in.BucketKeyEnabled = e.alg, e.kmsKeyID, e.bucketKey
+	in.StorageClass = e.class
 	return in
 }
 
