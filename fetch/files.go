@@ -95,7 +95,7 @@ func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, res
 
 // serveKept serves key from the disk cache or storage; served is false
 // when neither has it (or storage failed to read: the upstream is tried).
-func (c *Core) serveKept(w http.ResponseWriter, r *http.Request, key string) (served bool, err error) {
+func (c *Core) serveKept(w http.ResponseWriter, r *http.Request, key string) (bool, error) {
 	h := w.Header()
 	if c.distDisk != nil {
 		if file, _, ok := c.distDisk.Open(key); ok {
@@ -109,10 +109,22 @@ func (c *Core) serveKept(w http.ResponseWriter, r *http.Request, key string) (se
 		}
 		c.metrics.miss("disk")
 	}
-	if info, err := c.store.Stat(r.Context(), key); err == nil {
+	// A whole GET asks storage once (the Get says the object's size and
+	// time); HEAD and ranges ask for its metadata first.
+	var (
+		rc   io.ReadCloser
+		info storage.Info
+		err  error
+	)
+	if r.Method == http.MethodGet && httpx.HeaderValue(r, "Range") == "" {
+		rc, info, err = c.store.Get(r.Context(), key, storage.Whole)
+	} else {
+		info, err = c.store.Stat(r.Context(), key)
+	}
+	if err == nil {
 		c.metrics.hit("storage")
 		h["X-Cache"] = hvHit
-		served, err := c.serveStored(w, r, info)
+		served, err := c.serveStored(w, r, info, rc)
 		if served {
 			return true, err
 		}
@@ -209,17 +221,10 @@ func (s *softWriter) Write(p []byte) (int, error) {
 // whole-file GET also fills the disk cache as it streams, so that the
 // replica keeps serving the file if storage becomes unreachable. It
 // returns served=false when storage failed before anything was sent:
-// the caller can still fetch the file from its upstream.
-func (c *Core) serveStored(w http.ResponseWriter, r *http.Request, info storage.Info) (served bool, err error) {
-	whole := httpx.HeaderValue(r, "Range") == ""
-	var rc io.ReadCloser
-	if r.Method == http.MethodGet && whole {
-		// Opened before any header is sent, so that a failing store is a
-		// fallback, not a broken response.
-		if rc, _, err = c.store.Get(r.Context(), info.Key, storage.Whole); err != nil {
-			return false, err
-		}
-	}
+// the caller can still fetch the file from its upstream. rc, when not
+// nil, is the object already opened whole (a whole GET), else it is read
+// as ServeContent asks.
+func (c *Core) serveStored(w http.ResponseWriter, r *http.Request, info storage.Info, rc io.ReadCloser) (served bool, err error) {
 	setImmutable(w.Header())
 	var release func()
 	if rc != nil && c.distDisk != nil && httpx.HeaderValue(r, "If-None-Match") == "" && httpx.HeaderValue(r, "If-Modified-Since") == "" {

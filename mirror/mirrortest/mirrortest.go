@@ -62,6 +62,21 @@ type countingStore struct {
 	calls   atomic.Int64
 	mu      sync.Mutex
 	written map[string]bool
+	ops     []string // "op key", in order
+}
+
+func (s *countingStore) count(op, key string) {
+	s.calls.Add(1)
+	s.mu.Lock()
+	s.ops = append(s.ops, op+" "+key)
+	s.mu.Unlock()
+}
+
+// opsSince are the calls after the first n.
+func (s *countingStore) opsSince(n int64) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.ops[min(int(n), len(s.ops)):]...)
 }
 
 func (s *countingStore) record() (stop func() map[string]bool) {
@@ -78,17 +93,17 @@ func (s *countingStore) record() (stop func() map[string]bool) {
 }
 
 func (s *countingStore) Get(ctx context.Context, key string, rng storage.Range) (io.ReadCloser, storage.Info, error) {
-	s.calls.Add(1)
+	s.count("get", key)
 	return s.Store.Get(ctx, key, rng)
 }
 
 func (s *countingStore) Stat(ctx context.Context, key string) (storage.Info, error) {
-	s.calls.Add(1)
+	s.count("stat", key)
 	return s.Store.Stat(ctx, key)
 }
 
 func (s *countingStore) Put(ctx context.Context, key string, r io.Reader, o storage.PutOptions) error {
-	s.calls.Add(1)
+	s.count("put", key)
 	s.mu.Lock()
 	if s.written != nil {
 		s.written[key] = true
@@ -249,6 +264,46 @@ func Run(t *testing.T, f Fixture) {
 		}
 		if code, _, b, _ := Get(t, e2.base+f.Missing, f.Header...); code < 500 {
 			t.Errorf("never-seen metadata with the upstream down: %d %s, want 5xx", code, b)
+		}
+	})
+
+	t.Run("a cold file costs one lookup and one write; a stored one, one read", func(t *testing.T) {
+		url, _, _ := f.Start(t)
+		lst, _ := local.New(t.TempDir())
+		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		u, want := f.File(t, e.base)
+		before := e.store.calls.Load()
+		if code, _, b, _ := Get(t, u); code != 200 || string(b) != string(want) {
+			t.Fatalf("cold file: %d, %d bytes", code, len(b))
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for len(distKeys(lst)) == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond) // the commit follows the response
+		}
+		// The file: one lookup, one write. Metadata the resolver needs
+		// (a form the client did not ask for, such as CRAN's PACKAGES.gz):
+		// at most one lookup and one write per document.
+		ops := e.store.opsSince(before)
+		var file []string
+		perKey := map[string]int{}
+		for _, op := range ops {
+			_, key, _ := strings.Cut(op, " ")
+			if strings.HasPrefix(key, "mirror-dist/") {
+				file = append(file, op)
+			} else if perKey[key]++; perKey[key] > 2 {
+				t.Errorf("%s asked of storage more than a lookup and a write: %q", key, ops)
+			}
+		}
+		if len(file) != 2 || !strings.HasPrefix(file[0], "get ") || !strings.HasPrefix(file[1], "put ") {
+			t.Errorf("a cold file made the storage calls %q, want a lookup then a write", file)
+		}
+		e2 := start(t, e.store, f.Type, url) // a fresh replica: nothing in memory or on disk
+		before = e.store.calls.Load()
+		if code, _, b, _ := Get(t, strings.Replace(u, e.base, e2.base, 1)); code != 200 || string(b) != string(want) {
+			t.Fatalf("stored file: %d, %d bytes", code, len(b))
+		}
+		if ops := e.store.opsSince(before); len(ops) != 1 || !strings.HasPrefix(ops[0], "get mirror-dist/") {
+			t.Errorf("a stored file made the storage calls %q, want one read", ops)
 		}
 	})
 

@@ -127,8 +127,8 @@ func testRoundTrip(t *testing.T, s storage.Store, root string) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("Get returned %d bytes that differ from the %d put", len(got), len(data))
 	}
-	if info.Size != int64(len(data)) {
-		t.Fatalf("Get Info.Size = %d, want %d", info.Size, len(data))
+	if info.Size != int64(len(data)) || info.ModTime.IsZero() {
+		t.Fatalf("Get Info = %+v, want size %d and a modification time (a whole read is served with them)", info, len(data))
 	}
 	st, err := s.Stat(ctx, key)
 	if err != nil || st.Size != int64(len(data)) || st.ModTime.IsZero() {
