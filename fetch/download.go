@@ -106,7 +106,7 @@ func (c *Core) download(f *flight, src FileSource) {
 	}
 	defer releaseRoom()
 	f.start(spool, size)
-	putDone := c.storeSpool(ctx, f, size, landed)
+	putDone := c.storeSpool(ctx, f, src, size, landed)
 	sum, err := c.copyAndVerify(cancel, f, src, body, size, lease, landed)
 	c.finishFlight(f, err)
 	c.commit(f, src, sum, err, <-putDone)
@@ -209,13 +209,15 @@ func (c *Core) openUpstream(ctx context.Context, src *FileSource) (io.ReadCloser
 // storeSpool writes the spool to storage as it grows: storage commits
 // only on io.EOF, which its reader gets only after verification. A file
 // another replica stored (landed) is not written again.
-func (c *Core) storeSpool(ctx context.Context, f *flight, size int64, landed bool) <-chan error {
+func (c *Core) storeSpool(ctx context.Context, f *flight, src FileSource, size int64, landed bool) <-chan error {
 	putDone := make(chan error, 1)
 	if landed {
 		putDone <- storage.ErrExists
 		return putDone
 	}
-	opts := storage.PutOptions{Size: size, CreateOnly: true, ContentType: httpx.ContentType(f.key)}
+	// The metadata's strongest digest is recorded with the file: reads
+	// are verified against it (verify_read.go).
+	opts := storage.PutOptions{Size: size, CreateOnly: true, ContentType: httpx.ContentType(f.key), Digest: strongest(src.Digests)}
 	go func() {
 		r, stop := f.reader(ctx, false)
 		defer stop()

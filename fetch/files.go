@@ -233,6 +233,9 @@ func (c *Core) serveStored(w http.ResponseWriter, r *http.Request, info storage.
 	if release != nil {
 		defer release()
 	}
+	if rc != nil {
+		rc = verifiedRead(rc, info)
+	}
 	if release != nil && info.Size <= c.distDisk.Max() {
 		if dw, err := c.distDisk.Create(info.Key); err == nil {
 			defer rc.Close()
@@ -246,7 +249,11 @@ func (c *Core) serveStored(w http.ResponseWriter, r *http.Request, info storage.
 			if err != nil || n != info.Size {
 				dw.Abort()
 				reason := "storage read failed"
-				if r.Context().Err() != nil {
+				switch {
+				case errors.Is(err, errCorruptStored):
+					reason = "stored file corrupt"
+					c.corruptStored(info.Key, err)
+				case r.Context().Err() != nil:
 					reason = "client gone"
 				}
 				abortResponse(w, r, reason, err)
@@ -270,6 +277,10 @@ func (c *Core) serveStored(w http.ResponseWriter, r *http.Request, info storage.
 	defer rs.Close()
 	http.ServeContent(w, r, "", info.ModTime, rs)
 	if rs.err != nil && !errors.Is(rs.err, context.Canceled) {
+		if errors.Is(rs.err, errCorruptStored) {
+			c.corruptStored(info.Key, rs.err)
+			abortResponse(w, r, "stored file corrupt", rs.err)
+		}
 		c.log.Warn("storage read failed mid-response; aborting it", "key", info.Key, "err", rs.err)
 		abortResponse(w, r, "storage read failed", rs.err)
 	}

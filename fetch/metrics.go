@@ -49,6 +49,7 @@ type Metrics struct {
 	notStored        counterVec
 	aborted          counterVec
 	cacheWriteErrors prometheus.Counter
+	corruptReads     prometheus.Counter
 	isKnownMethod    func(string) bool
 }
 
@@ -75,6 +76,7 @@ func newMetrics(withRedis bool) *Metrics {
 		replayed:         f.counter("mirror_replayed_responses_total", "Warm document responses sent again as kept, without running their handler (counted in mirror_http_requests_total too)."),
 		notStored:        f.counterVec("mirror_not_stored_total", "Documents and files served to clients but not stored (storage failed).", "kind"),
 		aborted:          f.counterVec("mirror_aborted_responses_total", "Responses cut after their headers were sent, by reason (client gone, download failed, storage read failed).", "reason"),
+		corruptReads:     f.counter("mirror_corrupt_stored_reads_total", "Reads of stored files whose bytes did not match their recorded digest (aborted; a mirrored file is dropped and fetched again)."),
 		cacheWriteErrors: f.counter("mirror_disk_cache_write_errors_total", "Disk cache writes that failed (the response was served anyway)."),
 	}
 	if withRedis {

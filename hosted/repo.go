@@ -279,7 +279,18 @@ func (r *Repo) Stat(ctx context.Context, path string) (storage.Info, error) {
 // same bytes and is kept (an identical retry); as a guard, one of another
 // size is ErrConflict.
 func (r *Repo) PutFile(ctx context.Context, path string, body io.Reader, size int64, contentType string) error {
-	err := r.store.Put(ctx, r.Key(path), body, storage.PutOptions{Size: size, CreateOnly: true, ContentType: contentType})
+	return r.putFile(ctx, path, body, size, storage.PutOptions{Size: size, CreateOnly: true, ContentType: contentType})
+}
+
+// PutSpooled is PutFile for a spooled upload, stored with its sha256 so
+// that reads of it are verified.
+func (r *Repo) PutSpooled(ctx context.Context, path string, sp *Spooled, contentType string) error {
+	return r.putFile(ctx, path, sp.Reader(), sp.Size, storage.PutOptions{Size: sp.Size, CreateOnly: true,
+		ContentType: contentType, Digest: "sha256:" + sp.SHA256})
+}
+
+func (r *Repo) putFile(ctx context.Context, path string, body io.Reader, size int64, opts storage.PutOptions) error {
+	err := r.store.Put(ctx, r.Key(path), body, opts)
 	if errors.Is(err, storage.ErrExists) {
 		info, serr := r.store.Stat(ctx, r.Key(path))
 		if serr == nil && info.Size != size {

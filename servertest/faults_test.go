@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -399,6 +400,12 @@ func TestRangeReadsOnlyItsBytesFromStorage(t *testing.T) {
 	if err != nil || len(whole) < 6<<20 {
 		t.Fatalf("cold: %d bytes, %v", len(whole), err)
 	}
+	for deadline := time.Now().Add(5 * time.Second); len(storedKeys(t, st, "mirror-dist/")) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the file was not stored")
+		}
+		time.Sleep(20 * time.Millisecond) // the commit follows the response
+	}
 	for _, c := range []struct {
 		hdr        string
 		start, end int64
@@ -421,5 +428,58 @@ func TestRangeReadsOnlyItsBytesFromStorage(t *testing.T) {
 		if len(got) != 1 || got[0] != want {
 			t.Errorf("%s asked storage for %+v, want one read of %+v", c.hdr, got, want)
 		}
+	}
+}
+
+// A stored file altered in the bucket is never served as a clean 200: its
+// read is checked against the digest recorded with it and cut before the
+// last byte; the file is dropped and the next request fetches it again,
+// verified.
+func TestAlteredStoredFileIsNeverServedClean(t *testing.T) {
+	e := newEnv(t, time.Minute)
+	url := e.distURL(t, "acme/big", "1.0.0")
+	_, want, err := do(t, "GET", url)
+	if err != nil || len(want) < 6<<20 {
+		t.Fatalf("cold: %d bytes, %v", len(want), err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(storedKeys(t, e.store, "mirror-dist/")) == 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond) // the commit follows the response
+	}
+	keys := storedKeys(t, e.store, "mirror-dist/")
+	if len(keys) != 1 {
+		t.Fatalf("stored %v", keys)
+	}
+	if info, _ := e.store.Stat(context.Background(), keys[0]); !strings.HasPrefix(info.Digest, "sha1:") {
+		t.Fatalf("stored without the metadata's digest: %+v", info)
+	}
+	path := filepath.Join(e.store.Dir(), filepath.FromSlash(keys[0]))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{want[4<<20] ^ 0xff}, 4<<20); err != nil { // in place: the recorded digest stays
+		t.Fatal(err)
+	}
+	f.Close()
+	old := strings.TrimSuffix(e.url, "/packagist")
+	e.restart(t) // a fresh replica: memory empty, no disk cache
+	url = strings.TrimSuffix(e.url, "/packagist") + strings.TrimPrefix(url, old)
+	resp, got, err := do(t, "GET", url)
+	if err == nil && resp.StatusCode == 200 && len(got) == len(want) {
+		t.Fatalf("an altered stored file was served as a clean 200 (bytes equal: %v)", bytes.Equal(got, want))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, got, err = do(t, "GET", url)
+		if err == nil && resp.StatusCode == 200 && bytes.Equal(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the altered file was dropped: %v %v, %d bytes", resp, err, len(got))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := metricSum(t, e, "mirror_corrupt_stored_reads_total"); n != 1 {
+		t.Errorf("mirror_corrupt_stored_reads_total = %d, want 1", n)
 	}
 }

@@ -36,6 +36,9 @@ type Info struct {
 	// ETag identifies this version of the object (opaque; changes with
 	// every write): what PutOptions.IfMatch names.
 	ETag string
+	// Digest is the PutOptions.Digest the object was written with, where
+	// the backend records it ("" : none).
+	Digest string
 }
 
 // Range selects bytes [Offset, Offset+Length) of an object; Length < 0 means
@@ -58,6 +61,12 @@ type PutOptions struct {
 	CreateOnly bool
 	// ContentType is recorded where the backend supports it.
 	ContentType string
+	// Digest ("sha256:<hex>", the algorithm as fetch.Digest names it) is
+	// recorded with the object where the backend supports it (S3 user
+	// metadata, an extended attribute of a local file) and returned in
+	// its Info, so that reads can be verified; the caller has verified
+	// the bytes against it before the write commits.
+	Digest string
 	// IfMatch, when set, makes the Put commit only if the object's current
 	// ETag is this one (If-Match on S3), else fail with
 	// ErrPreconditionFailed: indexes that several replicas update are

@@ -83,7 +83,7 @@ func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	if t, u2, ref := u.Fields["src-type"], u.Fields["src-url"], u.Fields["src-ref"]; t != "" && u2 != "" && ref != "" {
 		source = map[string]any{"type": t, "url": u2, "reference": ref}
 	}
-	if err := cm.repo.PutFile(ctx, cm.distPath(name, u.File.SHA1), u.File.Reader(), u.File.Size, "application/zip"); err != nil {
+	if err := cm.repo.PutSpooled(ctx, cm.distPath(name, u.File.SHA1), u.File, "application/zip"); err != nil {
 		return err
 	}
 	distURL := "/" + cm.m.Name + "/zipball/" + name + "/" + MirrorVersion(normalized) + "/ref" + u.File.SHA1 + ".zip"

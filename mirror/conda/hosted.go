@@ -210,7 +210,7 @@ func (cm *condaMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	// Content-addressed: racing uploads of one file name with other bytes
 	// never share an object, and the record that wins names its own.
 	path := subdir + "/" + sum + "/" + file
-	if err := cm.repo.PutFile(r.Context(), path, sp.Reader(), sp.Size, "application/octet-stream"); err != nil {
+	if err := cm.repo.PutSpooled(r.Context(), path, sp, "application/octet-stream"); err != nil {
 		return err
 	}
 	errConflict := errors.New("conflict")

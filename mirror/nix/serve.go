@@ -388,7 +388,7 @@ func (nm *nixMirror) put(w http.ResponseWriter, r *http.Request) error {
 	// A store path's narinfo (or listing, or log) uploaded again keeps the
 	// first, even when it differs (another signature): the path's NAR is
 	// content-addressed, and the narinfo names it with its hash.
-	if err := nm.repo.PutFile(r.Context(), path, sp.Reader(), sp.Size, ctype); err != nil && !errors.Is(err, hosted.ErrConflict) {
+	if err := nm.repo.PutSpooled(r.Context(), path, sp, ctype); err != nil && !errors.Is(err, hosted.ErrConflict) {
 		return err
 	}
 	return httpx.NoContent(w, http.StatusOK)

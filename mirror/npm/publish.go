@@ -277,7 +277,7 @@ func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 		return nm.exists(version)
 	}
 	path := tarballPath(n, tgz.SHA256, file)
-	if err := nm.repo.PutFile(ctx, path, tgz.Reader(), tgz.Size, "application/octet-stream"); err != nil {
+	if err := nm.repo.PutSpooled(ctx, path, tgz, "application/octet-stream"); err != nil {
 		return err
 	}
 	// The stored manifest carries the digests of the stored bytes; its

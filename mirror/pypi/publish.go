@@ -99,7 +99,7 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	// The file first, then its metadata, then the index that makes them
 	// visible: a reader never finds an index entry without its file.
 	path := pm.filePath(project, u.File.SHA256, u.Filename)
-	if err := pm.repo.PutFile(ctx, path, u.File.Reader(), u.File.Size, httpx.ContentType(u.Filename)); err != nil {
+	if err := pm.repo.PutSpooled(ctx, path, u.File, httpx.ContentType(u.Filename)); err != nil {
 		return err
 	}
 	if df.Wheel || ReliableMetadata(mh) {

@@ -82,7 +82,9 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
 	if fi.IsDir() {
 		return storage.Info{}, fmt.Errorf("local storage: %s: %w", key, storage.ErrNotFound)
 	}
-	return infoOf(key, fi), nil
+	info := infoOf(key, fi)
+	info.Digest = digestOf(p)
+	return info, nil
 }
 
 // infoOf describes a stored file. Its ETag is made of the inode, size and
@@ -117,6 +119,7 @@ func (s *Store) Get(ctx context.Context, key string, rng storage.Range) (io.Read
 		return nil, storage.Info{}, fmt.Errorf("local storage: %s: %w", key, storage.ErrNotFound)
 	}
 	info := infoOf(key, fi)
+	info.Digest = digestOfFile(f)
 	if rng.Offset == 0 && rng.Length < 0 {
 		return f, info, nil
 	}
@@ -172,6 +175,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	if err = tmp.Close(); err != nil {
 		return fmt.Errorf("local storage: close %s: %w", key, err)
 	}
+	setDigest(tmp.Name(), opts.Digest) // the inode keeps it through link and rename
 	if err = os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("local storage: create directory for %s: %w", key, err)
 	}

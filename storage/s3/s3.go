@@ -272,8 +272,13 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
 	if err != nil {
 		return storage.Info{}, s.wrap("HeadObject", key, err)
 	}
-	return storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified), ETag: aws.ToString(out.ETag)}, nil
+	return storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified), ETag: aws.ToString(out.ETag),
+		Digest: out.Metadata[digestMeta]}, nil
 }
+
+// digestMeta is the user metadata (x-amz-meta-digest) that keeps an
+// object's PutOptions.Digest.
+const digestMeta = "digest"
 
 func (s *Store) Get(ctx context.Context, key string, rng storage.Range) (io.ReadCloser, storage.Info, error) {
 	if err := storage.ValidKey(key); err != nil {
@@ -303,7 +308,8 @@ func (s *Store) Get(ctx context.Context, key string, rng storage.Range) (io.Read
 	if err != nil {
 		return nil, storage.Info{}, s.wrap("GetObject", key, err)
 	}
-	info := storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified), ETag: aws.ToString(out.ETag)}
+	info := storage.Info{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified), ETag: aws.ToString(out.ETag),
+		Digest: out.Metadata[digestMeta]}
 	if cr := aws.ToString(out.ContentRange); cr != "" {
 		// "bytes a-b/total"
 		if i := strings.LastIndexByte(cr, '/'); i >= 0 {
@@ -365,6 +371,9 @@ func (s *Store) putSingle(ctx context.Context, key string, body []byte, opts sto
 	if opts.ContentType != "" {
 		in.ContentType = &opts.ContentType
 	}
+	if opts.Digest != "" {
+		in.Metadata = map[string]string{digestMeta: opts.Digest}
+	}
 	if opts.CreateOnly {
 		if !s.createOnly.Load() {
 			if _, err := s.Stat(ctx, key); err == nil {
@@ -405,6 +414,9 @@ func (s *Store) putMultipart(ctx context.Context, key string, r io.Reader, first
 	cin := &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &key}
 	if opts.ContentType != "" {
 		cin.ContentType = &opts.ContentType
+	}
+	if opts.Digest != "" {
+		cin.Metadata = map[string]string{digestMeta: opts.Digest}
 	}
 	created, err := s.client.CreateMultipartUpload(ctx, s.sse.create(cin))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -48,6 +49,7 @@ func RunWith(t *testing.T, newStore func(t *testing.T) storage.Store, o Options)
 		{"Range", testRange},
 		{"LargeStreamUnknownLength", testLarge},
 		{"ListIsolation", testList},
+		{"Digest", testDigest},
 		{"InvalidKeys", testInvalidKeys},
 		{"Delete", testDelete},
 		{"IfMatch", testIfMatch},
@@ -133,6 +135,28 @@ func testRoundTrip(t *testing.T, s storage.Store, root string) {
 	st, err := s.Stat(ctx, key)
 	if err != nil || st.Size != int64(len(data)) || st.ModTime.IsZero() {
 		t.Fatalf("Stat = %+v, %v; want size %d and a modification time", st, err, len(data))
+	}
+}
+
+// A digest written with an object comes back with it, from Stat and Get
+// (reads are verified against it); an object written without one has none.
+func testDigest(t *testing.T, s storage.Store, root string) {
+	data := random(t, 1000)
+	d := "sha256:" + fmt.Sprintf("%x", sha256.Sum256(data))
+	key := root + "/with-digest.bin"
+	if err := s.Put(ctx, key, bytes.NewReader(data), storage.PutOptions{Size: int64(len(data)), CreateOnly: true, Digest: d}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Stat(ctx, key); err != nil || st.Digest != d {
+		t.Fatalf("Stat = %+v, %v; want digest %s", st, err, d)
+	}
+	if _, info := get(t, s, key, storage.Whole); info.Digest != d {
+		t.Fatalf("Get Info.Digest = %q, want %s", info.Digest, d)
+	}
+	plain := root + "/without.bin"
+	put(t, s, plain, data)
+	if st, err := s.Stat(ctx, plain); err != nil || st.Digest != "" {
+		t.Fatalf("an object written without a digest: %+v, %v", st, err)
 	}
 }
 
