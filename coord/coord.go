@@ -265,3 +265,31 @@ func (c *Coordinator) Subscribe(ctx context.Context, onKey func(string), onResub
 		}
 	}
 }
+
+// FirstUses adds keys to the set of keys used on day (kept two days) and
+// returns those no replica had added before: each key is recorded once
+// per day across the fleet. On a Redis failure every key is returned (a
+// duplicate record is harmless).
+func (c *Coordinator) FirstUses(ctx context.Context, day string, keys []string) []string {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	set := c.prefix + "used:" + day
+	cmds := make([]*redis.IntCmd, len(keys))
+	_, err := c.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.SAdd(cctx, set, k)
+		}
+		p.Expire(cctx, set, 48*time.Hour)
+		return nil
+	})
+	if c.result(err) != nil {
+		return keys
+	}
+	var first []string
+	for i, cmd := range cmds {
+		if cmd.Val() > 0 {
+			first = append(first, keys[i])
+		}
+	}
+	return first
+}

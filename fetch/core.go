@@ -72,6 +72,9 @@ type Core struct {
 	leaseWait time.Duration
 
 	cfg Config // as configured, defaults applied
+
+	access     accessLog
+	accessDone chan struct{} // closed when the access log's last flush is done
 }
 
 // Config is the core's configuration, defaults applied.
@@ -127,6 +130,12 @@ type Config struct {
 	MetadataMemoryBytes int64
 	// IsKnownMethod bounds the method label of request metrics.
 	IsKnownMethod func(string) bool
+	// AccessPrefix is where access records are written (package access;
+	// "" : files served are not recorded); AccessOf the key prefix of
+	// the files recorded (the mirrored files'); AccessFlush how often a
+	// replica writes what it noted (default 1 minute).
+	AccessPrefix, AccessOf string
+	AccessFlush            time.Duration
 }
 
 // Defaults are the settings a Config's zero values mean (a zero
@@ -141,6 +150,7 @@ var Defaults = Config{
 	FinishShare:         0.5,
 	MetadataFetches:     16,
 	MetadataMemoryBytes: 256 << 20,
+	AccessFlush:         time.Minute,
 }
 
 // withDefaults is o with every zero setting at its default.
@@ -155,6 +165,7 @@ func (o Config) withDefaults() Config {
 	setDefault(&o.FinishShare, Defaults.FinishShare)
 	setDefault(&o.MetadataFetches, Defaults.MetadataFetches)
 	setDefault(&o.MetadataMemoryBytes, Defaults.MetadataMemoryBytes)
+	setDefault(&o.AccessFlush, Defaults.AccessFlush)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -207,6 +218,12 @@ func NewCore(cfg Config) *Core {
 			c.log.Info("redis subscription (re)established; memory cache cleared")
 		})
 	}
+	c.accessDone = make(chan struct{})
+	if cfg.AccessPrefix != "" {
+		go func() { defer close(c.accessDone); c.flushAccessLoop() }()
+	} else {
+		close(c.accessDone)
+	}
 	return c
 }
 
@@ -237,7 +254,11 @@ func (c *Core) Background() context.Context { return c.bg }
 func (c *Core) Wait() { c.wg.Wait() }
 
 // Stop cancels the background work (downloads still running commit nothing).
-func (c *Core) Stop() { c.cancelBg() }
+// The access log is flushed one last time before it returns.
+func (c *Core) Stop() {
+	c.cancelBg()
+	<-c.accessDone
+}
 
 // MaxMetadataBytes is MAX_METADATA_BYTES.
 func (c *Core) MaxMetadataBytes() int64 { return c.maxMeta }

@@ -71,6 +71,9 @@ func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, res
 	h.Set("Content-Type", httpx.ContentType(key))
 	h.Set("Accept-Ranges", "bytes")
 	if served, err := c.serveKept(w, r, key); served {
+		if err == nil {
+			c.noteAccess(key)
+		}
 		return err
 	}
 	if err := c.recentFailure(ctx, key); err != nil {
@@ -90,7 +93,11 @@ func (c *Core) ServeFile(w http.ResponseWriter, r *http.Request, key string, res
 	h["X-Cache"] = hvMiss
 	f := c.joinFlight(key, src)
 	defer f.release()
-	return c.serveFlight(w, r, f)
+	if err := c.serveFlight(w, r, f); err != nil {
+		return err
+	}
+	c.noteAccess(key)
+	return nil
 }
 
 // serveKept serves key from the disk cache or storage; served is false

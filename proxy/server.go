@@ -78,6 +78,7 @@ type Options struct {
 	FinishShare         float64
 	MetadataFetches     int
 	MetadataMemoryBytes int64
+	AccessFlush         time.Duration
 
 	// Tokens, when any, are required by every request to a mirror (see
 	// authorize); none: reads are open and writes refused.
@@ -130,6 +131,8 @@ func (o Options) coreConfig() fetch.Config {
 		UpstreamIdleTimeout: o.UpstreamIdleTimeout, MaxFileBytes: o.MaxFileBytes, FinishShare: o.FinishShare,
 		MetadataFetches: o.MetadataFetches, MetadataMemoryBytes: o.MetadataMemoryBytes,
 		IsKnownMethod: func(m string) bool { return knownMethods[m] },
+		// Files served are recorded for retention (mirror-proxy gc).
+		AccessPrefix: storage.Join(o.MetaPrefix, "access"), AccessOf: o.DistPrefix + "/", AccessFlush: o.AccessFlush,
 	}
 }
 

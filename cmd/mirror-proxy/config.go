@@ -74,6 +74,7 @@ type Config struct {
 	MetadataFetches     int           `envconfig:"METADATA_FETCHES" default:"16" desc:"upstream metadata fetches running at once per process (more wait)"`
 	MetadataMemory      Bytes         `envconfig:"METADATA_MEMORY_BYTES" default:"256MiB" desc:"decoded metadata held at once by every upstream read together (at least twice MAX_METADATA_BYTES); more wait, and past 10 s answer 503"`
 	UpstreamIdleTimeout time.Duration `envconfig:"UPSTREAM_IDLE_TIMEOUT" desc:"a file download whose body delivers nothing for this long is given up (default: UPSTREAM_TIMEOUT)"`
+	AccessFlush         time.Duration `envconfig:"ACCESS_FLUSH_INTERVAL" default:"1m" desc:"how often a replica writes the record of the files it served (one storage write each time; mirror-proxy gc reads them)"`
 	VerifyFailureTTL    time.Duration `envconfig:"VERIFY_FAILURE_TTL" default:"30s" desc:"how long a file that failed verification (digest, size, archive check) is answered 502 without being fetched again, by every replica with Redis (0: not remembered)"`
 	UpstreamTimeout     time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s" desc:"connect and response-header timeout for upstream requests"`
 	ShutdownTimeout     time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"60s" desc:"how long SIGTERM waits for in-flight requests and downloads"`
@@ -231,7 +232,9 @@ func (m *Mirrors) Decode(v string) error {
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // Reserved names: the server's own routes and Packeton's /mirror/ prefix.
-var reservedNames = map[string]bool{"healthz": true, "readyz": true, "metrics": true, "mirror": true, "api": true, "static": true, "favicon.ico": true}
+// reservedNames are the server's own routes, and "access", whose metadata
+// keys would be the access records' (<meta prefix>/access/).
+var reservedNames = map[string]bool{"healthz": true, "readyz": true, "metrics": true, "mirror": true, "api": true, "static": true, "favicon.ico": true, "access": true}
 
 // configError names the variable and the problem in one line.
 type configError struct{ Var, Msg string }
@@ -375,7 +378,7 @@ func (c *Config) validate() error {
 			return configError{"MIRRORS", where + ": name must be lowercase letters, digits, '-' or '_' (at most 63)"}
 		}
 		if reservedNames[m.Name] {
-			return configError{"MIRRORS", where + ": name is reserved by the server's own routes"}
+			return configError{"MIRRORS", where + ": name is reserved (the server's own routes, or its access records)"}
 		}
 		if seen[m.Name] {
 			return configError{"MIRRORS", where + ": duplicate name"}

@@ -247,6 +247,7 @@ func TestConfigDefaultsAreTheLibrariesDefaults(t *testing.T) {
 		{"METADATA_FETCHES", c.MetadataFetches, f.MetadataFetches},
 		{"METADATA_MEMORY_BYTES", int64(c.MetadataMemory), f.MetadataMemoryBytes},
 		{"UPSTREAM_IDLE_TIMEOUT", c.UpstreamIdleTimeout, f.UpstreamIdleTimeout},
+		{"ACCESS_FLUSH_INTERVAL", c.AccessFlush, f.AccessFlush},
 		{"STORAGE_AWS_ARTIFACT_PREFIX", c.ArtifactPrefix, p.ArtifactPrefix},
 		{"UPLOAD_MAX_BYTES", int64(c.UploadMaxBytes), p.UploadMaxBytes},
 	} {

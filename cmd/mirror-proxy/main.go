@@ -55,6 +55,9 @@ Usage:
                               fetch everything composer.lock, requirements.txt,
                               pylock.toml or package-lock.json files name into storage (verified, as
                               a request would); exit 1 when anything failed
+  mirror-proxy gc --mirror NAME --unused-for 180d [--keep FILE...] [--yes]
+                              delete mirrored files no replica served for that long
+                              (a dry run unless --yes)
   mirror-proxy --version      print the build (module version, VCS revision, Go version)
 `
 
@@ -95,6 +98,12 @@ func main() {
 			return
 		}
 		os.Exit(prefetch(args[1:]))
+	case "gc":
+		if wantsHelp(args[1:]) {
+			fmt.Print(gcUsage)
+			return
+		}
+		os.Exit(gc(args[1:], os.Stdout))
 	case "reference": // go generate: the configuration reference in a doc
 		if err := writeReference(args[1:]); err != nil {
 			fmt.Fprintln(os.Stderr, "mirror-proxy reference:", err)
@@ -144,7 +153,7 @@ func serve() error {
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return withServer(ctx, cfg, log, func(srv *proxy.Server) error {
+	return withServer(ctx, cfg, log, func(srv *proxy.Server, _ storage.Store) error {
 		l, err := net.Listen("tcp", cfg.ListenAddr)
 		if err != nil {
 			return fmt.Errorf("LISTEN_ADDR %q: %w", cfg.ListenAddr, err)
@@ -170,7 +179,7 @@ func serve() error {
 
 // withServer builds the server the configuration describes (storage,
 // caches, Redis) and runs fn with it.
-func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*proxy.Server) error) error {
+func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*proxy.Server, storage.Store) error) error {
 	var err error
 
 	var store storage.Store
@@ -213,7 +222,7 @@ func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*pro
 		// the default.
 		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, VerifyFailureTTL: offIfZero(cfg.VerifyFailureTTL),
 		ArtifactPrefix: cfg.ArtifactPrefix, UploadMaxBytes: int64(cfg.UploadMaxBytes),
-		StdHTTP: cfg.HTTPServer == "std",
+		StdHTTP: cfg.HTTPServer == "std", AccessFlush: cfg.AccessFlush,
 	}
 	if cfg.RedisURL != "" {
 		co, err := newCoordinator(cfg.RedisURL)
@@ -250,7 +259,7 @@ func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*pro
 	if opts.Tokens, err = cfg.Tokens(); err != nil {
 		return err
 	}
-	return fn(proxy.New(opts))
+	return fn(proxy.New(opts), guarded)
 }
 
 // recheck runs the startup check of an S3 store that was unreachable at

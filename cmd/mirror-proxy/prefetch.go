@@ -26,6 +26,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/mirror/npm"
 	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
+	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
 // prefetch fills storage with everything lock files name, through the
@@ -99,7 +100,7 @@ func prefetch(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	failed := 0
-	err = withServer(ctx, cfg, log, func(srv *proxy.Server) error {
+	err = withServer(ctx, cfg, log, func(srv *proxy.Server, _ storage.Store) error {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
