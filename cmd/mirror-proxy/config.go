@@ -19,6 +19,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
+	"github.com/mirror-proxy/mirror-proxy/storage/crypt"
 	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
 )
 
@@ -42,6 +43,7 @@ type Config struct {
 	PartSize       Bytes          `envconfig:"STORAGE_AWS_PART_SIZE" default:"8MiB" desc:"S3 multipart part size (min 5MiB)"`
 	UploadBuffers  int            `envconfig:"STORAGE_AWS_UPLOAD_BUFFERS" default:"4" desc:"S3 part buffers held at once by all uploads (memory = this × part size); more uploads wait"`
 	SSE            string         `envconfig:"STORAGE_AWS_SSE" desc:"server-side encryption asked for on every S3 write: AES256 (SSE-S3) or aws:kms (SSE-KMS, with the S3 Bucket Key); empty: the bucket's default"`
+	Encryption     string         `envconfig:"STORAGE_ENCRYPTION" desc:"client-side encryption of everything stored: kms:<KMS key id, ARN or alias> (a KMS data key per object; AWS_ENDPOINT_URL_KMS sets KMS's endpoint) or key:<file> (a local 256-bit key, raw or base64); objects stored before stay readable; empty: none"`
 	StorageClasses StorageClasses `envconfig:"STORAGE_CLASSES" default:"{}" desc:"JSON object: key prefix (artifact, mirror-meta, mirror-dist, or a path below one, such as mirror-dist/npm) → where that part is kept: bucket, storageClass (STANDARD_IA, INTELLIGENT_TIERING...), sse, sseKmsKeyId, and any key of STORAGE_AWS_ARGS; what an entry does not set comes from the default store"`
 	SSEKMSKeyID    string         `envconfig:"STORAGE_AWS_SSE_KMS_KEY_ID" desc:"the KMS key (id, ARN or alias) of STORAGE_AWS_SSE=aws:kms; empty: the account's aws/s3 key"`
 
@@ -334,6 +336,17 @@ func (c *Config) validate() error {
 		return configError{"STORAGE_AWS_SSE_KMS_KEY_ID", "needs STORAGE_AWS_SSE=aws:kms"}
 	case c.SSE != "" && c.StorageSource != "s3":
 		return configError{"STORAGE_AWS_SSE", "needs STORAGE_SOURCE=s3 (a local directory is not encrypted by the proxy)"}
+	}
+	if c.Encryption != "" {
+		kind, arg, _ := strings.Cut(c.Encryption, ":")
+		if (kind != "kms" && kind != "key") || arg == "" {
+			return configError{"STORAGE_ENCRYPTION", "must be kms:<key id> or key:<file>"}
+		}
+		if kind == "key" {
+			if _, err := crypt.ReadKeyFile(arg); err != nil {
+				return configError{"STORAGE_ENCRYPTION", err.Error()}
+			}
+		}
 	}
 	if len(c.StorageClasses) > 0 {
 		if c.StorageSource != "s3" {

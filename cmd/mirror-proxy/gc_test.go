@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,7 +17,6 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/access"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
-	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
@@ -51,11 +51,21 @@ func newGCEnv(t *testing.T) *gcEnv {
 // replica serves the storage directory like a replica would, until the
 // test (or stop) ends it; stop writes its access record.
 func (e *gcEnv) replica(t *testing.T) (base string, stop func()) {
+	t.Helper()
 	srv := proxy.New(proxy.Options{Store: e.st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
 		Mirrors:     []proxy.Mirror{{Name: "packagist", Type: "composer", URL: e.up.URL(), TTL: time.Minute, NotFoundTTL: time.Second}},
 		AccessFlush: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l, 10*time.Second) }()
 	var once sync.Once
-	return mirrortest.ServeProxy(t, srv) + "/packagist", func() { once.Do(srv.Core().Stop) }
+	stop = func() { once.Do(func() { cancel(); <-done }) } // requests end, then the core stops and flushes
+	t.Cleanup(stop)
+	return "http://" + l.Addr().String() + "/packagist", stop
 }
 
 // dist fetches name@version's dist through base and returns its key.

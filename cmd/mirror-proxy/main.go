@@ -26,6 +26,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/mirror-proxy/mirror-proxy/cache"
@@ -36,6 +37,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/breaker"
+	"github.com/mirror-proxy/mirror-proxy/storage/crypt"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
 	"github.com/mirror-proxy/mirror-proxy/storage/route"
 	s3store "github.com/mirror-proxy/mirror-proxy/storage/s3"
@@ -58,6 +60,8 @@ Usage:
   mirror-proxy gc --mirror NAME --unused-for 180d [--keep FILE...] [--yes]
                               delete mirrored files no replica served for that long
                               (a dry run unless --yes)
+  mirror-proxy storage reencrypt
+                              encrypt what was stored before STORAGE_ENCRYPTION was set
   mirror-proxy --version      print the build (module version, VCS revision, Go version)
 `
 
@@ -104,6 +108,8 @@ func main() {
 			return
 		}
 		os.Exit(gc(args[1:], os.Stdout))
+	case "storage":
+		os.Exit(storageCommand(args[1:]))
 	case "reference": // go generate: the configuration reference in a doc
 		if err := writeReference(args[1:]); err != nil {
 			fmt.Fprintln(os.Stderr, "mirror-proxy reference:", err)
@@ -180,29 +186,18 @@ func serve() error {
 // withServer builds the server the configuration describes (storage,
 // caches, Redis) and runs fn with it.
 func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*proxy.Server, storage.Store) error) error {
-	var err error
-
-	var store storage.Store
-	var ready func(context.Context) error
-	switch cfg.StorageSource {
-	case "s3":
-		if os.Getenv("AWS_EC2_METADATA_DISABLED") == "" && cfg.AWSArgs.Endpoint != "" {
-			// Off AWS the instance-metadata probe only adds startup delay.
-			os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-		}
-		if store, ready, err = openS3(ctx, cfg, log); err != nil {
-			return err
-		}
-	default:
-		s, err := local.New(cfg.StorageLocalDir)
-		if err != nil {
-			return err
-		}
-		store = s
-		ready = func(context.Context) error { _, err := os.Stat(s.Dir()); return err }
-		log.Info("storage: local directory", "dir", s.Dir())
+	store, ready, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
 	}
-
+	if cfg.Encryption != "" {
+		keys, err := encryptionKeys(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("STORAGE_ENCRYPTION: %w", err)
+		}
+		store = crypt.New(store, keys)
+		log.Info("storage: client-side encryption", "keys", cfg.Encryption)
+	}
 	guarded := breaker.New(store, breaker.Options{Timeout: cfg.StorageTimeout, OnChange: func(open bool) {
 		if open {
 			log.Warn("storage keeps failing; not asking it for a while (serving from caches and upstreams)")
@@ -282,6 +277,39 @@ func recheck(ctx context.Context, log *slog.Logger, s *s3store.Store, prefix str
 			log.Error("storage answers but refuses the proxy", "err", err)
 		}
 	}
+}
+
+// openStore opens the configured storage as it is (without client-side
+// encryption), with its readiness check.
+func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (storage.Store, func(context.Context) error, error) {
+	if cfg.StorageSource == "s3" {
+		if os.Getenv("AWS_EC2_METADATA_DISABLED") == "" && cfg.AWSArgs.Endpoint != "" {
+			// Off AWS the instance-metadata probe only adds startup delay.
+			os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+		}
+		return openS3(ctx, cfg, log)
+	}
+	s, err := local.New(cfg.StorageLocalDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("storage: local directory", "dir", s.Dir())
+	return s, func(context.Context) error { _, err := os.Stat(s.Dir()); return err }, nil
+}
+
+// encryptionKeys are the data keys of STORAGE_ENCRYPTION: a local key
+// file, or KMS through the SDK's client (credentials and region as for
+// S3; the endpoint from AWS_ENDPOINT_URL_KMS when set).
+func encryptionKeys(ctx context.Context, cfg *Config) (crypt.Keys, error) {
+	kind, arg, _ := strings.Cut(cfg.Encryption, ":")
+	if kind == "key" {
+		return crypt.ReadKeyFile(arg)
+	}
+	awsCfg, err := s3store.AWSConfig(ctx, cfg.S3Config())
+	if err != nil {
+		return nil, err
+	}
+	return crypt.NewKMS(kms.NewFromConfig(awsCfg), arg), nil
 }
 
 // openS3 opens the S3 store, and one per STORAGE_CLASSES entry routed by

@@ -176,6 +176,13 @@ func seal(w io.Writer, r io.Reader, hdr []byte, aead cipher.AEAD, key string) er
 	}
 }
 
+// Encrypted reports whether an object whose first bytes are hdr (up to
+// 512) is encrypted.
+func Encrypted(hdr []byte) bool { return len(hdr) >= len(magic) && bytes.Equal(hdr[:len(magic)], magic) }
+
+// HeaderSize is how many first bytes of an object Encrypted needs.
+const HeaderSize = headerSize
+
 // header reads an object's header; plain is true when the object is not
 // encrypted (written before encryption was switched on).
 func (s *Store) open(ctx context.Context, hdr []byte) (aead cipher.AEAD, plain bool, err error) {

@@ -168,6 +168,36 @@ func New(ctx context.Context, c Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg, err := AWSConfig(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if c.Endpoint != "" {
+			o.BaseEndpoint = aws.String(c.Endpoint)
+		}
+		o.UsePathStyle = c.PathStyle
+		o.DisableLogOutputChecksumValidationSkipped = true
+	})
+	part := c.PartSize
+	if part < minPartSize {
+		part = minPartSize
+	}
+	nbuf := c.UploadBuffers
+	if nbuf <= 0 {
+		nbuf = 4
+	}
+	s := &Store{client: client, bucket: c.Bucket, part: part, sem: make(chan struct{}, nbuf), sse: enc}
+	s.pool.New = func() any { b := make([]byte, part); return &b }
+	s.createOnly.Store(true) // until Check finds otherwise
+	return s, nil
+}
+
+// AWSConfig is the AWS SDK configuration of c: its region and credentials
+// (static keys, a profile, an assumed role or web identity, else the
+// SDK's default chain). The KMS client of client-side encryption uses it
+// too.
+func AWSConfig(ctx context.Context, c Config) (aws.Config, error) {
 	opts := []func(*config.LoadOptions) error{
 		// S3-compatible stores (R2, B2, Hetzner, OVH, GCS interop, older MinIO)
 		// reject or mis-store the SDK's default aws-chunked trailing checksums.
@@ -186,7 +216,7 @@ func New(ctx context.Context, c Config) (*Store, error) {
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("s3 storage: load AWS configuration: %w", err)
+		return aws.Config{}, fmt.Errorf("s3 storage: load AWS configuration: %w", err)
 	}
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
@@ -212,25 +242,7 @@ func New(ctx context.Context, c Config) (*Store, error) {
 				}))
 		}
 	}
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		if c.Endpoint != "" {
-			o.BaseEndpoint = aws.String(c.Endpoint)
-		}
-		o.UsePathStyle = c.PathStyle
-		o.DisableLogOutputChecksumValidationSkipped = true
-	})
-	part := c.PartSize
-	if part < minPartSize {
-		part = minPartSize
-	}
-	nbuf := c.UploadBuffers
-	if nbuf <= 0 {
-		nbuf = 4
-	}
-	s := &Store{client: client, bucket: c.Bucket, part: part, sem: make(chan struct{}, nbuf), sse: enc}
-	s.pool.New = func() any { b := make([]byte, part); return &b }
-	s.createOnly.Store(true) // until Check finds otherwise
-	return s, nil
+	return cfg, nil
 }
 
 // Bucket is the bucket's name.
