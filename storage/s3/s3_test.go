@@ -100,3 +100,14 @@ func TestFailedMultipartUploadIsAborted(t *testing.T) {
 		t.Errorf("%d multipart uploads left staged after a failed Put", len(out.Uploads))
 	}
 }
+
+// The conformance suite, the race of conditional writes included, on a
+// second S3 implementation (SeaweedFS), when it is available.
+func TestConformanceOnSeaweedFS(t *testing.T) {
+	srv := testenv.StartSeaweedFS(t)
+	st := newStore(t, srv, srv.NewBucket(t))
+	if err := st.Check(context.Background(), "mirror-meta"); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	storagetest.Run(t, func(t *testing.T) storage.Store { return st })
+}
