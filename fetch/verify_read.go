@@ -50,14 +50,19 @@ func strongest(ds []Digest) string {
 }
 
 // verifying reads an object of size bytes, hashing it, and holds its last
-// byte back until the whole object was read and matches want.
+// byte back until the whole object was read and matches want. It serves
+// reads of any size (net/http asks for a single byte at times).
 type verifying struct {
 	r       io.Reader
 	h       hash.Hash
 	want    Digest
-	left    int64 // bytes not yet read
-	pending []byte
-	done    bool
+	left    int64  // bytes not yet read from r
+	buf     []byte // read from r
+	obuf    []byte // the held byte, then what was read
+	out     []byte // ready to be returned
+	pending byte   // the byte held back, when held
+	held    bool
+	done    bool // verified: out is the rest
 }
 
 func newVerifying(r io.Reader, want Digest, size int64) *verifying {
@@ -65,33 +70,51 @@ func newVerifying(r io.Reader, want Digest, size int64) *verifying {
 }
 
 func (v *verifying) Read(p []byte) (int, error) {
-	if v.done {
-		return 0, io.EOF
+	for len(v.out) == 0 {
+		if v.done {
+			return 0, io.EOF
+		}
+		if err := v.fill(); err != nil {
+			return 0, err
+		}
 	}
-	if len(p) < 2 {
-		return 0, io.ErrShortBuffer
+	n := copy(p, v.out)
+	v.out = v.out[n:]
+	return n, nil
+}
+
+// fill reads the next bytes from r into out, holding the last one back
+// unless the object is complete and verified. out is drained before the
+// next fill, which reuses its buffer.
+func (v *verifying) fill() error {
+	if v.buf == nil {
+		v.buf = make([]byte, 32<<10)
+		v.obuf = make([]byte, 0, len(v.buf)+1)
 	}
-	off := copy(p, v.pending)
-	v.pending = v.pending[:0]
-	n, err := v.r.Read(p[off:])
-	v.h.Write(p[off : off+n])
+	n, err := v.r.Read(v.buf)
+	v.h.Write(v.buf[:n])
 	v.left -= int64(n)
-	total := off + n
+	v.obuf = v.obuf[:0]
+	if v.held {
+		v.obuf = append(v.obuf, v.pending)
+	}
+	v.obuf = append(v.obuf, v.buf[:n]...)
 	if err == io.EOF || (err == nil && v.left == 0) {
 		if v.left != 0 || !v.want.matches(v.h.Sum(nil)) {
-			return 0, fmt.Errorf("%w (%s)", errCorruptStored, v.want)
+			return fmt.Errorf("%w (%s)", errCorruptStored, v.want)
 		}
-		v.done = true
-		return total, io.EOF
+		v.out, v.done = v.obuf, true
+		return nil
 	}
 	if err != nil {
-		return 0, err
+		return err
 	}
-	if total > 0 { // hold the last byte back
-		v.pending = append(v.pending, p[total-1])
-		total--
+	v.held = len(v.obuf) > 0
+	if v.held { // hold the last byte back
+		v.pending = v.obuf[len(v.obuf)-1]
+		v.out = v.obuf[:len(v.obuf)-1]
 	}
-	return total, nil
+	return nil
 }
 
 // verifiedRead wraps a whole read of a stored object with its recorded
