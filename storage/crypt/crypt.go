@@ -178,7 +178,9 @@ func seal(w io.Writer, r io.Reader, hdr []byte, aead cipher.AEAD, key string) er
 
 // Encrypted reports whether an object whose first bytes are hdr (up to
 // 512) is encrypted.
-func Encrypted(hdr []byte) bool { return len(hdr) >= len(magic) && bytes.Equal(hdr[:len(magic)], magic) }
+func Encrypted(hdr []byte) bool {
+	return len(hdr) >= len(magic) && bytes.Equal(hdr[:len(magic)], magic)
+}
 
 // HeaderSize is how many first bytes of an object Encrypted needs.
 const HeaderSize = headerSize
