@@ -15,16 +15,24 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/mirror-proxy/mirror-proxy/internal/fakekms"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
 )
 
-// STORAGE_ENCRYPTION with a local key: pip installs as before, on a bucket
-// that already held plaintext objects (mixed during a migration); what is
-// stored from then on is not the plaintext; HEAD and ranges work; an
-// object altered in the bucket is never served as a clean 200.
+// STORAGE_ENCRYPTION, with a local key and with KMS (a fake one, reached
+// through the standard AWS_ENDPOINT_URL_KMS): pip installs as before, on a
+// bucket that already held plaintext objects (mixed during a migration);
+// what is stored from then on is not the plaintext; HEAD and ranges work;
+// an object altered in the bucket is never served as a clean 200.
 func TestClientSideEncryptionWithPip(t *testing.T) {
 	testenv.Deadline(t, 4*time.Minute)
+	for _, kind := range []string{"key", "kms"} {
+		t.Run(kind, func(t *testing.T) { clientSideEncryption(t, kind) })
+	}
+}
+
+func clientSideEncryption(t *testing.T, kind string) {
 	s3srv := testenv.StartS3(t)
 	bucket := s3srv.NewBucket(t)
 	up := fakepypi.New(false)
@@ -41,11 +49,17 @@ func TestClientSideEncryptionWithPip(t *testing.T) {
 	mustPip(t, plain.URL+"/pypi/simple/", "install", "--target", t.TempDir(), "dep-pkg")
 	plain.Stop()
 
-	key := make([]byte, 32)
-	rand.Read(key)
-	keyFile := filepath.Join(t.TempDir(), "storage.key")
-	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
-	env["STORAGE_ENCRYPTION"] = "key:" + keyFile
+	if kind == "key" {
+		key := make([]byte, 32)
+		rand.Read(key)
+		keyFile := filepath.Join(t.TempDir(), "storage.key")
+		os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
+		env["STORAGE_ENCRYPTION"] = "key:" + keyFile
+	} else {
+		kms := fakekms.Start(t, "alias/packages")
+		env["STORAGE_ENCRYPTION"] = "kms:alias/packages"
+		env["AWS_ENDPOINT_URL_KMS"] = kms.URL
+	}
 	px := startProxy(t, env)
 	dir := t.TempDir()
 	mustPip(t, px.URL+"/pypi/simple/", "install", "--target", dir, "Foo.Bar") // needs the plaintext dep-pkg too
