@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -105,6 +106,31 @@ type env struct {
 	blobs        *blobServer
 	pypi         *fakepypi.Server
 	pack         *fakepackagist.Server
+	// What more proxies need: the S3 server, its client, the binary.
+	s3url    string
+	s3client *s3.Client
+	bin      string
+}
+
+// extraProxy starts another proxy on bucket (created), serving the mirror
+// "pypi" of the fake PyPI with no disk caches (every read from storage),
+// with env added; it returns its URL.
+func (e *env) extraProxy(name, bucket string, env ...string) (string, error) {
+	if _, err := e.s3client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		return "", fmt.Errorf("create bucket: %w", err)
+	}
+	port := freePort()
+	cmd := exec.Command(e.bin, "serve")
+	cmd.Env = append(append(os.Environ(),
+		fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", port), "LOG_LEVEL=warn",
+		"STORAGE_SOURCE=s3", "STORAGE_AWS_BUCKET="+bucket,
+		fmt.Sprintf(`STORAGE_AWS_ARGS={"endpoint":%q,"accessKeyId":"bench","accessKeySecret":"bench-secret","region":"us-east-1","pathStyleEndpoint":true}`, e.s3url),
+		fmt.Sprintf(`MIRRORS=[{"name":"pypi","type":"pypi","url":%q,"ttl":"1h"}]`, e.pypiURL)), env...)
+	if err := e.start(name, cmd); err != nil {
+		return "", err
+	}
+	u := fmt.Sprintf("http://127.0.0.1:%d", port)
+	return u, waitHTTP(u + "/healthz")
 }
 
 // stop ends every process the run started: SIGTERM first (SIGQUIT for
@@ -261,12 +287,14 @@ func setup(sz sizes) (*env, error) {
 	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String("bench")}); err != nil {
 		return e, fmt.Errorf("create bucket: %w", err)
 	}
+	e.s3url, e.s3client = s3url, client
 
 	// The proxy, built from this tree.
 	bin := filepath.Join(dir, "mirror-proxy")
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/mirror-proxy").CombinedOutput(); err != nil {
 		return e, fmt.Errorf("go build: %v\n%s", err, out)
 	}
+	e.bin = bin
 	pport := freePort()
 	e.debugAddr = fmt.Sprintf("127.0.0.1:%d", freePort())
 	cmd = exec.Command(bin, "serve")
@@ -868,6 +896,44 @@ func run(sz sizes) (err error) {
 		rows = append(rows, row{fmt.Sprintf("warm file %.1f MB, 16 conns: throughput", float64(f.size)/(1<<20)),
 			mb(median(pb)), mb(median(nb)), ratioCell(ratios), "≥ 0.9"})
 	}
+	// 2b. The cost of client-side encryption: the large file read from
+	// storage (no disk cache) by a proxy with STORAGE_ENCRYPTION, against
+	// one without, each on its own bucket.
+	{
+		key := make([]byte, 32)
+		rand.Read(key)
+		keyFile := filepath.Join(e.dir, "storage.key")
+		os.WriteFile(keyFile, key, 0o600)
+		encURL, err := e.extraProxy("proxy-encrypted", "bench-encrypted", "STORAGE_ENCRYPTION=key:"+keyFile)
+		if err != nil {
+			return err
+		}
+		plainURL, err := e.extraProxy("proxy-plain", "bench-plain")
+		if err != nil {
+			return err
+		}
+		fn := fakepypi.Filename("blob-large", "1.0")
+		var urls []string
+		for _, base := range []string{encURL, plainURL} {
+			u, err := fileURLFromPage(base+"/pypi/simple/blob-large/", fn)
+			if err != nil {
+				return err
+			}
+			if _, err := fetchAll(u); err != nil { // stored
+				return err
+			}
+			urls = append(urls, u)
+		}
+		time.Sleep(time.Second) // the commits follow the responses
+		eb, pb, _, _, ratios, err := pairedRounds(urls[0], urls[1:], 4, bps, nil)
+		if err != nil {
+			return err
+		}
+		logf("warm file from storage, encrypted: %v B/s, plaintext: %v B/s, ratios %v", eb, pb, ratios)
+		rows = append(rows, row{fmt.Sprintf("warm file %.1f MB from storage (no disk cache), 4 conns: throughput with STORAGE_ENCRYPTION, peer = the same without", float64(sz.large)/(1<<20)),
+			mb(median(eb)), mb(median(pb)), ratioCell(ratios), ""})
+	}
+
 	// 6a. Storage calls on warm requests: everything below was served before.
 	before, _ := storageCalls(e.proxyURL)
 	warm := []string{metaTargets[0].proxy, metaTargets[1].proxy, warmFiles[0], e.proxyURL + "/packagist/packages.json"}
