@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -87,6 +88,12 @@ func TestComposerMirrorOnS3(t *testing.T) {
 		}
 		if !bytes.Contains(root, []byte(`"metadata-url":"/mirror/packagist/p2/%package%.json"`)) {
 			t.Errorf("packages.json metadata-url does not lead to the proxy:\n%s", root)
+		}
+		// composer audit asks the proxy's advisories API (Composer's own
+		// packages[0]= form), which asks the upstream's.
+		out = composerAudit(t, dir)
+		if !strings.Contains(out, fakepackagist.AdvisoryID) {
+			t.Errorf("composer audit does not list the upstream's advisory %s:\n%s", fakepackagist.AdvisoryID, tailLines(out, 30))
 		}
 	})
 	if t.Failed() {
@@ -250,4 +257,18 @@ func TestComposerMirrorOnS3(t *testing.T) {
 			t.Errorf("a refused dist URL reached the upstream")
 		}
 	})
+}
+
+// composerAudit runs composer audit (which takes none of the install
+// commands' options) in dir and returns its output; it exits 1 when it
+// lists advisories.
+func composerAudit(t *testing.T, dir string) string {
+	t.Helper()
+	bin, _ := testenv.LookPath("composer")
+	home := t.TempDir()
+	cmd := exec.Command(bin, "audit", "--format=plain", "--no-interaction", "--no-ansi")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "COMPOSER_HOME="+home, "COMPOSER_CACHE_DIR="+filepath.Join(home, "cache"), "COMPOSER_ALLOW_SUPERUSER=1")
+	out, _ := cmd.CombinedOutput()
+	return string(out)
 }

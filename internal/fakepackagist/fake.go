@@ -315,10 +315,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(p, "/codeload/") || strings.HasPrefix(p, "/dist/"):
 		s.serveZip(w, r, delay)
 	case p == "/api/security-advisories/":
+		// As Packagist: packages[]=a/b or Composer's packages[0]=a/b.
 		_ = r.ParseForm()
 		adv := map[string]any{}
-		for _, n := range r.PostForm["packages[]"] {
-			adv[n] = []any{}
+		for k, vs := range r.PostForm {
+			if k != "packages[]" && !strings.HasPrefix(k, "packages[") {
+				continue
+			}
+			for _, n := range vs {
+				adv[n] = []any{}
+				if n == AdvisedPackage {
+					adv[n] = []any{map[string]any{"advisoryId": AdvisoryID, "packageName": n, "remoteId": "GHSA-test-0001-0001",
+						"title": "Test advisory for " + n, "link": "https://example.test/advisories/" + AdvisoryID, "cve": "CVE-2099-0001",
+						"affectedVersions": ">=1.0.0,<2.0.0", "source": "GitHub", "reportedAt": "2024-01-01 00:00:00",
+						"composerRepository": "https://packagist.org", "severity": "high",
+						"sources": []any{map[string]any{"name": "GitHub", "remoteId": "GHSA-test-0001-0001"}}}}
+				}
+			}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"advisories": adv})
@@ -326,6 +339,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 	}
 }
+
+// AdvisedPackage has a security advisory, AdvisoryID, affecting its 1.x
+// versions.
+const (
+	AdvisedPackage = "acme/foo"
+	AdvisoryID     = "PKSA-test-0001"
+)
 
 func (s *Server) serveZip(w http.ResponseWriter, r *http.Request, delay time.Duration) {
 	s.mu.Lock()

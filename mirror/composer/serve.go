@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -360,8 +361,43 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-// advisories forwards Composer's security advisory query (a POST of
-// packages[]=...) to the upstream's api-url.
+// advisoryPackages are the valid package names of an advisory query, in
+// the order sent: packages[] values, then packages[N] by N.
+func advisoryPackages(form url.Values) []string {
+	var out []string
+	for _, p := range form["packages[]"] {
+		if ValidName(strings.ToLower(p)) {
+			out = append(out, p)
+		}
+	}
+	type indexed struct {
+		i    int
+		name string
+	}
+	var byIndex []indexed
+	for k, vs := range form {
+		n, ok := strings.CutPrefix(k, "packages[")
+		if !ok || !strings.HasSuffix(n, "]") || len(vs) != 1 {
+			continue
+		}
+		i, err := strconv.Atoi(strings.TrimSuffix(n, "]"))
+		if err != nil || i < 0 || !ValidName(strings.ToLower(vs[0])) {
+			continue
+		}
+		byIndex = append(byIndex, indexed{i, vs[0]})
+	}
+	sort.Slice(byIndex, func(a, b int) bool { return byIndex[a].i < byIndex[b].i })
+	for _, x := range byIndex {
+		out = append(out, x.name)
+	}
+	return out
+}
+
+// advisories forwards Composer's security advisory query to the upstream's
+// api-url. Composer 2.5 and later send PHP's http_build_query form
+// (packages[0]=a/b&packages[1]=c/d); older clients and other tools send
+// packages[]=a/b. Both are read; the upstream gets Composer's own form,
+// with updatedSince when it was sent.
 func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) error {
 	if cm.m.URL == "" {
 		return httpx.NewError(http.StatusNotFound, "a repository without upstream has no security advisories API")
@@ -380,9 +416,12 @@ func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) err
 		return httpx.NewError(http.StatusBadRequest, "bad form: "+err.Error())
 	}
 	form := url.Values{}
-	for _, p := range r.PostForm["packages[]"] {
-		if ValidName(strings.ToLower(p)) {
-			form.Add("packages[]", p)
+	for i, p := range advisoryPackages(r.PostForm) {
+		form.Set("packages["+strconv.Itoa(i)+"]", p)
+	}
+	if since := r.PostForm.Get("updatedSince"); since != "" {
+		if _, err := strconv.ParseInt(since, 10, 64); err == nil {
+			form.Set("updatedSince", since)
 		}
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
