@@ -4,17 +4,23 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/url"
 	neturl "net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +32,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
+	"github.com/mirror-proxy/mirror-proxy/storage/crypt"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
 )
 
@@ -549,4 +556,58 @@ func TestPublishWithRedisDownIs503(t *testing.T) {
 	if resp, body := authGet(t, e.url+"/p2/acme/foo.json"); resp.StatusCode != 200 {
 		t.Errorf("reads with Redis down: %d %s", resp.StatusCode, body)
 	}
+}
+
+// Publishing works on an encrypted store (STORAGE_ENCRYPTION): the index
+// is updated with conditional writes over encrypted objects, a second
+// version is added to it, the files read back whole, and nothing in the
+// directory holds the plaintext.
+func TestHostedPublishOnEncryptedStorage(t *testing.T) {
+	dir := t.TempDir()
+	raw, _ := local.New(dir)
+	key := make([]byte, 32)
+	rand.Read(key)
+	lk, _ := crypt.NewLocalKey(key)
+	srv := newServer(proxy.Options{Store: crypt.New(raw, lk), MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
+		Mirrors: []proxy.Mirror{{Name: "private", Type: "pypi", Hosted: true, TTL: time.Minute}},
+		Tokens:  hostedTokens(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	base := mirrortest.ServeProxy(t, srv) + "/private"
+	var wheels [][]byte
+	for _, v := range []string{"1.0", "1.1"} {
+		filename, whl := wheel(t, "Secret.Pkg", v, ">=3.8")
+		wheels = append(wheels, whl)
+		ct, body := twineForm("Secret.Pkg", v, filename, whl)
+		if resp, msg := send(t, http.MethodPost, base+"/legacy", writeSecret, ct, body); resp.StatusCode != 200 {
+			t.Fatalf("upload %s: %d %s", v, resp.StatusCode, msg)
+		}
+	}
+	resp, page := authGet(t, base+"/simple/secret-pkg/")
+	if resp.StatusCode != 200 || !strings.Contains(page, "Secret.Pkg-1.0-") || !strings.Contains(page, "Secret.Pkg-1.1-") {
+		t.Fatalf("page after two versions: %d %s", resp.StatusCode, page)
+	}
+	hrefs := regexp.MustCompile(`href="([^"#]+)`).FindAllStringSubmatch(page, -1)
+	got := 0
+	for _, h := range hrefs {
+		pageURL, _ := url.Parse(base + "/simple/secret-pkg/")
+		ref, _ := url.Parse(h[1])
+		resp, body := authGet(t, pageURL.ResolveReference(ref).String())
+		for _, w := range wheels {
+			if resp.StatusCode == 200 && body == string(w) {
+				got++
+			}
+		}
+	}
+	if got != 2 {
+		t.Errorf("%d of the 2 published wheels read back whole (links %v)", got, hrefs)
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		if bytes.Contains(b, []byte("Secret.Pkg")) { // in every wheel and index, in plaintext
+			t.Errorf("%s holds plaintext", p)
+		}
+		return nil
+	})
 }
