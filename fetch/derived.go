@@ -70,7 +70,7 @@ func (d *Derived) Replayable(w http.ResponseWriter, r *http.Request, key Derived
 	d.mu.RLock()
 	v, ok := d.m[key]
 	d.mu.RUnlock()
-	if ok {
+	if ok && !v.window.Advised() { // advisory data changes at no known time
 		ReplayableFiltered(w, ttl, v.window, from...)
 	}
 }

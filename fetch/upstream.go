@@ -342,6 +342,9 @@ type Mirror struct {
 	// Rules are the allow and deny lists (they never apply to hosted
 	// packages either).
 	Rules policy.Rules
+	// Advisories, when set, is the mirror's advisories policy; the server
+	// turns it into Rules.Advisor over the OSV data in storage.
+	Advisories *policy.AdvisoriesConfig
 	// Offline: the upstream is never contacted; only what storage holds
 	// is served (UPSTREAM_OFFLINE, or the mirror's "offline").
 	Offline bool

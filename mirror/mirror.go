@@ -16,6 +16,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/hosted/upload"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
+	"github.com/mirror-proxy/mirror-proxy/osv"
 )
 
 // Type is one ecosystem.
@@ -44,6 +45,11 @@ type Type struct {
 	// to a request that carries them (see proxy/replay.go); any other
 	// header makes a request take the full path.
 	ReplayIgnores []string
+	// OSVEcosystem is the type's ecosystem in OSV data ("npm", "PyPI"),
+	// and OSVCompare orders its versions: both set, its mirrors may have
+	// an advisories policy.
+	OSVEcosystem string
+	OSVCompare   osv.Compare
 	// Hosts: its mirrors may be "hosted" (accept uploads; Env.Repo is
 	// set). Configuring "hosted" on another type is an error.
 	Hosts bool

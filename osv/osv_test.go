@@ -39,7 +39,7 @@ var records = map[string]string{
 	"MAL-alias.json": `{"id":"GHSA-mal","aliases":["MAL-2024-9"],"affected":[{"package":{"ecosystem":"npm","name":"sneaky"},"ranges":[{"type":"SEMVER","events":[{"introduced":"0"}]}]}]}`,
 }
 
-func ids(as []*Advisory) string {
+func idsOf(as []*Advisory) string {
 	var s []string
 	for _, a := range as {
 		s = append(s, a.ID)
@@ -63,7 +63,7 @@ func TestMatch(t *testing.T) {
 		{"y", "1.0.5", "GHSA-cccc"}, {"y", "1.1.0", ""}, {"y", "1.5.0", ""}, {"y", "2.0.4", "GHSA-cccc"}, {"y", "2.0.5", ""},
 		{"z", "1.0.0", ""}, {"requests", "2.0.0", ""}, {"sneaky", "9.9.9", "GHSA-mal"},
 	} {
-		if got := ids(ix.Match(c.name, c.version, SemVer)); got != c.want {
+		if got := idsOf(ix.Match(c.name, c.version, SemVer)); got != c.want {
 			t.Errorf("%s@%s: %q, want %q", c.name, c.version, got, c.want)
 		}
 	}

@@ -21,6 +21,15 @@ type Judged struct {
 // ecosystem judges with this one function, so policies mean the same
 // everywhere.
 func Judge(r *http.Request, cooldown Cooldown, rules Rules, j Judged, now time.Time) (string, Verdict) {
+	gen := advisoryGen.Load() // before judging: a change meanwhile makes the verdict stale
+	why, v := judge(r, cooldown, rules, j, now)
+	if rules.Advisor != nil {
+		v.Advised, v.gen = true, gen
+	}
+	return why, v
+}
+
+func judge(r *http.Request, cooldown Cooldown, rules Rules, j Judged, now time.Time) (string, Verdict) {
 	if cutoff, ok := Snapshot(r); ok {
 		if why, v := AsOf(j.Published, cutoff, cooldown.AllowUnknown); v.Hidden {
 			return j.What + " is not in this snapshot: " + why, v
@@ -32,8 +41,13 @@ func Judge(r *http.Request, cooldown Cooldown, rules Rules, j Judged, now time.T
 			return cooldown.Reason(j.What, v), v
 		}
 	}
-	if why := rules.DenyVersion(j.Name, j.Versions...); why != "" {
+	if why := rules.denyRule(j.Name, j.Versions...); why != "" {
 		return why, Verdict{Hidden: true, Denied: true}
+	}
+	if rules.Advisor != nil {
+		if why := rules.Advisor.Refuse(j.Name, j.Versions...); why != "" {
+			return why, Verdict{Hidden: true, Denied: true, Advisory: true}
+		}
 	}
 	return "", v
 }

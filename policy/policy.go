@@ -45,6 +45,14 @@ type Verdict struct {
 	// told why without installing it (PyPI's yanked reason, Composer's
 	// repository warnings), the ecosystem says so in its metadata.
 	Denied bool
+	// Advisory: an advisory refuses it (Denied is set too). An ecosystem
+	// whose clients can be told why only by trying (npm) may keep the
+	// version listed, marked, while its files answer 403.
+	Advisory bool
+	// Advised: advisory data took part (gen is its generation then): the
+	// verdict holds only while the data is the same.
+	Advised bool
+	gen     uint64
 }
 
 // Judge says whether something published at published (zero: unknown)
@@ -70,17 +78,32 @@ func (c Cooldown) Reason(what string, v Verdict) string {
 
 // Window tracks, while a document is filtered, the earliest moment its
 // filtered form changes (a hidden version comes of age).
-type Window struct{ Next time.Time }
+type Window struct {
+	Next time.Time
+	// advised: advisory data took part, at generation gen.
+	advised bool
+	gen     uint64
+}
 
 // Add notes a verdict.
 func (w *Window) Add(v Verdict) {
 	if v.Hidden && !v.Until.IsZero() && (w.Next.IsZero() || v.Until.Before(w.Next)) {
 		w.Next = v.Until
 	}
+	if v.Advised && !w.advised {
+		w.advised, w.gen = true, v.gen
+	}
 }
 
-// Valid reports whether a form filtered under w still holds at now.
-func (w Window) Valid(now time.Time) bool { return w.Next.IsZero() || now.Before(w.Next) }
+// Valid reports whether a form filtered under w still holds at now (and
+// the advisory data it was filtered with has not changed).
+func (w Window) Valid(now time.Time) bool {
+	return (w.Next.IsZero() || now.Before(w.Next)) && (!w.advised || w.gen == advisoryGen.Load())
+}
+
+// Advised reports whether advisory data took part in the form: it holds
+// only until that data changes, at no known time.
+func (w Window) Advised() bool { return w.advised }
 
 // ParseDuration reads "3d", "12h", "90m" (Go durations plus days).
 func ParseDuration(s string) (time.Duration, error) {

@@ -13,6 +13,8 @@ type Rules struct {
 	Allow []string
 	// Deny lists whole packages or single versions that are never served.
 	Deny []Deny
+	// Advisor, when set, refuses versions that known advisories name.
+	Advisor Advisor
 }
 
 // Deny is one deny entry: a name pattern, and a version ("" for every
@@ -48,7 +50,7 @@ func match(pattern, name string) bool {
 // Normalized returns the rules with their names normalized as the
 // ecosystem normalizes names (PyPI's PEP 503).
 func (r Rules) Normalized(norm func(string) string) Rules {
-	out := Rules{}
+	out := Rules{Advisor: r.Advisor}
 	for _, a := range r.Allow {
 		out.Allow = append(out.Allow, norm(a))
 	}
@@ -77,14 +79,15 @@ func (r Rules) Refuse(name string) string {
 	return ""
 }
 
-// Filters reports whether some versions of name are denied.
+// Filters reports whether some versions of name are denied (by a rule or
+// an advisory).
 func (r Rules) Filters(name string) bool {
 	for _, d := range r.Deny {
 		if d.Version != "" && match(d.Name, name) {
 			return true
 		}
 	}
-	return false
+	return r.Advisor != nil && r.Advisor.Names(name)
 }
 
 // DenyVersion says why a version of name is not served ("" : it is);
@@ -100,5 +103,14 @@ func (r Rules) DenyVersion(name string, versions ...string) string {
 			}
 		}
 	}
+	if r.Advisor != nil {
+		return r.Advisor.Refuse(name, versions...)
+	}
 	return ""
+}
+
+// denyRule is DenyVersion without the advisories.
+func (r Rules) denyRule(name string, versions ...string) string {
+	r.Advisor = nil
+	return r.DenyVersion(name, versions...)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/internal/randid"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
+	"github.com/mirror-proxy/mirror-proxy/osv"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -94,11 +95,15 @@ type Options struct {
 	// StdHTTP serves every request with net/http alone, without the
 	// HTTP/1.1 loop of package h1 for GET and HEAD.
 	StdHTTP bool
+	// OSVRefresh is how often the OSV data of mirrors with an advisories
+	// policy is checked for a new version in storage (default 1 hour).
+	OSVRefresh time.Duration
 }
 
 // Defaults are the server's own settings that Options' zero values mean
 // (the core's are fetch.Defaults).
 var Defaults = Options{
+	OSVRefresh:      time.Hour,
 	BodyReadTimeout: 30 * time.Second,
 	ArtifactPrefix:  "artifact",
 	UploadMaxBytes:  upload.DefaultMax,
@@ -118,6 +123,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.UploadMaxBytes <= 0 {
 		o.UploadMaxBytes = Defaults.UploadMaxBytes
+	}
+	if o.OSVRefresh <= 0 {
+		o.OSVRefresh = Defaults.OSVRefresh
 	}
 	return o
 }
@@ -146,6 +154,8 @@ type Server struct {
 	redisHealth   atomic.Pointer[string]
 
 	mirrors map[string]Mirror // by name
+
+	feed *osv.Feed // the OSV data of advisories policies; nil: none
 
 	replays replays // warm responses kept for replay (replay.go)
 	// replayIgnored: headers a replayed request may carry (replay.go).
@@ -184,6 +194,10 @@ func New(o Options) *Server {
 			continue
 		}
 		types = append(types, t)
+		if m.Advisories != nil {
+			m = s.advise(m, t)
+			s.mirrors[m.Name] = m
+		}
 		env := &mirror.Env{Core: s.core, Mirror: m, MetaPrefix: o.MetaPrefix, DistPrefix: o.DistPrefix,
 			PublicURL: o.PublicURL, Log: o.Logger,
 			Uploads: upload.Limits{Max: o.UploadMaxBytes, Idle: o.BodyReadTimeout, Dir: s.core.SpoolDir()},
@@ -197,9 +211,29 @@ func New(o Options) *Server {
 			eco.Routes(s.router(prefix))
 		}
 	}
+	if s.feed != nil {
+		go s.feed.Run(s.core.Background())
+	}
 	s.replayIgnored = replayIgnoredBy(types)
 	s.replays.maxBytes = replayBudget(s.core.Config().MemoryCacheBytes)
 	return s
+}
+
+// advise gives mirror m (of type t) its advisories policy over the OSV
+// data in storage (<meta prefix>/osv), which one Feed loads for every
+// mirror that has one.
+func (s *Server) advise(m Mirror, t mirror.Type) Mirror {
+	if t.OSVEcosystem == "" || t.OSVCompare == nil {
+		s.opts.Logger.Warn("advisories are not supported on this mirror type yet; policy ignored", "mirror", m.Name, "type", m.Type)
+		return m
+	}
+	if s.feed == nil {
+		s.feed = osv.NewFeed(s.opts.Store, storage.Join(s.opts.MetaPrefix, "osv"), nil, s.opts.OSVRefresh, s.opts.Logger)
+	}
+	s.feed.Follow(t.OSVEcosystem)
+	a := m.Advisories
+	m.Rules.Advisor = osv.NewPolicy(s.feed, t.OSVEcosystem, t.OSVCompare, a.Block, a.Ignore, a.Report, s.opts.Logger)
+	return m
 }
 
 // knownMethods are the methods any route may answer; anything else is a

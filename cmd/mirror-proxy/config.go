@@ -76,6 +76,7 @@ type Config struct {
 	MetadataFetches     int           `envconfig:"METADATA_FETCHES" default:"16" desc:"upstream metadata fetches running at once per process (more wait)"`
 	MetadataMemory      Bytes         `envconfig:"METADATA_MEMORY_BYTES" default:"256MiB" desc:"decoded metadata held at once by every upstream read together (at least twice MAX_METADATA_BYTES); more wait, and past 10 s answer 503"`
 	UpstreamIdleTimeout time.Duration `envconfig:"UPSTREAM_IDLE_TIMEOUT" desc:"a file download whose body delivers nothing for this long is given up (default: UPSTREAM_TIMEOUT)"`
+	OSVRefresh          time.Duration `envconfig:"OSV_REFRESH" default:"1h" desc:"how often the OSV data of mirrors with an advisories policy is checked for a new version in storage (mirror-proxy osv import stores it)"`
 	AccessFlush         time.Duration `envconfig:"ACCESS_FLUSH_INTERVAL" default:"1m" desc:"how often a replica writes the record of the files it served (one storage write each time; mirror-proxy gc reads them)"`
 	VerifyFailureTTL    time.Duration `envconfig:"VERIFY_FAILURE_TTL" default:"30s" desc:"how long a file that failed verification (digest, size, archive check) is answered 502 without being fetched again, by every replica with Redis (0: not remembered)"`
 	UpstreamTimeout     time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s" desc:"connect and response-header timeout for upstream requests"`
@@ -188,6 +189,16 @@ type MirrorSpec struct {
 	Deny  []string `json:"deny"`
 	// Offline: serve only what storage holds (overrides UPSTREAM_OFFLINE).
 	Offline *bool `json:"offline"`
+	// Advisories: refuse versions OSV data names (npm mirrors so far).
+	Advisories *AdvisoriesSpec `json:"advisories"`
+}
+
+// AdvisoriesSpec is a mirror's advisories policy as users write it:
+// {"block": ["malware", "critical", "high"], "ignore": ["GHSA-..."], "mode": "enforce"}.
+type AdvisoriesSpec struct {
+	Block  []string `json:"block"`
+	Ignore []string `json:"ignore"`
+	Mode   string   `json:"mode"`
 }
 
 // TokenSpec is one access token as users write it.
@@ -447,6 +458,24 @@ func (c *Config) validate() error {
 				return configError{"MIRRORS", fmt.Sprintf("%s: deny: %v", where, err)}
 			}
 		}
+		if a := m.Advisories; a != nil {
+			if t, _ := mirror.Lookup(m.Type); t.OSVEcosystem == "" {
+				return configError{"MIRRORS", fmt.Sprintf("%s: advisories are supported on npm mirrors so far, not on %s", where, m.Type)}
+			}
+			if len(a.Block) == 0 {
+				return configError{"MIRRORS", fmt.Sprintf("%s: advisories: block names nothing (malware, critical, high, medium, low)", where)}
+			}
+			for _, b := range a.Block {
+				switch b {
+				case "malware", "critical", "high", "medium", "low":
+				default:
+					return configError{"MIRRORS", fmt.Sprintf("%s: advisories: block %q: must be malware, critical, high, medium or low", where, b)}
+				}
+			}
+			if a.Mode != "" && a.Mode != "enforce" && a.Mode != "report" {
+				return configError{"MIRRORS", fmt.Sprintf("%s: advisories: mode %q: must be enforce or report", where, a.Mode)}
+			}
+		}
 		for _, p := range m.CooldownExempt {
 			if _, err := path.Match(p, ""); err != nil || p == "" {
 				return configError{"MIRRORS", fmt.Sprintf("%s: cooldownExempt: %q is not a name pattern", where, p)}
@@ -570,6 +599,9 @@ func (c *Config) ProxyMirrors() []proxy.Mirror {
 			if rule, err := policy.ParseDeny(d); err == nil {
 				pm.Rules.Deny = append(pm.Rules.Deny, rule)
 			}
+		}
+		if a := m.Advisories; a != nil {
+			pm.Advisories = &policy.AdvisoriesConfig{Block: a.Block, Ignore: a.Ignore, Report: a.Mode == "report"}
 		}
 		age := c.Cooldown
 		if m.Cooldown != nil {

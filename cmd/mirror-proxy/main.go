@@ -60,6 +60,8 @@ Usage:
   mirror-proxy gc --mirror NAME --unused-for 180d [--keep FILE...] [--yes]
                               delete mirrored files no replica served for that long
                               (a dry run unless --yes)
+  mirror-proxy osv import --ecosystem npm FILE.zip
+                              store an OSV export for advisories policies (air-gapped sites)
   mirror-proxy storage reencrypt
                               encrypt what was stored before STORAGE_ENCRYPTION was set
   mirror-proxy --version      print the build (module version, VCS revision, Go version)
@@ -110,6 +112,8 @@ func main() {
 		os.Exit(gc(args[1:], os.Stdout))
 	case "storage":
 		os.Exit(storageCommand(args[1:]))
+	case "osv":
+		os.Exit(osvCommand(args[1:]))
 	case "reference": // go generate: the configuration reference in a doc
 		if err := writeReference(args[1:]); err != nil {
 			fmt.Fprintln(os.Stderr, "mirror-proxy reference:", err)
@@ -217,7 +221,7 @@ func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*pro
 		// the default.
 		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, VerifyFailureTTL: offIfZero(cfg.VerifyFailureTTL),
 		ArtifactPrefix: cfg.ArtifactPrefix, UploadMaxBytes: int64(cfg.UploadMaxBytes),
-		StdHTTP: cfg.HTTPServer == "std", AccessFlush: cfg.AccessFlush,
+		StdHTTP: cfg.HTTPServer == "std", AccessFlush: cfg.AccessFlush, OSVRefresh: cfg.OSVRefresh,
 	}
 	if cfg.RedisURL != "" {
 		co, err := newCoordinator(cfg.RedisURL)

@@ -75,9 +75,18 @@ func (nm *npmMirror) cooled(w http.ResponseWriter, r *http.Request, n string, ab
 		_ = json.Unmarshal(doc["time"], &docTimes)
 		now := time.Now()
 		newest, newestT := "", time.Time{}
+		blocked := map[string]bool{}
 		for ver := range versions {
 			why, verdict := nm.judge(r, n, ver, times[ver], now)
 			w.Add(verdict)
+			if verdict.Advisory {
+				// Kept, deprecated with the advisories: npm picks another
+				// version for a range when one satisfies it, and a pinned
+				// install gets the tarball's 403, which names them.
+				versions[ver] = deprecated(versions[ver], why)
+				blocked[ver] = true
+				continue
+			}
 			if why != "" {
 				delete(versions, ver)
 				delete(docTimes, ver)
@@ -88,7 +97,7 @@ func (nm *npmMirror) cooled(w http.ResponseWriter, r *http.Request, n string, ab
 			}
 		}
 		for tag, ver := range tags {
-			if _, ok := versions[ver]; !ok {
+			if _, ok := versions[ver]; !ok || blocked[ver] {
 				delete(tags, tag)
 			}
 		}
@@ -112,6 +121,21 @@ func (nm *npmMirror) cooled(w http.ResponseWriter, r *http.Request, n string, ab
 		return &parsed{pkg: pkg, body: body}, w
 	})
 	return v.(*parsed), nil
+}
+
+// deprecated is a version's manifest with "deprecated" set to why (npm
+// warns with it, and avoids the version when another satisfies a range).
+func deprecated(manifest json.RawMessage, why string) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(manifest, &m) != nil {
+		return manifest
+	}
+	m["deprecated"], _ = json.Marshal(why)
+	b, err := json.Marshal(m)
+	if err != nil {
+		return manifest
+	}
+	return b
 }
 
 // heldBack refuses the tarball of a version a policy hides. It fails

@@ -15,6 +15,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
+	"github.com/mirror-proxy/mirror-proxy/osv"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -29,6 +30,7 @@ func init() {
 		// reads them.
 		ReplayIgnores: []string{"Npm-Command", "Npm-Session", "Npm-Scope", "Npm-In-Ci", "Npm-Auth-Type",
 			"Pacote-Version", "Pacote-Req-Type", "Pacote-Pkg-Id"},
+		OSVEcosystem: "npm", OSVCompare: osv.SemVer,
 		Hosts: true,
 		New:   newMirror,
 	})

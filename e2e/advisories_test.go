@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"archive/zip"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/internal/fakenpm"
+	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
+)
+
+// An advisories policy with OSV data imported by hand (air-gapped: no
+// OSV_URL): npm install resolves past a malicious version to the one
+// before, a pinned install of it fails with the advisory's id in npm's
+// output, and a second replica on the same bucket blocks the same.
+func TestNpmAdvisoriesBlockMalware(t *testing.T) {
+	testenv.Deadline(t, 4*time.Minute)
+	if _, ok := testenv.LookPath("npm"); !ok {
+		testenv.Missing(t, "npm", "node 20's npm")
+	}
+	s3 := testenv.StartS3(t)
+	bucket := s3.NewBucket(t)
+	up := fakenpm.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	env := map[string]string{
+		"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": bucket, "STORAGE_AWS_ARGS": s3.ArgsJSON(),
+		"MIRRORS":     `[{"name":"npm","type":"npm","url":"` + up.URL() + `","advisories":{"block":["malware","critical"]}}]`,
+		"OSV_REFRESH": "500ms",
+	}
+	// OSV data: left-pad 1.3.0 is malware (its newest version).
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("MAL-2099-7.json")
+	json.NewEncoder(w).Encode(map[string]any{"id": "MAL-2099-7", "summary": "Malicious code in left-pad",
+		"affected": []any{map[string]any{"package": map[string]string{"ecosystem": "npm", "name": "left-pad"}, "versions": []string{"1.3.0"}}}})
+	zw.Close()
+	zipPath := filepath.Join(t.TempDir(), "all.zip")
+	os.WriteFile(zipPath, buf.Bytes(), 0o644)
+	imp := exec.Command(proxyBin, "osv", "import", "--ecosystem", "npm", zipPath)
+	imp.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
+	for k, v := range env {
+		imp.Env = append(imp.Env, k+"="+v)
+	}
+	if out, err := imp.CombinedOutput(); err != nil || !strings.Contains(string(out), "1 npm records") {
+		t.Fatalf("osv import: %v\n%s", err, out)
+	}
+
+	for i, name := range []string{"first replica", "second replica"} {
+		px := startProxy(t, env)
+		registry := px.URL + "/npm/"
+		// The data loads off the request path: wait for it. The version
+		// stays listed, deprecated with the advisory, and latest moves
+		// off it.
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			_, _, body := get(t, registry+"left-pad")
+			if bytes.Contains(body, []byte("MAL-2099-7")) && !bytes.Contains(body, []byte(`"latest":"1.3.0"`)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the packument does not mark the malicious version:\n%s", name, body)
+			}
+		}
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "package.json"), []byte(`{"name":"app","version":"1.0.0"}`), 0o644)
+		cache := t.TempDir()
+		mustNpm(t, dir, registry, cache, "install", "left-pad@^1.2.0") // a range 1.3.0 satisfies too
+		pj, _ := os.ReadFile(filepath.Join(dir, "node_modules", "left-pad", "package.json"))
+		if !bytes.Contains(pj, []byte(`"1.2.0"`)) {
+			t.Errorf("%s: npm install left-pad installed %s, want 1.2.0 (1.3.0 is malware)", name, pj)
+		}
+		if i == 0 {
+			out, err := npmRun(t, t.TempDir(), registry, t.TempDir(), "install", "left-pad@1.3.0")
+			t.Logf("npm install left-pad@1.3.0:\n%s", tailLines(out, 12))
+			if err == nil || !strings.Contains(out, "MAL-2099-7") {
+				t.Errorf("npm install left-pad@1.3.0 succeeded or did not name the advisory: %v\n%s", err, tailLines(out, 20))
+			}
+			tgz := px.URL + "/npm/left-pad/-/left-pad-1.3.0.tgz"
+			code, _, body := get(t, tgz)
+			if code != 403 || !strings.Contains(string(body), "MAL-2099-7") {
+				t.Errorf("the malicious tarball: %d %s", code, body)
+			}
+		}
+		px.Stop()
+	}
+}

@@ -1,0 +1,250 @@
+package osv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/policy"
+	"github.com/mirror-proxy/mirror-proxy/storage"
+)
+
+// maxZipBytes bounds an export as stored and read (npm's is a few
+// hundred MB).
+const maxZipBytes = 2 << 30
+
+// Key is where the export of ecosystem is stored under prefix
+// (<meta prefix>/osv).
+func Key(prefix, ecosystem string) string { return storage.Join(prefix, ecosystem, "all.zip") }
+
+// Import validates the export at path and stores it for ecosystem, where
+// every replica's Feed loads it (air-gapped sites: mirror-proxy osv
+// import). It returns how many records of the ecosystem it holds.
+func Import(ctx context.Context, st storage.Store, prefix, ecosystem, path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	ix, err := ReadZip(f, fi.Size(), ecosystem, nil)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	if ix.Records == 0 {
+		return 0, fmt.Errorf("%s: no %s records (is it the export of another ecosystem?)", path, ecosystem)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	if err := st.Put(ctx, Key(prefix, ecosystem), f, storage.PutOptions{Size: fi.Size(), ContentType: "application/zip"}); err != nil {
+		return 0, err
+	}
+	return ix.Records, nil
+}
+
+// Feed keeps the index of each ecosystem's export in storage, loading it
+// again when it changes (checked every refresh), off the request path.
+type Feed struct {
+	store      storage.Store
+	prefix     string
+	ecosystems []string
+	refresh    time.Duration
+	log        *slog.Logger
+
+	mu     sync.RWMutex
+	idx    map[string]*Index
+	etag   map[string]string
+	loaded map[string]time.Time
+}
+
+// NewFeed follows the exports of ecosystems under prefix in st.
+func NewFeed(st storage.Store, prefix string, ecosystems []string, refresh time.Duration, log *slog.Logger) *Feed {
+	return &Feed{store: st, prefix: prefix, ecosystems: ecosystems, refresh: refresh, log: log,
+		idx: map[string]*Index{}, etag: map[string]string{}, loaded: map[string]time.Time{}}
+}
+
+// Follow adds ecosystem to those the feed loads (before Run).
+func (f *Feed) Follow(ecosystem string) {
+	for _, e := range f.ecosystems {
+		if e == ecosystem {
+			return
+		}
+	}
+	f.ecosystems = append(f.ecosystems, ecosystem)
+}
+
+// Run loads every export now, then whenever it changes, until ctx ends.
+func (f *Feed) Run(ctx context.Context) {
+	for {
+		for _, eco := range f.ecosystems {
+			if err := f.load(ctx, eco); err != nil && ctx.Err() == nil {
+				f.log.Warn("OSV data not loaded; the previous data stays in force", "ecosystem", eco, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(f.refresh):
+		}
+	}
+}
+
+// Index is the loaded index of ecosystem (nil: none yet).
+func (f *Feed) Index(ecosystem string) *Index {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.idx[ecosystem]
+}
+
+// load reads ecosystem's export when it changed since the last load.
+func (f *Feed) load(ctx context.Context, eco string) error {
+	key := Key(f.prefix, eco)
+	info, err := f.store.Stat(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		if f.Index(eco) == nil {
+			f.log.Warn("advisories are configured but there is no OSV data yet: nothing is blocked until it is imported (mirror-proxy osv import)", "ecosystem", eco, "key", key)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	f.mu.RLock()
+	same := f.etag[eco] == info.ETag && info.ETag != ""
+	f.mu.RUnlock()
+	if same {
+		return nil
+	}
+	if info.Size > maxZipBytes {
+		return fmt.Errorf("%s is %d bytes, more than %d", key, info.Size, int64(maxZipBytes))
+	}
+	rc, info, err := f.store.Get(ctx, key, storage.Whole)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp("", "osv-*.zip")
+	if err != nil {
+		return err
+	}
+	os.Remove(tmp.Name()) // unlinked: gone with the file
+	defer tmp.Close()
+	n, err := io.Copy(tmp, io.LimitReader(rc, maxZipBytes+1))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	ix, err := ReadZip(tmp, n, eco, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	f.mu.Lock()
+	f.idx[eco], f.etag[eco], f.loaded[eco] = ix, info.ETag, time.Now()
+	f.mu.Unlock()
+	policy.AdvisoriesChanged()
+	f.log.Info("OSV data loaded", "ecosystem", eco, "records", ix.Records, "names", ix.Names(), "took_ms", time.Since(start).Milliseconds())
+	return nil
+}
+
+// Policy is a mirror's "advisories" policy over a Feed: it refuses the
+// versions that records it blocks (malware, or one of the severities)
+// name, unless ignored by id or alias; in report mode it only logs.
+type Policy struct {
+	feed      *Feed
+	ecosystem string
+	cmp       Compare
+	block     map[string]bool
+	ignore    map[string]bool
+	report    bool
+	log       *slog.Logger
+	reported  sync.Map // name@version → true: logged once
+}
+
+// NewPolicy judges ecosystem's versions (ordered by cmp) with the feed:
+// block holds "malware" and severities, ignore advisory ids or aliases;
+// report logs instead of refusing.
+func NewPolicy(feed *Feed, ecosystem string, cmp Compare, block, ignore []string, report bool, log *slog.Logger) *Policy {
+	p := &Policy{feed: feed, ecosystem: ecosystem, cmp: cmp, block: map[string]bool{}, ignore: map[string]bool{}, report: report, log: log}
+	for _, b := range block {
+		p.block[strings.ToLower(b)] = true
+	}
+	for _, i := range ignore {
+		p.ignore[i] = true
+	}
+	return p
+}
+
+var _ policy.Advisor = (*Policy)(nil)
+
+// Names implements policy.Advisor.
+func (p *Policy) Names(name string) bool {
+	ix := p.feed.Index(p.ecosystem)
+	return ix != nil && len(ix.byName[name]) > 0
+}
+
+// Refuse implements policy.Advisor.
+func (p *Policy) Refuse(name string, versions ...string) string {
+	ix := p.feed.Index(p.ecosystem)
+	if ix == nil {
+		return ""
+	}
+	for _, v := range versions {
+		var hit []*Advisory
+		for _, a := range ix.Match(name, v, p.cmp) {
+			if p.ignored(a) || !(p.block["malware"] && a.Malware || p.block[a.Severity]) {
+				continue
+			}
+			hit = append(hit, a)
+		}
+		if len(hit) == 0 {
+			continue
+		}
+		var parts []string
+		for _, a := range hit {
+			what := a.Severity
+			if a.Malware {
+				what = "malware"
+			}
+			parts = append(parts, fmt.Sprintf("%s (%s: %s) %s", a.ID, what, a.Summary, a.Link()))
+		}
+		why := fmt.Sprintf("%s@%s is blocked by the mirror's advisories policy: %s", name, v, strings.Join(parts, "; "))
+		if p.report {
+			if _, seen := p.reported.LoadOrStore(name+"@"+v, true); !seen {
+				p.log.Warn("advisory (report mode: served)", "package", name, "version", v, "advisories", ids(hit))
+			}
+			return ""
+		}
+		return why
+	}
+	return ""
+}
+
+func (p *Policy) ignored(a *Advisory) bool {
+	if p.ignore[a.ID] {
+		return true
+	}
+	for _, al := range a.Aliases {
+		if p.ignore[al] {
+			return true
+		}
+	}
+	return false
+}
+
+func ids(as []*Advisory) string {
+	var s []string
+	for _, a := range as {
+		s = append(s, a.ID)
+	}
+	return strings.Join(s, ",")
+}
