@@ -83,6 +83,12 @@ func TestNpmAdvisoriesBlockMalware(t *testing.T) {
 			if err == nil || !strings.Contains(out, "MAL-2099-7") {
 				t.Errorf("npm install left-pad@1.3.0 succeeded or did not name the advisory: %v\n%s", err, tailLines(out, 20))
 			}
+			if _, _, m := get(t, px.URL+"/metrics"); !bytes.Contains(m, []byte(`mirror_osv_records{ecosystem="npm"} 1`)) {
+				t.Errorf("metrics lack the OSV records loaded")
+			}
+			if _, _, rz := get(t, px.URL+"/readyz"); !bytes.Contains(rz, []byte(`"osv_npm":"ok"`)) {
+				t.Errorf("readyz: %s", rz)
+			}
 			tgz := px.URL + "/npm/left-pad/-/left-pad-1.3.0.tgz"
 			code, _, body := get(t, tgz)
 			if code != 403 || !strings.Contains(string(body), "MAL-2099-7") {

@@ -95,6 +95,12 @@ func (m *Metrics) gaugeFunc(name, help string, fn func() float64) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
 
+// GaugeFunc registers a gauge of the server's (one set of labels, read
+// from fn at each scrape), for what the core does not own (OSV data).
+func (m *Metrics) GaugeFunc(name, help string, labels map[string]string, fn func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, fn))
+}
+
 // promauto registers what it makes in one registry.
 type promauto struct{ r prometheus.Registerer }
 

@@ -61,16 +61,19 @@ type Feed struct {
 	refresh    time.Duration
 	log        *slog.Logger
 
-	mu     sync.RWMutex
-	idx    map[string]*Index
-	etag   map[string]string
-	loaded map[string]time.Time
+	mu      sync.RWMutex
+	idx     map[string]*Index
+	etag    map[string]string
+	loaded  map[string]time.Time
+	checked map[string]time.Time // the data in storage was found current
+	stored  map[string]time.Time // the loaded export's time in storage
 }
 
 // NewFeed follows the exports of ecosystems under prefix in st.
 func NewFeed(st storage.Store, prefix string, ecosystems []string, refresh time.Duration, log *slog.Logger) *Feed {
 	return &Feed{store: st, prefix: prefix, ecosystems: ecosystems, refresh: refresh, log: log,
-		idx: map[string]*Index{}, etag: map[string]string{}, loaded: map[string]time.Time{}}
+		idx: map[string]*Index{}, etag: map[string]string{}, loaded: map[string]time.Time{},
+		checked: map[string]time.Time{}, stored: map[string]time.Time{}}
 }
 
 // Follow adds ecosystem to those the feed loads (before Run).
@@ -99,6 +102,41 @@ func (f *Feed) Run(ctx context.Context) {
 	}
 }
 
+// Loaded is when ecosystem's data was last loaded (zero: never), and how
+// many records it holds.
+func (f *Feed) Loaded(ecosystem string) (time.Time, int) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	n := 0
+	if ix := f.idx[ecosystem]; ix != nil {
+		n = ix.Records
+	}
+	return f.loaded[ecosystem], n
+}
+
+// Age is how old the loaded data of ecosystem is: since it was stored
+// (imported); -1: none loaded.
+func (f *Feed) Age(ecosystem string) time.Duration {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.stored[ecosystem]
+	if !ok {
+		return -1
+	}
+	return time.Since(t)
+}
+
+// Checked is when ecosystem's data in storage was last found current
+// (zero: never).
+func (f *Feed) Checked(ecosystem string) time.Time {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.checked[ecosystem]
+}
+
+// Ecosystems are the ecosystems the feed follows.
+func (f *Feed) Ecosystems() []string { return f.ecosystems }
+
 // Index is the loaded index of ecosystem (nil: none yet).
 func (f *Feed) Index(ecosystem string) *Index {
 	f.mu.RLock()
@@ -119,9 +157,12 @@ func (f *Feed) load(ctx context.Context, eco string) error {
 	if err != nil {
 		return err
 	}
-	f.mu.RLock()
+	f.mu.Lock()
 	same := f.etag[eco] == info.ETag && info.ETag != ""
-	f.mu.RUnlock()
+	if same {
+		f.checked[eco] = time.Now()
+	}
+	f.mu.Unlock()
 	if same {
 		return nil
 	}
@@ -149,7 +190,7 @@ func (f *Feed) load(ctx context.Context, eco string) error {
 		return fmt.Errorf("%s: %w", key, err)
 	}
 	f.mu.Lock()
-	f.idx[eco], f.etag[eco], f.loaded[eco] = ix, info.ETag, time.Now()
+	f.idx[eco], f.etag[eco], f.loaded[eco], f.checked[eco], f.stored[eco] = ix, info.ETag, time.Now(), time.Now(), info.ModTime
 	f.mu.Unlock()
 	policy.AdvisoriesChanged()
 	f.log.Info("OSV data loaded", "ecosystem", eco, "records", ix.Records, "names", ix.Names(), "took_ms", time.Since(start).Milliseconds())

@@ -212,6 +212,14 @@ func New(o Options) *Server {
 		}
 	}
 	if s.feed != nil {
+		for _, eco := range s.feed.Ecosystems() {
+			labels := map[string]string{"ecosystem": eco}
+			m := s.core.Metrics()
+			m.GaugeFunc("mirror_osv_records", "Advisory records of the ecosystem's OSV data loaded (advisories policies).", labels,
+				func() float64 { _, n := s.feed.Loaded(eco); return float64(n) })
+			m.GaugeFunc("mirror_osv_age_seconds", "Age of the ecosystem's OSV data loaded, since it was stored (-1: none).", labels,
+				func() float64 { return s.feed.Age(eco).Seconds() })
+		}
 		go s.feed.Run(s.core.Background())
 	}
 	s.replayIgnored = replayIgnoredBy(types)
@@ -527,6 +535,20 @@ func (s *Server) readyz(c echo.Context) error {
 		status["redis"] = "not checked yet"
 		if p := s.redisHealth.Load(); p != nil {
 			status["redis"] = *p
+		}
+	}
+	if s.feed != nil {
+		// Old or missing advisory data is a warning, not unreadiness.
+		for _, eco := range s.feed.Ecosystems() {
+			age := s.feed.Age(eco)
+			switch {
+			case age < 0:
+				status["osv_"+eco] = "no data: nothing is blocked (mirror-proxy osv import)"
+			case age > 3*s.opts.OSVRefresh && age > 24*time.Hour:
+				status["osv_"+eco] = fmt.Sprintf("warning: the data is %s old", age.Round(time.Hour))
+			default:
+				status["osv_"+eco] = "ok"
+			}
 		}
 	}
 	code := http.StatusOK
