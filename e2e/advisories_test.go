@@ -42,6 +42,10 @@ func TestNpmAdvisoriesBlockMalware(t *testing.T) {
 	w, _ := zw.Create("MAL-2099-7.json")
 	json.NewEncoder(w).Encode(map[string]any{"id": "MAL-2099-7", "summary": "Malicious code in left-pad",
 		"affected": []any{map[string]any{"package": map[string]string{"ecosystem": "npm", "name": "left-pad"}, "versions": []string{"1.3.0"}}}})
+	w, _ = zw.Create("GHSA-test-high.json")
+	json.NewEncoder(w).Encode(map[string]any{"id": "GHSA-test-high", "summary": "A high one in left-pad 1.2.0",
+		"database_specific": map[string]string{"severity": "HIGH"},
+		"affected":          []any{map[string]any{"package": map[string]string{"ecosystem": "npm", "name": "left-pad"}, "versions": []string{"1.2.0"}}}})
 	zw.Close()
 	zipPath := filepath.Join(t.TempDir(), "all.zip")
 	os.WriteFile(zipPath, buf.Bytes(), 0o644)
@@ -50,7 +54,7 @@ func TestNpmAdvisoriesBlockMalware(t *testing.T) {
 	for k, v := range env {
 		imp.Env = append(imp.Env, k+"="+v)
 	}
-	if out, err := imp.CombinedOutput(); err != nil || !strings.Contains(string(out), "1 npm records") {
+	if out, err := imp.CombinedOutput(); err != nil || !strings.Contains(string(out), "2 npm records") {
 		t.Fatalf("osv import: %v\n%s", err, out)
 	}
 
@@ -83,7 +87,7 @@ func TestNpmAdvisoriesBlockMalware(t *testing.T) {
 			if err == nil || !strings.Contains(out, "MAL-2099-7") {
 				t.Errorf("npm install left-pad@1.3.0 succeeded or did not name the advisory: %v\n%s", err, tailLines(out, 20))
 			}
-			if _, _, m := get(t, px.URL+"/metrics"); !bytes.Contains(m, []byte(`mirror_osv_records{ecosystem="npm"} 1`)) {
+			if _, _, m := get(t, px.URL+"/metrics"); !bytes.Contains(m, []byte(`mirror_osv_records{ecosystem="npm"} 2`)) {
 				t.Errorf("metrics lack the OSV records loaded")
 			}
 			if _, _, rz := get(t, px.URL+"/readyz"); !bytes.Contains(rz, []byte(`"osv_npm":"ok"`)) {
@@ -93,6 +97,15 @@ func TestNpmAdvisoriesBlockMalware(t *testing.T) {
 			code, _, body := get(t, tgz)
 			if code != 403 || !strings.Contains(string(body), "MAL-2099-7") {
 				t.Errorf("the malicious tarball: %d %s", code, body)
+			}
+		}
+		if i == 1 {
+			// npm audit with the upstream down: answered from the mirror's
+			// advisory data (GHSA-test-high is not blocked, only reported).
+			up.Stop()
+			out, err := npmRun(t, dir, registry, cache, "audit", "--json")
+			if err == nil || !strings.Contains(out, "GHSA-test-high") {
+				t.Errorf("npm audit with the upstream down does not report GHSA-test-high (%v):\n%s", err, tailLines(out, 30))
 			}
 		}
 		px.Stop()

@@ -289,3 +289,20 @@ func ids(as []*Advisory) string {
 	}
 	return strings.Join(s, ",")
 }
+
+// Audit returns the advisories affecting name at any of versions,
+// whatever the policy blocks (what an audit command reports); ignored
+// ones are left out.
+func (p *Policy) Audit(name string, versions []string) []Finding {
+	ix := p.feed.Index(p.ecosystem)
+	if ix == nil {
+		return nil
+	}
+	var out []Finding
+	for _, f := range ix.Audit(name, versions, p.cmp) {
+		if !p.ignored(f.Advisory) {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -300,3 +300,59 @@ func inRange(evs []event, v string, cmp Compare) bool {
 	}
 	return affected
 }
+
+// Finding is an advisory that affects some of the versions asked about,
+// with the versions it affects as an npm range (">=1.0.0 <1.2.3 || 2.0.0").
+type Finding struct {
+	*Advisory
+	Vulnerable string
+}
+
+// Audit returns the advisories that affect name at any of versions, each
+// once, with its affected versions as a range.
+func (ix *Index) Audit(name string, versions []string, cmp Compare) []Finding {
+	var out []Finding
+	seen := map[*Advisory]bool{}
+	for _, e := range ix.byName[name] {
+		if seen[e.adv] {
+			continue
+		}
+		for _, v := range versions {
+			if e.affects(v, cmp) {
+				seen[e.adv] = true
+				out = append(out, Finding{Advisory: e.adv, Vulnerable: e.rangeString()})
+				break
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// rangeString writes the versions e affects as an npm range.
+func (e affected) rangeString() string {
+	var parts []string
+	for _, evs := range e.ranges {
+		lo := ""
+		for _, ev := range evs {
+			switch ev.kind {
+			case 'i':
+				lo = ">=" + ev.version
+				if ev.version == "0" {
+					lo = ">=0.0.0-0"
+				}
+			case 'f':
+				parts = append(parts, strings.TrimSpace(lo+" <"+ev.version))
+				lo = ""
+			case 'l':
+				parts = append(parts, strings.TrimSpace(lo+" <="+ev.version))
+				lo = ""
+			}
+		}
+		if lo != "" {
+			parts = append(parts, lo)
+		}
+	}
+	parts = append(parts, e.versions...)
+	return strings.Join(parts, " || ")
+}

@@ -147,3 +147,18 @@ func BenchmarkIndexMemory(t *testing.B) {
 	t.ReportMetric(float64(grown/int64(ix.Records)), "bytes/record")
 	runtime.KeepAlive(ix)
 }
+
+func TestAudit(t *testing.T) {
+	z := buildZip(t, records)
+	ix, _ := ReadZip(z, z.Size(), "npm", nil)
+	got := ix.Audit("y", []string{"0.1.0", "2.0.1"}, SemVer)
+	if len(got) != 1 || got[0].ID != "GHSA-cccc" || got[0].Vulnerable != ">=1.0.0 <1.1.0 || >=2.0.0 <2.0.5" {
+		t.Errorf("y: %+v", got)
+	}
+	if got := ix.Audit("lodash", []string{"4.0.0"}, SemVer); len(got) != 1 || got[0].Vulnerable != ">=0.0.0-0 <4.17.21" {
+		t.Errorf("lodash: %+v", got)
+	}
+	if got := ix.Audit("evil-pkg", []string{"1.0.0"}, SemVer); len(got) != 0 {
+		t.Errorf("evil-pkg 1.0.0: %+v", got)
+	}
+}

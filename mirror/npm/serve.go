@@ -311,19 +311,26 @@ const maxAuditBody = 1 << 20
 // audit forwards npm audit's request to the upstream, its body streamed
 // as sent (never held in memory), once it is known there is an upstream.
 func (nm *npmMirror) audit(w http.ResponseWriter, r *http.Request) error {
-	if nm.m.URL == "" {
-		return httpx.NewError(http.StatusNotFound, "a repository without upstream forwards nothing")
-	}
 	if r.ContentLength > maxAuditBody {
 		return httpx.NewError(http.StatusRequestEntityTooLarge, "audit request larger than 1 MiB")
 	}
+	if a, ok := nm.m.Rules.Advisor.(auditor); ok {
+		return nm.auditLocally(w, r, a)
+	}
+	if nm.m.URL == "" {
+		return httpx.NewError(http.StatusNotFound, "a repository without upstream forwards nothing")
+	}
 	body := http.MaxBytesReader(w, r.Body, maxAuditBody)
-	err := nm.forward(w, r, http.MethodPost, nm.m.URL+strings.TrimPrefix(r.URL.Path, httpx.RoutePrefix(r.URL.Path, nm.m.Name)), body, r.ContentLength)
+	err := nm.forward(w, r, http.MethodPost, nm.auditTarget(r), body, r.ContentLength)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return httpx.NewError(http.StatusRequestEntityTooLarge, "audit request larger than 1 MiB")
 	}
 	return err
+}
+
+func (nm *npmMirror) auditTarget(r *http.Request) string {
+	return nm.m.URL + strings.TrimPrefix(r.URL.Path, httpx.RoutePrefix(r.URL.Path, nm.m.Name))
 }
 
 // forward sends a request to the upstream and passes its JSON answer on.
