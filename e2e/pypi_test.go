@@ -79,12 +79,15 @@ func TestPyPIMirrorOnS3(t *testing.T) {
 		testenv.Missing(t, "python3 -m pip", "apt-get install python3-pip: "+string(out))
 	}
 	s3 := testenv.StartS3(t)
-	for _, mode := range []string{"json", "html"} {
-		t.Run(mode, func(t *testing.T) { testPyPI(t, s3, mode == "html") })
+	for _, mode := range []string{"json", "html", "json encrypted"} {
+		t.Run(mode, func(t *testing.T) { testPyPI(t, s3, mode == "html", strings.HasSuffix(mode, "encrypted")) })
 	}
 }
 
-func testPyPI(t *testing.T, s3 *testenv.S3, htmlOnly bool) {
+// testPyPI is the pip e2e; encrypted runs it all with client-side
+// encryption (STORAGE_ENCRYPTION, a local key): nothing a client sees
+// changes.
+func testPyPI(t *testing.T, s3 *testenv.S3, htmlOnly, encrypted bool) {
 	bucket := s3.NewBucket(t)
 	up := fakepypi.New(htmlOnly)
 	if err := up.Start("127.0.0.1:0"); err != nil {
@@ -92,13 +95,19 @@ func testPyPI(t *testing.T, s3 *testenv.S3, htmlOnly bool) {
 	}
 	defer up.Stop()
 	upAddr := up.Addr()
+	keyFile := filepath.Join(t.TempDir(), "storage.key")
+	os.WriteFile(keyFile, bytes.Repeat([]byte{7}, 32), 0o600)
 	env := func() map[string]string {
-		return map[string]string{
+		e := map[string]string{
 			"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": bucket, "STORAGE_AWS_ARGS": s3.ArgsJSON(),
 			"MIRRORS":                   `[{"name":"pypi","type":"pypi","url":"` + up.IndexURL() + `","ttl":"1s","notFoundTtl":"30s"}]`,
 			"MIRROR_METADATA_CACHE_DIR": t.TempDir(), "MIRROR_DIST_CACHE_DIR": t.TempDir(),
 			"VERIFY_FAILURE_TTL": "1s",
 		}
+		if encrypted {
+			e["STORAGE_ENCRYPTION"] = "key:" + keyFile
+		}
+		return e
 	}
 	top := t
 	px := startProxy(t, env())
