@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakenpm"
+	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
 )
 
@@ -109,5 +110,62 @@ func TestNpmAdvisoriesBlockMalware(t *testing.T) {
 			}
 		}
 		px.Stop()
+	}
+}
+
+// pip installs past a version a critical advisory names; the same data in
+// report mode, or with the advisory ignored, installs it.
+func TestPipAdvisoriesSkipCritical(t *testing.T) {
+	testenv.Deadline(t, 4*time.Minute)
+	if out, err := exec.Command("python3", "-m", "pip", "--version").CombinedOutput(); err != nil {
+		testenv.Missing(t, "python3 -m pip", "apt-get install python3-pip: "+string(out))
+	}
+	s3 := testenv.StartS3(t)
+	up := fakepypi.NewWith([]fakepypi.Project{{Name: "vuln-pkg", Releases: []fakepypi.Release{{Version: "1.0"}, {Version: "1.1"}}}}, false)
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	mirrors := `[{"name":"pypi","type":"pypi","url":"` + up.IndexURL() + `","advisories":{"block":["critical"]}},` +
+		`{"name":"report","type":"pypi","url":"` + up.IndexURL() + `","advisories":{"block":["critical"],"mode":"report"}},` +
+		`{"name":"ignoring","type":"pypi","url":"` + up.IndexURL() + `","advisories":{"block":["critical"],"ignore":["CVE-2099-42"]}}]`
+	env := map[string]string{"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": s3.NewBucket(t), "STORAGE_AWS_ARGS": s3.ArgsJSON(),
+		"MIRRORS": mirrors, "OSV_REFRESH": "500ms"}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("PYSEC-2099-1.json")
+	json.NewEncoder(w).Encode(map[string]any{"id": "PYSEC-2099-1", "aliases": []string{"CVE-2099-42"}, "summary": "Remote code execution in vuln-pkg",
+		"database_specific": map[string]string{"severity": "CRITICAL"},
+		"affected": []any{map[string]any{"package": map[string]string{"ecosystem": "PyPI", "name": "Vuln_Pkg"},
+			"ranges": []any{map[string]any{"type": "ECOSYSTEM", "events": []any{map[string]string{"introduced": "1.1"}, map[string]string{"fixed": "1.2"}}}}}}})
+	zw.Close()
+	zipPath := filepath.Join(t.TempDir(), "all.zip")
+	os.WriteFile(zipPath, buf.Bytes(), 0o644)
+	imp := exec.Command(proxyBin, "osv", "import", "--ecosystem", "PyPI", zipPath)
+	imp.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
+	for k, v := range env {
+		imp.Env = append(imp.Env, k+"="+v)
+	}
+	if out, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("osv import: %v\n%s", err, out)
+	}
+	px := startProxy(t, env)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, _, rz := get(t, px.URL+"/readyz"); bytes.Contains(rz, []byte(`"osv_PyPI":"ok"`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the OSV data was not loaded")
+		}
+	}
+	for mirror, want := range map[string]string{"pypi": "vuln_pkg-1.0", "report": "vuln_pkg-1.1", "ignoring": "vuln_pkg-1.1"} {
+		dir := t.TempDir()
+		mustPip(t, px.URL+"/"+mirror+"/simple/", "install", "--target", dir, "vuln-pkg")
+		if got := installed(t, dir); got != want {
+			t.Errorf("%s: pip installed %q, want %q", mirror, got, want)
+		}
+	}
+	if !strings.Contains(px.Log(), "PYSEC-2099-1") {
+		t.Errorf("report mode logged nothing of PYSEC-2099-1")
 	}
 }

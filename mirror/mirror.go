@@ -50,6 +50,9 @@ type Type struct {
 	// an advisories policy.
 	OSVEcosystem string
 	OSVCompare   osv.Compare
+	// OSVNormalize maps OSV's package names as the type compares names
+	// (nil: as given).
+	OSVNormalize func(string) string
 	// Hosts: its mirrors may be "hosted" (accept uploads; Env.Repo is
 	// set). Configuring "hosted" on another type is an error.
 	Hosts bool

@@ -67,23 +67,27 @@ type Feed struct {
 	loaded  map[string]time.Time
 	checked map[string]time.Time // the data in storage was found current
 	stored  map[string]time.Time // the loaded export's time in storage
+
+	normalize map[string]func(string) string // set by Follow, before Run
 }
 
 // NewFeed follows the exports of ecosystems under prefix in st.
 func NewFeed(st storage.Store, prefix string, ecosystems []string, refresh time.Duration, log *slog.Logger) *Feed {
 	return &Feed{store: st, prefix: prefix, ecosystems: ecosystems, refresh: refresh, log: log,
 		idx: map[string]*Index{}, etag: map[string]string{}, loaded: map[string]time.Time{},
-		checked: map[string]time.Time{}, stored: map[string]time.Time{}}
+		checked: map[string]time.Time{}, stored: map[string]time.Time{}, normalize: map[string]func(string) string{}}
 }
 
-// Follow adds ecosystem to those the feed loads (before Run).
-func (f *Feed) Follow(ecosystem string) {
+// Follow adds ecosystem to those the feed loads (before Run), its
+// package names mapped by normalize (nil: as given).
+func (f *Feed) Follow(ecosystem string, normalize func(string) string) {
 	for _, e := range f.ecosystems {
 		if e == ecosystem {
 			return
 		}
 	}
 	f.ecosystems = append(f.ecosystems, ecosystem)
+	f.normalize[ecosystem] = normalize
 }
 
 // Run loads every export now, then whenever it changes, until ctx ends.
@@ -185,7 +189,7 @@ func (f *Feed) load(ctx context.Context, eco string) error {
 		return err
 	}
 	start := time.Now()
-	ix, err := ReadZip(tmp, n, eco, nil)
+	ix, err := ReadZip(tmp, n, eco, f.normalize[eco])
 	if err != nil {
 		return fmt.Errorf("%s: %w", key, err)
 	}

@@ -238,7 +238,7 @@ func (s *Server) advise(m Mirror, t mirror.Type) Mirror {
 	if s.feed == nil {
 		s.feed = osv.NewFeed(s.opts.Store, storage.Join(s.opts.MetaPrefix, "osv"), nil, s.opts.OSVRefresh, s.opts.Logger)
 	}
-	s.feed.Follow(t.OSVEcosystem)
+	s.feed.Follow(t.OSVEcosystem, t.OSVNormalize)
 	a := m.Advisories
 	m.Rules.Advisor = osv.NewPolicy(s.feed, t.OSVEcosystem, t.OSVCompare, a.Block, a.Ignore, a.Report, s.opts.Logger)
 	return m

@@ -45,8 +45,9 @@ func init() {
 		Name:             "pypi",
 		DefaultTTL:       10 * time.Minute, // PyPI's own CDN keeps project pages for 10 minutes
 		DefaultFileHosts: []string{"files.pythonhosted.org"},
-		Hosts:            true,
-		New:              newMirror,
+		OSVEcosystem:     "PyPI", OSVCompare: ComparePEP440, OSVNormalize: Normalize,
+		Hosts: true,
+		New:   newMirror,
 	})
 }
 

@@ -46,3 +46,18 @@ func TestHostedIndexClash(t *testing.T) {
 		}
 	}
 }
+
+func TestComparePEP440(t *testing.T) {
+	order := []string{"1.0.dev1", "1.0a1.dev1", "1.0a1", "1.0a2", "1.0b1", "1.0rc1", "1.0", "1.0+local", "1.0.post1.dev1", "1.0.post1", "1.0.1", "1.1", "2.0", "1!0.1"}
+	for i := 0; i+1 < len(order); i++ {
+		if c, ok := ComparePEP440(order[i], order[i+1]); !ok || c >= 0 {
+			t.Errorf("%s vs %s: %d %v", order[i], order[i+1], c, ok)
+		}
+	}
+	if c, ok := ComparePEP440("1.0", "1.0.0"); !ok || c != 0 {
+		t.Errorf("1.0 vs 1.0.0: %d", c)
+	}
+	if _, ok := ComparePEP440("not a version", "1.0"); ok {
+		t.Error("an invalid version compared")
+	}
+}
