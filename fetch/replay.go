@@ -31,12 +31,16 @@ type ReplayGuard struct {
 	// Also is the guard of a second entry the response comes from (npm's
 	// full packument, whose publish times filter the abbreviated one).
 	Also *ReplayGuard
+	// advisories is the advisory data's generation when the response was
+	// made: new data (an advisories policy may now filter what it did not)
+	// ends every replay.
+	advisories uint64
 }
 
 // Holds reports whether the response is still what its handler would
 // send now.
 func (g ReplayGuard) Holds(c *Core) bool {
-	if !g.Until.IsZero() && !time.Now().Before(g.Until) {
+	if !g.Until.IsZero() && !time.Now().Before(g.Until) || g.advisories != policy.AdvisoriesGeneration() {
 		return false
 	}
 	res, ok := c.FreshInMemory(g.Key, g.TTL)
@@ -60,7 +64,7 @@ func Replayable(w http.ResponseWriter, key string, ttl time.Duration, res MetaRe
 		return
 	}
 	if rr, ok := find[ReplayRecorder](w); ok {
-		rr.MarkReplayable(ReplayGuard{Key: key, TTL: ttl, Entry: res.Entry})
+		rr.MarkReplayable(ReplayGuard{Key: key, TTL: ttl, Entry: res.Entry, advisories: policy.AdvisoriesGeneration()})
 	}
 }
 
@@ -86,7 +90,7 @@ func ReplayableFiltered(w http.ResponseWriter, ttl time.Duration, window policy.
 		if f.Res.Stale || f.Res.Entry == nil {
 			return
 		}
-		g = &ReplayGuard{Key: f.Key, TTL: ttl, Entry: f.Res.Entry, Until: window.Next, Also: g}
+		g = &ReplayGuard{Key: f.Key, TTL: ttl, Entry: f.Res.Entry, Until: window.Next, Also: g, advisories: policy.AdvisoriesGeneration()}
 	}
 	rr.MarkReplayable(*g)
 }

@@ -23,6 +23,10 @@ var advisoryGen atomic.Uint64
 // with it is made again.
 func AdvisoriesChanged() { advisoryGen.Add(1) }
 
+// AdvisoriesGeneration is the advisory data's generation: what was judged
+// or served under another one may judge differently now.
+func AdvisoriesGeneration() uint64 { return advisoryGen.Load() }
+
 // AdvisoriesConfig is a mirror's "advisories" policy as configured: the
 // kinds of records that block a version ("malware", "critical", "high",
 // "medium", "low"), the advisory ids or aliases ignored, and report mode
