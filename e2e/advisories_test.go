@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakenpm"
+	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
 )
@@ -167,5 +168,55 @@ func TestPipAdvisoriesSkipCritical(t *testing.T) {
 	}
 	if !strings.Contains(px.Log(), "PYSEC-2099-1") {
 		t.Errorf("report mode logged nothing of PYSEC-2099-1")
+	}
+}
+
+// composer update skips a version a critical advisory names.
+func TestComposerAdvisoriesSkipCritical(t *testing.T) {
+	testenv.Deadline(t, 4*time.Minute)
+	if _, ok := testenv.LookPath("composer"); !ok {
+		testenv.Missing(t, "composer", "apt-get install composer php-cli php-zip unzip")
+	}
+	s3 := testenv.StartS3(t)
+	up := fakepackagist.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	env := map[string]string{"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": s3.NewBucket(t), "STORAGE_AWS_ARGS": s3.ArgsJSON(),
+		"MIRRORS":     `[{"name":"packagist","type":"composer","url":"` + up.URL() + `","advisories":{"block":["critical"]}}]`,
+		"OSV_REFRESH": "500ms"}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("GHSA-comp-0001.json")
+	json.NewEncoder(w).Encode(map[string]any{"id": "GHSA-comp-0001", "summary": "A critical one in acme/foo 1.1",
+		"database_specific": map[string]string{"severity": "CRITICAL"},
+		"affected": []any{map[string]any{"package": map[string]string{"ecosystem": "Packagist", "name": "Acme/Foo"},
+			"ranges": []any{map[string]any{"type": "ECOSYSTEM", "events": []any{map[string]string{"introduced": "1.1.0"}, map[string]string{"fixed": "1.2.0"}}}}}}})
+	zw.Close()
+	zipPath := filepath.Join(t.TempDir(), "all.zip")
+	os.WriteFile(zipPath, buf.Bytes(), 0o644)
+	imp := exec.Command(proxyBin, "osv", "import", "--ecosystem", "Packagist", zipPath)
+	imp.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
+	for k, v := range env {
+		imp.Env = append(imp.Env, k+"="+v)
+	}
+	if out, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("osv import: %v\n%s", err, out)
+	}
+	px := startProxy(t, env)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, _, rz := get(t, px.URL+"/readyz"); bytes.Contains(rz, []byte(`"osv_Packagist":"ok"`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the OSV data was not loaded")
+		}
+	}
+	dir := composerProject(t, px.URL+"/packagist", nil)
+	out := mustComposer(t, dir, "require", "acme/foo:^1.0")
+	b, _ := os.ReadFile(filepath.Join(dir, "vendor/acme/foo/src/Version.php"))
+	if !bytes.Contains(b, []byte("1.0.0")) {
+		t.Errorf("composer installed %q, want acme/foo 1.0.0 (1.1.0 has a critical advisory)\n%s", b, tailLines(out, 20))
 	}
 }

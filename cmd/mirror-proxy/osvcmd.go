@@ -14,7 +14,7 @@ import (
 const osvUsage = `usage: mirror-proxy osv import --ecosystem ECOSYSTEM FILE.zip
 
 Stores an OSV export (the <ECOSYSTEM>/all.zip of https://osv-vulnerabilities.storage.googleapis.com,
-ECOSYSTEM as OSV names it: npm, PyPI) in storage, for the mirrors with an advisories policy; every replica
+ECOSYSTEM as OSV names it: npm, PyPI, Packagist) in storage, for the mirrors with an advisories policy; every replica
 loads it within OSV_REFRESH. The file is checked whole first: a truncated zip or a record that is
 not valid is refused, naming the file and the record, and the data in storage stays as it was.
 Configured by the same environment as serve.

@@ -26,7 +26,10 @@ func init() {
 		// GitHub, GitLab and Bitbucket, where Packagist's dists live.
 		DefaultFileHosts: []string{"github.com", "api.github.com", "codeload.github.com", "gitlab.com", "bitbucket.org", "api.bitbucket.org"},
 		// Also under Packeton's /mirror/N/.
-		Mounts:         func(name string) []string { return []string{"/" + name, "/mirror/" + name} },
+		Mounts: func(name string) []string { return []string{"/" + name, "/mirror/" + name} },
+		// Advisories: OSV's "Packagist" ecosystem, names lowered as
+		// Composer's are.
+		OSVEcosystem: "Packagist", OSVCompare: CompareVersions, OSVNormalize: strings.ToLower,
 		Hosts:          true,
 		New:            newMirror,
 		AdjustResponse: githubRateLimit,
