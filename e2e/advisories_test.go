@@ -36,7 +36,7 @@ func TestNpmAdvisoriesBlockMalware(t *testing.T) {
 	env := map[string]string{
 		"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": bucket, "STORAGE_AWS_ARGS": s3.ArgsJSON(),
 		"MIRRORS":     `[{"name":"npm","type":"npm","url":"` + up.URL() + `","advisories":{"block":["malware","critical"]}}]`,
-		"OSV_REFRESH": "500ms",
+		"OSV_REFRESH": "500ms", "OSV_URL": "",
 	}
 	// OSV data: left-pad 1.3.0 is malware (its newest version).
 	var buf bytes.Buffer
@@ -131,7 +131,7 @@ func TestPipAdvisoriesSkipCritical(t *testing.T) {
 		`{"name":"report","type":"pypi","url":"` + up.IndexURL() + `","advisories":{"block":["critical"],"mode":"report"}},` +
 		`{"name":"ignoring","type":"pypi","url":"` + up.IndexURL() + `","advisories":{"block":["critical"],"ignore":["CVE-2099-42"]}}]`
 	env := map[string]string{"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": s3.NewBucket(t), "STORAGE_AWS_ARGS": s3.ArgsJSON(),
-		"MIRRORS": mirrors, "OSV_REFRESH": "500ms"}
+		"MIRRORS": mirrors, "OSV_REFRESH": "500ms", "OSV_URL": ""}
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	w, _ := zw.Create("PYSEC-2099-1.json")
@@ -185,7 +185,7 @@ func TestComposerAdvisoriesSkipCritical(t *testing.T) {
 	defer up.Stop()
 	env := map[string]string{"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": s3.NewBucket(t), "STORAGE_AWS_ARGS": s3.ArgsJSON(),
 		"MIRRORS":     `[{"name":"packagist","type":"composer","url":"` + up.URL() + `","advisories":{"block":["critical"]}}]`,
-		"OSV_REFRESH": "500ms"}
+		"OSV_REFRESH": "500ms", "OSV_URL": ""}
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	w, _ := zw.Create("GHSA-comp-0001.json")

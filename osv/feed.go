@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -69,6 +70,85 @@ type Feed struct {
 	stored  map[string]time.Time // the loaded export's time in storage
 
 	normalize map[string]func(string) string // set by Follow, before Run
+
+	// Fetching from OSV (FetchFrom): its base URL, the client, and the
+	// replicas' lease (nil: every replica fetches).
+	url    string
+	client *http.Client
+	lease  Leaser
+}
+
+// Leaser takes a lease that one replica holds at a time (Redis).
+type Leaser interface {
+	TryLease(ctx context.Context, name string, ttl time.Duration) (release func(), ok bool, err error)
+}
+
+// FetchFrom makes the feed fetch each ecosystem's export from base
+// (<base>/<Ecosystem>/all.zip) when the one in storage is older than the
+// refresh interval (or missing), check it whole and store it, one replica
+// at a time when lease is set; every replica then loads it. Call before
+// Run.
+func (f *Feed) FetchFrom(base string, client *http.Client, lease Leaser) {
+	f.url, f.client, f.lease = strings.TrimRight(base, "/"), client, lease
+}
+
+// fetch stores a fresh export of eco from the OSV URL when the stored one
+// is missing or older than the refresh interval.
+func (f *Feed) fetch(ctx context.Context, eco string) error {
+	key := Key(f.prefix, eco)
+	if info, err := f.store.Stat(ctx, key); err == nil && time.Since(info.ModTime) < f.refresh {
+		return nil
+	}
+	if f.lease != nil {
+		release, ok, err := f.lease.TryLease(ctx, "osv-fetch:"+eco, 10*time.Minute)
+		if err == nil && !ok {
+			return nil // another replica fetches
+		}
+		if release != nil {
+			defer release()
+		}
+	}
+	u := f.url + "/" + eco + "/all.zip"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetching %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetching %s: %s", u, resp.Status)
+	}
+	tmp, err := os.CreateTemp("", "osv-fetch-*.zip")
+	if err != nil {
+		return err
+	}
+	os.Remove(tmp.Name())
+	defer tmp.Close()
+	n, err := io.Copy(tmp, io.LimitReader(resp.Body, maxZipBytes+1))
+	if err != nil {
+		return fmt.Errorf("fetching %s: %w", u, err)
+	}
+	if n > maxZipBytes {
+		return fmt.Errorf("%s is larger than %d bytes", u, int64(maxZipBytes))
+	}
+	ix, err := ReadZip(tmp, n, eco, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w (the data in storage stays as it was)", u, err)
+	}
+	if ix.Records == 0 {
+		return fmt.Errorf("%s holds no %s records (the data in storage stays as it was)", u, eco)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := f.store.Put(ctx, key, tmp, storage.PutOptions{Size: n, ContentType: "application/zip"}); err != nil {
+		return err
+	}
+	f.log.Info("OSV data fetched and stored", "ecosystem", eco, "records", ix.Records, "url", u)
+	return nil
 }
 
 // NewFeed follows the exports of ecosystems under prefix in st.
@@ -94,6 +174,11 @@ func (f *Feed) Follow(ecosystem string, normalize func(string) string) {
 func (f *Feed) Run(ctx context.Context) {
 	for {
 		for _, eco := range f.ecosystems {
+			if f.url != "" {
+				if err := f.fetch(ctx, eco); err != nil && ctx.Err() == nil {
+					f.log.Warn("OSV data not fetched; the data in storage stays in force", "ecosystem", eco, "err", err)
+				}
+			}
 			if err := f.load(ctx, eco); err != nil && ctx.Err() == nil {
 				f.log.Warn("OSV data not loaded; the previous data stays in force", "ecosystem", eco, "err", err)
 			}

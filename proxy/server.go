@@ -98,6 +98,10 @@ type Options struct {
 	// OSVRefresh is how often the OSV data of mirrors with an advisories
 	// policy is checked for a new version in storage (default 1 hour).
 	OSVRefresh time.Duration
+	// OSVURL, when set, is where that data is fetched from when the copy
+	// in storage is older than OSVRefresh (<OSVURL>/<Ecosystem>/all.zip),
+	// by one replica at a time with Redis; "" : only what is imported.
+	OSVURL string
 }
 
 // Defaults are the server's own settings that Options' zero values mean
@@ -237,11 +241,30 @@ func (s *Server) advise(m Mirror, t mirror.Type) Mirror {
 	}
 	if s.feed == nil {
 		s.feed = osv.NewFeed(s.opts.Store, storage.Join(s.opts.MetaPrefix, "osv"), nil, s.opts.OSVRefresh, s.opts.Logger)
+		if s.opts.OSVURL != "" {
+			var lease osv.Leaser
+			if s.opts.Coordinator != nil {
+				lease = osvLease{s.opts.Coordinator}
+			}
+			client := &http.Client{Timeout: 15 * time.Minute, Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}}
+			s.feed.FetchFrom(s.opts.OSVURL, client, lease)
+		}
 	}
 	s.feed.Follow(t.OSVEcosystem, t.OSVNormalize)
 	a := m.Advisories
 	m.Rules.Advisor = osv.NewPolicy(s.feed, t.OSVEcosystem, t.OSVCompare, a.Block, a.Ignore, a.Report, s.opts.Logger)
 	return m
+}
+
+// osvLease is the Redis lease under which one replica fetches OSV data.
+type osvLease struct{ c *coord.Coordinator }
+
+func (l osvLease) TryLease(ctx context.Context, name string, ttl time.Duration) (func(), bool, error) {
+	ls, ok, err := l.c.TryLease(ctx, name, ttl)
+	if ls == nil {
+		return nil, ok, err
+	}
+	return ls.Release, ok, err
 }
 
 // knownMethods are the methods any route may answer; anything else is a

@@ -221,7 +221,7 @@ func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*pro
 		// the default.
 		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout, VerifyFailureTTL: offIfZero(cfg.VerifyFailureTTL),
 		ArtifactPrefix: cfg.ArtifactPrefix, UploadMaxBytes: int64(cfg.UploadMaxBytes),
-		StdHTTP: cfg.HTTPServer == "std", AccessFlush: cfg.AccessFlush, OSVRefresh: cfg.OSVRefresh,
+		StdHTTP: cfg.HTTPServer == "std", AccessFlush: cfg.AccessFlush, OSVRefresh: cfg.OSVRefresh, OSVURL: cfg.OSVURL,
 	}
 	if cfg.RedisURL != "" {
 		co, err := newCoordinator(cfg.RedisURL)
