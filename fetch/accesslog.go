@@ -19,6 +19,8 @@ type accessLog struct {
 	mu      sync.Mutex
 	seen    map[string]map[string]bool // day → keys noted
 	pending map[string][]string        // day → keys noted, not yet written
+	day     string                     // today, as records name it, until dayEnd
+	dayEnd  time.Time
 }
 
 // noteAccess notes that key was served (files under Config.AccessOf only).
@@ -26,19 +28,24 @@ func (c *Core) noteAccess(key string) {
 	if c.cfg.AccessPrefix == "" || !strings.HasPrefix(key, c.cfg.AccessOf) {
 		return
 	}
-	day := access.Day(c.now())
+	now := c.now()
 	a := &c.access
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.seen == nil {
 		a.seen, a.pending = map[string]map[string]bool{}, map[string][]string{}
 	}
+	if !now.Before(a.dayEnd) { // the day's name is made once a day, not per request
+		a.day = access.Day(now)
+		a.dayEnd = now.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+	}
+	day := a.day
 	s := a.seen[day]
 	if s == nil {
 		s = map[string]bool{}
 		a.seen[day] = s
 		for d := range a.seen { // keep today and yesterday
-			if d < access.Day(c.now().Add(-24*time.Hour)) {
+			if d < access.Day(now.Add(-24*time.Hour)) {
 				delete(a.seen, d)
 			}
 		}
