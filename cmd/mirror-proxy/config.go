@@ -246,9 +246,11 @@ func (m *Mirrors) Decode(v string) error {
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // Reserved names: the server's own routes and Packeton's /mirror/ prefix.
-// reservedNames are the server's own routes, and "access", whose metadata
-// keys would be the access records' (<meta prefix>/access/).
-var reservedNames = map[string]bool{"healthz": true, "readyz": true, "metrics": true, "mirror": true, "api": true, "static": true, "favicon.ico": true, "access": true}
+// reservedNames are the server's own routes, and "access" and "osv",
+// whose metadata keys would share the access records' and the OSV data's
+// (<meta prefix>/access/, <meta prefix>/osv/).
+var reservedNames = map[string]bool{"healthz": true, "readyz": true, "metrics": true, "mirror": true, "api": true, "static": true, "favicon.ico": true,
+	"access": true, "osv": true}
 
 // configError names the variable and the problem in one line.
 type configError struct{ Var, Msg string }

@@ -42,6 +42,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"METADATA_TTL", "5 minutes", "METADATA_TTL"},
 		{"HTTP_SERVER", "nginx", "must be fast or std"},
 		{"STORAGE_AWS_SSE", "aes", "must be AES256 or aws:kms"},
+		{"MIRRORS", `[{"name":"osv","type":"npm","url":"http://x"}]`, "reserved"},
 		{"STORAGE_CLASSES", `{"artifact":{"bukket":"x"}}`, `unknown key "bukket"`},
 		{"STORAGE_CLASSES", `{"artifact":{"bucket":"private"}}`, "needs STORAGE_SOURCE=s3"},
 		{"STORAGE_AWS_SSE_KMS_KEY_ID", "alias/mirror", "needs STORAGE_AWS_SSE=aws:kms"},
