@@ -39,25 +39,14 @@ func TestNpmAdvisoriesBlockMalware(t *testing.T) {
 		"OSV_REFRESH": "500ms", "OSV_URL": "",
 	}
 	// OSV data: left-pad 1.3.0 is malware (its newest version).
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	w, _ := zw.Create("MAL-2099-7.json")
-	json.NewEncoder(w).Encode(map[string]any{"id": "MAL-2099-7", "summary": "Malicious code in left-pad",
-		"affected": []any{map[string]any{"package": map[string]string{"ecosystem": "npm", "name": "left-pad"}, "versions": []string{"1.3.0"}}}})
-	w, _ = zw.Create("GHSA-test-high.json")
-	json.NewEncoder(w).Encode(map[string]any{"id": "GHSA-test-high", "summary": "A high one in left-pad 1.2.0",
-		"database_specific": map[string]string{"severity": "HIGH"},
-		"affected":          []any{map[string]any{"package": map[string]string{"ecosystem": "npm", "name": "left-pad"}, "versions": []string{"1.2.0"}}}})
-	zw.Close()
-	zipPath := filepath.Join(t.TempDir(), "all.zip")
-	os.WriteFile(zipPath, buf.Bytes(), 0o644)
-	imp := exec.Command(proxyBin, "osv", "import", "--ecosystem", "npm", zipPath)
-	imp.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
-	for k, v := range env {
-		imp.Env = append(imp.Env, k+"="+v)
-	}
-	if out, err := imp.CombinedOutput(); err != nil || !strings.Contains(string(out), "2 npm records") {
-		t.Fatalf("osv import: %v\n%s", err, out)
+	out := osvImport(t, env, "npm",
+		map[string]any{"id": "MAL-2099-7", "summary": "Malicious code in left-pad",
+			"affected": []any{map[string]any{"package": map[string]string{"ecosystem": "npm", "name": "left-pad"}, "versions": []string{"1.3.0"}}}},
+		map[string]any{"id": "GHSA-test-high", "summary": "A high one in left-pad 1.2.0",
+			"database_specific": map[string]string{"severity": "HIGH"},
+			"affected":          []any{map[string]any{"package": map[string]string{"ecosystem": "npm", "name": "left-pad"}, "versions": []string{"1.2.0"}}}})
+	if !strings.Contains(out, "2 npm records") {
+		t.Fatalf("osv import: %s", out)
 	}
 
 	for i, name := range []string{"first replica", "second replica"} {
@@ -132,33 +121,12 @@ func TestPipAdvisoriesSkipCritical(t *testing.T) {
 		`{"name":"ignoring","type":"pypi","url":"` + up.IndexURL() + `","advisories":{"block":["critical"],"ignore":["CVE-2099-42"]}}]`
 	env := map[string]string{"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": s3.NewBucket(t), "STORAGE_AWS_ARGS": s3.ArgsJSON(),
 		"MIRRORS": mirrors, "OSV_REFRESH": "500ms", "OSV_URL": ""}
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	w, _ := zw.Create("PYSEC-2099-1.json")
-	json.NewEncoder(w).Encode(map[string]any{"id": "PYSEC-2099-1", "aliases": []string{"CVE-2099-42"}, "summary": "Remote code execution in vuln-pkg",
+	osvImport(t, env, "PyPI", map[string]any{"id": "PYSEC-2099-1", "aliases": []string{"CVE-2099-42"}, "summary": "Remote code execution in vuln-pkg",
 		"database_specific": map[string]string{"severity": "CRITICAL"},
 		"affected": []any{map[string]any{"package": map[string]string{"ecosystem": "PyPI", "name": "Vuln_Pkg"},
 			"ranges": []any{map[string]any{"type": "ECOSYSTEM", "events": []any{map[string]string{"introduced": "1.1"}, map[string]string{"fixed": "1.2"}}}}}}})
-	zw.Close()
-	zipPath := filepath.Join(t.TempDir(), "all.zip")
-	os.WriteFile(zipPath, buf.Bytes(), 0o644)
-	imp := exec.Command(proxyBin, "osv", "import", "--ecosystem", "PyPI", zipPath)
-	imp.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
-	for k, v := range env {
-		imp.Env = append(imp.Env, k+"="+v)
-	}
-	if out, err := imp.CombinedOutput(); err != nil {
-		t.Fatalf("osv import: %v\n%s", err, out)
-	}
 	px := startProxy(t, env)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if _, _, rz := get(t, px.URL+"/readyz"); bytes.Contains(rz, []byte(`"osv_PyPI":"ok"`)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the OSV data was not loaded")
-		}
-	}
+	waitOSVLoaded(t, px, "PyPI")
 	for mirror, want := range map[string]string{"pypi": "vuln_pkg-1.0", "report": "vuln_pkg-1.1", "ignoring": "vuln_pkg-1.1"} {
 		dir := t.TempDir()
 		mustPip(t, px.URL+"/"+mirror+"/simple/", "install", "--target", dir, "vuln-pkg")
@@ -186,37 +154,54 @@ func TestComposerAdvisoriesSkipCritical(t *testing.T) {
 	env := map[string]string{"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": s3.NewBucket(t), "STORAGE_AWS_ARGS": s3.ArgsJSON(),
 		"MIRRORS":     `[{"name":"packagist","type":"composer","url":"` + up.URL() + `","advisories":{"block":["critical"]}}]`,
 		"OSV_REFRESH": "500ms", "OSV_URL": ""}
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	w, _ := zw.Create("GHSA-comp-0001.json")
-	json.NewEncoder(w).Encode(map[string]any{"id": "GHSA-comp-0001", "summary": "A critical one in acme/foo 1.1",
+	osvImport(t, env, "Packagist", map[string]any{"id": "GHSA-comp-0001", "summary": "A critical one in acme/foo 1.1",
 		"database_specific": map[string]string{"severity": "CRITICAL"},
 		"affected": []any{map[string]any{"package": map[string]string{"ecosystem": "Packagist", "name": "Acme/Foo"},
 			"ranges": []any{map[string]any{"type": "ECOSYSTEM", "events": []any{map[string]string{"introduced": "1.1.0"}, map[string]string{"fixed": "1.2.0"}}}}}}})
-	zw.Close()
-	zipPath := filepath.Join(t.TempDir(), "all.zip")
-	os.WriteFile(zipPath, buf.Bytes(), 0o644)
-	imp := exec.Command(proxyBin, "osv", "import", "--ecosystem", "Packagist", zipPath)
-	imp.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
-	for k, v := range env {
-		imp.Env = append(imp.Env, k+"="+v)
-	}
-	if out, err := imp.CombinedOutput(); err != nil {
-		t.Fatalf("osv import: %v\n%s", err, out)
-	}
 	px := startProxy(t, env)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if _, _, rz := get(t, px.URL+"/readyz"); bytes.Contains(rz, []byte(`"osv_Packagist":"ok"`)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the OSV data was not loaded")
-		}
-	}
+	waitOSVLoaded(t, px, "Packagist")
 	dir := composerProject(t, px.URL+"/packagist", nil)
 	out := mustComposer(t, dir, "require", "acme/foo:^1.0")
 	b, _ := os.ReadFile(filepath.Join(dir, "vendor/acme/foo/src/Version.php"))
 	if !bytes.Contains(b, []byte("1.0.0")) {
 		t.Errorf("composer installed %q, want acme/foo 1.0.0 (1.1.0 has a critical advisory)\n%s", b, tailLines(out, 20))
+	}
+}
+
+// osvImport stores an OSV export of records for ecosystem with the
+// binary's osv import, configured by env, and returns what it printed.
+func osvImport(t *testing.T, env map[string]string, ecosystem string, records ...map[string]any) string {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, r := range records {
+		w, _ := zw.Create(r["id"].(string) + ".json")
+		json.NewEncoder(w).Encode(r)
+	}
+	zw.Close()
+	zipPath := filepath.Join(t.TempDir(), "all.zip")
+	os.WriteFile(zipPath, buf.Bytes(), 0o644)
+	imp := exec.Command(proxyBin, "osv", "import", "--ecosystem", ecosystem, zipPath)
+	imp.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
+	for k, v := range env {
+		imp.Env = append(imp.Env, k+"="+v)
+	}
+	out, err := imp.CombinedOutput()
+	if err != nil {
+		t.Fatalf("osv import: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// waitOSVLoaded waits until px has loaded the ecosystem's OSV data.
+func waitOSVLoaded(t *testing.T, px *proc, ecosystem string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, _, rz := get(t, px.URL+"/readyz"); bytes.Contains(rz, []byte(`"osv_`+ecosystem+`":"ok"`)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the %s OSV data was not loaded", ecosystem)
+		}
 	}
 }
