@@ -62,12 +62,10 @@ type Feed struct {
 	refresh    time.Duration
 	log        *slog.Logger
 
-	mu      sync.RWMutex
-	idx     map[string]*Index
-	etag    map[string]string
-	loaded  map[string]time.Time
-	checked map[string]time.Time // the data in storage was found current
-	stored  map[string]time.Time // the loaded export's time in storage
+	mu     sync.RWMutex
+	idx    map[string]*Index
+	etag   map[string]string
+	stored map[string]time.Time // the loaded export's time in storage
 
 	normalize map[string]func(string) string // set by Follow, before Run
 
@@ -154,8 +152,8 @@ func (f *Feed) fetch(ctx context.Context, eco string) error {
 // NewFeed follows the exports of ecosystems under prefix in st.
 func NewFeed(st storage.Store, prefix string, ecosystems []string, refresh time.Duration, log *slog.Logger) *Feed {
 	return &Feed{store: st, prefix: prefix, ecosystems: ecosystems, refresh: refresh, log: log,
-		idx: map[string]*Index{}, etag: map[string]string{}, loaded: map[string]time.Time{},
-		checked: map[string]time.Time{}, stored: map[string]time.Time{}, normalize: map[string]func(string) string{}}
+		idx: map[string]*Index{}, etag: map[string]string{},
+		stored: map[string]time.Time{}, normalize: map[string]func(string) string{}}
 }
 
 // Follow adds ecosystem to those the feed loads (before Run), its
@@ -191,16 +189,14 @@ func (f *Feed) Run(ctx context.Context) {
 	}
 }
 
-// Loaded is when ecosystem's data was last loaded (zero: never), and how
-// many records it holds.
-func (f *Feed) Loaded(ecosystem string) (time.Time, int) {
+// Records is how many records ecosystem's loaded data holds.
+func (f *Feed) Records(ecosystem string) int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	n := 0
 	if ix := f.idx[ecosystem]; ix != nil {
-		n = ix.Records
+		return ix.Records
 	}
-	return f.loaded[ecosystem], n
+	return 0
 }
 
 // Age is how old the loaded data of ecosystem is: since it was stored
@@ -213,14 +209,6 @@ func (f *Feed) Age(ecosystem string) time.Duration {
 		return -1
 	}
 	return time.Since(t)
-}
-
-// Checked is when ecosystem's data in storage was last found current
-// (zero: never).
-func (f *Feed) Checked(ecosystem string) time.Time {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.checked[ecosystem]
 }
 
 // Ecosystems are the ecosystems the feed follows.
@@ -246,12 +234,9 @@ func (f *Feed) load(ctx context.Context, eco string) error {
 	if err != nil {
 		return err
 	}
-	f.mu.Lock()
+	f.mu.RLock()
 	same := f.etag[eco] == info.ETag && info.ETag != ""
-	if same {
-		f.checked[eco] = time.Now()
-	}
-	f.mu.Unlock()
+	f.mu.RUnlock()
 	if same {
 		return nil
 	}
@@ -279,7 +264,7 @@ func (f *Feed) load(ctx context.Context, eco string) error {
 		return fmt.Errorf("%s: %w", key, err)
 	}
 	f.mu.Lock()
-	f.idx[eco], f.etag[eco], f.loaded[eco], f.checked[eco], f.stored[eco] = ix, info.ETag, time.Now(), time.Now(), info.ModTime
+	f.idx[eco], f.etag[eco], f.stored[eco] = ix, info.ETag, info.ModTime
 	f.mu.Unlock()
 	policy.AdvisoriesChanged()
 	f.log.Info("OSV data loaded", "ecosystem", eco, "records", ix.Records, "names", ix.Names(), "took_ms", time.Since(start).Milliseconds())

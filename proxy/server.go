@@ -220,7 +220,7 @@ func New(o Options) *Server {
 			labels := map[string]string{"ecosystem": eco}
 			m := s.core.Metrics()
 			m.GaugeFunc("mirror_osv_records", "Advisory records of the ecosystem's OSV data loaded (advisories policies).", labels,
-				func() float64 { _, n := s.feed.Loaded(eco); return float64(n) })
+				func() float64 { return float64(s.feed.Records(eco)) })
 			m.GaugeFunc("mirror_osv_age_seconds", "Age of the ecosystem's OSV data loaded, since it was stored (-1: none).", labels,
 				func() float64 { return s.feed.Age(eco).Seconds() })
 		}
