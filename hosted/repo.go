@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/cas"
 )
@@ -172,17 +173,9 @@ func Owns(ctx context.Context, repo *Repo, noUpstream bool, name string) (bool, 
 		return false, err
 	}
 	if !owned && noUpstream {
-		return false, &statusError{fmt.Sprintf("%q is not published on this repository", truncate(name, 100)), http.StatusNotFound}
+		return false, &statusError{fmt.Sprintf("%s is not published on this repository", httpx.QuoteName(name)), http.StatusNotFound}
 	}
 	return owned, nil
-}
-
-// truncate caps a client-supplied name at n bytes, as messages echo it.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // Owns reports whether name has been published here (it is then never
