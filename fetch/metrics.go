@@ -101,6 +101,14 @@ func (m *Metrics) GaugeFunc(name, help string, labels map[string]string, fn func
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, fn))
 }
 
+// Counter registers a counter family of the server's, for what the core
+// does not own (advisory refusals), and returns what adds one to a member
+// (values of labels, in order; keep them bounded).
+func (m *Metrics) Counter(name, help string, labels ...string) func(values ...string) {
+	c := promauto{m.reg}.counterVec(name, help, labels...)
+	return func(values ...string) { c.with(values...).Inc() }
+}
+
 // promauto registers what it makes in one registry.
 type promauto struct{ r prometheus.Registerer }
 

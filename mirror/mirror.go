@@ -97,6 +97,12 @@ type Env struct {
 	// Uploads reads what clients publish, with the server's limits
 	// (UPLOAD_MAX_BYTES, BODY_READ_TIMEOUT).
 	Uploads upload.Limits
+	// TokenName names the access token a request carries, for logs (""
+	// : none; never the token). Nil: no tokens.
+	TokenName func(r *http.Request) string
+	// AdvisoryBlocked counts a file an advisories policy refused, by
+	// reason (mirror_advisory_blocks_total). Nil: not counted.
+	AdvisoryBlocked func(reason string)
 }
 
 // MetaKey is the storage key of a mirrored metadata document.

@@ -273,7 +273,7 @@ func (f *Feed) load(ctx context.Context, eco string) error {
 
 // Policy is a mirror's "advisories" policy over a Feed: it refuses the
 // versions that records it blocks (malware, or one of the severities)
-// name, unless ignored by id or alias; in report mode it only logs.
+// name, unless ignored by id or alias; in report mode it only says so.
 type Policy struct {
 	feed      *Feed
 	ecosystem string
@@ -281,15 +281,13 @@ type Policy struct {
 	block     map[string]bool
 	ignore    map[string]bool
 	report    bool
-	log       *slog.Logger
-	reported  sync.Map // name@version → true: logged once
 }
 
 // NewPolicy judges ecosystem's versions (ordered by cmp) with the feed:
 // block holds "malware" and severities, ignore advisory ids or aliases;
-// report logs instead of refusing.
-func NewPolicy(feed *Feed, ecosystem string, cmp Compare, block, ignore []string, report bool, log *slog.Logger) *Policy {
-	p := &Policy{feed: feed, ecosystem: ecosystem, cmp: cmp, block: map[string]bool{}, ignore: map[string]bool{}, report: report, log: log}
+// report serves what it would refuse (the mirror logs and marks it).
+func NewPolicy(feed *Feed, ecosystem string, cmp Compare, block, ignore []string, report bool) *Policy {
+	p := &Policy{feed: feed, ecosystem: ecosystem, cmp: cmp, block: map[string]bool{}, ignore: map[string]bool{}, report: report}
 	for _, b := range block {
 		p.block[strings.ToLower(b)] = true
 	}
@@ -307,11 +305,12 @@ func (p *Policy) Names(name string) bool {
 	return ix != nil && len(ix.byName[name]) > 0
 }
 
-// Refuse implements policy.Advisor.
-func (p *Policy) Refuse(name string, versions ...string) string {
+// Advise implements policy.Advisor: the first of versions that records
+// the policy blocks name (not ignored) gets an Advice naming them all.
+func (p *Policy) Advise(name string, versions ...string) *policy.Advice {
 	ix := p.feed.Index(p.ecosystem)
 	if ix == nil {
-		return ""
+		return nil
 	}
 	for _, v := range versions {
 		var hit []*Advisory
@@ -325,24 +324,25 @@ func (p *Policy) Refuse(name string, versions ...string) string {
 			continue
 		}
 		var parts []string
+		reason := ""
 		for _, a := range hit {
 			what := a.Severity
 			if a.Malware {
 				what = "malware"
 			}
+			if what == "malware" || reason != "malware" && severityRank[what] > severityRank[reason] {
+				reason = what
+			}
 			parts = append(parts, fmt.Sprintf("%s (%s: %s) %s", a.ID, what, a.Summary, a.Link()))
 		}
-		why := fmt.Sprintf("%s@%s is blocked by the mirror's advisories policy: %s", name, v, strings.Join(parts, "; "))
-		if p.report {
-			if _, seen := p.reported.LoadOrStore(name+"@"+v, true); !seen {
-				p.log.Warn("advisory (report mode: served)", "package", name, "version", v, "advisories", ids(hit))
-			}
-			return ""
-		}
-		return why
+		return &policy.Advice{Name: name, Version: v, IDs: ids(hit), Reason: reason, Report: p.report,
+			Why: fmt.Sprintf("%s@%s is blocked by the mirror's advisories policy: %s", name, v, strings.Join(parts, "; "))}
 	}
-	return ""
+	return nil
 }
+
+// severityRank orders severities, worst last.
+var severityRank = map[string]int{"low": 1, "medium": 2, "high": 3, "critical": 4}
 
 func (p *Policy) ignored(a *Advisory) bool {
 	if p.ignore[a.ID] {
@@ -364,7 +364,8 @@ func ids(as []*Advisory) string {
 	return strings.Join(s, ",")
 }
 
-// Audit returns the advisories affecting name at any of versions,
+// Audit returns the advisories affecting name at any of versions (nil:
+// all of its advisories),
 // whatever the policy blocks (what an audit command reports); ignored
 // ones are left out.
 func (p *Policy) Audit(name string, versions []string) []Finding {

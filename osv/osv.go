@@ -21,6 +21,9 @@ type Advisory struct {
 	Summary  string
 	Severity string // "critical", "high", "medium", "low" or ""
 	Malware  bool   // the id or an alias starts with MAL-
+	// Published is when the record was first published (RFC 3339, as
+	// the record gives it; "" if it does not).
+	Published string
 }
 
 // Link is the record's page on osv.dev.
@@ -56,6 +59,7 @@ type record struct {
 	Aliases   []string `json:"aliases"`
 	Summary   string   `json:"summary"`
 	Withdrawn string   `json:"withdrawn"`
+	Published string   `json:"published"`
 	Severity  []struct {
 		Type  string `json:"type"`
 		Score string `json:"score"`
@@ -115,7 +119,7 @@ func ReadZip(r io.ReaderAt, size int64, ecosystem string, normalize func(string)
 		if rec.Withdrawn != "" {
 			continue
 		}
-		adv := &Advisory{ID: rec.ID, Aliases: rec.Aliases, Summary: rec.Summary, Severity: severityOf(rec)}
+		adv := &Advisory{ID: rec.ID, Aliases: rec.Aliases, Summary: rec.Summary, Severity: severityOf(rec), Published: rec.Published}
 		adv.Malware = strings.HasPrefix(rec.ID, "MAL-")
 		for _, a := range rec.Aliases {
 			adv.Malware = adv.Malware || strings.HasPrefix(a, "MAL-")
@@ -257,7 +261,15 @@ func (e affected) affects(v string, cmp Compare) bool {
 // inRange evaluates OSV range events for v: from an introduced version
 // (0: the beginning) up to, not including, a fixed one, or up to and
 // including a last_affected one; several such intervals may follow.
+//
+// A version the ecosystem's order cannot read (a Composer dev branch) is
+// in no range: only a record that lists it by name affects it, as the
+// clients' own audits judge it (Composer compares branches only for
+// equality).
 func inRange(evs []event, v string, cmp Compare) bool {
+	if _, ok := cmp(v, v); !ok {
+		return false
+	}
 	sorted := append([]event(nil), evs...)
 	ok := true
 	sort.SliceStable(sorted, func(i, j int) bool {
@@ -302,14 +314,64 @@ func inRange(evs []event, v string, cmp Compare) bool {
 }
 
 // Finding is an advisory that affects some of the versions asked about,
-// with the versions it affects as an npm range (">=1.0.0 <1.2.3 || 2.0.0").
+// with the versions it affects.
 type Finding struct {
 	*Advisory
-	Vulnerable string
+	affected affected
 }
 
-// Audit returns the advisories that affect name at any of versions, each
-// once, with its affected versions as a range.
+// RangeSyntax is how an ecosystem writes a set of versions: And joins
+// the bounds of one interval, Or the intervals and listed versions, Floor
+// is the lower bound written for "from the first version" ("": none).
+type RangeSyntax struct{ And, Or, Floor string }
+
+// NPMRange is npm's (and SemVer's) range syntax: ">=1.0.0 <1.2.3 || 2.0.0";
+// the floor includes prereleases.
+var NPMRange = RangeSyntax{And: " ", Or: " || ", Floor: ">=0.0.0-0"}
+
+// Range writes the versions f affects in syntax s ("*" for an interval
+// with no bound).
+func (f Finding) Range(s RangeSyntax) string {
+	var parts []string
+	add := func(bounds ...string) {
+		var b []string
+		for _, x := range bounds {
+			if x != "" {
+				b = append(b, x)
+			}
+		}
+		if len(b) == 0 {
+			b = []string{"*"}
+		}
+		parts = append(parts, strings.Join(b, s.And))
+	}
+	for _, evs := range f.affected.ranges {
+		lo, open := "", false
+		for _, ev := range evs {
+			switch ev.kind {
+			case 'i':
+				lo, open = ">="+ev.version, true
+				if ev.version == "0" {
+					lo = s.Floor
+				}
+			case 'f':
+				add(lo, "<"+ev.version)
+				lo, open = "", false
+			case 'l':
+				add(lo, "<="+ev.version)
+				lo, open = "", false
+			}
+		}
+		if open {
+			add(lo)
+		}
+	}
+	parts = append(parts, f.affected.versions...)
+	return strings.Join(parts, s.Or)
+}
+
+// Audit returns the advisories that affect name at any of versions (nil:
+// every advisory of name, whatever its versions), each once.
 func (ix *Index) Audit(name string, versions []string, cmp Compare) []Finding {
 	var out []Finding
 	seen := map[*Advisory]bool{}
@@ -317,42 +379,17 @@ func (ix *Index) Audit(name string, versions []string, cmp Compare) []Finding {
 		if seen[e.adv] {
 			continue
 		}
+		hit := versions == nil
 		for _, v := range versions {
-			if e.affects(v, cmp) {
-				seen[e.adv] = true
-				out = append(out, Finding{Advisory: e.adv, Vulnerable: e.rangeString()})
+			if hit = e.affects(v, cmp); hit {
 				break
 			}
+		}
+		if hit {
+			seen[e.adv] = true
+			out = append(out, Finding{Advisory: e.adv, affected: e})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
-}
-
-// rangeString writes the versions e affects as an npm range.
-func (e affected) rangeString() string {
-	var parts []string
-	for _, evs := range e.ranges {
-		lo := ""
-		for _, ev := range evs {
-			switch ev.kind {
-			case 'i':
-				lo = ">=" + ev.version
-				if ev.version == "0" {
-					lo = ">=0.0.0-0"
-				}
-			case 'f':
-				parts = append(parts, strings.TrimSpace(lo+" <"+ev.version))
-				lo = ""
-			case 'l':
-				parts = append(parts, strings.TrimSpace(lo+" <="+ev.version))
-				lo = ""
-			}
-		}
-		if lo != "" {
-			parts = append(parts, lo)
-		}
-	}
-	parts = append(parts, e.versions...)
-	return strings.Join(parts, " || ")
 }

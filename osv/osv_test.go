@@ -152,13 +152,41 @@ func TestAudit(t *testing.T) {
 	z := buildZip(t, records)
 	ix, _ := ReadZip(z, z.Size(), "npm", nil)
 	got := ix.Audit("y", []string{"0.1.0", "2.0.1"}, SemVer)
-	if len(got) != 1 || got[0].ID != "GHSA-cccc" || got[0].Vulnerable != ">=1.0.0 <1.1.0 || >=2.0.0 <2.0.5" {
+	if len(got) != 1 || got[0].ID != "GHSA-cccc" || got[0].Range(NPMRange) != ">=1.0.0 <1.1.0 || >=2.0.0 <2.0.5" {
 		t.Errorf("y: %+v", got)
 	}
-	if got := ix.Audit("lodash", []string{"4.0.0"}, SemVer); len(got) != 1 || got[0].Vulnerable != ">=0.0.0-0 <4.17.21" {
+	if got := ix.Audit("lodash", []string{"4.0.0"}, SemVer); len(got) != 1 || got[0].Range(NPMRange) != ">=0.0.0-0 <4.17.21" {
 		t.Errorf("lodash: %+v", got)
 	}
 	if got := ix.Audit("evil-pkg", []string{"1.0.0"}, SemVer); len(got) != 0 {
 		t.Errorf("evil-pkg 1.0.0: %+v", got)
+	}
+	// Composer's syntax, and every advisory of a name (its API is asked
+	// by name only).
+	composer := RangeSyntax{And: ",", Or: "|"}
+	if got := ix.Audit("lodash", nil, SemVer); len(got) != 1 || got[0].Range(composer) != "<4.17.21" {
+		t.Errorf("lodash, all: %+v", got)
+	}
+	if got := ix.Audit("sneaky", nil, SemVer); len(got) != 1 || got[0].Range(composer) != "*" {
+		t.Errorf("sneaky, all: %+v", got)
+	}
+	if got := ix.Audit("y", nil, SemVer); len(got) != 1 || got[0].Range(composer) != ">=1.0.0,<1.1.0|>=2.0.0,<2.0.5" {
+		t.Errorf("y, all: %+v", got)
+	}
+}
+
+// A version the order cannot read (a Composer branch) is in no range,
+// even one from the first version; a record listing it by name still
+// names it.
+func TestUnreadableVersion(t *testing.T) {
+	z := buildZip(t, records)
+	ix, _ := ReadZip(z, z.Size(), "npm", nil)
+	if got := ix.Match("lodash", "dev-main", SemVer); len(got) != 0 {
+		t.Errorf("lodash dev-main: %s, want nothing", idsOf(got))
+	}
+	z = buildZip(t, map[string]string{"A.json": `{"id":"A","affected":[{"package":{"ecosystem":"npm","name":"b"},"versions":["dev-main"]}]}`})
+	ix, _ = ReadZip(z, z.Size(), "npm", nil)
+	if got := ix.Match("b", "dev-main", SemVer); idsOf(got) != "A" {
+		t.Errorf("b dev-main: %q, want A", idsOf(got))
 	}
 }

@@ -4,15 +4,31 @@ import "sync/atomic"
 
 // Advisor refuses the versions that known advisories name: the mirror's
 // "advisories" policy (malware and vulnerabilities from OSV data, see
-// package osv). It is consulted with the deny rules (Rules.DenyVersion),
-// so what it refuses leaves the metadata and its files answer 403, as a
-// denied version does.
+// package osv). Judge asks it after the deny rules, so what it refuses
+// leaves the metadata and its files answer 403, as a denied version does.
 type Advisor interface {
 	// Names reports whether any advisory names the package.
 	Names(name string) bool
-	// Refuse says why name at one of versions (the spellings of one
-	// version) is refused ("" : it is not).
-	Refuse(name string, versions ...string) string
+	// Advise is what the policy says of name at one of versions (the
+	// spellings of one version): nil when no advisory it blocks names it.
+	Advise(name string, versions ...string) *Advice
+}
+
+// Advice is an Advisor's word on one version.
+type Advice struct {
+	Name, Version string // as judged
+	// Why is the refusal's message: each advisory's id, kind, summary
+	// and link.
+	Why string
+	// IDs are the advisories' ids, comma-separated.
+	IDs string
+	// Reason is "malware" when any of them is, else the worst severity
+	// among them (a bounded metric label).
+	Reason string
+	// Report: the policy is in report mode, so the version is served;
+	// its files' responses name the advisories (X-Mirror-Advisory) and
+	// each is logged.
+	Report bool
 }
 
 // advisoryGen changes whenever advisory data changes: a form filtered

@@ -41,12 +41,16 @@ func judge(r *http.Request, cooldown Cooldown, rules Rules, j Judged, now time.T
 			return cooldown.Reason(j.What, v), v
 		}
 	}
-	if why := rules.denyRule(j.Name, j.Versions...); why != "" {
+	if why := rules.DenyVersion(j.Name, j.Versions...); why != "" {
 		return why, Verdict{Hidden: true, Denied: true}
 	}
 	if rules.Advisor != nil {
-		if why := rules.Advisor.Refuse(j.Name, j.Versions...); why != "" {
-			return why, Verdict{Hidden: true, Denied: true, Advisory: true}
+		if a := rules.Advisor.Advise(j.Name, j.Versions...); a != nil {
+			if a.Report {
+				v.Advice = a // served: the file's response says so
+				return "", v
+			}
+			return a.Why, Verdict{Hidden: true, Denied: true, Advisory: true, Advice: a}
 		}
 	}
 	return "", v

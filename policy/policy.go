@@ -49,6 +49,9 @@ type Verdict struct {
 	// whose clients can be told why only by trying (npm) may keep the
 	// version listed, marked, while its files answer 403.
 	Advisory bool
+	// Advice is the Advisor's word when one named the version, refusing
+	// it (Advisory) or, in report mode, serving it; nil otherwise.
+	Advice *Advice
 	// Advised: advisory data took part (gen is its generation then): the
 	// verdict holds only while the data is the same.
 	Advised bool

@@ -90,7 +90,8 @@ func (r Rules) Filters(name string) bool {
 	return r.Advisor != nil && r.Advisor.Names(name)
 }
 
-// DenyVersion says why a version of name is not served ("" : it is);
+// DenyVersion says why a deny rule refuses a version of name ("" : none
+// does; the Advisor is Judge's to ask);
 // versions are the spellings of the version (as given, normalized).
 func (r Rules) DenyVersion(name string, versions ...string) string {
 	for _, d := range r.Deny {
@@ -103,14 +104,5 @@ func (r Rules) DenyVersion(name string, versions ...string) string {
 			}
 		}
 	}
-	if r.Advisor != nil {
-		return r.Advisor.Refuse(name, versions...)
-	}
 	return ""
-}
-
-// denyRule is DenyVersion without the advisories.
-func (r Rules) denyRule(name string, versions ...string) string {
-	r.Advisor = nil
-	return r.DenyVersion(name, versions...)
 }

@@ -155,6 +155,18 @@ func (s *Server) authorizer(name string, write bool) func(echo.Context) error {
 	}
 }
 
+// tokenName names the configured token r carries, for logs ("" : none,
+// or not a configured one). It looks the token up again: only refusals
+// ask, so requests carry nothing for it.
+func (s *Server) tokenName(r *http.Request) string {
+	if presented, ok := presentedToken(r); ok {
+		if t := s.lookupToken(presented); t != nil {
+			return t.Name
+		}
+	}
+	return ""
+}
+
 // refuseSnapshotWrite refuses a write under a dated snapshot's URL.
 func refuseSnapshotWrite(c echo.Context) error {
 	if _, snap := policy.Snapshot(c.Request()); snap {

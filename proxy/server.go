@@ -189,6 +189,7 @@ func New(o Options) *Server {
 	e.GET("/metrics", echo.WrapHandler(s.core.Metrics().Handler()))
 	s.mirrors = map[string]Mirror{}
 	var types []mirror.Type
+	var advisoryBlocks func(values ...string)
 	for _, m := range o.Mirrors {
 		m = fetch.SplitUserinfo(m)
 		s.mirrors[m.Name] = m
@@ -198,6 +199,10 @@ func New(o Options) *Server {
 			continue
 		}
 		types = append(types, t)
+		if m.Advisories != nil && advisoryBlocks == nil {
+			advisoryBlocks = s.core.Metrics().Counter("mirror_advisory_blocks_total",
+				"Files an advisories policy refused, by mirror and reason (malware, or the worst severity of the advisories).", "mirror", "reason")
+		}
 		if m.Advisories != nil {
 			m = s.advise(m, t)
 			s.mirrors[m.Name] = m
@@ -209,6 +214,13 @@ func New(o Options) *Server {
 				Took: s.core.Metrics().UpstreamObserver(m.Name), Adjust: t.AdjustResponse})}
 		if m.Hosted {
 			env.Repo = s.newRepo(m)
+		}
+		if len(o.Tokens) > 0 {
+			env.TokenName = s.tokenName
+		}
+		if m.Rules.Advisor != nil {
+			name := m.Name
+			env.AdvisoryBlocked = func(reason string) { advisoryBlocks(name, reason) }
 		}
 		eco := t.New(env)
 		for _, prefix := range t.MountsOf(m.Name) {
@@ -252,8 +264,16 @@ func (s *Server) advise(m Mirror, t mirror.Type) Mirror {
 	}
 	s.feed.Follow(t.OSVEcosystem, t.OSVNormalize)
 	a := m.Advisories
-	m.Rules.Advisor = osv.NewPolicy(s.feed, t.OSVEcosystem, t.OSVCompare, a.Block, a.Ignore, a.Report, s.opts.Logger)
+	m.Rules.Advisor = osv.NewPolicy(s.feed, t.OSVEcosystem, t.OSVCompare, a.Block, a.Ignore, a.Report)
 	return m
+}
+
+// roundAge is d to the second, or to the minute from an hour.
+func roundAge(d time.Duration) time.Duration {
+	if d >= time.Hour {
+		return d.Round(time.Minute)
+	}
+	return d.Round(time.Second)
 }
 
 // osvLease is the Redis lease under which one replica fetches OSV data.
@@ -567,8 +587,9 @@ func (s *Server) readyz(c echo.Context) error {
 			switch {
 			case age < 0:
 				status["osv_"+eco] = "no data: nothing is blocked (mirror-proxy osv import)"
-			case age > 3*s.opts.OSVRefresh && age > 24*time.Hour:
-				status["osv_"+eco] = fmt.Sprintf("warning: the data is %s old", age.Round(time.Hour))
+			case age > 3*s.opts.OSVRefresh:
+				// Three refreshes missed (or an import grown old).
+				status["osv_"+eco] = fmt.Sprintf("warning: the data is %s old (more than 3 x OSV_REFRESH)", roundAge(age))
 			default:
 				status["osv_"+eco] = "ok"
 			}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/coord"
+	"github.com/mirror-proxy/mirror-proxy/internal/fakecran"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakenpm"
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
@@ -139,4 +140,124 @@ func TestOSVRefreshReachesEveryReplica(t *testing.T) {
 	time.Sleep(time.Second)      // several refreshes
 	waitFor("a truncated export replaced the data in force", func(b string) bool { return strings.Contains(b, "MAL-A") && strings.Contains(b, "MAL-B") })
 	t.Logf("%d fetches of the export by two replicas", fetches.Load())
+}
+
+// A file an advisories policy refuses is a 403 naming the advisory,
+// counted in mirror_advisory_blocks_total by reason and logged with the
+// client's token name (never the token); in report mode it is served,
+// its response names the advisory in X-Mirror-Advisory, and it is logged.
+func TestAdvisoryRefusalsAreCountedAndLogged(t *testing.T) {
+	up := fakenpm.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	st, _ := local.New(t.TempDir())
+	importOSV(t, st, "npm", `{"id":"MAL-7","summary":"Malicious code","affected":[{"package":{"ecosystem":"npm","name":"left-pad"},"versions":["1.3.0"]}]}`)
+	const secret = "reader-token-0123456789"
+	logs := &logBuf{}
+	srv := newServer(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
+		Mirrors: []proxy.Mirror{
+			{Name: "npm", Type: "npm", URL: up.URL(), TTL: time.Hour, NotFoundTTL: time.Second,
+				Advisories: &policy.AdvisoriesConfig{Block: []string{"malware"}}},
+			{Name: "report", Type: "npm", URL: up.URL(), TTL: time.Hour, NotFoundTTL: time.Second,
+				Advisories: &policy.AdvisoriesConfig{Block: []string{"malware"}, Report: true}}},
+		Tokens:     []proxy.Token{token(t, "ci-reader", secret, true, false)},
+		OSVRefresh: 100 * time.Millisecond, Logger: newTextLogger(logs)})
+	base := mirrortest.ServeProxy(t, srv)
+	auth := []string{"Authorization", "Bearer " + secret}
+	tarball := fakenpm.TarballPath("left-pad", "1.3.0")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, body, _ := do(t, "GET", base+"/npm/left-pad", auth...); strings.Contains(string(body), "MAL-7") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the advisory data was never loaded")
+		}
+	}
+	resp, body, _ := do(t, "GET", base+"/npm"+tarball, auth...)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "MAL-7") || !strings.Contains(string(body), "https://osv.dev/vulnerability/MAL-7") {
+		t.Errorf("blocked tarball: %d %s, want 403 naming MAL-7 and its link", resp.StatusCode, body)
+	}
+	resp, _, _ = do(t, "GET", base+"/report"+tarball, auth...)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Mirror-Advisory") != "MAL-7" {
+		t.Errorf("report mode: %d, X-Mirror-Advisory %q; want 200 and MAL-7", resp.StatusCode, resp.Header.Get("X-Mirror-Advisory"))
+	}
+	_, metrics, _ := do(t, "GET", base+"/metrics")
+	if want := `mirror_advisory_blocks_total{mirror="npm",reason="malware"} 1`; !strings.Contains(string(metrics), want) {
+		t.Errorf("metrics lack %s", want)
+	}
+	if strings.Contains(string(metrics), `mirror_advisory_blocks_total{mirror="report"`) {
+		t.Errorf("report mode counted as a block")
+	}
+	got := logs.String()
+	for _, want := range []string{`msg="advisory: refused" mirror=npm package=left-pad version=1.3.0 advisories=MAL-7 reason=malware token=ci-reader`,
+		`msg="advisory (report mode: served)" mirror=report package=left-pad version=1.3.0 advisories=MAL-7`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log lacks %s:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, secret) {
+		t.Errorf("the token appears in the log")
+	}
+}
+
+// importOSV stores an export of records for ecosystem as osv import does.
+func importOSV(t *testing.T, st *local.Store, ecosystem string, records ...string) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for i, r := range records {
+		w, _ := zw.Create(fmt.Sprintf("r%d.json", i))
+		w.Write([]byte(r))
+	}
+	zw.Close()
+	zipPath := filepath.Join(t.TempDir(), "all.zip")
+	os.WriteFile(zipPath, buf.Bytes(), 0o644)
+	if _, err := osv.Import(context.Background(), st, "mirror-meta/osv", ecosystem, zipPath); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A CRAN mirror judges versions in R's order: a version an advisory
+// blocks leaves PACKAGES, and its file (current or archived) is a 403
+// naming the advisory.
+func TestCRANAdvisories(t *testing.T) {
+	up := fakecran.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	st, _ := local.New(t.TempDir())
+	importOSV(t, st, "CRAN",
+		`{"id":"GHSA-cran-0001","database_specific":{"severity":"CRITICAL"},"affected":[{"package":{"ecosystem":"CRAN","name":"hello"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.1"}]}]}]}`,
+		`{"id":"MAL-2099-cran","affected":[{"package":{"ecosystem":"CRAN","name":"world"},"versions":["0.5"]}]}`)
+	srv := newServer(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
+		Mirrors: []proxy.Mirror{{Name: "cran", Type: "cran", URL: up.URL(), TTL: time.Hour, NotFoundTTL: time.Second,
+			Advisories: &policy.AdvisoriesConfig{Block: []string{"malware", "critical"}}}},
+		OSVRefresh: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	base := mirrortest.ServeProxy(t, srv) + "/cran"
+	up.Archive("hello", "1.0")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, body, _ := do(t, "GET", base+"/src/contrib/PACKAGES")
+		if strings.Contains(string(body), "Package: hello") && !strings.Contains(string(body), "Package: world") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PACKAGES still lists world 0.5 (malware), or lost hello 1.1:\n%s", body)
+		}
+	}
+	for path, want := range map[string]string{
+		"/src/contrib/world_0.5.tar.gz":               "MAL-2099-cran",
+		"/src/contrib/Archive/hello/hello_1.0.tar.gz": "GHSA-cran-0001",
+		"/src/contrib/hello_1.1.tar.gz":               "",
+	} {
+		resp, body, _ := do(t, "GET", base+path)
+		switch {
+		case want == "" && resp.StatusCode != http.StatusOK:
+			t.Errorf("%s: %d %s, want 200 (1.1 is fixed)", path, resp.StatusCode, body)
+		case want != "" && (resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), want)):
+			t.Errorf("%s: %d %s, want 403 naming %s", path, resp.StatusCode, body, want)
+		}
+	}
 }

@@ -190,7 +190,7 @@ type MirrorSpec struct {
 	Deny  []string `json:"deny"`
 	// Offline: serve only what storage holds (overrides UPSTREAM_OFFLINE).
 	Offline *bool `json:"offline"`
-	// Advisories: refuse versions OSV data names (npm, PyPI, Composer so far).
+	// Advisories: refuse versions OSV data names (npm, PyPI, Composer, CRAN so far).
 	Advisories *AdvisoriesSpec `json:"advisories"`
 }
 
@@ -463,7 +463,7 @@ func (c *Config) validate() error {
 		}
 		if a := m.Advisories; a != nil {
 			if t, _ := mirror.Lookup(m.Type); t.OSVEcosystem == "" {
-				return configError{"MIRRORS", fmt.Sprintf("%s: advisories are supported on npm, PyPI and Composer mirrors so far, not on %s", where, m.Type)}
+				return configError{"MIRRORS", fmt.Sprintf("%s: advisories are supported on npm, PyPI, Composer and CRAN mirrors so far, not on %s", where, m.Type)}
 			}
 			if len(a.Block) == 0 {
 				return configError{"MIRRORS", fmt.Sprintf("%s: advisories: block names nothing (malware, critical, high, medium, low)", where)}

@@ -132,7 +132,8 @@ var passThrough = []string{"available-packages", "available-package-patterns", "
 // Security advisories keep working: the p2 files carry them (metadata:
 // true) and api-url, which Composer 2.5 does not resolve and so must be
 // absolute, points at the proxy's advisories route (advisoriesURL; empty
-// drops it).
+// drops it, and a mirror with its own advisories sets it whatever the
+// upstream publishes).
 func (r Root) ClientRoot(prefix, advisoriesURL string) ([]byte, error) {
 	out := rootFor(prefix)
 	for _, k := range passThrough {
@@ -140,20 +141,20 @@ func (r Root) ClientRoot(prefix, advisoriesURL string) ([]byte, error) {
 			out[k] = v
 		}
 	}
+	adv := map[string]any{}
 	if raw, ok := r["security-advisories"]; ok {
 		var sa map[string]json.RawMessage
 		if json.Unmarshal(raw, &sa) == nil {
-			adv := map[string]any{}
 			if m, ok := sa["metadata"]; ok {
 				adv["metadata"] = m
 			}
-			if _, ok := sa["api-url"]; ok && advisoriesURL != "" {
-				adv["api-url"] = advisoriesURL
-			}
-			if len(adv) > 0 {
-				out["security-advisories"] = adv
-			}
 		}
+	}
+	if advisoriesURL != "" {
+		adv["api-url"] = advisoriesURL
+	}
+	if len(adv) > 0 {
+		out["security-advisories"] = adv
 	}
 	return json.Marshal(out)
 }

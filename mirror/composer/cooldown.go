@@ -119,17 +119,12 @@ func (cm *composerMirror) cooledP2(r *http.Request, res fetch.MetaResult, name s
 	return d, nil
 }
 
-// refusal is a dist a policy refuses (403).
-type refusal struct{ why string }
-
-func (e *refusal) Error() string { return e.why }
-
 // heldBack refuses the dist of a version a policy hides. It fails
 // closed: a dist the p2 files no longer list (the upstream took the
 // version down) is judged by the version its URL gives, with no release
 // time (cooldownUnknown decides); every dist is refused while neither p2
 // file can be read, even one in storage.
-func (cm *composerMirror) heldBack(r *http.Request, name, version, ref string) error {
+func (cm *composerMirror) heldBack(w http.ResponseWriter, r *http.Request, name, version, ref string) error {
 	ctx := r.Context()
 	var versions []Version
 	var lastErr error
@@ -149,10 +144,8 @@ func (cm *composerMirror) heldBack(r *http.Request, name, version, ref string) e
 		}
 		versions = append(versions, v...)
 		if d, ok := FindDist(versions, version, ref); ok {
-			if why, _ := cm.judge(r, name, d.Pretty, d.Version, d.Time, time.Now()); why != "" {
-				return &refusal{why}
-			}
-			return nil
+			why, v := cm.judge(r, name, d.Pretty, d.Version, d.Time, time.Now())
+			return cm.env.FileVerdict(w, r, why, v)
 		}
 	}
 	if read == 0 && lastErr != nil {
@@ -162,8 +155,6 @@ func (cm *composerMirror) heldBack(r *http.Request, name, version, ref string) e
 	if err != nil {
 		normalized = version
 	}
-	if why, _ := cm.judge(r, name, version, normalized, "", time.Now()); why != "" {
-		return &refusal{why}
-	}
-	return nil
+	why, v := cm.judge(r, name, version, normalized, "", time.Now())
+	return cm.env.FileVerdict(w, r, why, v)
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -193,7 +191,7 @@ func (cm *composerMirror) root(w http.ResponseWriter, r *http.Request) error {
 	}
 	prefix := httpx.MountPrefix(r, cm.m.Name)
 	adv := ""
-	if root.advURL != "" {
+	if _, local := cm.m.Rules.Advisor.(auditor); root.advURL != "" || local {
 		adv = httpx.BaseURL(r, cm.env.PublicURL, cm.m.Name) + "/api/security-advisories/"
 	}
 	d, err := root.clientRoot(prefix, adv, names)
@@ -298,8 +296,12 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 		return refuse(w, http.StatusNotFound, why)
 	}
 	if cm.filters(r, name) {
-		if err := cm.heldBack(r, name, version, ref); err != nil {
-			return refuse(w, http.StatusForbidden, err.Error())
+		if err := cm.heldBack(w, r, name, version, ref); err != nil {
+			var he *httpx.HTTPError
+			if errors.As(err, &he) && he.Code == http.StatusForbidden {
+				return refuse(w, http.StatusForbidden, he.Msg)
+			}
+			return err // upstream trouble: not a refusal
 		}
 	}
 	key := storage.Join(cm.env.DistPrefix, cm.m.Name, name, version, file)
@@ -362,85 +364,4 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 		}
 		return src, nil
 	})
-}
-
-// advisoryPackages are the valid package names of an advisory query, in
-// the order sent: packages[] values, then packages[N] by N.
-func advisoryPackages(form url.Values) []string {
-	var out []string
-	for _, p := range form["packages[]"] {
-		if ValidName(strings.ToLower(p)) {
-			out = append(out, p)
-		}
-	}
-	type indexed struct {
-		i    int
-		name string
-	}
-	var byIndex []indexed
-	for k, vs := range form {
-		n, ok := strings.CutPrefix(k, "packages[")
-		if !ok || !strings.HasSuffix(n, "]") || len(vs) != 1 {
-			continue
-		}
-		i, err := strconv.Atoi(strings.TrimSuffix(n, "]"))
-		if err != nil || i < 0 || !ValidName(strings.ToLower(vs[0])) {
-			continue
-		}
-		byIndex = append(byIndex, indexed{i, vs[0]})
-	}
-	sort.Slice(byIndex, func(a, b int) bool { return byIndex[a].i < byIndex[b].i })
-	for _, x := range byIndex {
-		out = append(out, x.name)
-	}
-	return out
-}
-
-// advisories forwards Composer's security advisory query to the upstream's
-// api-url. Composer 2.5 and later send PHP's http_build_query form
-// (packages[0]=a/b&packages[1]=c/d); older clients and other tools send
-// packages[]=a/b. Both are read; the upstream gets Composer's own form,
-// with updatedSince when it was sent.
-func (cm *composerMirror) advisories(w http.ResponseWriter, r *http.Request) error {
-	if cm.m.URL == "" {
-		return httpx.NewError(http.StatusNotFound, "a repository without upstream has no security advisories API")
-	}
-	ctx := r.Context()
-	_, root, err := cm.upstreamRoot(ctx)
-	if err != nil {
-		return err
-	}
-	target := root.advURL
-	if target == "" {
-		return httpx.NewError(http.StatusNotFound, "the upstream publishes no security advisories API")
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	if err := r.ParseForm(); err != nil {
-		return httpx.NewError(http.StatusBadRequest, "bad form: "+err.Error())
-	}
-	form := url.Values{}
-	for i, p := range advisoryPackages(r.PostForm) {
-		form.Set("packages["+strconv.Itoa(i)+"]", p)
-	}
-	if since := r.PostForm.Get("updatedSince"); since != "" {
-		if _, err := strconv.ParseInt(since, 10, 64); err == nil {
-			form.Set("updatedSince", since)
-		}
-	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := cm.client.Do(req)
-	if err != nil {
-		return fetch.TransportError(target, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fetch.StatusError(target, resp)
-	}
-	body, release, err := cm.env.Core.ReadBody(r.Context(), resp)
-	defer release()
-	if err != nil {
-		return fetch.TransportError(target, err)
-	}
-	return httpx.WriteBlob(w, http.StatusOK, "application/json", body)
 }

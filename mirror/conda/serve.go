@@ -550,8 +550,9 @@ func (cm *condaMirror) pkg(w http.ResponseWriter, r *http.Request, subdir, file 
 		if err != nil {
 			return err
 		}
-		if why, _ := cm.judge(r, rec, time.Now()); why != "" {
-			return httpx.NewError(http.StatusForbidden, why)
+		why, v := cm.judge(r, rec, time.Now())
+		if err := cm.env.FileVerdict(w, r, why, v); err != nil {
+			return err
 		}
 	}
 	key := storage.Join(cm.env.DistPrefix, cm.m.Name, subdir, file)

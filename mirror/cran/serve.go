@@ -22,7 +22,9 @@ func init() {
 		DefaultURL: "https://cloud.r-project.org",
 		// CRAN rebuilds its indexes a few times a day.
 		DefaultTTL: 30 * time.Minute,
-		New:        newMirror,
+		// Advisories: OSV's "CRAN" ecosystem, versions in R's order.
+		OSVEcosystem: "CRAN", OSVCompare: CompareVersions,
+		New: newMirror,
 	})
 }
 
@@ -209,7 +211,7 @@ func (cm *cranMirror) pkgFile(w http.ResponseWriter, r *http.Request, at where) 
 		return httpx.NewError(http.StatusNotFound, why)
 	}
 	if cm.filters(r) {
-		if err := cm.heldBack(r, at, pkg, version); err != nil {
+		if err := cm.heldBack(w, r, at, pkg, version); err != nil {
 			return err
 		}
 	}
@@ -262,7 +264,7 @@ func (cm *cranMirror) pkgFile(w http.ResponseWriter, r *http.Request, at where) 
 // filters reports whether indexes are filtered for r.
 func (cm *cranMirror) filters(r *http.Request) bool {
 	_, snap := policy.Snapshot(r)
-	return snap || cm.m.Cooldown.Age > 0 || len(cm.m.Rules.Allow) > 0 || len(cm.m.Rules.Deny) > 0
+	return snap || cm.m.Cooldown.Age > 0 || len(cm.m.Rules.Allow) > 0 || len(cm.m.Rules.Deny) > 0 || cm.m.Rules.Advisor != nil
 }
 
 // judge says why a version is not served ("" : it is): a package refused
@@ -307,7 +309,7 @@ func (cm *cranMirror) filtered(r *http.Request, res fetch.MetaResult, gz bool) (
 }
 
 // heldBack refuses the file of a version a policy hides.
-func (cm *cranMirror) heldBack(r *http.Request, at where, pkg, version string) error {
+func (cm *cranMirror) heldBack(w http.ResponseWriter, r *http.Request, at where, pkg, version string) error {
 	idx, err := cm.parsedIndex(r.Context(), at)
 	if err != nil {
 		return err // fail closed: a file is not served while it cannot be judged
@@ -316,8 +318,6 @@ func (cm *cranMirror) heldBack(r *http.Request, at where, pkg, version string) e
 	if e, ok := idx.Find(pkg, version); ok {
 		published = e.Published
 	}
-	if why, _ := cm.judge(r, pkg, version, published, time.Now()); why != "" {
-		return httpx.NewError(http.StatusForbidden, why)
-	}
-	return nil
+	why, v := cm.judge(r, pkg, version, published, time.Now())
+	return cm.env.FileVerdict(w, r, why, v)
 }

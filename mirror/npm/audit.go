@@ -66,7 +66,7 @@ func (nm *npmMirror) auditLocally(w http.ResponseWriter, r *http.Request, a audi
 	for name, versions := range query {
 		for _, f := range a.Audit(name, versions) {
 			e := auditEntry{ID: idNumber(f.ID), URL: f.Link(), Title: f.Summary, Severity: f.Severity,
-				VulnerableVersions: f.Vulnerable, CWE: []string{}}
+				VulnerableVersions: f.Range(osv.NPMRange), CWE: []string{}}
 			if f.Malware {
 				e.Severity = "critical"
 			}

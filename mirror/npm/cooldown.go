@@ -144,7 +144,7 @@ func deprecated(manifest json.RawMessage, why string) json.RawMessage {
 // publish time (cooldownUnknown decides), and one that cannot be judged
 // at all is refused; so is every tarball while the packument cannot be
 // read, even one in storage.
-func (nm *npmMirror) heldBack(r *http.Request, n, file string) error {
+func (nm *npmMirror) heldBack(w http.ResponseWriter, r *http.Request, n, file string) error {
 	_, p, err := nm.load(r.Context(), n, false)
 	if err != nil {
 		return err
@@ -155,10 +155,8 @@ func (nm *npmMirror) heldBack(r *http.Request, n, file string) error {
 	} else if version = versionOfTarball(n, file); version == "" {
 		return httpx.NewError(http.StatusForbidden, fmt.Sprintf("%s is not a tarball of %s in the mirrored metadata, so the mirror's policies cannot judge it", httpx.QuoteName(file), n))
 	}
-	if why, _ := nm.judge(r, n, version, published, time.Now()); why != "" {
-		return httpx.NewError(http.StatusForbidden, why)
-	}
-	return nil
+	why, v := nm.judge(r, n, version, published, time.Now())
+	return nm.env.FileVerdict(w, r, why, v)
 }
 
 // versionOfTarball is the version a tarball's conventional file name

@@ -249,7 +249,7 @@ func (nm *npmMirror) tarball(w http.ResponseWriter, r *http.Request) error {
 		return httpx.NewError(http.StatusNotFound, why)
 	}
 	if nm.filters(r, n) {
-		if err := nm.heldBack(r, n, file); err != nil {
+		if err := nm.heldBack(w, r, n, file); err != nil {
 			return err
 		}
 	}

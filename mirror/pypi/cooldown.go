@@ -88,7 +88,7 @@ func (pm *pypiMirror) cooled(r *http.Request, res fetch.MetaResult, page *render
 // down) is judged by the version its name gives, with no upload time
 // (cooldownUnknown decides); every file is refused while the page cannot
 // be read, even one in storage.
-func (pm *pypiMirror) heldBack(r *http.Request, project, key, filename string, isMeta bool) error {
+func (pm *pypiMirror) heldBack(w http.ResponseWriter, r *http.Request, project, key, filename string, isMeta bool) error {
 	_, page, err := pm.projectPage(r.Context(), project)
 	if err != nil {
 		return err
@@ -100,8 +100,12 @@ func (pm *pypiMirror) heldBack(r *http.Request, project, key, filename string, i
 		}
 		f = &File{Filename: filename}
 	}
-	if why, v := pm.judge(r, project, f, time.Now()); why != "" && !(isMeta && v.Denied) {
-		return httpx.NewError(http.StatusForbidden, why)
+	why, v := pm.judge(r, project, f, time.Now())
+	if isMeta && v.Denied {
+		return nil // read while resolving; the file itself is refused
 	}
-	return nil
+	if isMeta {
+		v.Advice = nil // the file's own request logs and marks it
+	}
+	return pm.env.FileVerdict(w, r, why, v)
 }

@@ -286,7 +286,7 @@ func (pm *pypiMirror) file(w http.ResponseWriter, r *http.Request) error {
 		return httpx.NewError(http.StatusNotFound, why)
 	}
 	if pm.filters(r, project) {
-		if err := pm.heldBack(r, project, key, base, isMeta); err != nil {
+		if err := pm.heldBack(w, r, project, key, base, isMeta); err != nil {
 			return err
 		}
 	}
