@@ -306,8 +306,9 @@ func (p *Policy) Names(name string) bool {
 }
 
 // Advise implements policy.Advisor: the first of versions that records
-// the policy blocks name (not ignored) gets an Advice naming them all.
-func (p *Policy) Advise(name string, versions ...string) *policy.Advice {
+// the policy blocks name (not ignored; malware only if malwareOnly) gets
+// an Advice naming them all.
+func (p *Policy) Advise(name string, malwareOnly bool, versions ...string) *policy.Advice {
 	ix := p.feed.Index(p.ecosystem)
 	if ix == nil {
 		return nil
@@ -315,7 +316,7 @@ func (p *Policy) Advise(name string, versions ...string) *policy.Advice {
 	for _, v := range versions {
 		var hit []*Advisory
 		for _, a := range ix.Match(name, v, p.cmp) {
-			if p.ignored(a) || !(p.block["malware"] && a.Malware || p.block[a.Severity]) {
+			if p.ignored(a) || !(p.block["malware"] && a.Malware || !malwareOnly && p.block[a.Severity]) {
 				continue
 			}
 			hit = append(hit, a)

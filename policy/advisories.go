@@ -11,7 +11,8 @@ type Advisor interface {
 	Names(name string) bool
 	// Advise is what the policy says of name at one of versions (the
 	// spellings of one version): nil when no advisory it blocks names it.
-	Advise(name string, versions ...string) *Advice
+	// malwareOnly counts malware records only.
+	Advise(name string, malwareOnly bool, versions ...string) *Advice
 }
 
 // Advice is an Advisor's word on one version.

@@ -45,7 +45,7 @@ func judge(r *http.Request, cooldown Cooldown, rules Rules, j Judged, now time.T
 		return why, Verdict{Hidden: true, Denied: true}
 	}
 	if rules.Advisor != nil {
-		if a := rules.Advisor.Advise(j.Name, j.Versions...); a != nil {
+		if a := rules.Advisor.Advise(j.Name, false, j.Versions...); a != nil {
 			if a.Report {
 				v.Advice = a // served: the file's response says so
 				return "", v
@@ -54,4 +54,25 @@ func judge(r *http.Request, cooldown Cooldown, rules Rules, j Judged, now time.T
 		}
 	}
 	return "", v
+}
+
+// JudgeHosted says why a published (hosted) file of name at one of
+// versions is not served ("" : it is), and the verdict. Only malware
+// records count: an advisory about the public package of the same name is
+// not about the private one, but a published file that known malware of
+// that name and version matches is refused (a stolen token, a poisoned
+// build). Cooldown, deny rules and snapshots do not apply to hosted
+// packages.
+func JudgeHosted(rules Rules, name string, versions ...string) (string, Verdict) {
+	if rules.Advisor == nil {
+		return "", Verdict{}
+	}
+	a := rules.Advisor.Advise(name, true, versions...)
+	switch {
+	case a == nil:
+		return "", Verdict{}
+	case a.Report:
+		return "", Verdict{Advice: a}
+	}
+	return a.Why, Verdict{Hidden: true, Denied: true, Advisory: true, Advice: a}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -259,5 +260,53 @@ func TestCRANAdvisories(t *testing.T) {
 		case want != "" && (resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), want)):
 			t.Errorf("%s: %d %s, want 403 naming %s", path, resp.StatusCode, body, want)
 		}
+	}
+}
+
+// A published file is refused when known malware of the same name and
+// version matches it; other advisories (about the public package of that
+// name) do not touch hosted packages.
+func TestHostedFilesMatchingMalwareAreRefused(t *testing.T) {
+	st, _ := local.New(t.TempDir())
+	importOSV(t, st, "PyPI",
+		`{"id":"MAL-2099-pypi","affected":[{"package":{"ecosystem":"PyPI","name":"Private_Pkg"},"versions":["1.1"]}]}`,
+		`{"id":"GHSA-pypi-crit","database_specific":{"severity":"CRITICAL"},"affected":[{"package":{"ecosystem":"PyPI","name":"private-pkg"},"versions":["1.0"]}]}`)
+	srv := newServer(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
+		Mirrors: []proxy.Mirror{{Name: "private", Type: "pypi", Hosted: true, TTL: time.Minute,
+			Advisories: &policy.AdvisoriesConfig{Block: []string{"malware", "critical"}}}},
+		Tokens: hostedTokens(t), OSVRefresh: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	hsURL := mirrortest.ServeProxy(t, srv)
+	base := hsURL + "/private"
+	files := map[string]string{}
+	for _, v := range []string{"1.0", "1.1"} {
+		filename, whl := wheel(t, "Private.Pkg", v, ">=3.8")
+		ct, body := twineForm("Private.Pkg", v, filename, whl)
+		if resp, msg := send(t, http.MethodPost, base+"/legacy", writeSecret, ct, body); resp.StatusCode != 200 {
+			t.Fatalf("upload %s: %d %s", v, resp.StatusCode, msg)
+		}
+		files[v] = filename
+	}
+	_, page := authGet(t, base+"/simple/private-pkg/")
+	urlOf := func(filename string) string {
+		i := strings.Index(page, filename+"#")
+		j := strings.LastIndex(page[:max(i, 0)], `href="`)
+		if i < 0 || j < 0 {
+			t.Fatalf("%s not on the page:\n%s", filename, page)
+		}
+		pageURL, _ := url.Parse(base + "/simple/private-pkg/")
+		ref, _ := url.Parse(page[j+len(`href="`) : i+len(filename)])
+		return pageURL.ResolveReference(ref).String()
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, body := authGet(t, urlOf(files["1.1"]))
+		if resp.StatusCode == http.StatusForbidden && strings.Contains(body, "MAL-2099-pypi") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a published file that known malware matches: %d %s, want 403 naming MAL-2099-pypi", resp.StatusCode, body)
+		}
+	}
+	if resp, body := authGet(t, urlOf(files["1.0"])); resp.StatusCode != http.StatusOK {
+		t.Errorf("a published file a (non-malware) critical advisory names: %d %s, want 200", resp.StatusCode, body)
 	}
 }

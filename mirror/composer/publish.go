@@ -13,6 +13,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
+	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
 // Composer publishing, as Packeton and Nexus accept it (and the
@@ -187,10 +188,17 @@ func (cm *composerMirror) serveHostedP2(w http.ResponseWriter, r *http.Request, 
 	return fetch.ServeDoc(w, r, d, httpx.HeaderJSON, fetch.HostedEntry(x.ModTime))
 }
 
-// hostedDist serves a published zip: /zipball/<name>/<version>/ref<sha1>.zip.
-func (cm *composerMirror) hostedDist(w http.ResponseWriter, r *http.Request, name, ref, typ string) error {
+// hostedDist serves a published zip: /zipball/<name>/<version>/ref<sha1>.zip
+// (unless known malware of the name matches its version: see
+// policy.JudgeHosted).
+func (cm *composerMirror) hostedDist(w http.ResponseWriter, r *http.Request, name, version, ref, typ string) error {
 	if typ != "zip" || !ValidSHA1(ref) {
 		return httpx.NewError(http.StatusNotFound, fmt.Sprintf("%s is published here; no such dist", name))
+	}
+	if why, v := policy.JudgeHosted(cm.m.Rules, name, version, denyForm(version)); v.Advice != nil {
+		if err := cm.env.FileVerdict(w, r, why, v); err != nil {
+			return refuse(w, http.StatusForbidden, why)
+		}
 	}
 	return cm.env.Core.ServeHostedFile(w, r, cm.repo, cm.distPath(name, ref))
 }

@@ -290,7 +290,7 @@ func (cm *composerMirror) dist(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		return cm.hostedDist(w, r, name, ref, typ)
+		return cm.hostedDist(w, r, name, version, ref, typ)
 	}
 	if why := cm.m.Rules.Refuse(name); why != "" {
 		return refuse(w, http.StatusNotFound, why)

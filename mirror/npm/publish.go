@@ -20,6 +20,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
+	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
 // Hosted npm packages: `npm publish` sends PUT /<name> with the packument
@@ -471,6 +472,11 @@ func (nm *npmMirror) hostedTarball(w http.ResponseWriter, r *http.Request, n, fi
 	path, ok := hp.idx.tarballPathOf(file)
 	if !ok {
 		return httpx.NewError(http.StatusNotFound, "no such published file")
+	}
+	if why, v := policy.JudgeHosted(nm.m.Rules, n, versionOfTarball(n, file)); v.Advice != nil {
+		if err := nm.env.FileVerdict(w, r, why, v); err != nil {
+			return err // known malware of this name and version
+		}
 	}
 	return nm.env.Core.ServeHostedFile(w, r, nm.repo, path)
 }

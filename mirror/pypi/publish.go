@@ -12,6 +12,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
+	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
 // PyPI publishing with the legacy upload API that twine, poetry and uv
@@ -171,8 +172,17 @@ func (pm *pypiMirror) hostedProject(ctx context.Context, project string) (*rende
 	return v.(*rendered), x, nil
 }
 
-// hostedFile serves a published file or its core metadata.
+// hostedFile serves a published file or its core metadata (the file
+// unless known malware of the project matches its version: see
+// policy.JudgeHosted).
 func (pm *pypiMirror) hostedFile(w http.ResponseWriter, r *http.Request, project, key, filename string) error {
+	if base, isMeta := strings.CutSuffix(filename, ".metadata"); !isMeta {
+		if why, v := policy.JudgeHosted(pm.rules, project, fileVersion(base)); v.Advice != nil {
+			if err := pm.env.FileVerdict(w, r, why, v); err != nil {
+				return err
+			}
+		}
+	}
 	return pm.env.Core.ServeHostedFile(w, r, pm.repo, pm.filePath(project, key, filename))
 }
 
