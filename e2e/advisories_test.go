@@ -233,3 +233,43 @@ func waitOSVLoaded(t *testing.T, px *proc, ecosystem string) {
 		}
 	}
 }
+
+// osv import refuses an export with a bad record or a truncated zip in
+// one line naming the file and the record, and leaves the data stored
+// before as it was.
+func TestOSVImportRefusesBadExports(t *testing.T) {
+	data := t.TempDir()
+	env := map[string]string{"STORAGE_LOCAL_DIR": data}
+	osvImport(t, env, "npm", map[string]any{"id": "MAL-good", "affected": []any{map[string]any{
+		"package": map[string]string{"ecosystem": "npm", "name": "x"}, "versions": []string{"1.0.0"}}}})
+	stored := filepath.Join(data, "mirror-meta", "osv", "npm", "all.zip")
+	before, err := os.ReadFile(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("GHSA-good.json")
+	w.Write([]byte(`{"id":"GHSA-good","affected":[]}`))
+	w, _ = zw.Create("GHSA-bad.json")
+	w.Write([]byte(`{"id":"GHSA-bad","affected":[`))
+	zw.Close()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.zip")
+	os.WriteFile(bad, buf.Bytes(), 0o644)
+	truncated := filepath.Join(dir, "truncated.zip")
+	os.WriteFile(truncated, buf.Bytes()[:buf.Len()/2], 0o644)
+	for file, want := range map[string]string{bad: "record GHSA-bad.json", truncated: "not a valid OSV export"} {
+		cmd := exec.Command(proxyBin, "osv", "import", "--ecosystem", "npm", file)
+		cmd.Env = append(os.Environ(), "STORAGE_LOCAL_DIR="+data)
+		out, err := cmd.CombinedOutput()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		last := lines[len(lines)-1]
+		if err == nil || !strings.Contains(last, file) || !strings.Contains(last, want) {
+			t.Errorf("osv import %s: %v, last line %q; want an error naming the file and %q\n%s", filepath.Base(file), err, last, want, out)
+		}
+	}
+	if after, _ := os.ReadFile(stored); !bytes.Equal(before, after) {
+		t.Errorf("a refused import changed the stored export")
+	}
+}

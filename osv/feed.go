@@ -24,10 +24,18 @@ const maxZipBytes = 2 << 30
 // (<meta prefix>/osv).
 func Key(prefix, ecosystem string) string { return storage.Join(prefix, ecosystem, "all.zip") }
 
+// Progress hears how an Import goes; a nil field is not told.
+type Progress struct {
+	// Checked: done of total files of the zip are read and valid.
+	Checked func(done, total int)
+	// Storing wraps the body as it is stored (a byte counter).
+	Storing func(body io.Reader, size int64) io.Reader
+}
+
 // Import validates the export at path and stores it for ecosystem, where
 // every replica's Feed loads it (air-gapped sites: mirror-proxy osv
 // import). It returns how many records of the ecosystem it holds.
-func Import(ctx context.Context, st storage.Store, prefix, ecosystem, path string) (int, error) {
+func Import(ctx context.Context, st storage.Store, prefix, ecosystem, path string, p Progress) (int, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
@@ -37,7 +45,7 @@ func Import(ctx context.Context, st storage.Store, prefix, ecosystem, path strin
 	if err != nil {
 		return 0, err
 	}
-	ix, err := ReadZip(f, fi.Size(), ecosystem, nil)
+	ix, err := readZip(f, fi.Size(), ecosystem, nil, p.Checked)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", path, err)
 	}
@@ -47,7 +55,11 @@ func Import(ctx context.Context, st storage.Store, prefix, ecosystem, path strin
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return 0, err
 	}
-	if err := st.Put(ctx, Key(prefix, ecosystem), f, storage.PutOptions{Size: fi.Size(), ContentType: "application/zip"}); err != nil {
+	var body io.Reader = f
+	if p.Storing != nil {
+		body = p.Storing(f, fi.Size())
+	}
+	if err := st.Put(ctx, Key(prefix, ecosystem), body, storage.PutOptions{Size: fi.Size(), ContentType: "application/zip"}); err != nil {
 		return 0, err
 	}
 	return ix.Records, nil

@@ -96,6 +96,12 @@ var ErrBadZip = errors.New("not a valid OSV export")
 // truncated or holds a record that is not valid JSON is refused whole,
 // naming the record.
 func ReadZip(r io.ReaderAt, size int64, ecosystem string, normalize func(string) string) (*Index, error) {
+	return readZip(r, size, ecosystem, normalize, nil)
+}
+
+// readZip is ReadZip telling checked (when set) how many of the zip's
+// files it has read.
+func readZip(r io.ReaderAt, size int64, ecosystem string, normalize func(string) string, checked func(done, total int)) (*Index, error) {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadZip, err)
@@ -108,7 +114,10 @@ func ReadZip(r io.ReaderAt, size int64, ecosystem string, normalize func(string)
 	}
 	ix := &Index{Ecosystem: ecosystem, byName: map[string][]affected{}}
 	names := map[string]string{} // interned
-	for _, f := range zr.File {
+	for i, f := range zr.File {
+		if checked != nil && (i%1000 == 0 || i == len(zr.File)-1) {
+			checked(i+1, len(zr.File))
+		}
 		if f.FileInfo().IsDir() || !strings.HasSuffix(f.Name, ".json") {
 			continue
 		}

@@ -55,7 +55,7 @@ func TestAdvisoryDataEndsReplaysOfUnfilteredDocuments(t *testing.T) {
 	zw.Close()
 	zipPath := filepath.Join(t.TempDir(), "all.zip")
 	os.WriteFile(zipPath, buf.Bytes(), 0o644)
-	if _, err := osv.Import(context.Background(), st, "mirror-meta/osv", "npm", zipPath); err != nil {
+	if _, err := osv.Import(context.Background(), st, "mirror-meta/osv", "npm", zipPath, osv.Progress{}); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -215,7 +215,7 @@ func importOSV(t *testing.T, st *local.Store, ecosystem string, records ...strin
 	zw.Close()
 	zipPath := filepath.Join(t.TempDir(), "all.zip")
 	os.WriteFile(zipPath, buf.Bytes(), 0o644)
-	if _, err := osv.Import(context.Background(), st, "mirror-meta/osv", ecosystem, zipPath); err != nil {
+	if _, err := osv.Import(context.Background(), st, "mirror-meta/osv", ecosystem, zipPath, osv.Progress{}); err != nil {
 		t.Fatal(err)
 	}
 }

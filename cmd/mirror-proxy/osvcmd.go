@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+
+	"github.com/schollz/progressbar/v3"
 
 	"github.com/mirror-proxy/mirror-proxy/osv"
 	"github.com/mirror-proxy/mirror-proxy/storage"
@@ -56,7 +59,29 @@ func osvCommand(args []string) int {
 		fmt.Fprintln(os.Stderr, "mirror-proxy osv import:", err)
 		return 1
 	}
-	n, err := osv.Import(ctx, st, storage.Join(cfg.MetaPrefix, "osv"), eco, file)
+	var bar *progressbar.ProgressBar
+	progress := osv.Progress{
+		Checked: func(done, total int) {
+			if bar == nil {
+				bar = progressbar.NewOptions(total, progressbar.OptionSetDescription("checking "+file),
+					progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+			}
+			_ = bar.Set(done)
+		},
+		Storing: func(body io.Reader, size int64) io.Reader {
+			if bar != nil {
+				_ = bar.Finish()
+			}
+			bar = progressbar.NewOptions64(size, progressbar.OptionSetDescription("storing"),
+				progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowBytes(true), progressbar.OptionClearOnFinish())
+			r := progressbar.NewReader(body, bar)
+			return &r
+		},
+	}
+	n, err := osv.Import(ctx, st, storage.Join(cfg.MetaPrefix, "osv"), eco, file, progress)
+	if bar != nil {
+		_ = bar.Finish()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mirror-proxy osv import:", err)
 		return 1
