@@ -114,6 +114,16 @@ func readZip(r io.ReaderAt, size int64, ecosystem string, normalize func(string)
 	}
 	ix := &Index{Ecosystem: ecosystem, byName: map[string][]affected{}}
 	names := map[string]string{} // interned
+	// intern returns one copy of each version string: "0" and the
+	// versions many records name are kept once.
+	interned := map[string]string{}
+	intern := func(s string) string {
+		if x, ok := interned[s]; ok {
+			return x
+		}
+		interned[s] = s
+		return s
+	}
 	for i, f := range zr.File {
 		if checked != nil && (i%1000 == 0 || i == len(zr.File)-1) {
 			checked(i+1, len(zr.File))
@@ -144,7 +154,13 @@ func readZip(r io.ReaderAt, size int64, ecosystem string, normalize func(string)
 			} else {
 				names[name] = name
 			}
-			e := affected{adv: adv, versions: af.Versions}
+			e := affected{adv: adv}
+			if len(af.Versions) > 0 {
+				e.versions = make([]string, len(af.Versions))
+				for i, v := range af.Versions {
+					e.versions[i] = intern(v)
+				}
+			}
 			for _, rg := range af.Ranges {
 				if rg.Type != "SEMVER" && rg.Type != "ECOSYSTEM" {
 					continue // GIT ranges name commits
@@ -154,11 +170,11 @@ func readZip(r io.ReaderAt, size int64, ecosystem string, normalize func(string)
 					for k, v := range m {
 						switch k {
 						case "introduced":
-							evs = append(evs, event{'i', v})
+							evs = append(evs, event{'i', intern(v)})
 						case "fixed":
-							evs = append(evs, event{'f', v})
+							evs = append(evs, event{'f', intern(v)})
 						case "last_affected":
-							evs = append(evs, event{'l', v})
+							evs = append(evs, event{'l', intern(v)})
 						}
 					}
 				}
