@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -348,6 +349,9 @@ type Mirror struct {
 	// Offline: the upstream is never contacted; only what storage holds
 	// is served (UPSTREAM_OFFLINE, or the mirror's "offline").
 	Offline bool
+	// Options are settings of the mirror's type alone, by their MIRRORS
+	// key (a Go mirror's "sumdb" and "noSumCheck"), checked by the type.
+	Options map[string]json.RawMessage
 }
 
 // setAgent puts a client's agent before the proxy's User-Agent (control

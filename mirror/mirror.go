@@ -6,6 +6,7 @@
 package mirror
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -53,6 +54,10 @@ type Type struct {
 	// OSVNormalize maps OSV's package names as the type compares names
 	// (nil: as given).
 	OSVNormalize func(string) string
+	// Options, when set, checks the type's own settings of a mirror
+	// (fetch.Mirror.Options; Go's "sumdb"); without it a mirror of the
+	// type may have none.
+	Options func(map[string]json.RawMessage) error
 	// Hosts: its mirrors may be "hosted" (accept uploads; Env.Repo is
 	// set). Configuring "hosted" on another type is an error.
 	Hosts bool

@@ -41,30 +41,39 @@ func (rt Router) Write(method, path string, h httpx.Handler) {
 }
 
 func (rt Router) add(method, path string, h httpx.Handler, write bool) {
-	route := rt.prefix + echoPath(path)
-	rt.s.e.Add(method, route, rt.s.adapt(route, rt.s.authorizer(mirrorOfRoute(route), write), h))
+	route, rest := echoPath(path)
+	route = rt.prefix + route
+	rt.s.e.Add(method, route, rt.s.adapt(route, rest, rt.s.authorizer(mirrorOfRoute(route), write), h))
 }
 
-// echoPath turns {name} wildcards into echo's :name.
-func echoPath(p string) string {
+// echoPath turns {name} wildcards into echo's :name, and a final
+// {name...} (the rest of the path, slashes included) into echo's *, whose
+// value the handler reads as name.
+func echoPath(p string) (route, rest string) {
 	var b strings.Builder
 	for {
 		i := strings.IndexByte(p, '{')
 		if i < 0 {
 			b.WriteString(p)
-			return b.String()
+			return b.String(), rest
 		}
 		j := strings.IndexByte(p[i:], '}')
-		b.WriteString(p[:i] + ":" + p[i+1:i+j])
+		if name, ok := strings.CutSuffix(p[i+1:i+j], "..."); ok {
+			b.WriteString(p[:i] + "*")
+			rest = name
+		} else {
+			b.WriteString(p[:i] + ":" + p[i+1:i+j])
+		}
 		p = p[i+j+1:]
 	}
 }
 
 // adapt runs a httpx.Handler of route under echo once the request is
-// authorized (auth, when not nil): path parameters become path values, and an
+// authorized (auth, when not nil): path parameters become path values
+// (echo's * as rest, the name of a {rest...} wildcard), and an
 // aborted response (abort) is recorded for the request log before the
 // connection is cut.
-func (s *Server) adapt(route string, auth func(echo.Context) error, h httpx.Handler) echo.HandlerFunc {
+func (s *Server) adapt(route, rest string, auth func(echo.Context) error, h httpx.Handler) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if auth != nil {
 			if err := auth(c); err != nil {
@@ -77,6 +86,9 @@ func (s *Server) adapt(route string, auth func(echo.Context) error, h httpx.Hand
 		names, values := c.ParamNames(), c.ParamValues()
 		for i, n := range names {
 			if i < len(values) {
+				if n == "*" && rest != "" {
+					n = rest // {rest...}
+				}
 				r.SetPathValue(n, values[i])
 			}
 		}

@@ -192,6 +192,22 @@ type MirrorSpec struct {
 	Offline *bool `json:"offline"`
 	// Advisories: refuse versions OSV data names (npm, PyPI, Composer, CRAN so far).
 	Advisories *AdvisoriesSpec `json:"advisories"`
+	// Settings of one type: Go's checksum databases and the modules not
+	// checked against them.
+	SumDB      json.RawMessage `json:"sumdb"`
+	NoSumCheck json.RawMessage `json:"noSumCheck"`
+}
+
+// options are the type's own settings of m, by MIRRORS key.
+func (m MirrorSpec) options() map[string]json.RawMessage {
+	o := map[string]json.RawMessage{}
+	if m.SumDB != nil {
+		o["sumdb"] = m.SumDB
+	}
+	if m.NoSumCheck != nil {
+		o["noSumCheck"] = m.NoSumCheck
+	}
+	return o
 }
 
 // AdvisoriesSpec is a mirror's advisories policy as users write it:
@@ -461,6 +477,13 @@ func (c *Config) validate() error {
 				return configError{"MIRRORS", fmt.Sprintf("%s: deny: %v", where, err)}
 			}
 		}
+		if t, _ := mirror.Lookup(m.Type); t.Options != nil {
+			if err := t.Options(m.options()); err != nil {
+				return configError{"MIRRORS", fmt.Sprintf("%s: %v", where, err)}
+			}
+		} else if len(m.options()) > 0 {
+			return configError{"MIRRORS", fmt.Sprintf("%s: sumdb and noSumCheck are settings of go mirrors", where)}
+		}
 		if a := m.Advisories; a != nil {
 			if t, _ := mirror.Lookup(m.Type); t.OSVEcosystem == "" {
 				return configError{"MIRRORS", fmt.Sprintf("%s: advisories are supported on npm, PyPI, Composer and CRAN mirrors so far, not on %s", where, m.Type)}
@@ -606,6 +629,7 @@ func (c *Config) ProxyMirrors() []proxy.Mirror {
 		if a := m.Advisories; a != nil {
 			pm.Advisories = &policy.AdvisoriesConfig{Block: a.Block, Ignore: a.Ignore, Report: a.Mode == "report"}
 		}
+		pm.Options = m.options()
 		age := c.Cooldown
 		if m.Cooldown != nil {
 			age = *m.Cooldown

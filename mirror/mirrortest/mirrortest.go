@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -39,6 +40,9 @@ type Fixture struct {
 	// mirror's url, a function that stops it (the upstream is then down)
 	// and one that corrupts (on) or restores the bytes of File.
 	Start func(t *testing.T) (url string, stop func(), corrupt func(on bool))
+	// Options, when set, are the mirror's type-specific settings (as
+	// MIRRORS gives them), read after Start.
+	Options func() map[string]any
 	// Meta is a metadata path under the mount that the upstream has
 	// (with Header sent), and Missing one it never had.
 	Meta, Missing string
@@ -120,13 +124,20 @@ type env struct {
 	opts  proxy.Options
 }
 
-func start(t *testing.T, st *countingStore, typ, url string) *env {
-	return startTTL(t, st, typ, url, time.Hour)
+func start(t *testing.T, st *countingStore, f Fixture, url string) *env {
+	return startTTL(t, st, f, url, time.Hour)
 }
 
-func startTTL(t *testing.T, st *countingStore, typ, url string, ttl time.Duration) *env {
+func startTTL(t *testing.T, st *countingStore, f Fixture, url string, ttl time.Duration) *env {
+	var options map[string]json.RawMessage
+	if f.Options != nil {
+		options = map[string]json.RawMessage{}
+		for k, v := range f.Options() {
+			options[k], _ = json.Marshal(v)
+		}
+	}
 	opts := proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
-		Mirrors:         []proxy.Mirror{{Name: "m", Type: typ, URL: url, TTL: ttl, NotFoundTTL: time.Second}},
+		Mirrors:         []proxy.Mirror{{Name: "m", Type: f.Type, URL: url, TTL: ttl, NotFoundTTL: time.Second, Options: options}},
 		UpstreamTimeout: 3 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		// Failures not remembered: the contract checks that a healed
 		// upstream is fetched again.
@@ -224,7 +235,7 @@ func Run(t *testing.T, f Fixture) {
 	t.Run("warm hits make no storage call", func(t *testing.T) {
 		url, _, _ := f.Start(t)
 		lst, _ := local.New(t.TempDir())
-		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		e := start(t, &countingStore{Store: lst}, f, url)
 		code, first, want, _ := Get(t, e.base+f.Meta, f.Header...)
 		if code != 200 {
 			t.Fatalf("%s: %d %s", f.Meta, code, want)
@@ -251,12 +262,12 @@ func Run(t *testing.T, f Fixture) {
 	t.Run("upstream down: stale metadata, never a 404", func(t *testing.T) {
 		url, stop, _ := f.Start(t)
 		lst, _ := local.New(t.TempDir())
-		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		e := start(t, &countingStore{Store: lst}, f, url)
 		_, _, want, _ := Get(t, e.base+f.Meta, f.Header...)
 		stop()
 		// A fresh replica (memory empty) whose copy in storage has expired:
 		// it must ask the upstream, fail, and serve the stored copy stale.
-		e2 := startTTL(t, e.store, f.Type, url, time.Millisecond)
+		e2 := startTTL(t, e.store, f, url, time.Millisecond)
 		time.Sleep(5 * time.Millisecond)
 		code, h, b, _ := Get(t, e2.base+f.Meta, f.Header...)
 		if code != 200 || len(b) != len(want) || h.Get("X-Mirror-Stale") != "true" {
@@ -270,7 +281,7 @@ func Run(t *testing.T, f Fixture) {
 	t.Run("a cold file costs one lookup and one write; a stored one, one read", func(t *testing.T) {
 		url, _, _ := f.Start(t)
 		lst, _ := local.New(t.TempDir())
-		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		e := start(t, &countingStore{Store: lst}, f, url)
 		u, want := f.File(t, e.base)
 		before := e.store.calls.Load()
 		if code, _, b, _ := Get(t, u); code != 200 || string(b) != string(want) {
@@ -297,7 +308,7 @@ func Run(t *testing.T, f Fixture) {
 		if len(file) != 2 || !strings.HasPrefix(file[0], "get ") || !strings.HasPrefix(file[1], "put ") {
 			t.Errorf("a cold file made the storage calls %q, want a lookup then a write", file)
 		}
-		e2 := start(t, e.store, f.Type, url) // a fresh replica: nothing in memory or on disk
+		e2 := start(t, e.store, f, url) // a fresh replica: nothing in memory or on disk
 		before = e.store.calls.Load()
 		if code, _, b, _ := Get(t, strings.Replace(u, e.base, e2.base, 1)); code != 200 || string(b) != string(want) {
 			t.Fatalf("stored file: %d, %d bytes", code, len(b))
@@ -310,7 +321,7 @@ func Run(t *testing.T, f Fixture) {
 	t.Run("a corrupt file is never stored, never completes", func(t *testing.T) {
 		url, _, corrupt := f.Start(t)
 		lst, _ := local.New(t.TempDir())
-		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		e := start(t, &countingStore{Store: lst}, f, url)
 		u, want := f.File(t, e.base)
 		corrupt(true)
 		// A cut connection, even before the status line, is a fine answer.
@@ -334,7 +345,7 @@ func Run(t *testing.T, f Fixture) {
 	t.Run("a stored file is served from storage after a restart", func(t *testing.T) {
 		url, stop, _ := f.Start(t)
 		lst, _ := local.New(t.TempDir())
-		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		e := start(t, &countingStore{Store: lst}, f, url)
 		u, want := f.File(t, e.base)
 		code, cold, b, _ := Get(t, u)
 		if code != 200 || string(b) != string(want) {
@@ -348,7 +359,7 @@ func Run(t *testing.T, f Fixture) {
 			time.Sleep(20 * time.Millisecond) // the commit follows the response
 		}
 		stop()
-		e2 := start(t, e.store, f.Type, url)
+		e2 := start(t, e.store, f, url)
 		u2 := strings.Replace(u, e.base, e2.base, 1)
 		code, stored, b, err := Get(t, u2)
 		if code != 200 || err != nil || string(b) != string(want) {
@@ -379,7 +390,7 @@ func Run(t *testing.T, f Fixture) {
 		alone := make([][]byte, len(f.Forms))
 		for i, req := range f.Forms {
 			lst, _ := local.New(t.TempDir())
-			e := start(t, &countingStore{Store: lst}, f.Type, url)
+			e := start(t, &countingStore{Store: lst}, f, url)
 			code, _, b, _ := Get(t, e.base+req[0], req[1:]...)
 			if code != 200 {
 				t.Fatalf("%v: %d %.200s", req, code, b)
@@ -387,7 +398,7 @@ func Run(t *testing.T, f Fixture) {
 			alone[i] = bytes.ReplaceAll(b, []byte(e.base), []byte("BASE"))
 		}
 		lst, _ := local.New(t.TempDir())
-		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		e := start(t, &countingStore{Store: lst}, f, url)
 		owner := map[string]int{}
 		check := func(base string, i int) {
 			req := f.Forms[i]
@@ -409,7 +420,7 @@ func Run(t *testing.T, f Fixture) {
 		}
 		// Warm (memory), then from storage alone (a fresh replica), in
 		// reverse order.
-		for _, base := range []string{e.base, start(t, e.store, f.Type, url).base} {
+		for _, base := range []string{e.base, start(t, e.store, f, url).base} {
 			for i := len(f.Forms) - 1; i >= 0; i-- {
 				check(base, i)
 			}
@@ -419,7 +430,7 @@ func Run(t *testing.T, f Fixture) {
 	t.Run("client input never escapes its prefix", func(t *testing.T) {
 		url, _, _ := f.Start(t)
 		lst, _ := local.New(t.TempDir())
-		e := start(t, &countingStore{Store: lst}, f.Type, url)
+		e := start(t, &countingStore{Store: lst}, f, url)
 		for _, p := range []string{"/..%2f..%2fetc%2fpasswd", "/%2e%2e/%2e%2e/x", "/a/..%2f..%2f..%2fx/-/x.tgz", "/files/..%2f/x/y"} {
 			code, _, _, _ := Get(t, e.base+p)
 			if code < 400 || code >= 500 {

@@ -1,0 +1,142 @@
+package gomod
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
+	"github.com/mirror-proxy/mirror-proxy/mirror"
+	"github.com/mirror-proxy/mirror-proxy/storage"
+)
+
+func init() {
+	mirror.Register(mirror.Type{
+		Name:       "go",
+		DefaultURL: "https://proxy.golang.org",
+		// A module's list grows with each release; files never change.
+		DefaultTTL: 5 * time.Minute,
+		Options: func(opts map[string]json.RawMessage) error {
+			_, err := ParseOptions(opts)
+			return err
+		},
+		New: newMirror,
+	})
+}
+
+// goMirror serves one Go module proxy under /N/:
+//
+//	/N/<module>/@v/list, /N/<module>/@latest        revalidated, served stale
+//	/N/<module>/@v/<version>.info|.mod|.zip          immutable once stored;
+//	                                                 .mod and .zip verified
+//	                                                 against the checksum database
+//	/N/sumdb/<name>/supported|latest|lookup/...|tile/...
+//	                                                 the checksum databases, proxied
+type goMirror struct {
+	env  *mirror.Env
+	m    fetch.Mirror
+	opts Options
+	dbs  []*checksumDB
+}
+
+var _ mirror.Ecosystem = (*goMirror)(nil)
+
+func newMirror(env *mirror.Env) mirror.Ecosystem {
+	gm := &goMirror{env: env, m: env.Mirror}
+	gm.opts, _ = ParseOptions(env.Mirror.Options) // checked with the configuration
+	for _, db := range gm.opts.SumDB {
+		gm.dbs = append(gm.dbs, newChecksumDB(gm, db))
+	}
+	return gm
+}
+
+// Routes registers the mirror's routes. Module paths have slashes, so one
+// wildcard route reads them; a module path's first element has a dot, so
+// "sumdb" is never one.
+func (gm *goMirror) Routes(rt mirror.Router) {
+	rt.Read("/sumdb/{db}/{rest...}", gm.sumdbRoute)
+	rt.Read("/{rest...}", gm.serve)
+}
+
+var (
+	hvJSON   = []string{"application/json"}
+	hvZip    = []string{"application/zip"}
+	hvBinary = []string{"application/octet-stream"}
+)
+
+func (gm *goMirror) serve(w http.ResponseWriter, r *http.Request) error {
+	req, err := ParseRequest(r.PathValue("rest"))
+	if err != nil {
+		// The protocol's "not found": with GOPROXY=<this>,direct the go
+		// command moves on.
+		return httpx.NewError(http.StatusNotFound, err.Error())
+	}
+	switch req.Kind {
+	case "list", "latest":
+		key := gm.env.MetaKey(req.Path())
+		res, err := gm.env.Core.MetaOf(r.Context(), key, gm.m.TTL, func() *fetch.MetaSource {
+			return &fetch.MetaSource{Key: key, URL: gm.m.URL + "/" + req.Path(), Client: gm.env.Client, TTL: gm.m.TTL,
+				NotFoundTTL: gm.m.NotFoundTTL, Transform: validator(req)}
+		})
+		if err != nil {
+			return err
+		}
+		ctype := hvText
+		if req.Kind == "latest" {
+			ctype = hvJSON
+		}
+		return gm.env.Core.ServeMeta(w, r, res, ctype)
+	}
+	key := storage.Join(gm.env.DistPrefix, gm.m.Name, req.Path())
+	ctype := map[string][]string{"info": hvJSON, "mod": hvText, "zip": hvZip}[req.Kind]
+	if ctype == nil {
+		ctype = hvBinary
+	}
+	w.Header()["Content-Type"] = ctype
+	return gm.env.Core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
+		src := fetch.FileSource{URL: gm.m.URL + "/" + req.Path(), Client: gm.env.Client}
+		switch req.Kind {
+		case "info":
+			src.Check = infoCheck(req)
+		default:
+			src.Check = gm.check(req)
+		}
+		return src, nil
+	})
+}
+
+// validator checks a list or @latest answer before it is stored.
+func validator(req Request) func([]byte, *http.Response) ([]byte, error) {
+	if req.Kind == "latest" {
+		return func(b []byte, _ *http.Response) ([]byte, error) {
+			var info struct{ Version string }
+			if err := json.Unmarshal(b, &info); err != nil || info.Version == "" {
+				return nil, fmt.Errorf("@latest of %s is not a version's info", req.Module)
+			}
+			return b, nil
+		}
+	}
+	return nil
+}
+
+// infoCheck checks a .info: JSON naming the version asked for.
+func infoCheck(req Request) func(io.ReaderAt, int64) error {
+	return func(ra io.ReaderAt, n int64) error {
+		if n > 1<<20 {
+			return fmt.Errorf("%s@%s.info is larger than 1 MiB", req.Module, req.Version)
+		}
+		b := make([]byte, n)
+		if _, err := ra.ReadAt(b, 0); err != nil && err != io.EOF {
+			return err
+		}
+		var info struct{ Version string }
+		if err := json.Unmarshal(b, &info); err != nil || info.Version != req.Version {
+			return fmt.Errorf("%s@%s.info does not name the version", req.Module, req.Version)
+		}
+		return nil
+	}
+}
