@@ -44,7 +44,7 @@ type Module struct {
 }
 
 type built struct {
-	mod  Module
+	mod              Module
 	gomod, zip, info []byte
 }
 
