@@ -319,7 +319,7 @@ func verifyFlight(f *flight, src FileSource, size int64, hashes []hash.Hash, lan
 	}
 	if src.Check != nil && !landed {
 		if err := src.Check(f.file, f.written); err != nil {
-			return &httpx.UpstreamError{Status: http.StatusBadGateway, Verify: true, Msg: fmt.Sprintf("%s is not a complete archive (%v); nothing was stored", url, err)}
+			return &httpx.UpstreamError{Status: http.StatusBadGateway, Verify: true, Msg: fmt.Sprintf("%s failed verification (%v); nothing was stored", url, err)}
 		}
 	}
 	return nil

@@ -58,8 +58,8 @@ func newMirror(env *mirror.Env) mirror.Ecosystem {
 // wildcard route reads them; a module path's first element has a dot, so
 // "sumdb" is never one.
 func (gm *goMirror) Routes(rt mirror.Router) {
-	rt.Read("/sumdb/{db}/{rest...}", gm.sumdbRoute)
-	rt.Read("/{rest...}", gm.serve)
+	rt.Read("/sumdb/{db}/{rest...}", textErrors(gm.sumdbRoute))
+	rt.Read("/{rest...}", textErrors(gm.serve))
 }
 
 var (
@@ -138,5 +138,56 @@ func infoCheck(req Request) func(io.ReaderAt, int64) error {
 			return fmt.Errorf("%s@%s.info does not name the version", req.Module, req.Version)
 		}
 		return nil
+	}
+}
+
+// textErrors answers h's errors as text/plain, which the go command shows
+// its user ("server response: ..."); a JSON body it would not show.
+func textErrors(h httpx.Handler) httpx.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		tw := &tracked{ResponseWriter: w}
+		err := h(tw, r)
+		if err == nil || tw.started {
+			return err
+		}
+		he := httpx.ErrorOf(err)
+		if he.Code == 499 {
+			return err
+		}
+		h := w.Header()
+		for _, k := range []string{"Content-Length", "Etag", "Last-Modified", "Content-Encoding"} {
+			h.Del(k)
+		}
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(he.Code)
+		_, _ = io.WriteString(w, he.Msg+"\n")
+		return nil
+	}
+}
+
+// tracked notes whether a response has started.
+type tracked struct {
+	http.ResponseWriter
+	started bool
+}
+
+func (t *tracked) WriteHeader(code int) { t.started = true; t.ResponseWriter.WriteHeader(code) }
+func (t *tracked) Write(b []byte) (int, error) {
+	t.started = true
+	return t.ResponseWriter.Write(b)
+}
+func (t *tracked) ReadFrom(r io.Reader) (int64, error) {
+	t.started = true
+	if rf, ok := t.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(t.ResponseWriter, r)
+}
+func (t *tracked) Unwrap() http.ResponseWriter { return t.ResponseWriter }
+func (t *tracked) Flush() {
+	t.started = true
+	if f, ok := t.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
 	}
 }

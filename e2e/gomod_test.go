@@ -1,0 +1,109 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/internal/fakegoproxy"
+	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
+)
+
+// goCmd runs the go command in dir with GOPROXY at the mirror, the
+// checksum database known by its key only (so that go asks the proxy for
+// it), and the module cache in modcache.
+func goCmd(t *testing.T, dir, goproxy, sumdbKey, modcache string, args ...string) (string, error) {
+	t.Helper()
+	bin, ok := testenv.LookPath("go")
+	if !ok {
+		testenv.Missing(t, "go", "the Go toolchain")
+	}
+	home := t.TempDir()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	env := []string{"GOPROXY=" + goproxy, "GOSUMDB=" + sumdbKey, "GOMODCACHE=" + modcache, "GOPATH=" + filepath.Join(home, "gopath"),
+		"GOCACHE=" + filepath.Join(home, "cache"), "HOME=" + home, "GOFLAGS=-mod=mod -modcacherw", "GOTOOLCHAIN=local",
+		"GOTELEMETRY=off", "GONOSUMDB=", "GONOPROXY=", "GOPRIVATE=", "GOINSECURE=", "GOWORK=off", "CGO_ENABLED=0"}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "GO") && k != "HOME" && k != "CGO_ENABLED" {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = env
+	return output(t, cmd)
+}
+
+// go build through the mirror: two mirrored modules (one with upper case
+// in its path), checked against a checksum database served through the
+// proxy; again with the upstream down and an empty module cache; a
+// tampered zip is refused and go fails naming the checksum.
+func TestGoBuildThroughTheMirror(t *testing.T) {
+	testenv.Deadline(t, 4*time.Minute)
+	up := fakegoproxy.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	s3 := testenv.StartS3(t)
+	env := map[string]string{"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": s3.NewBucket(t), "STORAGE_AWS_ARGS": s3.ArgsJSON(),
+		"MIRRORS": `[{"name":"go","type":"go","url":"` + up.URL() + `","sumdb":[{"key":"` + up.VerifierKey + `","url":"` + up.SumDBURL() + `"}]}]`}
+	px := startProxy(t, env)
+	goproxy := px.URL + "/go"
+
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/app\n\ngo 1.21\n\nrequire (\n\texample.com/lib v1.1.0\n\texample.com/Upper/Mod v1.0.0\n)\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nimport (\n\t\"fmt\"\n\n\tmod \"example.com/Upper/Mod\"\n\t\"example.com/lib\"\n)\n\nfunc main() { fmt.Println(lib.Name(), mod.Name()) }\n"), 0o644)
+	out, err := goCmd(t, dir, goproxy, up.VerifierKey, t.TempDir(), "build", "-o", "app", ".")
+	if err != nil {
+		t.Fatalf("go build through the mirror: %v\n%s", err, tailLines(out, 30))
+	}
+	sum, _ := os.ReadFile(filepath.Join(dir, "go.sum"))
+	if !strings.Contains(string(sum), "example.com/Upper/Mod v1.0.0 h1:") || !strings.Contains(string(sum), "example.com/lib v1.1.0 h1:") {
+		t.Errorf("go.sum:\n%s", sum)
+	}
+	if up.Hits("/sumdb-server/lookup/example.com/lib@v1.1.0") == 0 && up.HitsPrefix("/sumdb-server/") == 0 {
+		t.Errorf("the checksum database was never asked")
+	}
+	if !strings.Contains(px.Log(), "/go/sumdb/"+fakegoproxy.SumDBName+"/") {
+		t.Errorf("go did not reach the checksum database through the proxy:\n%s", tailLines(px.Log(), 20))
+	}
+	if b, err := exec.Command(filepath.Join(dir, "app")).Output(); err != nil || !strings.Contains(string(b), "example.com/lib@v1.1.0 example.com/Upper/Mod@v1.0.0") {
+		t.Errorf("the built program: %v %q", err, b)
+	}
+
+	// The upstream down, an empty module cache: from storage.
+	up.Stop()
+	os.Remove(filepath.Join(dir, "app"))
+	if out, err := goCmd(t, dir, goproxy, up.VerifierKey, t.TempDir(), "build", "-o", "app", "."); err != nil {
+		t.Errorf("go build with the upstream down: %v\n%s", err, tailLines(out, 30))
+	}
+}
+
+// A zip the upstream tampered with is refused by the proxy (not stored),
+// and go fails saying why instead of hanging.
+func TestGoTamperedZipIsRefused(t *testing.T) {
+	testenv.Deadline(t, 4*time.Minute)
+	up := fakegoproxy.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	up.Corrupt("example.com/lib", "v1.0.0", true)
+	env := map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(),
+		"MIRRORS": `[{"name":"go","type":"go","url":"` + up.URL() + `","sumdb":[{"key":"` + up.VerifierKey + `","url":"` + up.SumDBURL() + `"}]}]`}
+	px := startProxy(t, env)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/app\n\ngo 1.21\n\nrequire example.com/lib v1.0.0\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nimport \"example.com/lib\"\n\nfunc main() { println(lib.Name()) }\n"), 0o644)
+	out, err := goCmd(t, dir, px.URL+"/go", up.VerifierKey, t.TempDir(), "build", ".")
+	if err == nil || !strings.Contains(out, "checksum") {
+		t.Errorf("go build of a tampered module: %v; want a failure naming the checksum\n%s", err, tailLines(out, 20))
+	}
+	t.Logf("go said:\n%s", tailLines(out, 8))
+	if _, err := os.Stat(filepath.Join(env["STORAGE_LOCAL_DIR"], "mirror-dist", "go", "example.com", "lib", "@v", "v1.0.0.zip")); err == nil {
+		t.Errorf("the tampered zip was stored")
+	}
+}
