@@ -107,3 +107,51 @@ func TestGoTamperedZipIsRefused(t *testing.T) {
 		t.Errorf("the tampered zip was stored")
 	}
 }
+
+// The policies with the real go command: a cooldown, a deny rule and a
+// dated snapshot each change what @latest resolves to, and a pinned
+// version they hide fails with the reason.
+func TestGoPolicies(t *testing.T) {
+	testenv.Deadline(t, 4*time.Minute)
+	up := fakegoproxy.New() // example.com/lib v1.0.0 and v1.1.0, published 2024-01-02
+	up.Publish(fakegoproxy.Module{Path: "example.com/lib", Version: "v1.2.0", Time: time.Now().Add(-time.Hour)})
+	up.Publish(fakegoproxy.Module{Path: "example.com/dated", Version: "v1.0.0", Time: time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)})
+	up.Publish(fakegoproxy.Module{Path: "example.com/dated", Version: "v1.1.0", Time: time.Date(2025, 6, 10, 0, 0, 0, 0, time.UTC)})
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	sumdb := `"sumdb":[{"key":"` + up.VerifierKey + `","url":"` + up.SumDBURL() + `"}]`
+	env := map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(), "MIRRORS": `[` +
+		`{"name":"go","type":"go","url":"` + up.URL() + `",` + sumdb + `},` +
+		`{"name":"cool","type":"go","url":"` + up.URL() + `",` + sumdb + `,"cooldown":"3d"},` +
+		`{"name":"deny","type":"go","url":"` + up.URL() + `",` + sumdb + `,"deny":["example.com/lib@v1.1.0"]}]`}
+	px := startProxy(t, env)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/probe\n\ngo 1.21\n"), 0o644)
+	resolve := func(goproxy, query string) (string, error) {
+		out, err := goCmd(t, dir, goproxy, up.VerifierKey, t.TempDir(), "list", "-m", "-f", "{{.Version}}", query)
+		return strings.TrimSpace(out), err
+	}
+	for _, c := range []struct{ goproxy, query, want string }{
+		{px.URL + "/go", "example.com/lib@latest", "v1.2.0"},
+		{px.URL + "/cool", "example.com/lib@latest", "v1.1.0"}, // v1.2.0 is an hour old
+		{px.URL + "/deny", "example.com/lib@latest", "v1.2.0"},
+		{px.URL + "/deny", "example.com/lib@<v1.2.0", "v1.0.0"},            // v1.1.0 is denied
+		{px.URL + "/go/@2025-01-01", "example.com/dated@latest", "v1.0.0"}, // v1.1.0 is newer than the snapshot
+		{px.URL + "/go", "example.com/dated@latest", "v1.1.0"},
+	} {
+		if got, err := resolve(c.goproxy, c.query); err != nil || !strings.HasSuffix(got, c.want) {
+			t.Errorf("GOPROXY=%s go list -m %s: %v %q, want %s", c.goproxy, c.query, err, got, c.want)
+		}
+	}
+	for _, c := range []struct{ goproxy, query, want string }{
+		{px.URL + "/cool", "example.com/lib@v1.2.0", "cooldown"},
+		{px.URL + "/deny", "example.com/lib@v1.1.0", "denied"},
+	} {
+		out, err := resolve(c.goproxy, c.query)
+		if err == nil || !strings.Contains(out, "403") || !strings.Contains(out, c.want) {
+			t.Errorf("GOPROXY=%s go list -m %s: %v, want a 403 saying %q:\n%s", c.goproxy, c.query, err, c.want, out)
+		}
+	}
+}

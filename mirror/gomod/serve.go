@@ -31,16 +31,18 @@ func init() {
 // goMirror serves one Go module proxy under /N/:
 //
 //	/N/<module>/@v/list, /N/<module>/@latest        revalidated, served stale
-//	/N/<module>/@v/<version>.info|.mod|.zip          immutable once stored;
-//	                                                 .mod and .zip verified
-//	                                                 against the checksum database
+//	/N/<module>/@v/<version>.info                    kept as metadata (never changes)
+//	/N/<module>/@v/<version>.mod|.zip                immutable files, verified against
+//	                                                 the checksum database before
+//	                                                 they are stored
 //	/N/sumdb/<name>/supported|latest|lookup/...|tile/...
 //	                                                 the checksum databases, proxied
 type goMirror struct {
-	env  *mirror.Env
-	m    fetch.Mirror
-	opts Options
-	dbs  []*checksumDB
+	env     *mirror.Env
+	m       fetch.Mirror
+	opts    Options
+	dbs     []*checksumDB
+	derived fetch.Derived // lists filtered by the policies
 }
 
 var _ mirror.Ecosystem = (*goMirror)(nil)
@@ -63,9 +65,8 @@ func (gm *goMirror) Routes(rt mirror.Router) {
 }
 
 var (
-	hvJSON   = []string{"application/json"}
-	hvZip    = []string{"application/zip"}
-	hvBinary = []string{"application/octet-stream"}
+	hvJSON = []string{"application/json"}
+	hvZip  = []string{"application/zip"}
 )
 
 func (gm *goMirror) serve(w http.ResponseWriter, r *http.Request) error {
@@ -75,37 +76,53 @@ func (gm *goMirror) serve(w http.ResponseWriter, r *http.Request) error {
 		// command moves on.
 		return httpx.NewError(http.StatusNotFound, err.Error())
 	}
+	filters := gm.filters(r, req.Module)
 	switch req.Kind {
-	case "list", "latest":
-		key := gm.env.MetaKey(req.Path())
-		res, err := gm.env.Core.MetaOf(r.Context(), key, gm.m.TTL, func() *fetch.MetaSource {
-			return &fetch.MetaSource{Key: key, URL: gm.m.URL + "/" + req.Path(), Client: gm.env.Client, TTL: gm.m.TTL,
-				NotFoundTTL: gm.m.NotFoundTTL, Transform: validator(req)}
-		})
+	case "list":
+		res, err := gm.meta(r.Context(), req)
 		if err != nil {
 			return err
 		}
-		ctype := hvText
-		if req.Kind == "latest" {
-			ctype = hvJSON
+		if filters {
+			return gm.filteredList(w, r, req, res)
 		}
-		return gm.env.Core.ServeMeta(w, r, res, ctype)
+		return gm.env.Core.ServeMeta(w, r, res, hvText)
+	case "latest":
+		if filters {
+			return gm.filteredLatest(w, r, req)
+		}
+		res, err := gm.meta(r.Context(), req)
+		if err != nil {
+			return err
+		}
+		return gm.env.Core.ServeMeta(w, r, res, hvJSON)
+	}
+	if filters {
+		if err := gm.heldBack(w, r, req); err != nil {
+			return err
+		}
+	}
+	if req.Kind == "info" {
+		res, err := gm.info(r.Context(), req)
+		if err != nil {
+			return err
+		}
+		return gm.env.Core.ServeMeta(w, r, res, hvJSON)
 	}
 	key := storage.Join(gm.env.DistPrefix, gm.m.Name, req.Path())
-	ctype := map[string][]string{"info": hvJSON, "mod": hvText, "zip": hvZip}[req.Kind]
-	if ctype == nil {
-		ctype = hvBinary
-	}
-	w.Header()["Content-Type"] = ctype
+	w.Header()["Content-Type"] = map[string][]string{"mod": hvText, "zip": hvZip}[req.Kind]
 	return gm.env.Core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
-		src := fetch.FileSource{URL: gm.m.URL + "/" + req.Path(), Client: gm.env.Client}
-		switch req.Kind {
-		case "info":
-			src.Check = infoCheck(req)
-		default:
-			src.Check = gm.check(req)
-		}
-		return src, nil
+		return fetch.FileSource{URL: gm.m.URL + "/" + req.Path(), Client: gm.env.Client, Check: gm.check(req)}, nil
+	})
+}
+
+// meta is a list or @latest document: revalidated after the mirror's
+// TTL, served stale when the upstream fails.
+func (gm *goMirror) meta(ctx context.Context, req Request) (fetch.MetaResult, error) {
+	key := gm.env.MetaKey(req.Path())
+	return gm.env.Core.MetaOf(ctx, key, gm.m.TTL, func() *fetch.MetaSource {
+		return &fetch.MetaSource{Key: key, URL: gm.m.URL + "/" + req.Path(), Client: gm.env.Client, TTL: gm.m.TTL,
+			NotFoundTTL: gm.m.NotFoundTTL, Transform: validator(req)}
 	})
 }
 
@@ -121,24 +138,6 @@ func validator(req Request) func([]byte, *http.Response) ([]byte, error) {
 		}
 	}
 	return nil
-}
-
-// infoCheck checks a .info: JSON naming the version asked for.
-func infoCheck(req Request) func(io.ReaderAt, int64) error {
-	return func(ra io.ReaderAt, n int64) error {
-		if n > 1<<20 {
-			return fmt.Errorf("%s@%s.info is larger than 1 MiB", req.Module, req.Version)
-		}
-		b := make([]byte, n)
-		if _, err := ra.ReadAt(b, 0); err != nil && err != io.EOF {
-			return err
-		}
-		var info struct{ Version string }
-		if err := json.Unmarshal(b, &info); err != nil || info.Version != req.Version {
-			return fmt.Errorf("%s@%s.info does not name the version", req.Module, req.Version)
-		}
-		return nil
-	}
 }
 
 // textErrors answers h's errors as text/plain, which the go command shows
