@@ -89,6 +89,7 @@ func newChecksumDB(gm *goMirror, db SumDB) *checksumDB {
 	v, _ := note.NewVerifier(db.Key)
 	m := gm.m
 	m.URL = strings.TrimRight(db.URL, "/") // its own host is the one allowed
+	m.Auth = nil                           // the upstream's credentials are not the database's
 	c := &checksumDB{name: v.Name(), url: m.URL, gm: gm}
 	c.ops = &sumOps{db: c, key: db.Key, httpClient: fetch.NewClient(gm.env.Core.UpstreamTimeout(), m, fetch.ClientOptions{})}
 	c.client = sumdb.NewClient(c.ops)
