@@ -1,12 +1,18 @@
 package e2e
 
 import (
+	"bytes"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/module"
+	modzip "golang.org/x/mod/zip"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakegoproxy"
 	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
@@ -16,6 +22,11 @@ import (
 // checksum database known by its key only (so that go asks the proxy for
 // it), and the module cache in modcache.
 func goCmd(t *testing.T, dir, goproxy, sumdbKey, modcache string, args ...string) (string, error) {
+	return goCmdEnv(t, dir, goproxy, sumdbKey, modcache, nil, args...)
+}
+
+// goCmdEnv is goCmd with more environment (KEY=value, last wins).
+func goCmdEnv(t *testing.T, dir, goproxy, sumdbKey, modcache string, extra []string, args ...string) (string, error) {
 	t.Helper()
 	bin, ok := testenv.LookPath("go")
 	if !ok {
@@ -32,14 +43,14 @@ func goCmd(t *testing.T, dir, goproxy, sumdbKey, modcache string, args ...string
 			env = append(env, kv)
 		}
 	}
-	cmd.Env = env
+	cmd.Env = append(env, extra...)
 	return output(t, cmd)
 }
 
 // go build through the mirror: two mirrored modules (one with upper case
 // in its path), checked against a checksum database served through the
-// proxy; again with the upstream down and an empty module cache; a
-// tampered zip is refused and go fails naming the checksum.
+// proxy, and one published to it; again with the upstream down and an
+// empty module cache.
 func TestGoBuildThroughTheMirror(t *testing.T) {
 	testenv.Deadline(t, 4*time.Minute)
 	up := fakegoproxy.New()
@@ -49,14 +60,53 @@ func TestGoBuildThroughTheMirror(t *testing.T) {
 	defer up.Stop()
 	s3 := testenv.StartS3(t)
 	env := map[string]string{"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": s3.NewBucket(t), "STORAGE_AWS_ARGS": s3.ArgsJSON(),
-		"MIRRORS": `[{"name":"go","type":"go","url":"` + up.URL() + `","sumdb":[{"key":"` + up.VerifierKey + `","url":"` + up.SumDBURL() + `"}]}]`}
+		"AUTH_TOKENS": `[{"name":"ci","token":"go-write-token-0123456789","scopes":["read","write"]},{"name":"reader","token":"go-read-token-0123456789","scopes":["read"]}]`,
+		"MIRRORS":     `[{"name":"go","type":"go","url":"` + up.URL() + `","hosted":true,"public":true,"sumdb":[{"key":"` + up.VerifierKey + `","url":"` + up.SumDBURL() + `"}]}]`}
 	px := startProxy(t, env)
 	goproxy := px.URL + "/go"
 
+	// A private module, published with a write token (not with a read
+	// one; an identical retry succeeds, other bytes are refused).
+	zipOf := func(body string) []byte {
+		src := t.TempDir()
+		os.WriteFile(filepath.Join(src, "go.mod"), []byte("module corp.example.com/private\n\ngo 1.21\n"), 0o644)
+		os.WriteFile(filepath.Join(src, "private.go"), []byte("package private\n\nfunc Name() string { return "+body+" }\n"), 0o644)
+		var buf bytes.Buffer
+		if err := modzip.CreateFromDir(&buf, module.Version{Path: "corp.example.com/private", Version: "v0.1.0"}, src); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	put := func(token string, body []byte) (int, string) {
+		req, _ := http.NewRequest(http.MethodPut, goproxy+"/corp.example.com/private/@v/v0.1.0.zip", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	private := zipOf(`"corp.example.com/private@v0.1.0"`)
+	if code, body := put("go-read-token-0123456789", private); code != http.StatusForbidden {
+		t.Errorf("publish with a read token: %d %s", code, body)
+	}
+	if code, body := put("go-write-token-0123456789", private); code != http.StatusCreated {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	if code, body := put("go-write-token-0123456789", private); code != http.StatusOK {
+		t.Errorf("identical retry: %d %s", code, body)
+	}
+	if code, body := put("go-write-token-0123456789", zipOf(`"other"`)); code != http.StatusConflict {
+		t.Errorf("other bytes for a published version: %d %s", code, body)
+	}
+	privateEnv := []string{"GOPRIVATE=corp.example.com", "GONOPROXY=none"}
+
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/app\n\ngo 1.21\n\nrequire (\n\texample.com/lib v1.1.0\n\texample.com/Upper/Mod v1.0.0\n)\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nimport (\n\t\"fmt\"\n\n\tmod \"example.com/Upper/Mod\"\n\t\"example.com/lib\"\n)\n\nfunc main() { fmt.Println(lib.Name(), mod.Name()) }\n"), 0o644)
-	out, err := goCmd(t, dir, goproxy, up.VerifierKey, t.TempDir(), "build", "-o", "app", ".")
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/app\n\ngo 1.21\n\nrequire (\n\texample.com/lib v1.1.0\n\texample.com/Upper/Mod v1.0.0\n\tcorp.example.com/private v0.1.0\n)\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nimport (\n\t\"fmt\"\n\n\tmod \"example.com/Upper/Mod\"\n\t\"example.com/lib\"\n\t\"corp.example.com/private\"\n)\n\nfunc main() { fmt.Println(lib.Name(), mod.Name(), private.Name()) }\n"), 0o644)
+	out, err := goCmdEnv(t, dir, goproxy, up.VerifierKey, t.TempDir(), privateEnv, "build", "-o", "app", ".")
 	if err != nil {
 		t.Fatalf("go build through the mirror: %v\n%s", err, tailLines(out, 30))
 	}
@@ -70,14 +120,14 @@ func TestGoBuildThroughTheMirror(t *testing.T) {
 	if !strings.Contains(px.Log(), "/go/sumdb/"+fakegoproxy.SumDBName+"/") {
 		t.Errorf("go did not reach the checksum database through the proxy:\n%s", tailLines(px.Log(), 20))
 	}
-	if b, err := exec.Command(filepath.Join(dir, "app")).Output(); err != nil || !strings.Contains(string(b), "example.com/lib@v1.1.0 example.com/Upper/Mod@v1.0.0") {
+	if b, err := exec.Command(filepath.Join(dir, "app")).Output(); err != nil || !strings.Contains(string(b), "example.com/lib@v1.1.0 example.com/Upper/Mod@v1.0.0 corp.example.com/private@v0.1.0") {
 		t.Errorf("the built program: %v %q", err, b)
 	}
 
 	// The upstream down, an empty module cache: from storage.
 	up.Stop()
 	os.Remove(filepath.Join(dir, "app"))
-	if out, err := goCmd(t, dir, goproxy, up.VerifierKey, t.TempDir(), "build", "-o", "app", "."); err != nil {
+	if out, err := goCmdEnv(t, dir, goproxy, up.VerifierKey, t.TempDir(), privateEnv, "build", "-o", "app", "."); err != nil {
 		t.Errorf("go build with the upstream down: %v\n%s", err, tailLines(out, 30))
 	}
 }

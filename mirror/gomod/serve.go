@@ -24,7 +24,8 @@ func init() {
 			_, err := ParseOptions(opts)
 			return err
 		},
-		New: newMirror,
+		Hosts: true,
+		New:   newMirror,
 	})
 }
 
@@ -62,6 +63,7 @@ func newMirror(env *mirror.Env) mirror.Ecosystem {
 func (gm *goMirror) Routes(rt mirror.Router) {
 	rt.Read("/sumdb/{db}/{rest...}", textErrors(gm.sumdbRoute))
 	rt.Read("/{rest...}", textErrors(gm.serve))
+	rt.Write(http.MethodPut, "/{rest...}", gm.publish)
 }
 
 var (
@@ -75,6 +77,20 @@ func (gm *goMirror) serve(w http.ResponseWriter, r *http.Request) error {
 		// The protocol's "not found": with GOPROXY=<this>,direct the go
 		// command moves on.
 		return httpx.NewError(http.StatusNotFound, err.Error())
+	}
+	if gm.env.Repo != nil {
+		owner, err := gm.owner(r.Context(), req.Escaped)
+		if err != nil {
+			return err
+		}
+		switch {
+		case owner == req.Escaped:
+			return gm.serveHosted(w, r, req)
+		case owner != "":
+			return httpx.NewError(http.StatusNotFound, fmt.Sprintf("%s is below a module published here, and is not one", req.Module))
+		case gm.m.URL == "":
+			return httpx.NewError(http.StatusNotFound, req.Module+" is not published here")
+		}
 	}
 	filters := gm.filters(r, req.Module)
 	switch req.Kind {
