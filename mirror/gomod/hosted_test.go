@@ -40,7 +40,7 @@ func TestCheckModuleZip(t *testing.T) {
 		t.Errorf("a zip without go.mod: %q %v, want a go.mod naming the module", mod, err)
 	}
 	for what, files := range map[string]map[string]string{
-		"another module's go.mod": {p + "go.mod": "module corp.example.com/other\n"},
+		"another module's go.mod":  {p + "go.mod": "module corp.example.com/other\n"},
 		"files outside the prefix": {"corp.example.com/lib@v1.0.1/lib.go": "package lib\n"},
 		"a bad file name":          {p + "a\\b.go": "package lib\n"},
 	} {
