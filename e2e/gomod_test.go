@@ -205,3 +205,38 @@ func TestGoPolicies(t *testing.T) {
 		}
 	}
 }
+
+// prefetch of a go.sum fills empty storage; a proxy with
+// UPSTREAM_OFFLINE=true on it then builds with the upstream down, the
+// module cache empty.
+func TestGoPrefetchThenOffline(t *testing.T) {
+	testenv.Deadline(t, 3*time.Minute)
+	up := fakegoproxy.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	mirrors := `[{"name":"go","type":"go","url":"` + up.URL() + `","sumdb":[{"key":"` + up.VerifierKey + `","url":"` + up.SumDBURL() + `"}]}]`
+	// A go.sum made through another proxy, on other storage.
+	online := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(), "MIRRORS": mirrors})
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/app\n\ngo 1.21\n\nrequire (\n\texample.com/lib v1.1.0\n\texample.com/Upper/Mod v1.0.0\n)\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nimport (\n\tmod \"example.com/Upper/Mod\"\n\t\"example.com/lib\"\n)\n\nfunc main() { println(lib.Name(), mod.Name()) }\n"), 0o644)
+	if out, err := goCmd(t, dir, online.URL+"/go", up.VerifierKey, t.TempDir(), "mod", "tidy"); err != nil {
+		t.Fatalf("go mod tidy: %v\n%s", err, tailLines(out, 20))
+	}
+	online.Kill()
+
+	store := t.TempDir()
+	cmd := exec.Command(proxyBin, "prefetch", "--mirror", "go", filepath.Join(dir, "go.sum"))
+	cmd.Env = append(os.Environ(), "STORAGE_LOCAL_DIR="+store, "MIRRORS="+mirrors, "LOG_FORMAT=text")
+	out, err := output(t, cmd)
+	if err != nil || !strings.Contains(out, "prefetch: 4 files fetched, 0 already present, 0 failed") {
+		t.Fatalf("prefetch go.sum: %v\n%s", err, tailLines(out, 20))
+	}
+	up.Stop()
+	offline := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": store, "MIRRORS": mirrors, "UPSTREAM_OFFLINE": "true"})
+	if out, err := goCmd(t, dir, offline.URL+"/go", up.VerifierKey, t.TempDir(), "build", "-o", filepath.Join(t.TempDir(), "app"), "."); err != nil {
+		t.Errorf("go build offline from prefetched storage: %v\n%s", err, tailLines(out, 20))
+	}
+}

@@ -22,6 +22,8 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/schollz/progressbar/v3"
 
+	"golang.org/x/mod/module"
+
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
 	"github.com/mirror-proxy/mirror-proxy/mirror/npm"
 	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
@@ -47,7 +49,7 @@ const prefetchUsage = `usage: mirror-proxy prefetch --mirror NAME FILE...
 Fetches everything the lock files name into storage, through the same verified path as
 requests (the proxy runs in-process on a loopback port), with the configuration of serve
 (environment variables). FILE is a composer.lock (Composer mirrors), a requirements.txt or
-pylock.toml (PyPI), or a package-lock.json (npm). What is stored already is not fetched
+pylock.toml (PyPI), a package-lock.json (npm), or a go.sum (Go). What is stored already is not fetched
 again, so an interrupted run is resumed by running it again. Exit 1 when anything failed.
 `
 
@@ -221,8 +223,10 @@ func readLock(file, typ string) ([]item, error) {
 		return pylock(file, b)
 	case typ == "npm" && strings.HasSuffix(base, ".json"):
 		return packageLock(file, b)
+	case typ == "go" && strings.HasSuffix(base, ".sum"):
+		return goSum(file, b)
 	}
-	return nil, fmt.Errorf("%s: not a lock file of a %s mirror (composer.lock, requirements.txt, pylock.toml, package-lock.json)", file, typ)
+	return nil, fmt.Errorf("%s: not a lock file of a %s mirror (composer.lock, requirements.txt, pylock.toml, package-lock.json, go.sum)", file, typ)
 }
 
 // jsonError names the line of a JSON syntax error.
@@ -401,6 +405,40 @@ func pylock(file string, b []byte) ([]item, error) {
 		project := pypi.Normalize(p.Name)
 		items = append(items, item{path: "/simple/" + project + "/", accept: pypi.JSONType, what: project + " page",
 			then: pypiFiles(project, p.Version, hashes)})
+	}
+	return items, nil
+}
+
+// goSum reads a go.sum: each module version's .info and .mod, and its
+// .zip when the go.sum has the zip's hash (a "/go.mod" line alone means
+// only the go.mod was needed).
+func goSum(file string, b []byte) ([]item, error) {
+	var items []item
+	seen := map[string]bool{}
+	for i, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 3 || !strings.HasPrefix(f[2], "h1:") {
+			return nil, fmt.Errorf("%s:%d: not a go.sum line (module version h1:hash)", file, i+1)
+		}
+		version, modOnly := strings.CutSuffix(f[1], "/go.mod")
+		ep, err1 := module.EscapePath(f[0])
+		ev, err2 := module.EscapeVersion(version)
+		if err1 != nil || err2 != nil || module.Check(f[0], version) != nil {
+			return nil, fmt.Errorf("%s:%d: %s %s is not a module version", file, i+1, f[0], version)
+		}
+		base := "/" + ep + "/@v/" + ev
+		what := f[0] + "@" + version
+		if !seen[what] {
+			seen[what] = true
+			items = append(items, item{path: base + ".info", what: what + " .info", then: func([]byte) ([]item, error) { return nil, nil }},
+				item{path: base + ".mod", what: what + " go.mod"})
+		}
+		if !modOnly {
+			items = append(items, item{path: base + ".zip", what: what})
+		}
 	}
 	return items, nil
 }

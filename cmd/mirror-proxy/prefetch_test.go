@@ -44,3 +44,18 @@ hashes = {sha256 = "AB12"}
 		t.Errorf("package-lock.json: %+v %v", items, err)
 	}
 }
+
+func TestReadGoSum(t *testing.T) {
+	items, err := readLock(writeFile(t, "go.sum", "example.com/Upper/Mod v1.0.0 h1:abc=\nexample.com/Upper/Mod v1.0.0/go.mod h1:def=\nexample.com/only v0.1.0/go.mod h1:x=\n"), "go")
+	var paths []string
+	for _, it := range items {
+		paths = append(paths, it.path)
+	}
+	want := "/example.com/!upper/!mod/@v/v1.0.0.info /example.com/!upper/!mod/@v/v1.0.0.mod /example.com/!upper/!mod/@v/v1.0.0.zip /example.com/only/@v/v0.1.0.info /example.com/only/@v/v0.1.0.mod"
+	if err != nil || strings.Join(paths, " ") != want {
+		t.Errorf("go.sum: %v %v\nwant %s", paths, err, want)
+	}
+	if _, err := readLock(writeFile(t, "go.sum", "example.com/a v1.0.0 h1:x=\nexample.com/b\n"), "go"); err == nil || !strings.Contains(err.Error(), "go.sum:2:") {
+		t.Errorf("bad go.sum: %v", err)
+	}
+}
