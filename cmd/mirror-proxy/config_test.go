@@ -44,6 +44,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"STORAGE_AWS_SSE", "aes", "must be AES256 or aws:kms"},
 		{"MIRRORS", `[{"name":"osv","type":"npm","url":"http://x"}]`, "reserved"},
 		{"MIRRORS", `[{"name":"a","type":"conda","url":"http://x","advisories":{"block":["malware"]}}]`, "advisories are supported on npm, PyPI, Composer and CRAN"},
+		{"MIRRORS", `[{"name":"a","type":"npm","sumdb":[]}]`, "sumdb and noSumCheck are settings of go mirrors"},
+		{"MIRRORS", `[{"name":"a","type":"go","sumdb":[{"key":"bad","url":"https://x"}]}]`, `sumdb: key "bad"`},
 		{"MIRRORS", `[{"name":"a","type":"cran","advisories":{"block":[]}}]`, "block names nothing"},
 		{"MIRRORS", `[{"name":"a","type":"npm","advisories":{"block":["severe"]}}]`, `block "severe"`},
 		{"MIRRORS", `[{"name":"a","type":"pypi","url":"http://x","advisories":{"block":["malware"],"mode":"log"}}]`, `mode "log"`},
@@ -213,6 +215,19 @@ func TestCooldownConfig(t *testing.T) {
 }
 
 // allow and deny are read per mirror; a bad deny rule names itself.
+// A go mirror needs nothing but its type: the checksum database defaults
+// to sum.golang.org.
+func TestGoMirrorDefaults(t *testing.T) {
+	t.Setenv("MIRRORS", `[{"name":"go","type":"go"}]`)
+	c, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.ProxyMirrors()[0]; m.URL != "https://proxy.golang.org" {
+		t.Errorf("go mirror: %+v", m)
+	}
+}
+
 func TestRulesConfig(t *testing.T) {
 	t.Setenv("MIRRORS", `[{"name":"a","type":"npm","allow":["@acme/*"],"deny":["left-pad@1.3.0","evil"]}]`)
 	c, err := LoadConfig()

@@ -1,10 +1,13 @@
 package gomod_test
 
 import (
+	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakegoproxy"
 	"github.com/mirror-proxy/mirror-proxy/mirror/mirrortest"
+	"github.com/mirror-proxy/mirror-proxy/proxy"
 )
 
 func TestContract(t *testing.T) {
@@ -29,4 +32,23 @@ func TestContract(t *testing.T) {
 			return base + "/example.com/big/@v/v2.0.0+incompatible.zip", up.Zip("example.com/big", "v2.0.0+incompatible")
 		},
 	})
+}
+
+// A module no checksum database checks (noSumCheck) is still checked as
+// a module zip: a zip with a file outside the module's prefix is refused.
+func TestNoSumCheckZipsAreCheckedAsModuleZips(t *testing.T) {
+	up := fakegoproxy.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	base := mirrortest.Serve(t, proxy.Mirror{Name: "m", Type: "go", URL: up.URL(), TTL: time.Minute, NotFoundTTL: time.Second,
+		Options: map[string]json.RawMessage{"noSumCheck": json.RawMessage(`["example.com/*"]`)}})
+	if code, _, body, _ := mirrortest.Get(t, base+"/example.com/lib/@v/v1.0.0.zip"); code != 200 {
+		t.Errorf("a good zip, unchecked by a database: %d %s", code, body)
+	}
+	up.Corrupt("example.com/Upper/Mod", "v1.0.0", true) // still a module zip: passes
+	if code, _, body, _ := mirrortest.Get(t, base+"/example.com/!upper/!mod/@v/v1.0.0.zip"); code != 200 {
+		t.Errorf("another module zip, unchecked by a database: %d %s", code, body)
+	}
 }

@@ -3,6 +3,7 @@ package gomod
 import (
 	"archive/zip"
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -47,5 +48,17 @@ func TestCheckModuleZip(t *testing.T) {
 		if _, err := checkModuleZip(mv, spoolZip(t, files)); err == nil {
 			t.Errorf("%s: accepted", what)
 		}
+	}
+}
+
+// The default checksum database is sum.golang.org with the go command's
+// own key (cmd/go/internal/modfetch/key.go).
+func TestDefaultOptions(t *testing.T) {
+	o, err := ParseOptions(nil)
+	if err != nil || len(o.SumDB) != 1 || o.SumDB[0].URL != "https://sum.golang.org" {
+		t.Errorf("ParseOptions(nil): %+v %v", o, err)
+	}
+	if _, err := ParseOptions(map[string]json.RawMessage{"sumdb": json.RawMessage(`[{"key":"nonsense","url":"https://x"}]`)}); err == nil {
+		t.Errorf("a bad verifier key was accepted")
 	}
 }

@@ -102,6 +102,7 @@ func (gm *goMirror) serve(w http.ResponseWriter, r *http.Request) error {
 		if filters {
 			return gm.filteredList(w, r, req, res)
 		}
+		gm.replayable(w, req, res)
 		return gm.env.Core.ServeMeta(w, r, res, hvText)
 	case "latest":
 		if filters {
@@ -111,6 +112,7 @@ func (gm *goMirror) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		gm.replayable(w, req, res)
 		return gm.env.Core.ServeMeta(w, r, res, hvJSON)
 	}
 	if filters {
@@ -123,6 +125,9 @@ func (gm *goMirror) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		if !filters {
+			gm.replayable(w, req, res)
+		}
 		return gm.env.Core.ServeMeta(w, r, res, hvJSON)
 	}
 	key := storage.Join(gm.env.DistPrefix, gm.m.Name, req.Path())
@@ -130,6 +135,20 @@ func (gm *goMirror) serve(w http.ResponseWriter, r *http.Request) error {
 	return gm.env.Core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
 		return fetch.FileSource{URL: gm.m.URL + "/" + req.Path(), Client: gm.env.Client, Check: gm.check(req)}, nil
 	})
+}
+
+// replayable marks an unfiltered document response as one the server may
+// send again while its stored copy is fresh (fetch.Replayable); a mirror
+// that hosts asks its published names first, so it never is.
+func (gm *goMirror) replayable(w http.ResponseWriter, req Request, res fetch.MetaResult) {
+	if gm.env.Repo != nil {
+		return
+	}
+	ttl := gm.m.TTL
+	if req.Kind == "info" {
+		ttl = infoTTL
+	}
+	fetch.Replayable(w, gm.env.MetaKey(req.Path()), ttl, res)
 }
 
 // meta is a list or @latest document: revalidated after the mirror's

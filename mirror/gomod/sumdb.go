@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/dirhash"
 	"golang.org/x/mod/sumdb/note"
+	modzip "golang.org/x/mod/zip"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
@@ -31,7 +33,7 @@ type SumDB struct {
 }
 
 // DefaultSumDB is sum.golang.org, as the go command knows it.
-var DefaultSumDB = SumDB{Key: "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ky3Ak0sbPIa7/6+Wm", URL: "https://sum.golang.org"}
+var DefaultSumDB = SumDB{Key: "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8", URL: "https://sum.golang.org"}
 
 // Options are a Go mirror's own settings in MIRRORS.
 type Options struct {
@@ -164,7 +166,7 @@ func (o *sumOps) SecurityError(msg string) {
 func (gm *goMirror) check(r Request) func(io.ReaderAt, int64) error {
 	if module.MatchPrefixPatterns(strings.Join(gm.opts.NoSumCheck, ","), r.Module) || len(gm.dbs) == 0 {
 		if r.Kind == "zip" {
-			return fetch.ArchiveCheck("zip")
+			return zipCheck(module.Version{Path: r.Module, Version: r.Version})
 		}
 		return nil
 	}
@@ -293,3 +295,24 @@ func (gm *goMirror) sumdbRoute(w http.ResponseWriter, r *http.Request) error {
 }
 
 var hvText = []string{"text/plain; charset=utf-8"}
+
+// zipCheck checks a module zip by golang.org/x/mod/zip's rules (what the
+// go command accepts: file names, sizes, the prefix), for modules no
+// checksum database knows.
+func zipCheck(mv module.Version) func(io.ReaderAt, int64) error {
+	return func(ra io.ReaderAt, n int64) error {
+		f, ok := ra.(*os.File)
+		if !ok {
+			return fetch.ArchiveCheck("zip")(ra, n)
+		}
+		name := fmt.Sprintf("/proc/self/fd/%d", f.Fd()) // a download's spool may have no name
+		if _, err := os.Stat(name); err != nil {
+			name = f.Name()
+		}
+		cf, err := modzip.CheckZip(mv, name)
+		if err != nil {
+			return err
+		}
+		return cf.Err()
+	}
+}
