@@ -44,7 +44,12 @@ func LookPath(name string) (string, bool) {
 		home, _ := os.UserHomeDir()
 		gopath = filepath.Join(home, "go")
 	}
-	for _, dir := range []string{os.Getenv("GOBIN"), filepath.Join(gopath, "bin")} {
+	// Go's and Rust's per-user installs (go install, rustup) may be off PATH.
+	cargoHome := os.Getenv("CARGO_HOME")
+	if home, err := os.UserHomeDir(); cargoHome == "" && err == nil {
+		cargoHome = filepath.Join(home, ".cargo")
+	}
+	for _, dir := range []string{os.Getenv("GOBIN"), filepath.Join(gopath, "bin"), filepath.Join(cargoHome, "bin")} {
 		if dir == "" {
 			continue
 		}

@@ -3,6 +3,7 @@
 package all
 
 import (
+	_ "github.com/mirror-proxy/mirror-proxy/mirror/cargo"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/composer"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/conda"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/cran"

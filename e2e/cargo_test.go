@@ -1,0 +1,99 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/internal/fakecargo"
+	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
+)
+
+// cargoRun runs cargo in dir with cargoHome as CARGO_HOME (the user's
+// rustup toolchains still found), the registry replaced by registry.
+func cargoRun(t *testing.T, dir, cargoHome string, extra []string, args ...string) (string, error) {
+	t.Helper()
+	bin, ok := testenv.LookPath("cargo")
+	if !ok {
+		testenv.Missing(t, "cargo", "Rust's cargo (rustup)")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	env := []string{"CARGO_HOME=" + cargoHome, "CARGO_TERM_COLOR=never", "CARGO_NET_RETRY=0", "CARGO_HTTP_TIMEOUT=30"}
+	if home, err := os.UserHomeDir(); err == nil && os.Getenv("RUSTUP_HOME") == "" {
+		if _, err := os.Stat(filepath.Join(home, ".rustup")); err == nil {
+			env = append(env, "RUSTUP_HOME="+filepath.Join(home, ".rustup"))
+		}
+	}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "CARGO") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env, extra...)
+	return output(t, cmd)
+}
+
+// cargoProject writes a binary crate depending on deps (name = req), its
+// crates-io source replaced by the sparse registry at registry.
+func cargoProject(t *testing.T, registry string, deps map[string]string, main string) string {
+	t.Helper()
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n")
+	for d, req := range deps {
+		b.WriteString(d + " = \"" + req + "\"\n")
+	}
+	os.WriteFile(filepath.Join(dir, "Cargo.toml"), []byte(b.String()), 0o644)
+	os.MkdirAll(filepath.Join(dir, "src"), 0o755)
+	os.WriteFile(filepath.Join(dir, "src", "main.rs"), []byte(main), 0o644)
+	os.MkdirAll(filepath.Join(dir, ".cargo"), 0o755)
+	os.WriteFile(filepath.Join(dir, ".cargo", "config.toml"), []byte("[source.crates-io]\nreplace-with = \"mirror\"\n\n[source.mirror]\nregistry = \"sparse+"+registry+"/\"\n"), 0o644)
+	return dir
+}
+
+// cargo build through the mirror: two mirrored crates (one named with
+// upper case), then again from an empty CARGO_HOME with the upstream
+// down; a tampered .crate is refused.
+func TestCargoBuildThroughTheMirror(t *testing.T) {
+	testenv.Deadline(t, 5*time.Minute)
+	up := fakecargo.New()
+	up.Publish(fakecargo.Crate{Name: "evil", Vers: "1.0.0"})
+	up.Corrupt("evil", "1.0.0", true)
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	s3 := testenv.StartS3(t)
+	env := map[string]string{"STORAGE_SOURCE": "s3", "STORAGE_AWS_BUCKET": s3.NewBucket(t), "STORAGE_AWS_ARGS": s3.ArgsJSON(),
+		"MIRRORS": `[{"name":"cargo","type":"cargo","url":"` + up.URL() + `"}]`}
+	px := startProxy(t, env)
+	registry := px.URL + "/cargo"
+	dir := cargoProject(t, registry, map[string]string{"hello": "0.2", "Mixed_Case": "1"},
+		"fn main() { println!(\"{} {}\", hello::name(), Mixed_Case::name()); }\n")
+	out, err := cargoRun(t, dir, t.TempDir(), nil, "build")
+	if err != nil {
+		t.Fatalf("cargo build through the mirror: %v\n%s", err, tailLines(out, 30))
+	}
+	if b, err := exec.Command(filepath.Join(dir, "target", "debug", "app")).Output(); err != nil || strings.TrimSpace(string(b)) != "hello 0.2.0 Mixed_Case 1.0.0" {
+		t.Errorf("the built program: %v %q", err, b)
+	}
+	up.Stop()
+	if out, err := cargoRun(t, dir, t.TempDir(), []string{"CARGO_TARGET_DIR=" + t.TempDir()}, "build"); err != nil {
+		t.Errorf("cargo build with the upstream down, CARGO_HOME empty: %v\n%s", err, tailLines(out, 30))
+	}
+
+	// A tampered crate: the proxy refuses it, cargo fails.
+	if err := up.Start(up.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	evil := cargoProject(t, registry, map[string]string{"evil": "1"}, "fn main() {}\n")
+	out, err = cargoRun(t, evil, t.TempDir(), nil, "build")
+	if err == nil {
+		t.Errorf("cargo build of a tampered crate succeeded:\n%s", tailLines(out, 20))
+	}
+	t.Logf("cargo said:\n%s", tailLines(out, 8))
+}
