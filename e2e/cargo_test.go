@@ -97,3 +97,41 @@ func TestCargoBuildThroughTheMirror(t *testing.T) {
 	}
 	t.Logf("cargo said:\n%s", tailLines(out, 8))
 }
+
+// The policies with the real cargo: a cooldown (from the index's pubtime),
+// a deny rule and a dated snapshot each change the version cargo resolves.
+func TestCargoPolicies(t *testing.T) {
+	testenv.Deadline(t, 4*time.Minute)
+	up := fakecargo.New() // hello 0.1.0 and 0.2.0, published 2024-01-02
+	up.Publish(fakecargo.Crate{Name: "hello", Vers: "0.3.0", PubTime: time.Now().Add(-time.Hour)})
+	up.Publish(fakecargo.Crate{Name: "dated", Vers: "1.0.0", PubTime: time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)})
+	up.Publish(fakecargo.Crate{Name: "dated", Vers: "1.1.0", PubTime: time.Date(2025, 6, 10, 0, 0, 0, 0, time.UTC)})
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	env := map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(), "MIRRORS": `[` +
+		`{"name":"cargo","type":"cargo","url":"` + up.URL() + `"},` +
+		`{"name":"cool","type":"cargo","url":"` + up.URL() + `","cooldown":"3d"},` +
+		`{"name":"deny","type":"cargo","url":"` + up.URL() + `","deny":["hello@0.3.0"]}]`}
+	px := startProxy(t, env)
+	for _, c := range []struct{ registry, crate, want string }{
+		{px.URL + "/cargo", "hello", "0.3.0"},
+		{px.URL + "/cool", "hello", "0.2.0"}, // 0.3.0 is an hour old
+		{px.URL + "/deny", "hello", "0.2.0"},
+		{px.URL + "/cargo/@2025-01-01", "dated", "1.0.0"}, // 1.1.0 is newer than the snapshot
+		{px.URL + "/cargo", "dated", "1.1.0"},
+	} {
+		dir := cargoProject(t, c.registry, map[string]string{c.crate: "*"}, "fn main() {}\n")
+		out, err := cargoRun(t, dir, t.TempDir(), nil, "generate-lockfile")
+		lock, _ := os.ReadFile(filepath.Join(dir, "Cargo.lock"))
+		if err != nil || !strings.Contains(string(lock), "name = \""+c.crate+"\"\nversion = \""+c.want+"\"") {
+			t.Errorf("%s: cargo resolved %s to other than %s: %v\n%s\n%s", c.registry, c.crate, c.want, err, lock, tailLines(out, 10))
+		}
+	}
+	// A pinned version the cooldown hides: cargo finds none, and says so.
+	dir := cargoProject(t, px.URL+"/cool", map[string]string{"hello": "=0.3.0"}, "fn main() {}\n")
+	if out, err := cargoRun(t, dir, t.TempDir(), nil, "generate-lockfile"); err == nil {
+		t.Errorf("a version under the cooldown was resolved:\n%s", tailLines(out, 10))
+	}
+}
