@@ -1,6 +1,10 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,5 +137,81 @@ func TestCargoPolicies(t *testing.T) {
 	dir := cargoProject(t, px.URL+"/cool", map[string]string{"hello": "=0.3.0"}, "fn main() {}\n")
 	if out, err := cargoRun(t, dir, t.TempDir(), nil, "generate-lockfile"); err == nil {
 		t.Errorf("a version under the cooldown was resolved:\n%s", tailLines(out, 10))
+	}
+}
+
+// cargo publish of a private crate (depending on a mirrored one) with a
+// write token; a second crate depending on it builds through the same
+// registry; a read token cannot publish; a second publish of the version
+// with other contents is refused, and cargo yank works.
+func TestCargoPublish(t *testing.T) {
+	testenv.Deadline(t, 5*time.Minute)
+	up := fakecargo.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	env := map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(),
+		"AUTH_TOKENS": `[{"name":"ci","token":"cargo-write-token-0123456789","scopes":["read","write"]},{"name":"reader","token":"cargo-read-token-0123456789","scopes":["read"]}]`,
+		"MIRRORS":     `[{"name":"cargo","type":"cargo","url":"` + up.URL() + `","hosted":true,"public":true}]`}
+	px := startProxy(t, env)
+	registry := px.URL + "/cargo"
+	withRegistry := func(dir string) {
+		os.WriteFile(filepath.Join(dir, ".cargo", "config.toml"), []byte("[registries.mirror]\nindex = \"sparse+"+registry+"/\"\ncredential-provider = \"cargo:token\"\n\n[source.crates-io]\nreplace-with = \"mirror\"\n"), 0o644)
+	}
+	lib := cargoProject(t, registry, map[string]string{"hello": "0.2"}, "")
+	os.Remove(filepath.Join(lib, "src", "main.rs"))
+	os.WriteFile(filepath.Join(lib, "Cargo.toml"), []byte("[package]\nname = \"corp_private\"\nversion = \"0.1.0\"\nedition = \"2021\"\ndescription = \"a private crate\"\nlicense = \"MIT\"\n\n[dependencies]\nhello = \"0.2\"\n"), 0o644)
+	os.WriteFile(filepath.Join(lib, "src", "lib.rs"), []byte("pub fn name() -> String { format!(\"corp_private 0.1.0 with {}\", hello::name()) }\n"), 0o644)
+	withRegistry(lib)
+	publish := func(token string) (string, error) {
+		return cargoRun(t, lib, t.TempDir(), []string{"CARGO_REGISTRIES_MIRROR_TOKEN=" + token}, "publish", "--registry", "mirror", "--no-verify", "--allow-dirty")
+	}
+	if out, err := publish("cargo-read-token-0123456789"); err == nil || !strings.Contains(out, "403") {
+		t.Errorf("cargo publish with a read token: %v\n%s", err, tailLines(out, 10))
+	}
+	if out, err := publish("cargo-write-token-0123456789"); err != nil {
+		t.Fatalf("cargo publish: %v\n%s", err, tailLines(out, 20))
+	}
+
+	app := cargoProject(t, registry, map[string]string{"corp_private": "0.1"}, "fn main() { println!(\"{}\", corp_private::name()); }\n")
+	withRegistry(app)
+	if out, err := cargoRun(t, app, t.TempDir(), nil, "build"); err != nil {
+		t.Fatalf("cargo build of a crate depending on the published one: %v\n%s", err, tailLines(out, 30))
+	}
+	if b, err := exec.Command(filepath.Join(app, "target", "debug", "app")).Output(); err != nil || strings.TrimSpace(string(b)) != "corp_private 0.1.0 with hello 0.2.0" {
+		t.Errorf("the built program: %v %q", err, b)
+	}
+
+	// Other contents under the published version: cargo itself will not
+	// send it (the index has the version); sent anyway, it is a 409 in
+	// cargo's error shape.
+	os.WriteFile(filepath.Join(lib, "src", "lib.rs"), []byte("pub fn name() -> String { String::new() }\n"), 0o644)
+	if out, err := publish("cargo-write-token-0123456789"); err == nil || !strings.Contains(out, "already exists") {
+		t.Errorf("a second publish of 0.1.0 with other contents: %v\n%s", err, tailLines(out, 10))
+	}
+	meta := []byte(`{"name":"corp_private","vers":"0.1.0","deps":[],"features":{}}`)
+	crate := up.CrateFile("hello", "0.1.0") // a valid .crate of other contents
+	var body bytes.Buffer
+	binary.Write(&body, binary.LittleEndian, uint32(len(meta)))
+	body.Write(meta)
+	binary.Write(&body, binary.LittleEndian, uint32(len(crate)))
+	body.Write(crate)
+	req, _ := http.NewRequest(http.MethodPut, registry+"/api/v1/crates/new", &body)
+	req.Header.Set("Authorization", "cargo-write-token-0123456789")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusConflict || !strings.Contains(string(b), `{"errors":[{"detail":"crate version corp_private 0.1.0 is already published`) {
+			t.Errorf("other contents under a published version: %d %s", resp.StatusCode, b)
+		}
+	}
+	if out, err := cargoRun(t, lib, t.TempDir(), []string{"CARGO_REGISTRIES_MIRROR_TOKEN=cargo-write-token-0123456789"}, "yank", "--registry", "mirror", "--version", "0.1.0"); err != nil {
+		t.Errorf("cargo yank: %v\n%s", err, tailLines(out, 10))
+	}
+	if code, _, body := get(t, registry+"/co/rp/corp_private"); code != 200 || !strings.Contains(string(body), `"yanked":true`) {
+		t.Errorf("the index after yank: %d %s", code, body)
 	}
 }

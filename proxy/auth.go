@@ -48,12 +48,14 @@ func ParseTokenSecret(v string) ([32]byte, error) {
 const realm = `Basic realm="mirror-proxy"`
 
 // presentedToken is the token a request carries: the password of HTTP
-// Basic (any username, as package clients send tokens), or a Bearer token.
+// Basic (any username, as package clients send tokens), a Bearer token,
+// or the whole header when it is one word (Cargo sends the token as it
+// is, as crates.io takes it).
 func presentedToken(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
+	h := strings.TrimSpace(r.Header.Get("Authorization"))
 	scheme, rest, ok := strings.Cut(h, " ")
 	if !ok {
-		return "", false
+		return h, h != ""
 	}
 	switch strings.ToLower(scheme) {
 	case "bearer":

@@ -62,6 +62,7 @@ func TestTokensGuardMirrors(t *testing.T) {
 		func(r *http.Request) { r.SetBasicAuth("__token__", secret) },
 		func(r *http.Request) { r.SetBasicAuth("anyone", secret) },
 		func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+secret) },
+		func(r *http.Request) { r.Header.Set("Authorization", secret) }, // Cargo's way
 	} {
 		req, _ := http.NewRequest("GET", u, nil)
 		auth(req)

@@ -23,6 +23,7 @@ func init() {
 		DefaultURL:       "https://index.crates.io",
 		DefaultTTL:       5 * time.Minute,
 		DefaultFileHosts: []string{"static.crates.io"},
+		Hosts:            true,
 		New:              newMirror,
 	})
 }
@@ -50,6 +51,9 @@ func (cm *cargoMirror) Routes(rt mirror.Router) {
 	rt.Read("/config.json", cm.config)
 	rt.Read("/dl/{crate}/{version}/download", cm.download)
 	rt.Read("/{rest...}", cm.index)
+	rt.Write(http.MethodPut, "/api/v1/crates/new", cargoErrors(cm.publish))
+	rt.Write(http.MethodDelete, "/api/v1/crates/{crate}/{version}/yank", cargoErrors(cm.yank(true)))
+	rt.Write(http.MethodPut, "/api/v1/crates/{crate}/{version}/unyank", cargoErrors(cm.yank(false)))
 }
 
 var (
@@ -121,6 +125,14 @@ func (cm *cargoMirror) index(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return httpx.NewError(http.StatusNotFound, "not an index file of this registry (1/a, 2/ab, 3/a/abc, ab/cd/abcd...)")
 	}
+	if owned, err := cm.owned(r.Context(), name); err != nil || owned {
+		if err != nil {
+			return err
+		}
+		return cm.hostedIndex(w, r, name)
+	} else if cm.m.URL == "" {
+		return httpx.NewError(http.StatusNotFound, name+" is not published here")
+	}
 	if why := cm.m.Rules.Refuse(name); why != "" {
 		return httpx.NewError(http.StatusNotFound, why)
 	}
@@ -131,7 +143,9 @@ func (cm *cargoMirror) index(w http.ResponseWriter, r *http.Request) error {
 	if cm.filters(r, name) {
 		return cm.filteredIndex(w, r, name, res)
 	}
-	fetch.Replayable(w, cm.env.MetaKey("index/"+IndexPath(name)), cm.m.TTL, res)
+	if cm.env.Repo == nil {
+		fetch.Replayable(w, cm.env.MetaKey("index/"+IndexPath(name)), cm.m.TTL, res)
+	}
 	return cm.env.Core.ServeMeta(w, r, res, hvText)
 }
 
@@ -143,6 +157,14 @@ func (cm *cargoMirror) download(w http.ResponseWriter, r *http.Request) error {
 	name, vers := r.PathValue("crate"), r.PathValue("version")
 	if !ValidName(name) || !versRe.MatchString(vers) {
 		return httpx.NewError(http.StatusNotFound, "not a crate download of this registry: /dl/<crate>/<version>/download")
+	}
+	if owned, err := cm.owned(r.Context(), name); err != nil || owned {
+		if err != nil {
+			return err
+		}
+		return cm.hostedDownload(w, r, name, vers)
+	} else if cm.m.URL == "" {
+		return httpx.NewError(http.StatusNotFound, name+" is not published here")
 	}
 	if why := cm.m.Rules.Refuse(name); why != "" {
 		return httpx.NewError(http.StatusNotFound, why)
