@@ -215,3 +215,42 @@ func TestCargoPublish(t *testing.T) {
 		t.Errorf("the index after yank: %d %s", code, body)
 	}
 }
+
+// prefetch of a Cargo.lock fills empty storage; a proxy with
+// UPSTREAM_OFFLINE=true on it then serves cargo build with the upstream
+// down, CARGO_HOME empty.
+func TestCargoPrefetchThenOffline(t *testing.T) {
+	testenv.Deadline(t, 4*time.Minute)
+	up := fakecargo.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	mirrors := `[{"name":"cargo","type":"cargo","url":"` + up.URL() + `"}]`
+	online := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(), "MIRRORS": mirrors})
+	dir := cargoProject(t, online.URL+"/cargo", map[string]string{"hello": "0.2", "Mixed_Case": "1"},
+		"fn main() { println!(\"{} {}\", hello::name(), Mixed_Case::name()); }\n")
+	if out, err := cargoRun(t, dir, t.TempDir(), nil, "generate-lockfile"); err != nil {
+		t.Fatalf("cargo generate-lockfile: %v\n%s", err, tailLines(out, 20))
+	}
+	online.Kill()
+
+	store := t.TempDir()
+	cmd := exec.Command(proxyBin, "prefetch", "--mirror", "cargo", filepath.Join(dir, "Cargo.lock"))
+	cmd.Env = append(os.Environ(), "STORAGE_LOCAL_DIR="+store, "MIRRORS="+mirrors, "LOG_FORMAT=text")
+	out, err := output(t, cmd)
+	if err != nil || !strings.Contains(out, "prefetch: 2 files fetched, 0 already present, 0 failed") {
+		t.Fatalf("prefetch Cargo.lock: %v\n%s", err, tailLines(out, 20))
+	}
+	up.Stop()
+	offline := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": store, "MIRRORS": mirrors, "UPSTREAM_OFFLINE": "true"})
+	cargoProjectAt(dir, offline.URL+"/cargo")
+	if out, err := cargoRun(t, dir, t.TempDir(), nil, "build"); err != nil {
+		t.Errorf("cargo build offline from prefetched storage: %v\n%s", err, tailLines(out, 20))
+	}
+}
+
+// cargoProjectAt points a project made by cargoProject at registry.
+func cargoProjectAt(dir, registry string) {
+	os.WriteFile(filepath.Join(dir, ".cargo", "config.toml"), []byte("[source.crates-io]\nreplace-with = \"mirror\"\n\n[source.mirror]\nregistry = \"sparse+"+registry+"/\"\n"), 0o644)
+}

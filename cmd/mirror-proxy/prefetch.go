@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/mod/module"
 
+	"github.com/mirror-proxy/mirror-proxy/mirror/cargo"
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
 	"github.com/mirror-proxy/mirror-proxy/mirror/npm"
 	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
@@ -49,7 +50,7 @@ const prefetchUsage = `usage: mirror-proxy prefetch --mirror NAME FILE...
 Fetches everything the lock files name into storage, through the same verified path as
 requests (the proxy runs in-process on a loopback port), with the configuration of serve
 (environment variables). FILE is a composer.lock (Composer mirrors), a requirements.txt or
-pylock.toml (PyPI), a package-lock.json (npm), or a go.sum (Go). What is stored already is not fetched
+pylock.toml (PyPI), a package-lock.json (npm), a go.sum (Go) or a Cargo.lock (Cargo). What is stored already is not fetched
 again, so an interrupted run is resumed by running it again. Exit 1 when anything failed.
 `
 
@@ -225,8 +226,10 @@ func readLock(file, typ string) ([]item, error) {
 		return packageLock(file, b)
 	case typ == "go" && strings.HasSuffix(base, ".sum"):
 		return goSum(file, b)
+	case typ == "cargo" && strings.HasSuffix(base, ".lock"):
+		return cargoLock(file, b)
 	}
-	return nil, fmt.Errorf("%s: not a lock file of a %s mirror (composer.lock, requirements.txt, pylock.toml, package-lock.json, go.sum)", file, typ)
+	return nil, fmt.Errorf("%s: not a lock file of a %s mirror (composer.lock, requirements.txt, pylock.toml, package-lock.json, go.sum, Cargo.lock)", file, typ)
 }
 
 // jsonError names the line of a JSON syntax error.
@@ -405,6 +408,35 @@ func pylock(file string, b []byte) ([]item, error) {
 		project := pypi.Normalize(p.Name)
 		items = append(items, item{path: "/simple/" + project + "/", accept: pypi.JSONType, what: project + " page",
 			then: pypiFiles(project, p.Version, hashes)})
+	}
+	return items, nil
+}
+
+// cargoLock reads a Cargo.lock: each registry package's index file and
+// .crate (path and git dependencies are not the registry's).
+func cargoLock(file string, b []byte) ([]item, error) {
+	var lock struct {
+		Package []struct {
+			Name, Version, Source string
+		} `toml:"package"`
+	}
+	if _, err := toml.Decode(string(b), &lock); err != nil {
+		return nil, fmt.Errorf("%s: %v", file, err)
+	}
+	var items []item
+	seen := map[string]bool{}
+	for _, p := range lock.Package {
+		if !strings.HasPrefix(p.Source, "registry+") && !strings.HasPrefix(p.Source, "sparse+") {
+			continue
+		}
+		if !cargo.ValidName(p.Name) || p.Version == "" || strings.ContainsAny(p.Version, "/?#% ") {
+			return nil, fmt.Errorf("%s: %q %q is not a crate name and version", file, p.Name, p.Version)
+		}
+		if !seen[p.Name] {
+			seen[p.Name] = true
+			items = append(items, item{path: "/" + cargo.IndexPath(p.Name), what: p.Name + " index", then: func([]byte) ([]item, error) { return nil, nil }})
+		}
+		items = append(items, item{path: "/dl/" + p.Name + "/" + p.Version + "/download", what: p.Name + " " + p.Version})
 	}
 	return items, nil
 }

@@ -59,3 +59,24 @@ func TestReadGoSum(t *testing.T) {
 		t.Errorf("bad go.sum: %v", err)
 	}
 }
+
+func TestReadCargoLock(t *testing.T) {
+	items, err := readLock(writeFile(t, "Cargo.lock", `version = 4
+
+[[package]]
+name = "app"
+version = "0.1.0"
+
+[[package]]
+name = "Mixed_Case"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+checksum = "00"
+`), "cargo")
+	if err != nil || len(items) != 2 || items[0].path != "/mi/xe/mixed_case" || items[1].path != "/dl/Mixed_Case/1.0.0/download" {
+		t.Errorf("Cargo.lock: %+v %v", items, err)
+	}
+	if _, err := readLock(writeFile(t, "Cargo.lock", "[[package]\nname = 1\n"), "cargo"); err == nil || !strings.Contains(err.Error(), "Cargo.lock:") {
+		t.Errorf("bad Cargo.lock: %v", err)
+	}
+}
