@@ -43,6 +43,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/mirror-proxy/mirror-proxy/internal/fakecargo"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakegoproxy"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakenpm"
 	"github.com/mirror-proxy/mirror-proxy/internal/fakepackagist"
@@ -106,6 +107,8 @@ type env struct {
 	npm          *fakenpm.Server
 	goURL        string
 	goUp         *fakegoproxy.Server
+	cargoURL     string
+	cargoUp      *fakecargo.Server
 	blobURL      string
 	blobs        *blobServer
 	pypi         *fakepypi.Server
@@ -272,6 +275,14 @@ func setup(sz sizes) (*env, error) {
 		return nil, err
 	}
 	e.goURL = e.goUp.URL()
+	e.cargoUp = fakecargo.New()
+	for i := 0; i < sz.metaVersions; i++ {
+		e.cargoUp.Publish(fakecargo.Crate{Name: "bench-meta", Vers: fmt.Sprintf("1.%d.0", i), Deps: map[string]string{"hello": "0.2"}})
+	}
+	if err := e.cargoUp.Start("127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	e.cargoURL = e.cargoUp.URL()
 	e.blobs = newBlobServer(sz)
 	bl, _ := net.Listen("tcp", "127.0.0.1:0")
 	go http.Serve(bl, e.blobs)
@@ -323,8 +334,8 @@ func setup(sz sizes) (*env, error) {
 		fmt.Sprintf(`STORAGE_AWS_ARGS={"endpoint":%q,"accessKeyId":"bench","accessKeySecret":"bench-secret","region":"us-east-1","pathStyleEndpoint":true}`, s3url),
 		"OSV_URL=", "MIRROR_METADATA_CACHE_DIR="+filepath.Join(dir, "meta-cache"), "MIRROR_DIST_CACHE_DIR="+filepath.Join(dir, "dist-cache"),
 		"MIRROR_DIST_CACHE_MAX_BYTES=20GiB",
-		fmt.Sprintf(`MIRRORS=[{"name":"packagist","type":"composer","url":%q,"ttl":"1h"},{"name":"packagist-cooldown","type":"composer","url":%[1]q,"ttl":"1h","cooldown":"3d","cooldownUnknown":"allow","deny":["bench/meta:0.0.1"]},{"name":"packagist-advisories","type":"composer","url":%[1]q,"ttl":"1h","advisories":{"block":["malware","critical","high"]}},{"name":"pypi","type":"pypi","url":%q,"ttl":"1h"},{"name":"blobs","type":"pypi","url":%q,"ttl":"1h"},{"name":"npm","type":"npm","url":%q,"ttl":"1h"},{"name":"go","type":"go","url":%q,"ttl":"1h","sumdb":[{"key":%q,"url":%q}]}]`,
-			e.packURL, e.pypiURL, e.blobURL+"/simple", e.npmURL, e.goURL, e.goUp.VerifierKey, e.goUp.SumDBURL()))
+		fmt.Sprintf(`MIRRORS=[{"name":"packagist","type":"composer","url":%q,"ttl":"1h"},{"name":"packagist-cooldown","type":"composer","url":%[1]q,"ttl":"1h","cooldown":"3d","cooldownUnknown":"allow","deny":["bench/meta:0.0.1"]},{"name":"packagist-advisories","type":"composer","url":%[1]q,"ttl":"1h","advisories":{"block":["malware","critical","high"]}},{"name":"pypi","type":"pypi","url":%q,"ttl":"1h"},{"name":"blobs","type":"pypi","url":%q,"ttl":"1h"},{"name":"npm","type":"npm","url":%q,"ttl":"1h"},{"name":"go","type":"go","url":%q,"ttl":"1h","sumdb":[{"key":%q,"url":%q}]},{"name":"cargo","type":"cargo","url":%q,"ttl":"1h"}]`,
+			e.packURL, e.pypiURL, e.blobURL+"/simple", e.npmURL, e.goURL, e.goUp.VerifierKey, e.goUp.SumDBURL(), e.cargoURL))
 	if err := e.start("proxy", cmd); err != nil {
 		return e, err
 	}
@@ -375,7 +386,8 @@ func setup(sz sizes) (*env, error) {
         location /npm/ { proxy_pass %[6]s/; }
         location /blobs/ { proxy_pass %[5]s/; }
         location /go/ { proxy_pass %[7]s/; }
-    }`, port, nopush, e.packURL, pu.Host, e.blobURL, e.npmURL, e.goURL)
+        location /cargo/ { proxy_pass %[8]s/; }
+    }`, port, nopush, e.packURL, pu.Host, e.blobURL, e.npmURL, e.goURL, e.cargoURL)
 	}
 	conf := user + fmt.Sprintf(`
 worker_processes auto;
@@ -827,6 +839,7 @@ func run(sz sizes) (err error) {
 		{"PyPI simple JSON page", e.proxyURL + "/pypi/simple/benchpkg-01/", e.nginxURL + "/pypi/simple/benchpkg-01/", e.nginxCorkURL + "/pypi/simple/benchpkg-01/", "application/vnd.pypi.simple.v1+json"},
 		{"npm packument, abbreviated (many-versions)", e.proxyURL + "/npm/many-versions", e.nginxURL + "/npm/many-versions", e.nginxCorkURL + "/npm/many-versions", "application/vnd.npm.install-v1+json"},
 		{fmt.Sprintf("Go module version list (@v/list, %d versions)", sz.metaVersions), e.proxyURL + "/go/bench.example/meta/@v/list", e.nginxURL + "/go/bench.example/meta/@v/list", e.nginxCorkURL + "/go/bench.example/meta/@v/list", "*/*"},
+		{fmt.Sprintf("Cargo sparse index file (%d versions)", sz.metaVersions), e.proxyURL + "/cargo/be/nc/bench-meta", e.nginxURL + "/cargo/be/nc/bench-meta", e.nginxCorkURL + "/cargo/be/nc/bench-meta", "*/*"},
 	}
 	for _, t := range metaTargets {
 		// Clients that send Accept-Encoding: gzip (composer, pip) and
