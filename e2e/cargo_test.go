@@ -254,3 +254,44 @@ func TestCargoPrefetchThenOffline(t *testing.T) {
 func cargoProjectAt(dir, registry string) {
 	os.WriteFile(filepath.Join(dir, ".cargo", "config.toml"), []byte("[source.crates-io]\nreplace-with = \"mirror\"\n\n[source.mirror]\nregistry = \"sparse+"+registry+"/\"\n"), 0o644)
 }
+
+// A mirror that is not public under access tokens says auth-required in
+// its config.json; cargo, configured as the docs say, then sends a read
+// token on every request, and without one gets a 401 it reports.
+func TestCargoAuthRequired(t *testing.T) {
+	testenv.Deadline(t, 4*time.Minute)
+	up := fakecargo.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	px := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(),
+		"AUTH_TOKENS": `[{"name":"reader","token":"cargo-read-token-0123456789","scopes":["read"]}]`,
+		"MIRRORS":     `[{"name":"cargo","type":"cargo","url":"` + up.URL() + `"}]`})
+	registry := px.URL + "/cargo"
+	if code, _, body := getAuth(t, registry+"/config.json", "cargo-read-token-0123456789"); code != 200 || !strings.Contains(string(body), `"auth-required":true`) {
+		t.Errorf("config.json: %d %s", code, body)
+	}
+	dir := cargoProject(t, registry, map[string]string{"hello": "0.2"}, "fn main() { println!(\"{}\", hello::name()); }\n")
+	os.WriteFile(filepath.Join(dir, ".cargo", "config.toml"), []byte("[registries.mirror]\nindex = \"sparse+"+registry+"/\"\ncredential-provider = \"cargo:token\"\n\n[source.crates-io]\nreplace-with = \"mirror\"\n"), 0o644)
+	if out, err := cargoRun(t, dir, t.TempDir(), nil, "generate-lockfile"); err == nil {
+		t.Errorf("cargo without a token read a registry that needs one:\n%s", tailLines(out, 10))
+	}
+	if out, err := cargoRun(t, dir, t.TempDir(), []string{"CARGO_REGISTRIES_MIRROR_TOKEN=cargo-read-token-0123456789"}, "build"); err != nil {
+		t.Errorf("cargo build with a read token: %v\n%s", err, tailLines(out, 20))
+	}
+}
+
+// getAuth is get with a token as Cargo sends it (the whole header).
+func getAuth(t *testing.T, u, token string) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Authorization", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
