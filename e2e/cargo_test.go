@@ -236,12 +236,7 @@ func TestCargoPrefetchThenOffline(t *testing.T) {
 	online.Kill()
 
 	store := t.TempDir()
-	cmd := exec.Command(proxyBin, "prefetch", "--mirror", "cargo", filepath.Join(dir, "Cargo.lock"))
-	cmd.Env = append(os.Environ(), "STORAGE_LOCAL_DIR="+store, "MIRRORS="+mirrors, "LOG_FORMAT=text")
-	out, err := output(t, cmd)
-	if err != nil || !strings.Contains(out, "prefetch: 2 files fetched, 0 already present, 0 failed") {
-		t.Fatalf("prefetch Cargo.lock: %v\n%s", err, tailLines(out, 20))
-	}
+	prefetchInto(t, store, mirrors, "cargo", filepath.Join(dir, "Cargo.lock"), "prefetch: 2 files fetched, 0 already present, 0 failed")
 	up.Stop()
 	offline := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": store, "MIRRORS": mirrors, "UPSTREAM_OFFLINE": "true"})
 	cargoProjectAt(dir, offline.URL+"/cargo")

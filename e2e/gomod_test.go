@@ -228,12 +228,7 @@ func TestGoPrefetchThenOffline(t *testing.T) {
 	online.Kill()
 
 	store := t.TempDir()
-	cmd := exec.Command(proxyBin, "prefetch", "--mirror", "go", filepath.Join(dir, "go.sum"))
-	cmd.Env = append(os.Environ(), "STORAGE_LOCAL_DIR="+store, "MIRRORS="+mirrors, "LOG_FORMAT=text")
-	out, err := output(t, cmd)
-	if err != nil || !strings.Contains(out, "prefetch: 4 files fetched, 0 already present, 0 failed") {
-		t.Fatalf("prefetch go.sum: %v\n%s", err, tailLines(out, 20))
-	}
+	prefetchInto(t, store, mirrors, "go", filepath.Join(dir, "go.sum"), "prefetch: 4 files fetched, 0 already present, 0 failed")
 	up.Stop()
 	offline := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": store, "MIRRORS": mirrors, "UPSTREAM_OFFLINE": "true"})
 	if out, err := goCmd(t, dir, offline.URL+"/go", up.VerifierKey, t.TempDir(), "build", "-o", filepath.Join(t.TempDir(), "app"), "."); err != nil {

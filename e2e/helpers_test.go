@@ -243,3 +243,16 @@ func TestBuildInfo(t *testing.T) {
 		}
 	}
 }
+
+// prefetchInto runs the binary's prefetch of file for mirror into the
+// local storage store (MIRRORS mirrors), and fails unless it succeeds
+// with summary in its output.
+func prefetchInto(t *testing.T, store, mirrors, mirror, file, summary string) {
+	t.Helper()
+	cmd := exec.Command(proxyBin, "prefetch", "--mirror", mirror, file)
+	cmd.Env = append(os.Environ(), "STORAGE_LOCAL_DIR="+store, "MIRRORS="+mirrors, "LOG_FORMAT=text")
+	out, err := output(t, cmd)
+	if err != nil || !strings.Contains(out, summary) {
+		t.Fatalf("prefetch %s: %v\n%s", filepath.Base(file), err, tailLines(out, 20))
+	}
+}
