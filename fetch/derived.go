@@ -70,7 +70,7 @@ func (d *Derived) Replayable(w http.ResponseWriter, r *http.Request, key Derived
 	d.mu.RLock()
 	v, ok := d.m[key]
 	d.mu.RUnlock()
-	if ok && !v.window.Advised() { // advisory data changes at no known time
+	if ok { // a replay of a form filtered with advisory data ends when the data changes
 		ReplayableFiltered(w, ttl, v.window, from...)
 	}
 }

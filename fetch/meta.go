@@ -107,6 +107,17 @@ var entryIDs atomic.Uint64
 // what is derived from it that does not keep the entry alive).
 func (e *MetaEntry) ID() uint64 { return e.id }
 
+// UpstreamModified is the Last-Modified the upstream sent with the stored
+// document (zero when it sent none): the only publish time some
+// ecosystems have (Maven's files).
+func (e *MetaEntry) UpstreamModified() time.Time {
+	t, err := http.ParseTime(e.header.LastModified)
+	if err != nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
 // Body returns the stored document, uncompressed (a copy is not made:
 // callers must not change it).
 func (e *MetaEntry) Body() ([]byte, error) { return e.body() }

@@ -76,9 +76,10 @@ type ReplayFrom struct {
 }
 
 // ReplayableFiltered is Replayable for a document filtered by policies
-// (a cooldown, deny rules; never a snapshot's) from one or two entries
-// (from), whose filtering holds under window: the response is replayed
-// until the next held-back version comes of age.
+// (a cooldown, deny rules, advisories; never a snapshot's) from one or two
+// entries (from), whose filtering holds under window: the response is
+// replayed until the next held-back version comes of age, or the advisory
+// data it was filtered with changes.
 func ReplayableFiltered(w http.ResponseWriter, ttl time.Duration, window policy.Window, from ...ReplayFrom) {
 	rr, ok := find[ReplayRecorder](w)
 	if !ok || len(from) == 0 || len(from) > 2 {
@@ -90,7 +91,7 @@ func ReplayableFiltered(w http.ResponseWriter, ttl time.Duration, window policy.
 		if f.Res.Stale || f.Res.Entry == nil {
 			return
 		}
-		g = &ReplayGuard{Key: f.Key, TTL: ttl, Entry: f.Res.Entry, Until: window.Next, Also: g, advisories: policy.AdvisoriesGeneration()}
+		g = &ReplayGuard{Key: f.Key, TTL: ttl, Entry: f.Res.Entry, Until: window.Next, Also: g, advisories: window.AdvisoriesGeneration()}
 	}
 	rr.MarkReplayable(*g)
 }

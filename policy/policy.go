@@ -108,6 +108,17 @@ func (w Window) Valid(now time.Time) bool {
 // only until that data changes, at no known time.
 func (w Window) Advised() bool { return w.advised }
 
+// AdvisoriesGeneration is the advisory data's generation a form filtered
+// under w holds for: the one it was filtered with, or the current one when
+// advisory data took no part (a change then matters only to forms made
+// after it).
+func (w Window) AdvisoriesGeneration() uint64 {
+	if w.advised {
+		return w.gen
+	}
+	return advisoryGen.Load()
+}
+
 // ParseDuration reads "3d", "12h", "90m" (Go durations plus days).
 func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)

@@ -310,3 +310,48 @@ func TestHostedFilesMatchingMalwareAreRefused(t *testing.T) {
 		t.Errorf("a published file a (non-malware) critical advisory names: %d %s, want 200", resp.StatusCode, body)
 	}
 }
+
+// A document filtered with advisory data is replayed like one filtered by
+// a cooldown, and new advisory data ends its replays at once.
+func TestAdvisoryFilteredDocumentsAreReplayedUntilTheDataChanges(t *testing.T) {
+	up := fakenpm.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	st, _ := local.New(t.TempDir())
+	importOSV(t, st, "npm", `{"id":"MAL-1","affected":[{"package":{"ecosystem":"npm","name":"left-pad"},"versions":["1.3.0"]}]}`)
+	srv := newServer(proxy.Options{Store: st, MetaPrefix: "mirror-meta", DistPrefix: "mirror-dist",
+		Mirrors: []proxy.Mirror{{Name: "npm", Type: "npm", URL: up.URL(), TTL: time.Hour, NotFoundTTL: time.Second,
+			Advisories: &policy.AdvisoriesConfig{Block: []string{"malware"}}}},
+		OSVRefresh: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	root := mirrortest.ServeProxy(t, srv)
+	base := root + "/npm"
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, body, _ := do(t, "GET", base+"/left-pad"); strings.Contains(string(body), "MAL-1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the advisory data was never loaded")
+		}
+	}
+	for i := 0; i < 5; i++ {
+		do(t, "GET", base+"/left-pad")
+	}
+	if !mirrortest.StdHTTP() {
+		_, m, _ := do(t, "GET", root+"/metrics")
+		if strings.Contains(string(m), "mirror_replayed_responses_total 0\n") {
+			t.Errorf("a packument filtered with advisory data was never replayed")
+		}
+	}
+	importOSV(t, st, "npm", `{"id":"MAL-1","affected":[{"package":{"ecosystem":"npm","name":"left-pad"},"versions":["1.3.0"]}]}`,
+		`{"id":"MAL-2","affected":[{"package":{"ecosystem":"npm","name":"left-pad"},"versions":["1.2.0"]}]}`)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, body, _ := do(t, "GET", base+"/left-pad"); strings.Contains(string(body), "MAL-2") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("new advisory data did not end the replays of the filtered packument")
+		}
+	}
+}
