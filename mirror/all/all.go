@@ -8,6 +8,7 @@ import (
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/conda"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/cran"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/gomod"
+	_ "github.com/mirror-proxy/mirror-proxy/mirror/maven"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/nix"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/npm"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/pypi"
