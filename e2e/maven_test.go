@@ -222,3 +222,48 @@ func TestMavenDeploy(t *testing.T) {
 		}
 	}
 }
+
+// The policies with the real mvn: a cooldown (the .pom's Last-Modified),
+// a deny rule and a dated snapshot each change what a version range
+// resolves to; a pinned version the cooldown hides fails the build.
+func TestMavenPolicies(t *testing.T) {
+	testenv.Deadline(t, 8*time.Minute)
+	pluginVersion(t, "maven-compiler-plugin")
+	up := fakemaven.New(debianMavenRepo) // lib-a 1.0 and 1.1, 2024-01-02
+	up.Publish(fakemaven.Artifact{Group: "com.example", Artifact: "lib-a", Version: "1.2", Time: time.Now().Add(-time.Hour),
+		Deps: []fakemaven.Dep{{Group: "com.example", Artifact: "lib-b", Version: "1.0"}}})
+	up.Publish(fakemaven.Artifact{Group: "com.example", Artifact: "dated", Version: "1.0", Time: time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)})
+	up.Publish(fakemaven.Artifact{Group: "com.example", Artifact: "dated", Version: "1.1", Time: time.Now().Add(-time.Hour)})
+	// The snapshot is of yesterday: after Debian's plugin files (which the
+	// fake serves with their own dates), before dated 1.1.
+	snapshot := "/@" + time.Now().UTC().Add(-24*time.Hour).Format("2006-01-02")
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	// Debian's plugins are old files: the cooldown exempts nothing, and
+	// they are all older than 3 days.
+	px := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(), "MIRRORS": `[` +
+		`{"name":"maven","type":"maven","url":"` + up.URL() + `"},` +
+		`{"name":"cool","type":"maven","url":"` + up.URL() + `","cooldown":"3d"},` +
+		`{"name":"deny","type":"maven","url":"` + up.URL() + `","deny":["com.example:lib-a:1.2"]}]`})
+	for _, c := range []struct{ repo, dep, want string }{
+		{px.URL + "/maven", "com.example:lib-a:[1.0,2.0)", "lib-a/1.2"},
+		{px.URL + "/cool", "com.example:lib-a:[1.0,2.0)", "lib-a/1.1"}, // 1.2 is an hour old
+		{px.URL + "/deny", "com.example:lib-a:[1.0,2.0)", "lib-a/1.1"},
+		{px.URL + "/maven" + snapshot, "com.example:dated:[1.0,2.0)", "dated/1.0"}, // 1.1 is newer than the snapshot
+	} {
+		dir := mavenProject(t, c.repo, "app", c.dep)
+		out, err := mvn(t, dir, "compile")
+		if err != nil || !strings.Contains(out, c.want+"/") {
+			t.Errorf("%s, %s: %v; want %s\n%s", c.repo, c.dep, err, c.want, tailLines(out, 20))
+		}
+		if other := strings.Replace(c.want, "1.1", "1.2", 1); other != c.want && strings.Contains(out, other+"/") {
+			t.Errorf("%s, %s: %s was downloaded", c.repo, c.dep, other)
+		}
+	}
+	dir := mavenProject(t, px.URL+"/cool", "app", "com.example:lib-a:1.2")
+	if out, err := mvn(t, dir, "compile"); err == nil || !strings.Contains(out, "403") {
+		t.Errorf("a pinned version under the cooldown: %v\n%s", err, tailLines(out, 20))
+	}
+}
