@@ -267,3 +267,33 @@ func TestMavenPolicies(t *testing.T) {
 		t.Errorf("a pinned version under the cooldown: %v\n%s", err, tailLines(out, 20))
 	}
 }
+
+// prefetch of a resolved dependency list (mvn dependency:list's output)
+// fills storage; a proxy with UPSTREAM_OFFLINE=true on it then serves mvn
+// package with the upstream down and an empty local repository. (The
+// build's plugins come into the same storage from an earlier build of a
+// project without dependencies: dependency:list names no plugin.)
+func TestMavenPrefetchThenOffline(t *testing.T) {
+	testenv.Deadline(t, 6*time.Minute)
+	pluginVersion(t, "maven-compiler-plugin")
+	up := fakemaven.New(debianMavenRepo)
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	mirrors := `[{"name":"maven","type":"maven","url":"` + up.URL() + `"}]`
+	store := t.TempDir()
+	online := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": store, "MIRRORS": mirrors})
+	if out, err := mvn(t, mavenProject(t, online.URL+"/maven", "tools"), "package"); err != nil {
+		t.Fatalf("mvn package of a project without dependencies: %v\n%s", err, tailLines(out, 20))
+	}
+	online.Kill()
+	list := filepath.Join(t.TempDir(), "deps.txt")
+	os.WriteFile(list, []byte("[INFO] The following files have been resolved:\n[INFO]    com.example:lib-a:jar:1.0:compile\n[INFO]    com.example:lib-b:jar:1.0:compile\n"), 0o644)
+	prefetchInto(t, store, mirrors, "maven", list, "prefetch: 4 files fetched, 0 already present, 0 failed")
+	up.Stop()
+	offline := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": store, "MIRRORS": mirrors, "UPSTREAM_OFFLINE": "true"})
+	if out, err := mvn(t, mavenProject(t, offline.URL+"/maven", "app", "com.example:lib-a:1.0"), "package"); err != nil {
+		t.Errorf("mvn package offline from prefetched storage: %v\n%s", err, tailLines(out, 30))
+	}
+}

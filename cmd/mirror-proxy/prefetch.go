@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -50,7 +52,8 @@ const prefetchUsage = `usage: mirror-proxy prefetch --mirror NAME FILE...
 Fetches everything the lock files name into storage, through the same verified path as
 requests (the proxy runs in-process on a loopback port), with the configuration of serve
 (environment variables). FILE is a composer.lock (Composer mirrors), a requirements.txt or
-pylock.toml (PyPI), a package-lock.json (npm), a go.sum (Go) or a Cargo.lock (Cargo). What is stored already is not fetched
+pylock.toml (PyPI), a package-lock.json (npm), a go.sum (Go), a Cargo.lock (Cargo), or
+mvn dependency:list output or a pom.xml (Maven). What is stored already is not fetched
 again, so an interrupted run is resumed by running it again. Exit 1 when anything failed.
 `
 
@@ -228,8 +231,12 @@ func readLock(file, typ string) ([]item, error) {
 		return goSum(file, b)
 	case typ == "cargo" && strings.HasSuffix(base, ".lock"):
 		return cargoLock(file, b)
+	case typ == "maven" && strings.HasSuffix(base, ".xml"):
+		return mavenPOM(file, b)
+	case typ == "maven":
+		return mavenDependencyList(file, b)
 	}
-	return nil, fmt.Errorf("%s: not a lock file of a %s mirror (composer.lock, requirements.txt, pylock.toml, package-lock.json, go.sum, Cargo.lock)", file, typ)
+	return nil, fmt.Errorf("%s: not a lock file of a %s mirror (composer.lock, requirements.txt, pylock.toml, package-lock.json, go.sum, Cargo.lock, a pom.xml or mvn dependency:list output)", file, typ)
 }
 
 // jsonError names the line of a JSON syntax error.
@@ -437,6 +444,89 @@ func cargoLock(file string, b []byte) ([]item, error) {
 			items = append(items, item{path: "/" + cargo.IndexPath(p.Name), what: p.Name + " index", then: func([]byte) ([]item, error) { return nil, nil }})
 		}
 		items = append(items, item{path: "/dl/" + p.Name + "/" + p.Version + "/download", what: p.Name + " " + p.Version})
+	}
+	return items, nil
+}
+
+// mavenArtifact is the items of one resolved artifact: its .pom and its
+// file (type jar unless said, with its classifier).
+func mavenArtifact(group, artifact, typ, classifier, version string) []item {
+	base := strings.ReplaceAll(group, ".", "/") + "/" + artifact + "/" + version + "/" + artifact + "-" + version
+	items := []item{{path: "/" + base + ".pom", what: group + ":" + artifact + ":" + version + " pom"}}
+	if typ == "" {
+		typ = "jar"
+	}
+	if typ != "pom" {
+		file := base
+		if classifier != "" {
+			file += "-" + classifier
+		}
+		ext := typ
+		if typ == "test-jar" || typ == "maven-plugin" || typ == "bundle" {
+			ext = "jar"
+		}
+		items = append(items, item{path: "/" + file + "." + ext, what: group + ":" + artifact + ":" + version})
+	}
+	return items
+}
+
+var mavenCoordRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
+
+// mavenDependencyList reads mvn dependency:list output: lines of
+// group:artifact:type[:classifier]:version:scope (with or without the
+// "[INFO]" prefix and a module name after them).
+func mavenDependencyList(file string, b []byte) ([]item, error) {
+	var items []item
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "[INFO]"))
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.Count(f[0], ":") < 4 {
+			continue // headers, blank lines, "The following files have been resolved:"
+		}
+		c := strings.Split(f[0], ":")
+		var g, a, typ, cl, v string
+		switch len(c) {
+		case 5:
+			g, a, typ, v = c[0], c[1], c[2], c[3]
+		case 6:
+			g, a, typ, cl, v = c[0], c[1], c[2], c[3], c[4]
+		default:
+			return nil, fmt.Errorf("%s:%d: %q is not group:artifact:type[:classifier]:version:scope", file, i+1, f[0])
+		}
+		for _, x := range []string{g, a, typ, v} {
+			if !mavenCoordRe.MatchString(x) {
+				return nil, fmt.Errorf("%s:%d: %q is not group:artifact:type[:classifier]:version:scope", file, i+1, f[0])
+			}
+		}
+		items = append(items, mavenArtifact(g, a, typ, cl, v)...)
+	}
+	if len(items) == 0 {
+		return nil, fmt.Errorf("%s: no group:artifact:type:version:scope line (the output of mvn dependency:list)", file)
+	}
+	return items, nil
+}
+
+// mavenPOM reads a pom.xml's dependencies with literal versions (its
+// direct ones: the transitive ones come from a resolved list).
+func mavenPOM(file string, b []byte) ([]item, error) {
+	var pom struct {
+		Dependencies []struct {
+			GroupID    string `xml:"groupId"`
+			ArtifactID string `xml:"artifactId"`
+			Version    string `xml:"version"`
+			Type       string `xml:"type"`
+			Classifier string `xml:"classifier"`
+		} `xml:"dependencies>dependency"`
+	}
+	if err := xml.Unmarshal(b, &pom); err != nil {
+		return nil, fmt.Errorf("%s: %v", file, err)
+	}
+	var items []item
+	for _, d := range pom.Dependencies {
+		if !mavenCoordRe.MatchString(d.GroupID) || !mavenCoordRe.MatchString(d.ArtifactID) || !mavenCoordRe.MatchString(d.Version) {
+			continue // a property or a range: not a literal version
+		}
+		items = append(items, mavenArtifact(d.GroupID, d.ArtifactID, d.Type, d.Classifier, d.Version)...)
 	}
 	return items, nil
 }

@@ -80,3 +80,29 @@ checksum = "00"
 		t.Errorf("bad Cargo.lock: %v", err)
 	}
 }
+
+func TestReadMavenLists(t *testing.T) {
+	items, err := readLock(writeFile(t, "deps.txt", `[INFO] The following files have been resolved:
+[INFO]    com.example:lib-a:jar:1.0:compile -- module lib.a
+[INFO]    com.example:lib-b:jar:tests:1.0:test
+[INFO]    com.example:parent:pom:2:import
+`), "maven")
+	var paths []string
+	for _, it := range items {
+		paths = append(paths, it.path)
+	}
+	want := "/com/example/lib-a/1.0/lib-a-1.0.pom /com/example/lib-a/1.0/lib-a-1.0.jar /com/example/lib-b/1.0/lib-b-1.0.pom /com/example/lib-b/1.0/lib-b-1.0-tests.jar /com/example/parent/2/parent-2.pom"
+	if err != nil || strings.Join(paths, " ") != want {
+		t.Errorf("dependency:list: %v %v\nwant %s", paths, err, want)
+	}
+	items, err = readLock(writeFile(t, "pom.xml", `<project><dependencies>
+<dependency><groupId>com.example</groupId><artifactId>lib-a</artifactId><version>1.0</version></dependency>
+<dependency><groupId>com.example</groupId><artifactId>lib-c</artifactId><version>${c.version}</version></dependency>
+</dependencies></project>`), "maven")
+	if err != nil || len(items) != 2 || items[1].path != "/com/example/lib-a/1.0/lib-a-1.0.jar" {
+		t.Errorf("pom.xml: %+v %v", items, err)
+	}
+	if _, err := readLock(writeFile(t, "deps.txt", "[INFO]    com.example:lib-a:jar:1.0\n"), "maven"); err == nil {
+		t.Errorf("a list with no coordinates: no error")
+	}
+}
