@@ -33,7 +33,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"STORAGE_AWS_ARGS", `{"endpoint":"http://x","bogus":1}`, `STORAGE_AWS_ARGS: unknown key "bogus"`},
 		{"STORAGE_SOURCE", "gcs", "STORAGE_SOURCE"},
 		{"MIRRORS", `[{"name":"readyz","type":"composer","url":"http://x"}]`, "reserved"},
-		{"MIRRORS", `[{"name":"a","type":"maven","url":"http://x"}]`, `unknown type "maven"`},
+		{"MIRRORS", `[{"name":"a","type":"svn","url":"http://x"}]`, `unknown type "svn"`},
 		{"MIRRORS", `[{"name":"a","type":"cran","hosted":true}]`, "a cran mirror cannot host packages"},
 		{"MIRRORS", `[{"name":"a","type":"composer","url":"ftp://x"}]`, "not an http(s) URL"},
 		{"MIRRORS", `[{"name":"A B","type":"composer","url":"http://x"}]`, "name must be"},
