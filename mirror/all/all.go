@@ -12,4 +12,5 @@ import (
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/nix"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/npm"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/pypi"
+	_ "github.com/mirror-proxy/mirror-proxy/mirror/rubygems"
 )

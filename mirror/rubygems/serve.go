@@ -1,0 +1,160 @@
+package rubygems
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/httpx"
+	"github.com/mirror-proxy/mirror-proxy/mirror"
+	"github.com/mirror-proxy/mirror-proxy/storage"
+)
+
+func init() {
+	mirror.Register(mirror.Type{
+		Name:       "rubygems",
+		DefaultURL: "https://rubygems.org",
+		DefaultTTL: 5 * time.Minute,
+		New:        newMirror,
+	})
+}
+
+// gemsMirror serves one RubyGems repository under /N/:
+//
+//	/N/versions, /N/names                          the compact index (big: served stale while revalidated)
+//	/N/info/<gem>                                  a gem's versions and checksums
+//	/N/gems/<gem>-<version>[-<platform>].gem       verified against its /info checksum
+//	/N/specs.4.8.gz, latest_specs.4.8.gz, prerelease_specs.4.8.gz
+//	/N/quick/Marshal.4.8/<spec>.gemspec.rz         the legacy index, passed through
+type gemsMirror struct {
+	env *mirror.Env
+	m   fetch.Mirror
+}
+
+var _ mirror.Ecosystem = (*gemsMirror)(nil)
+
+func newMirror(env *mirror.Env) mirror.Ecosystem {
+	return &gemsMirror{env: env, m: env.Mirror}
+}
+
+// Routes registers the mirror's routes.
+func (gm *gemsMirror) Routes(rt mirror.Router) {
+	rt.Read("/versions", gm.document("versions", true))
+	rt.Read("/names", gm.document("names", true))
+	rt.Read("/info/{gem}", gm.info)
+	rt.Read("/gems/{file}", gm.gem)
+	for _, f := range []string{"specs.4.8.gz", "latest_specs.4.8.gz", "prerelease_specs.4.8.gz"} {
+		rt.Read("/"+f, gm.document(f, true))
+	}
+	rt.Read("/quick/Marshal.4.8/{spec}", gm.quickSpec)
+}
+
+var (
+	hvText   = []string{"text/plain; charset=utf-8"}
+	hvBinary = []string{"application/octet-stream"}
+)
+
+func (gm *gemsMirror) meta(ctx context.Context, path string, big bool) (fetch.MetaResult, error) {
+	key := gm.env.MetaKey(path)
+	return gm.env.Core.MetaOf(ctx, key, gm.m.TTL, func() *fetch.MetaSource {
+		return &fetch.MetaSource{Key: key, URL: gm.m.URL + "/" + path, Client: gm.env.Client, TTL: gm.m.TTL,
+			NotFoundTTL: gm.m.NotFoundTTL, StaleWhileRevalidate: big}
+	})
+}
+
+// document serves a whole-repository document as the upstream has it.
+func (gm *gemsMirror) document(path string, big bool) func(http.ResponseWriter, *http.Request) error {
+	ctype := hvText
+	if path != "versions" && path != "names" {
+		ctype = hvBinary
+	}
+	return func(w http.ResponseWriter, r *http.Request) error {
+		res, err := gm.meta(r.Context(), path, big)
+		if err != nil {
+			return err
+		}
+		return gm.env.Core.ServeMeta(w, r, res, ctype)
+	}
+}
+
+// infoMeta is a gem's /info file.
+func (gm *gemsMirror) infoMeta(ctx context.Context, name string) (fetch.MetaResult, error) {
+	key := gm.env.MetaKey("info/" + name)
+	return gm.env.Core.MetaOf(ctx, key, gm.m.TTL, func() *fetch.MetaSource {
+		return &fetch.MetaSource{Key: key, URL: gm.m.URL + "/info/" + name, Client: gm.env.Client, TTL: gm.m.TTL,
+			NotFoundTTL: gm.m.NotFoundTTL, Transform: func(b []byte, _ *http.Response) ([]byte, error) {
+				_, err := ParseInfo(b)
+				return b, err
+			}}
+	})
+}
+
+func (gm *gemsMirror) info(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("gem")
+	if !ValidName(name) {
+		return httpx.NewError(http.StatusNotFound, "not a gem name")
+	}
+	res, err := gm.infoMeta(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	return gm.env.Core.ServeMeta(w, r, res, hvText)
+}
+
+// gem serves a .gem: stored, or downloaded and verified against the
+// checksum of its /info line.
+func (gm *gemsMirror) gem(w http.ResponseWriter, r *http.Request) error {
+	file := r.PathValue("file")
+	names, err := NameCandidates(file)
+	if err != nil {
+		return httpx.NewError(http.StatusNotFound, err.Error())
+	}
+	key := storage.Join(gm.env.DistPrefix, gm.m.Name, "gems", file)
+	w.Header()["Content-Type"] = hvBinary
+	return gm.env.Core.ServeFile(w, r, key, func(ctx context.Context) (fetch.FileSource, error) {
+		var lastErr error = httpx.NewError(http.StatusNotFound, file+" is not a version any /info lists")
+		for _, name := range names {
+			res, err := gm.infoMeta(ctx, name)
+			if httpx.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			lines, err := fetch.Parsed(gm.env.Core, res.Entry, ParseInfo)
+			if err != nil {
+				return fetch.FileSource{}, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored /info/%s: %v", name, err)}
+			}
+			l, ok := ParseGemFile(file, lines, name)
+			if !ok {
+				continue
+			}
+			sum, err := fetch.HexDigest("sha256", l.Checksum)
+			if err != nil {
+				return fetch.FileSource{}, &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("/info/%s: %v", name, err)}
+			}
+			return fetch.FileSource{URL: gm.m.URL + "/gems/" + file, Client: gm.env.Client, Digests: []fetch.Digest{sum}}, nil
+		}
+		return fetch.FileSource{}, lastErr
+	})
+}
+
+var specRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.gemspec\.rz$`)
+
+// quickSpec passes through a legacy gemspec (a version's never changes;
+// the gem command checks it against the gem it then downloads).
+func (gm *gemsMirror) quickSpec(w http.ResponseWriter, r *http.Request) error {
+	spec := r.PathValue("spec")
+	if !specRe.MatchString(spec) {
+		return httpx.NewError(http.StatusNotFound, "not a gemspec name")
+	}
+	res, err := gm.meta(r.Context(), "quick/Marshal.4.8/"+spec, false)
+	if err != nil {
+		return err
+	}
+	return gm.env.Core.ServeMeta(w, r, res, hvBinary)
+}
