@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirror-proxy/mirror-proxy/internal/fakerubygems"
+	"github.com/mirror-proxy/mirror-proxy/internal/testenv"
+)
+
+// buildGem builds a real gem with gem build: name version, depending on
+// deps (name → requirement).
+func buildGem(t *testing.T, name, version string, deps map[string]string) []byte {
+	t.Helper()
+	bin, ok := testenv.LookPath("gem")
+	if !ok {
+		testenv.Missing(t, "gem", "apt-get install ruby ruby-bundler")
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "lib"), 0o755)
+	os.WriteFile(filepath.Join(dir, "lib", name+".rb"), []byte(fmt.Sprintf("module %s\n  VERSION = %q\nend\n", strings.ReplaceAll(strings.Title(strings.ReplaceAll(name, "-", " ")), " ", ""), version)), 0o644)
+	var spec strings.Builder
+	fmt.Fprintf(&spec, "Gem::Specification.new do |s|\n  s.name = %q\n  s.version = %q\n  s.summary = \"a test gem\"\n  s.authors = [\"test\"]\n  s.license = \"MIT\"\n  s.files = [\"lib/%s.rb\"]\n", name, version, name)
+	for d, req := range deps {
+		fmt.Fprintf(&spec, "  s.add_runtime_dependency %q, %q\n", d, req)
+	}
+	spec.WriteString("end\n")
+	os.WriteFile(filepath.Join(dir, name+".gemspec"), []byte(spec.String()), 0o644)
+	cmd := exec.Command(bin, "build", name+".gemspec")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gem build %s: %v\n%s", name, err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, name+"-"+version+".gem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// bundle runs bundler in dir with a home and install path of its own.
+func bundle(t *testing.T, dir string, extra []string, args ...string) (string, error) {
+	t.Helper()
+	bin, ok := testenv.LookPath("bundle")
+	if !ok {
+		testenv.Missing(t, "bundle", "apt-get install ruby-bundler")
+	}
+	home := t.TempDir()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+home, "BUNDLE_PATH="+filepath.Join(home, "bundle"), "BUNDLE_USER_HOME="+filepath.Join(home, ".bundle"),
+		"BUNDLE_APP_CONFIG="+filepath.Join(home, "app-config"), "BUNDLE_SILENCE_ROOT_WARNING=1", "BUNDLE_RETRY=0", "GEM_HOME="+filepath.Join(home, "gems"))
+	cmd.Env = append(cmd.Env, extra...)
+	return output(t, cmd)
+}
+
+// gemfile writes a Gemfile using source and needing gems.
+func gemfile(t *testing.T, source string, gems ...string) string {
+	dir := t.TempDir()
+	var b strings.Builder
+	fmt.Fprintf(&b, "source %q\n\n", source)
+	for _, g := range gems {
+		fmt.Fprintf(&b, "gem %q\n", g)
+	}
+	os.WriteFile(filepath.Join(dir, "Gemfile"), []byte(b.String()), 0o644)
+	return dir
+}
+
+// bundle install through the mirror: a gem and its dependency (two
+// mirrored gems), cold, then with the upstream down and empty caches; a
+// tampered gem is refused.
+func TestBundleInstallThroughTheMirror(t *testing.T) {
+	testenv.Deadline(t, 5*time.Minute)
+	up := fakerubygems.New()
+	up.Publish(fakerubygems.Gem{Name: "world-gem", Version: "1.0.0", Bytes: buildGem(t, "world-gem", "1.0.0", nil)})
+	up.Publish(fakerubygems.Gem{Name: "hello-gem", Version: "1.0.0", Deps: map[string]string{"world-gem": ">= 1.0"},
+		Bytes: buildGem(t, "hello-gem", "1.0.0", map[string]string{"world-gem": ">= 1.0"})})
+	up.Publish(fakerubygems.Gem{Name: "evil-gem", Version: "1.0.0", Bytes: buildGem(t, "evil-gem", "1.0.0", nil)})
+	up.Corrupt("evil-gem-1.0.0.gem", true)
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	store := t.TempDir()
+	px := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": store,
+		"MIRRORS": `[{"name":"rubygems","type":"rubygems","url":"` + up.URL() + `"}]`})
+	source := px.URL + "/rubygems"
+	dir := gemfile(t, source, "hello-gem")
+	out, err := bundle(t, dir, nil, "install")
+	if err != nil || !strings.Contains(out, "Installing hello-gem 1.0.0") || !strings.Contains(out, "Installing world-gem 1.0.0") {
+		t.Fatalf("bundle install through the mirror: %v\n%s", err, tailLines(out, 30))
+	}
+	up.Stop()
+	os.Remove(filepath.Join(dir, "Gemfile.lock"))
+	if out, err := bundle(t, dir, nil, "install"); err != nil {
+		t.Errorf("bundle install with the upstream down, caches empty: %v\n%s", err, tailLines(out, 30))
+	}
+	if err := up.Start(up.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	evil := gemfile(t, source, "evil-gem")
+	out, err = bundle(t, evil, nil, "install")
+	if err == nil {
+		t.Errorf("bundle install of a tampered gem succeeded:\n%s", tailLines(out, 20))
+	}
+	if _, err := os.Stat(filepath.Join(store, "mirror-dist", "rubygems", "gems", "evil-gem-1.0.0.gem")); err == nil {
+		t.Errorf("the tampered gem was stored")
+	}
+}
