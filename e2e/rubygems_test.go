@@ -113,3 +113,35 @@ func TestBundleInstallThroughTheMirror(t *testing.T) {
 		t.Errorf("the tampered gem was stored")
 	}
 }
+
+// prefetch of a Gemfile.lock fills empty storage; a proxy with
+// UPSTREAM_OFFLINE=true on it then serves bundle install with the
+// upstream down and empty caches.
+func TestBundlePrefetchThenOffline(t *testing.T) {
+	testenv.Deadline(t, 4*time.Minute)
+	up := fakerubygems.New()
+	up.Publish(fakerubygems.Gem{Name: "world-gem", Version: "1.0.0", Bytes: buildGem(t, "world-gem", "1.0.0", nil)})
+	up.Publish(fakerubygems.Gem{Name: "hello-gem", Version: "1.0.0", Deps: map[string]string{"world-gem": ">= 1.0"},
+		Bytes: buildGem(t, "hello-gem", "1.0.0", map[string]string{"world-gem": ">= 1.0"})})
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	mirrors := `[{"name":"rubygems","type":"rubygems","url":"` + up.URL() + `"}]`
+	online := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(), "MIRRORS": mirrors})
+	dir := gemfile(t, online.URL+"/rubygems", "hello-gem")
+	if out, err := bundle(t, dir, nil, "lock"); err != nil {
+		t.Fatalf("bundle lock: %v\n%s", err, tailLines(out, 20))
+	}
+	online.Kill()
+	store := t.TempDir()
+	prefetchInto(t, store, mirrors, "rubygems", filepath.Join(dir, "Gemfile.lock"), "prefetch: 2 files fetched, 0 already present, 0 failed")
+	up.Stop()
+	offline := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": store, "MIRRORS": mirrors, "UPSTREAM_OFFLINE": "true"})
+	lock, _ := os.ReadFile(filepath.Join(dir, "Gemfile.lock"))
+	os.WriteFile(filepath.Join(dir, "Gemfile.lock"), []byte(strings.ReplaceAll(string(lock), online.URL, offline.URL)), 0o644)
+	os.WriteFile(filepath.Join(dir, "Gemfile"), []byte("source \""+offline.URL+"/rubygems\"\n\ngem \"hello-gem\"\n"), 0o644)
+	if out, err := bundle(t, dir, nil, "install"); err != nil {
+		t.Errorf("bundle install offline from prefetched storage: %v\n%s", err, tailLines(out, 20))
+	}
+}

@@ -30,6 +30,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/mirror/composer"
 	"github.com/mirror-proxy/mirror-proxy/mirror/npm"
 	"github.com/mirror-proxy/mirror-proxy/mirror/pypi"
+	"github.com/mirror-proxy/mirror-proxy/mirror/rubygems"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
@@ -53,7 +54,7 @@ Fetches everything the lock files name into storage, through the same verified p
 requests (the proxy runs in-process on a loopback port), with the configuration of serve
 (environment variables). FILE is a composer.lock (Composer mirrors), a requirements.txt or
 pylock.toml (PyPI), a package-lock.json (npm), a go.sum (Go), a Cargo.lock (Cargo), or
-mvn dependency:list output or a pom.xml (Maven). What is stored already is not fetched
+mvn dependency:list output or a pom.xml (Maven), or a Gemfile.lock (RubyGems). What is stored already is not fetched
 again, so an interrupted run is resumed by running it again. Exit 1 when anything failed.
 `
 
@@ -231,12 +232,14 @@ func readLock(file, typ string) ([]item, error) {
 		return goSum(file, b)
 	case typ == "cargo" && strings.HasSuffix(base, ".lock"):
 		return cargoLock(file, b)
+	case typ == "rubygems" && strings.HasSuffix(base, ".lock"):
+		return gemfileLock(file, b)
 	case typ == "maven" && strings.HasSuffix(base, ".xml"):
 		return mavenPOM(file, b)
 	case typ == "maven":
 		return mavenDependencyList(file, b)
 	}
-	return nil, fmt.Errorf("%s: not a lock file of a %s mirror (composer.lock, requirements.txt, pylock.toml, package-lock.json, go.sum, Cargo.lock, a pom.xml or mvn dependency:list output)", file, typ)
+	return nil, fmt.Errorf("%s: not a lock file of a %s mirror (composer.lock, requirements.txt, pylock.toml, package-lock.json, go.sum, Cargo.lock, a pom.xml or mvn dependency:list output, Gemfile.lock)", file, typ)
 }
 
 // jsonError names the line of a JSON syntax error.
@@ -444,6 +447,38 @@ func cargoLock(file string, b []byte) ([]item, error) {
 			items = append(items, item{path: "/" + cargo.IndexPath(p.Name), what: p.Name + " index", then: func([]byte) ([]item, error) { return nil, nil }})
 		}
 		items = append(items, item{path: "/dl/" + p.Name + "/" + p.Version + "/download", what: p.Name + " " + p.Version})
+	}
+	return items, nil
+}
+
+// gemfileLock reads a Gemfile.lock: the compact index's /versions, and
+// each gem of its GEM sections ("    name (version[-platform])") with its
+// /info and .gem (gems from git or a path are not the repository's).
+func gemfileLock(file string, b []byte) ([]item, error) {
+	items := []item{{path: "/versions", what: "/versions", then: func([]byte) ([]item, error) { return nil, nil }}}
+	inGem, seen := false, map[string]bool{}
+	for i, line := range strings.Split(string(b), "\n") {
+		switch {
+		case line == "GEM":
+			inGem = true
+			continue
+		case line != "" && line[0] != ' ':
+			inGem = false
+			continue
+		}
+		if !inGem || !strings.HasPrefix(line, "    ") || strings.HasPrefix(line, "     ") {
+			continue
+		}
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), " ")
+		version := strings.TrimSuffix(strings.TrimPrefix(rest, "("), ")")
+		if !ok || !rubygems.ValidName(name) || version == "" || strings.ContainsAny(version, "/?#% ") {
+			return nil, fmt.Errorf("%s:%d: %q is not a gem and version", file, i+1, strings.TrimSpace(line))
+		}
+		if !seen[name] {
+			seen[name] = true
+			items = append(items, item{path: "/info/" + name, what: name + " info", then: func([]byte) ([]item, error) { return nil, nil }})
+		}
+		items = append(items, item{path: "/gems/" + name + "-" + version + ".gem", what: name + " " + version})
 	}
 	return items, nil
 }

@@ -106,3 +106,28 @@ func TestReadMavenLists(t *testing.T) {
 		t.Errorf("a list with no coordinates: no error")
 	}
 }
+
+func TestReadGemfileLock(t *testing.T) {
+	items, err := readLock(writeFile(t, "Gemfile.lock", `GEM
+  remote: http://proxy/rubygems/
+  specs:
+    hello-gem (1.0.0)
+      world-gem (>= 1.0)
+    nokogiri (1.16.0-x86_64-linux)
+    world-gem (1.0.0)
+
+PLATFORMS
+  ruby
+
+DEPENDENCIES
+  hello-gem
+`), "rubygems")
+	var paths []string
+	for _, it := range items {
+		paths = append(paths, it.path)
+	}
+	want := "/versions /info/hello-gem /gems/hello-gem-1.0.0.gem /info/nokogiri /gems/nokogiri-1.16.0-x86_64-linux.gem /info/world-gem /gems/world-gem-1.0.0.gem"
+	if err != nil || strings.Join(paths, " ") != want {
+		t.Errorf("Gemfile.lock: %v %v\nwant %s", paths, err, want)
+	}
+}
