@@ -145,3 +145,55 @@ func TestBundlePrefetchThenOffline(t *testing.T) {
 		t.Errorf("bundle install offline from prefetched storage: %v\n%s", err, tailLines(out, 20))
 	}
 }
+
+// gem push of a private gem (depending on a mirrored one) with a token,
+// then bundle install of a Gemfile needing it; a read token cannot push;
+// a second push of the version with other contents is refused; gem yank
+// takes it out of the index.
+func TestGemPush(t *testing.T) {
+	testenv.Deadline(t, 5*time.Minute)
+	up := fakerubygems.New()
+	up.Publish(fakerubygems.Gem{Name: "world-gem", Version: "1.0.0", Bytes: buildGem(t, "world-gem", "1.0.0", nil)})
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	px := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(),
+		"AUTH_TOKENS": `[{"name":"ci","token":"gem-write-token-0123456789","scopes":["read","write"]},{"name":"reader","token":"gem-read-token-0123456789","scopes":["read"]}]`,
+		"MIRRORS":     `[{"name":"rubygems","type":"rubygems","url":"` + up.URL() + `","hosted":true,"public":true}]`})
+	source := px.URL + "/rubygems"
+	gemBin, _ := testenv.LookPath("gem")
+	push := func(gem []byte, token string) (string, error) {
+		dir := t.TempDir()
+		file := filepath.Join(dir, "corp-private-0.1.0.gem")
+		os.WriteFile(file, gem, 0o644)
+		cmd := exec.Command(gemBin, "push", "--host", source, file)
+		cmd.Env = append(os.Environ(), "HOME="+dir, "GEM_HOST_API_KEY="+token)
+		return output(t, cmd)
+	}
+	private := buildGem(t, "corp-private", "0.1.0", map[string]string{"world-gem": ">= 1.0"})
+	if out, err := push(private, "gem-read-token-0123456789"); err == nil && !strings.Contains(out, "403") {
+		t.Errorf("gem push with a read token:\n%s", out)
+	} else if strings.Contains(out, "Successfully registered") {
+		t.Errorf("gem push with a read token was taken:\n%s", out)
+	}
+	if out, err := push(private, "gem-write-token-0123456789"); err != nil || !strings.Contains(out, "Successfully registered gem: corp-private (0.1.0)") {
+		t.Fatalf("gem push: %v\n%s", err, out)
+	}
+	if out, _ := push(buildGem(t, "corp-private", "0.1.0", nil), "gem-write-token-0123456789"); !strings.Contains(out, "Repushing of gem versions is not allowed") {
+		t.Errorf("a second push of 0.1.0 with other contents:\n%s", out)
+	}
+	dir := gemfile(t, source, "corp-private")
+	out, err := bundle(t, dir, nil, "install")
+	if err != nil || !strings.Contains(out, "Installing corp-private 0.1.0") || !strings.Contains(out, "Installing world-gem 1.0.0") {
+		t.Fatalf("bundle install of a Gemfile needing the pushed gem: %v\n%s", err, tailLines(out, 30))
+	}
+	cmd := exec.Command(gemBin, "yank", "--host", source, "corp-private", "-v", "0.1.0")
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "GEM_HOST_API_KEY=gem-write-token-0123456789")
+	if out, err := output(t, cmd); err != nil || !strings.Contains(out, "Successfully deleted") {
+		t.Errorf("gem yank: %v\n%s", err, out)
+	}
+	if _, _, info := get(t, source+"/info/corp-private"); strings.Contains(string(info), "0.1.0") {
+		t.Errorf("/info after yank: %s", info)
+	}
+}

@@ -18,6 +18,7 @@ func init() {
 		Name:       "rubygems",
 		DefaultURL: "https://rubygems.org",
 		DefaultTTL: 5 * time.Minute,
+		Hosts:      true,
 		New:        newMirror,
 	})
 }
@@ -30,8 +31,9 @@ func init() {
 //	/N/specs.4.8.gz, latest_specs.4.8.gz, prerelease_specs.4.8.gz
 //	/N/quick/Marshal.4.8/<spec>.gemspec.rz         the legacy index, passed through
 type gemsMirror struct {
-	env *mirror.Env
-	m   fetch.Mirror
+	env     *mirror.Env
+	m       fetch.Mirror
+	derived fetch.Derived // /versions with the pushed gems' lines
 }
 
 var _ mirror.Ecosystem = (*gemsMirror)(nil)
@@ -42,7 +44,9 @@ func newMirror(env *mirror.Env) mirror.Ecosystem {
 
 // Routes registers the mirror's routes.
 func (gm *gemsMirror) Routes(rt mirror.Router) {
-	rt.Read("/versions", gm.document("versions", true))
+	rt.Read("/versions", gm.versions)
+	rt.Write(http.MethodPost, "/api/v1/gems", gm.push)
+	rt.Write(http.MethodDelete, "/api/v1/gems/yank", gm.yank)
 	rt.Read("/names", gm.document("names", true))
 	rt.Read("/info/{gem}", gm.info)
 	rt.Read("/gems/{file}", gm.gem)
@@ -97,6 +101,21 @@ func (gm *gemsMirror) info(w http.ResponseWriter, r *http.Request) error {
 	if !ValidName(name) {
 		return httpx.NewError(http.StatusNotFound, "not a gem name")
 	}
+	if owned, err := gm.owned(r.Context(), name); err != nil || owned {
+		if err != nil {
+			return err
+		}
+		h, err := gm.hostedGem(r.Context(), name)
+		if err != nil {
+			return err
+		}
+		if h.Name != name {
+			return httpx.NewError(http.StatusNotFound, name+" is pushed here as "+h.Name)
+		}
+		return httpx.WriteBlob(w, http.StatusOK, "text/plain; charset=utf-8", hostedInfo(h))
+	} else if gm.m.URL == "" {
+		return httpx.NewError(http.StatusNotFound, name+" is not pushed here")
+	}
 	res, err := gm.infoMeta(r.Context(), name)
 	if err != nil {
 		return err
@@ -111,6 +130,17 @@ func (gm *gemsMirror) gem(w http.ResponseWriter, r *http.Request) error {
 	names, err := NameCandidates(file)
 	if err != nil {
 		return httpx.NewError(http.StatusNotFound, err.Error())
+	}
+	for _, name := range names {
+		if owned, err := gm.owned(r.Context(), name); err != nil || owned {
+			if err != nil {
+				return err
+			}
+			return gm.hostedGemFile(w, r, name, file)
+		}
+	}
+	if gm.m.URL == "" {
+		return httpx.NewError(http.StatusNotFound, file+" is not pushed here")
 	}
 	key := storage.Join(gm.env.DistPrefix, gm.m.Name, "gems", file)
 	w.Header()["Content-Type"] = hvBinary
