@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/md5"
 	"fmt"
 	"os"
 	"os/exec"
@@ -195,5 +196,56 @@ func TestGemPush(t *testing.T) {
 	}
 	if _, _, info := get(t, source+"/info/corp-private"); strings.Contains(string(info), "0.1.0") {
 		t.Errorf("/info after yank: %s", info)
+	}
+}
+
+// The policies with the real bundler: a cooldown (the versions API's
+// created_at), a deny rule and a dated snapshot each change the version
+// bundle lock resolves; a pinned version the cooldown hides fails.
+func TestBundlePolicies(t *testing.T) {
+	testenv.Deadline(t, 5*time.Minute)
+	up := fakerubygems.New()
+	old := time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)
+	up.Publish(fakerubygems.Gem{Name: "world-gem", Version: "1.0.0", Time: old, Bytes: buildGem(t, "world-gem", "1.0.0", nil)})
+	up.Publish(fakerubygems.Gem{Name: "world-gem", Version: "1.1.0", Time: time.Now().Add(-time.Hour), Bytes: buildGem(t, "world-gem", "1.1.0", nil)})
+	up.Publish(fakerubygems.Gem{Name: "dated-gem", Version: "1.0.0", Time: old, Bytes: buildGem(t, "dated-gem", "1.0.0", nil)})
+	up.Publish(fakerubygems.Gem{Name: "dated-gem", Version: "1.1.0", Time: time.Now().Add(-time.Hour), Bytes: buildGem(t, "dated-gem", "1.1.0", nil)})
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	px := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(), "MIRRORS": `[` +
+		`{"name":"rubygems","type":"rubygems","url":"` + up.URL() + `"},` +
+		`{"name":"cool","type":"rubygems","url":"` + up.URL() + `","cooldown":"3d"},` +
+		`{"name":"deny","type":"rubygems","url":"` + up.URL() + `","deny":["world-gem@1.1.0"]}]`})
+	yesterday := "/@" + time.Now().UTC().Add(-24*time.Hour).Format("2006-01-02")
+	for _, c := range []struct{ source, gem, want string }{
+		{px.URL + "/rubygems", "world-gem", "1.1.0"},
+		{px.URL + "/cool", "world-gem", "1.0.0"}, // 1.1.0 is an hour old
+		{px.URL + "/deny", "world-gem", "1.0.0"},
+		{px.URL + "/rubygems" + yesterday, "dated-gem", "1.0.0"}, // 1.1.0 is newer than the snapshot
+		{px.URL + "/rubygems", "dated-gem", "1.1.0"},
+	} {
+		dir := gemfile(t, c.source, c.gem)
+		out, err := bundle(t, dir, nil, "lock")
+		lock, _ := os.ReadFile(filepath.Join(dir, "Gemfile.lock"))
+		if err != nil || !strings.Contains(string(lock), "    "+c.gem+" ("+c.want+")") {
+			t.Errorf("%s: bundle lock of %s: %v, want %s\n%s\n%s", c.source, c.gem, err, c.want, lock, tailLines(out, 10))
+		}
+	}
+	dir := gemfile(t, px.URL+"/cool")
+	os.WriteFile(filepath.Join(dir, "Gemfile"), []byte("source \""+px.URL+"/cool\"\n\ngem \"world-gem\", \"1.1.0\"\n"), 0o644)
+	if out, err := bundle(t, dir, nil, "lock"); err == nil {
+		t.Errorf("a pinned version under the cooldown was resolved:\n%s", tailLines(out, 10))
+	}
+	if code, _, body := get(t, px.URL+"/cool/gems/world-gem-1.1.0.gem"); code != 403 || !strings.Contains(string(body), "cooldown") {
+		t.Errorf("the held-back gem file: %d %s", code, body)
+	}
+	// Once filtered, the gem's /versions line names the filtered /info's
+	// MD5, which Bundler compares with its copy.
+	_, _, info := get(t, px.URL+"/cool/info/world-gem")
+	_, _, versions := get(t, px.URL+"/cool/versions")
+	if want := fmt.Sprintf("world-gem 1.0.0 %x\n", md5.Sum(info)); !strings.HasSuffix(string(versions), want) {
+		t.Errorf("/versions does not end with %q:\n%s", want, versions)
 	}
 }

@@ -10,11 +10,13 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/fakeserver"
 )
@@ -26,6 +28,8 @@ type Gem struct {
 	Deps map[string]string
 	// Bytes is the .gem file.
 	Bytes []byte
+	// Time is its created_at in the versions API (zero: a fixed date).
+	Time time.Time
 }
 
 // Server is the fake repository.
@@ -109,6 +113,23 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		sum := md5.Sum([]byte(body))
 		w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:])+`"`)
 		w.Write([]byte(body))
+	case strings.HasPrefix(p, "api/v1/versions/") && strings.HasSuffix(p, ".json"):
+		n := strings.TrimSuffix(strings.TrimPrefix(p, "api/v1/versions/"), ".json")
+		if len(s.gems[n]) == 0 {
+			http.NotFound(w, r)
+			return
+		}
+		var out []map[string]any
+		for i := len(s.gems[n]) - 1; i >= 0; i-- { // newest first, as rubygems.org answers
+			g := s.gems[n][i]
+			t := g.Time
+			if t.IsZero() {
+				t = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+			}
+			out = append(out, map[string]any{"number": g.Version, "platform": "ruby", "created_at": t.UTC().Format("2006-01-02T15:04:05.000Z")})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(out)
 	case strings.HasPrefix(p, "gems/"):
 		file := strings.TrimPrefix(p, "gems/")
 		for _, gs := range s.gems {

@@ -122,6 +122,10 @@ func (gm *gemsMirror) versions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if _, snap := policy.Snapshot(r); !snap && gm.m.URL != "" {
+		over, _ := gm.over.snapshot()
+		lines += over // after the pushed gems': a filtered /info's MD5 (see policy.go)
+	}
 	if gm.m.URL == "" {
 		return httpx.WriteBlob(w, http.StatusOK, "text/plain; charset=utf-8", []byte("created_at: 2024-01-01T00:00:00Z\n---\n"+lines))
 	}

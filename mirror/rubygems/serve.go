@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
@@ -33,7 +34,8 @@ func init() {
 type gemsMirror struct {
 	env     *mirror.Env
 	m       fetch.Mirror
-	derived fetch.Derived // /versions with the pushed gems' lines
+	derived fetch.Derived // /versions with the pushed gems' lines, filtered /info files
+	over    overrides     // /versions lines of gems whose /info was filtered
 }
 
 var _ mirror.Ecosystem = (*gemsMirror)(nil)
@@ -120,6 +122,13 @@ func (gm *gemsMirror) info(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if gm.filters(r, name) {
+		f, err := gm.filterInfo(r, name, res)
+		if err != nil {
+			return err
+		}
+		return serveFilteredInfo(w, r, f)
+	}
 	return gm.env.Core.ServeMeta(w, r, res, hvText)
 }
 
@@ -141,6 +150,9 @@ func (gm *gemsMirror) gem(w http.ResponseWriter, r *http.Request) error {
 	}
 	if gm.m.URL == "" {
 		return httpx.NewError(http.StatusNotFound, file+" is not pushed here")
+	}
+	if err := gm.judgeFile(w, r, file, names); err != nil {
+		return err
 	}
 	key := storage.Join(gm.env.DistPrefix, gm.m.Name, "gems", file)
 	w.Header()["Content-Type"] = hvBinary
@@ -187,4 +199,34 @@ func (gm *gemsMirror) quickSpec(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return gm.env.Core.ServeMeta(w, r, res, hvBinary)
+}
+
+// judgeFile refuses a .gem a policy hides: its version is found in the
+// /info of the name it belongs to; one no /info lists (taken down) is
+// judged by its file name, with no publish time (fail closed).
+func (gm *gemsMirror) judgeFile(w http.ResponseWriter, r *http.Request, file string, names []string) error {
+	for _, name := range names {
+		if !gm.filters(r, name) {
+			continue
+		}
+		res, err := gm.infoMeta(r.Context(), name)
+		if httpx.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		lines, err := fetch.Parsed(gm.env.Core, res.Entry, ParseInfo)
+		if err != nil {
+			return &httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("stored /info/%s: %v", name, err)}
+		}
+		if l, ok := ParseGemFile(file, lines, name); ok {
+			return gm.heldBack(w, r, name, l.Version)
+		}
+	}
+	if name := names[0]; gm.filters(r, name) {
+		version := strings.TrimSuffix(strings.TrimPrefix(file, name+"-"), ".gem")
+		return gm.heldBack(w, r, name, version)
+	}
+	return nil
 }
