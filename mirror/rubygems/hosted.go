@@ -127,14 +127,16 @@ func (gm *gemsMirror) versions(w http.ResponseWriter, r *http.Request) error {
 		lines += over // after the pushed gems': a filtered /info's MD5 (see policy.go)
 	}
 	if gm.m.URL == "" {
-		return httpx.WriteBlob(w, http.StatusOK, "text/plain; charset=utf-8", []byte("created_at: 2024-01-01T00:00:00Z\n---\n"+lines))
+		body := []byte("created_at: 2024-01-01T00:00:00Z\n---\n" + lines)
+		sum := md5.Sum(body)
+		return serveBytes(w, r, body, `"`+hex.EncodeToString(sum[:])+`"`)
 	}
 	res, err := gm.meta(r.Context(), "versions", true)
 	if err != nil {
 		return err
 	}
 	if lines == "" {
-		return gm.env.Core.ServeMeta(w, r, res, hvText)
+		return gm.serveIndexDoc(w, r, res)
 	}
 	sum := sha256.Sum256([]byte(lines))
 	key := fetch.DerivedKey{ID: res.Entry.ID(), Day: hex.EncodeToString(sum[:8])}
@@ -156,14 +158,9 @@ func (gm *gemsMirror) versions(w http.ResponseWriter, r *http.Request) error {
 		})
 	}
 	// Bundler takes an ETag as the MD5 of the whole file: the merged
-	// document's is, and a matching If-None-Match is a 304.
+	// document's is (see serveIndexDoc).
 	mv := v.(*merged)
-	w.Header().Set("ETag", mv.etag)
-	if r.Header.Get("If-None-Match") == mv.etag {
-		w.WriteHeader(http.StatusNotModified)
-		return nil
-	}
-	return httpx.WriteBlob(w, http.StatusOK, "text/plain; charset=utf-8", mv.body)
+	return serveBytes(w, r, mv.body, mv.etag)
 }
 
 // merged is /versions with the pushed gems' lines, and its MD5 ETag.

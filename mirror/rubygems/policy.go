@@ -174,16 +174,6 @@ func (gm *gemsMirror) filterInfo(r *http.Request, name string, res fetch.MetaRes
 	return f, nil
 }
 
-// serveFilteredInfo answers a filtered /info, with its MD5 as ETag.
-func serveFilteredInfo(w http.ResponseWriter, r *http.Request, f *filteredInfo) error {
-	w.Header().Set("ETag", f.etag)
-	if r.Header.Get("If-None-Match") == f.etag {
-		w.WriteHeader(http.StatusNotModified)
-		return nil
-	}
-	return httpx.WriteBlob(w, http.StatusOK, "text/plain; charset=utf-8", f.body)
-}
-
 // heldBack refuses a .gem of a version a policy hides (fail closed: not
 // served while its times cannot be read).
 func (gm *gemsMirror) heldBack(w http.ResponseWriter, r *http.Request, name, version string) error {

@@ -1,11 +1,16 @@
 package rubygems
 
 import (
+	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
@@ -36,6 +41,9 @@ type gemsMirror struct {
 	m       fetch.Mirror
 	derived fetch.Derived // /versions with the pushed gems' lines, filtered /info files
 	over    overrides     // /versions lines of gems whose /info was filtered
+	// etags are the MD5 ETags of stored index documents, by entry ID.
+	etags     sync.Map
+	etagCount atomic.Int64
 }
 
 var _ mirror.Ecosystem = (*gemsMirror)(nil)
@@ -73,17 +81,51 @@ func (gm *gemsMirror) meta(ctx context.Context, path string, big bool) (fetch.Me
 
 // document serves a whole-repository document as the upstream has it.
 func (gm *gemsMirror) document(path string, big bool) func(http.ResponseWriter, *http.Request) error {
-	ctype := hvText
-	if path != "versions" && path != "names" {
-		ctype = hvBinary
-	}
 	return func(w http.ResponseWriter, r *http.Request) error {
 		res, err := gm.meta(r.Context(), path, big)
 		if err != nil {
 			return err
 		}
-		return gm.env.Core.ServeMeta(w, r, res, ctype)
+		if path == "names" {
+			return gm.serveIndexDoc(w, r, res)
+		}
+		return gm.env.Core.ServeMeta(w, r, res, hvBinary)
 	}
+}
+
+// serveIndexDoc sends a compact index document as Bundler reads it: its
+// ETag is the quoted MD5 of the whole document (what Bundler checks a
+// download against), If-None-Match with it is a 304, and a Range request
+// (Bundler asks for what follows the copy it has) is a 206 of that part.
+func (gm *gemsMirror) serveIndexDoc(w http.ResponseWriter, r *http.Request, res fetch.MetaResult) error {
+	body, err := res.Entry.Body()
+	if err != nil {
+		return err
+	}
+	etag, ok := gm.etags.Load(res.Entry.ID())
+	if !ok {
+		sum := md5.Sum(body)
+		etag = `"` + hex.EncodeToString(sum[:]) + `"`
+		if gm.etagCount.Add(1) > 100000 {
+			gm.etags.Clear() // bounded: computed again when asked
+			gm.etagCount.Store(0)
+		}
+		gm.etags.Store(res.Entry.ID(), etag)
+	}
+	if res.Stale {
+		w.Header().Set("X-Mirror-Stale", "true")
+	}
+	return serveBytes(w, r, body, etag.(string))
+}
+
+// serveBytes sends body with etag, honouring If-None-Match and Range.
+func serveBytes(w http.ResponseWriter, r *http.Request, body []byte, etag string) error {
+	h := w.Header()
+	h.Set("ETag", etag)
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+	return nil
 }
 
 // infoMeta is a gem's /info file.
@@ -127,9 +169,9 @@ func (gm *gemsMirror) info(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		return serveFilteredInfo(w, r, f)
+		return serveBytes(w, r, f.body, f.etag)
 	}
-	return gm.env.Core.ServeMeta(w, r, res, hvText)
+	return gm.serveIndexDoc(w, r, res)
 }
 
 // gem serves a .gem: stored, or downloaded and verified against the
