@@ -119,8 +119,21 @@ func (e *MetaEntry) UpstreamModified() time.Time {
 }
 
 // Body returns the stored document, uncompressed (a copy is not made:
-// callers must not change it).
+// callers must not change it). It decompresses on every call unless a
+// client without gzip made the plain bytes already: a handler that sends
+// them on every request uses Core.PlainBody.
 func (e *MetaEntry) Body() ([]byte, error) { return e.body() }
+
+// PlainBody is the entry's uncompressed document, made once and kept with
+// it (and counted by the memory cache), as ServeMeta keeps it for clients
+// without gzip: for handlers that send the plain bytes themselves.
+func (c *Core) PlainBody(e *MetaEntry) ([]byte, error) {
+	p, made, err := e.identity()
+	if made {
+		c.reweigh(e)
+	}
+	return p, err
+}
 
 // body returns the uncompressed document.
 func (e *MetaEntry) body() ([]byte, error) {

@@ -205,16 +205,15 @@ func (mm *mavenMirror) checksum(w http.ResponseWriter, r *http.Request, p Path) 
 		if err != nil {
 			return err
 		}
-		b, err := res.Entry.Body()
-		if err != nil {
-			return err
-		}
+		var b []byte
 		if c := candidates(p.Of)[0]; mm.filters(r, c.name()) {
 			f, err := mm.filteredMetadata(r, c, res)
 			if err != nil {
 				return err
 			}
 			b = f.body // the checksum of what is served
+		} else if b, err = mm.env.Core.PlainBody(res.Entry); err != nil {
+			return err
 		}
 		h := newHash(p.Alg)
 		h.Write(b)

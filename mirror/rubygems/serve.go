@@ -98,7 +98,7 @@ func (gm *gemsMirror) document(path string, big bool) func(http.ResponseWriter, 
 // download against), If-None-Match with it is a 304, and a Range request
 // (Bundler asks for what follows the copy it has) is a 206 of that part.
 func (gm *gemsMirror) serveIndexDoc(w http.ResponseWriter, r *http.Request, res fetch.MetaResult) error {
-	body, err := res.Entry.Body()
+	body, err := gm.env.Core.PlainBody(res.Entry) // kept with the entry: not decompressed per request
 	if err != nil {
 		return err
 	}
