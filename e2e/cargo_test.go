@@ -96,10 +96,12 @@ func TestCargoBuildThroughTheMirror(t *testing.T) {
 	}
 	evil := cargoProject(t, registry, map[string]string{"evil": "1"}, "fn main() {}\n")
 	out, err = cargoRun(t, evil, t.TempDir(), nil, "build")
-	if err == nil {
-		t.Errorf("cargo build of a tampered crate succeeded:\n%s", tailLines(out, 20))
+	if err == nil || !strings.Contains(out, "502") || !strings.Contains(out, "checksum mismatch") {
+		t.Errorf("cargo build of a tampered crate: %v; want a failure on the proxy's 502, naming the checksum\n%s", err, tailLines(out, 20))
 	}
-	t.Logf("cargo said:\n%s", tailLines(out, 8))
+	if code, _, _ := get(t, registry+"/dl/evil/1.0.0/download"); code != http.StatusBadGateway {
+		t.Errorf("the tampered crate again: %d, want 502 (it must not have been stored)", code)
+	}
 }
 
 // The policies with the real cargo: a cooldown (from the index's pubtime),
