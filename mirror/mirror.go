@@ -18,6 +18,7 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/hosted/upload"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/osv"
+	"github.com/mirror-proxy/mirror-proxy/policy"
 )
 
 // Type is one ecosystem.
@@ -54,6 +55,9 @@ type Type struct {
 	// OSVNormalize maps OSV's package names as the type compares names
 	// (nil: as given).
 	OSVNormalize func(string) string
+	// ParseDeny, when set, reads the type's deny rules (where its names
+	// hold a ":", as Maven's group:artifact do); else policy.ParseDeny.
+	ParseDeny func(string) (policy.Deny, error)
 	// Options, when set, checks the type's own settings of a mirror
 	// (fetch.Mirror.Options; Go's "sumdb"); without it a mirror of the
 	// type may have none.

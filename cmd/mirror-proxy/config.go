@@ -473,7 +473,7 @@ func (c *Config) validate() error {
 			}
 		}
 		for _, d := range m.Deny {
-			if _, err := policy.ParseDeny(d); err != nil {
+			if _, err := denyRule(m.Type, d); err != nil {
 				return configError{"MIRRORS", fmt.Sprintf("%s: deny: %v", where, err)}
 			}
 		}
@@ -622,7 +622,7 @@ func (c *Config) ProxyMirrors() []proxy.Mirror {
 		}
 		pm.Rules.Allow = m.Allow
 		for _, d := range m.Deny {
-			if rule, err := policy.ParseDeny(d); err == nil {
+			if rule, err := denyRule(m.Type, d); err == nil {
 				pm.Rules.Deny = append(pm.Rules.Deny, rule)
 			}
 		}
@@ -688,4 +688,14 @@ func (c *CIDRs) Decode(v string) error {
 		*c = append(*c, p.Masked())
 	}
 	return nil
+}
+
+// denyRule reads a deny rule as the mirror's type writes them (its
+// Type.ParseDeny: Maven's group:artifact[:version]), else in the common
+// forms of policy.ParseDeny.
+func denyRule(typ, s string) (policy.Deny, error) {
+	if t, ok := mirror.Lookup(typ); ok && t.ParseDeny != nil {
+		return t.ParseDeny(s)
+	}
+	return policy.ParseDeny(s)
 }

@@ -26,41 +26,36 @@ import (
 // release move to the newest version let through), and the files of a
 // hidden version answer 403 with the reason.
 
-// rules are the mirror's rules as Maven writes them: the configuration
-// reads "g:a" as name g, version a, and "g:a:v" as name g, version a:v
-// (the generic name:version form); both are put back together here.
-func mavenRules(r policy.Rules) policy.Rules {
-	out := policy.Rules{Allow: r.Allow, Advisor: r.Advisor}
-	for _, d := range r.Deny {
-		full := d.Name
-		if d.Version != "" {
-			full += ":" + d.Version
-		}
-		parts := strings.Split(full, ":")
-		switch len(parts) {
-		case 3:
-			out.Deny = append(out.Deny, policy.Deny{Name: parts[0] + ":" + parts[1], Version: parts[2]})
-		case 2:
-			out.Deny = append(out.Deny, policy.Deny{Name: full})
-		default:
-			out.Deny = append(out.Deny, d)
+// ParseDeny reads a deny rule as Maven names things: "group:artifact"
+// (a pattern in path.Match syntax) or "group:artifact:version".
+func ParseDeny(s string) (policy.Deny, error) {
+	parts := strings.Split(strings.TrimSpace(s), ":")
+	for _, p := range parts {
+		if p == "" {
+			parts = nil
 		}
 	}
-	return out
+	switch len(parts) {
+	case 2:
+		return policy.Deny{Name: parts[0] + ":" + parts[1]}, nil
+	case 3:
+		return policy.Deny{Name: parts[0] + ":" + parts[1], Version: parts[2]}, nil
+	}
+	return policy.Deny{}, fmt.Errorf("%q is not a Maven deny rule (examples: com.evil:lib, org.example:util:1.2.3, org.example:*)", s)
 }
 
 // filters reports whether what r asks of group:artifact name is judged.
 func (mm *mavenMirror) filters(r *http.Request, name string) bool {
 	_, snap := policy.Snapshot(r)
-	return snap || mm.m.Cooldown.Active(name) || mm.rules.Filters(name)
+	return snap || mm.m.Cooldown.Active(name) || mm.m.Rules.Filters(name)
 }
 
 // judge says why name at version is not served ("" : it is).
 func (mm *mavenMirror) judge(r *http.Request, name, version string, published time.Time) (string, policy.Verdict) {
-	if why := mm.rules.Refuse(name); why != "" {
+	if why := mm.m.Rules.Refuse(name); why != "" {
 		return why, policy.Verdict{Hidden: true, Denied: true}
 	}
-	return policy.Judge(r, mm.m.Cooldown, mm.rules, policy.Judged{Name: name, What: name + ":" + version,
+	return policy.Judge(r, mm.m.Cooldown, mm.m.Rules, policy.Judged{Name: name, What: name + ":" + version,
 		Published: published, Versions: []string{version}}, time.Now())
 }
 

@@ -19,7 +19,6 @@ import (
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/mirror"
-	"github.com/mirror-proxy/mirror-proxy/policy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 )
 
@@ -29,6 +28,7 @@ func init() {
 		DefaultURL: "https://repo.maven.apache.org/maven2",
 		// Releases never change; maven-metadata.xml changes with each one.
 		DefaultTTL: 30 * time.Minute,
+		ParseDeny:  ParseDeny, // group:artifact[:version]
 		Hosts:      true,
 		New:        newMirror,
 	})
@@ -38,7 +38,6 @@ func init() {
 type mavenMirror struct {
 	env     *mirror.Env
 	m       fetch.Mirror
-	rules   policy.Rules  // m's, as Maven writes names (mavenRules)
 	derived fetch.Derived // metadata filtered by the policies
 	// sums are checksums computed of served files, by storage key.
 	sumsMu sync.Mutex
@@ -48,7 +47,7 @@ type mavenMirror struct {
 var _ mirror.Ecosystem = (*mavenMirror)(nil)
 
 func newMirror(env *mirror.Env) mirror.Ecosystem {
-	return &mavenMirror{env: env, m: env.Mirror, rules: mavenRules(env.Mirror.Rules), sums: map[string]map[string]string{}}
+	return &mavenMirror{env: env, m: env.Mirror, sums: map[string]map[string]string{}}
 }
 
 // Routes registers the mirror's routes: every path is a repository path.
