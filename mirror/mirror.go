@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/audit"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/hosted/upload"
@@ -112,6 +113,9 @@ type Env struct {
 	// AdvisoryBlocked counts a file an advisories policy refused, by
 	// reason (mirror_advisory_blocks_total). Nil: not counted.
 	AdvisoryBlocked func(reason string)
+	// Audit records an event of the request (the server adds the client,
+	// token and request id). Nil: no trail.
+	Audit func(w http.ResponseWriter, r *http.Request, e audit.Event)
 }
 
 // MetaKey is the storage key of a mirrored metadata document.

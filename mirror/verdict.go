@@ -3,6 +3,7 @@ package mirror
 import (
 	"net/http"
 
+	"github.com/mirror-proxy/mirror-proxy/audit"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/policy"
 )
@@ -11,7 +12,7 @@ import (
 // policies' verdict on it (why and v from policy.Judge): a refusal is a
 // 403 whose message is why. What an advisories policy refuses is counted
 // and logged once per request, with the package, version, advisory ids
-// and the client's token name; in report mode the file is served, its
+// and the client's token name; every refusal is an audit event; in report mode the file is served, its
 // response names the advisories in X-Mirror-Advisory, and it is logged.
 func (e *Env) FileVerdict(w http.ResponseWriter, r *http.Request, why string, v policy.Verdict) error {
 	if a := v.Advice; a != nil {
@@ -32,6 +33,14 @@ func (e *Env) FileVerdict(w http.ResponseWriter, r *http.Request, why string, v 
 		}
 	}
 	if why != "" {
+		if e.Audit != nil {
+			reason := v.Policy
+			if reason == "" {
+				reason = "policy"
+			}
+			e.Audit(w, r, audit.Event{Action: audit.Refuse, Mirror: e.Mirror.Name, Package: v.Name, Version: v.Version,
+				Outcome: audit.Denied, Status: http.StatusForbidden, Reason: reason})
+		}
 		return httpx.NewError(http.StatusForbidden, why)
 	}
 	return nil

@@ -23,6 +23,10 @@ type Judged struct {
 func Judge(r *http.Request, cooldown Cooldown, rules Rules, j Judged, now time.Time) (string, Verdict) {
 	gen := advisoryGen.Load() // before judging: a change meanwhile makes the verdict stale
 	why, v := judge(r, cooldown, rules, j, now)
+	v.Name = j.Name
+	if len(j.Versions) > 0 {
+		v.Version = j.Versions[0]
+	}
 	if rules.Advisor != nil {
 		v.Advised, v.gen = true, gen
 	}
@@ -32,17 +36,19 @@ func Judge(r *http.Request, cooldown Cooldown, rules Rules, j Judged, now time.T
 func judge(r *http.Request, cooldown Cooldown, rules Rules, j Judged, now time.Time) (string, Verdict) {
 	if cutoff, ok := Snapshot(r); ok {
 		if why, v := AsOf(j.Published, cutoff, cooldown.AllowUnknown); v.Hidden {
+			v.Policy = "snapshot"
 			return j.What + " is not in this snapshot: " + why, v
 		}
 	}
 	var v Verdict
 	if cooldown.Active(j.Name) {
 		if v = cooldown.Judge(j.Published, now); v.Hidden {
+			v.Policy = "cooldown"
 			return cooldown.Reason(j.What, v), v
 		}
 	}
 	if why := rules.DenyVersion(j.Name, j.Versions...); why != "" {
-		return why, Verdict{Hidden: true, Denied: true}
+		return why, Verdict{Hidden: true, Denied: true, Policy: "deny"}
 	}
 	if rules.Advisor != nil {
 		if a := rules.Advisor.Advise(j.Name, false, j.Versions...); a != nil {
@@ -50,7 +56,7 @@ func judge(r *http.Request, cooldown Cooldown, rules Rules, j Judged, now time.T
 				v.Advice = a // served: the file's response says so
 				return "", v
 			}
-			return a.Why, Verdict{Hidden: true, Denied: true, Advisory: true, Advice: a}
+			return a.Why, Verdict{Hidden: true, Denied: true, Advisory: true, Advice: a, Policy: "advisory"}
 		}
 	}
 	return "", v
@@ -74,5 +80,6 @@ func JudgeHosted(rules Rules, name string, versions ...string) (string, Verdict)
 	case a.Report:
 		return "", Verdict{Advice: a}
 	}
-	return a.Why, Verdict{Hidden: true, Denied: true, Advisory: true, Advice: a}
+	return a.Why, Verdict{Hidden: true, Denied: true, Advisory: true, Advice: a, Policy: "advisory",
+		Name: name, Version: a.Version}
 }

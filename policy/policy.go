@@ -56,6 +56,11 @@ type Verdict struct {
 	// verdict holds only while the data is the same.
 	Advised bool
 	gen     uint64
+	// Policy names what hid it ("snapshot", "cooldown", "deny",
+	// "advisory"; "" : nothing), and Name and Version what was judged
+	// (the audit trail records them).
+	Policy        string
+	Name, Version string
 }
 
 // Judge says whether something published at published (zero: unknown)

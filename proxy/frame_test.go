@@ -117,7 +117,7 @@ func TestFileBodyReachesReadFrom(t *testing.T) {
 	if err := os.WriteFile(path, body, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := s.adapt("/f", "", nil, func(w http.ResponseWriter, r *http.Request) error {
+	h := s.adapt("/f", "", "", false, nil, func(w http.ResponseWriter, r *http.Request) error {
 		f, err := os.Open(path)
 		if err != nil {
 			return err

@@ -43,7 +43,8 @@ func (rt Router) Write(method, path string, h httpx.Handler) {
 func (rt Router) add(method, path string, h httpx.Handler, write bool) {
 	route, rest := echoPath(path)
 	route = rt.prefix + route
-	rt.s.e.Add(method, route, rt.s.adapt(route, rest, rt.s.authorizer(mirrorOfRoute(route), write), h))
+	name := mirrorOfRoute(route)
+	rt.s.e.Add(method, route, rt.s.adapt(route, rest, name, write, rt.s.authorizer(name, write), h))
 }
 
 // echoPath turns {name} wildcards into echo's :name, and a final
@@ -68,15 +69,17 @@ func echoPath(p string) (route, rest string) {
 	}
 }
 
-// adapt runs a httpx.Handler of route under echo once the request is
-// authorized (auth, when not nil): path parameters become path values
+// adapt runs a httpx.Handler of route (of mirror mirrorName; write: it
+// writes) under echo once the request is authorized (auth, when not nil);
+// refusals and writes are audit events (audit.go): path parameters become path values
 // (echo's * as rest, the name of a {rest...} wildcard), and an
 // aborted response (abort) is recorded for the request log before the
 // connection is cut.
-func (s *Server) adapt(route, rest string, auth func(echo.Context) error, h httpx.Handler) echo.HandlerFunc {
+func (s *Server) adapt(route, rest, mirrorName string, write bool, auth func(echo.Context) error, h httpx.Handler) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if auth != nil {
 			if err := auth(c); err != nil {
+				s.auditAuth(c, mirrorName, write, err)
 				return err
 			}
 		} else if rec, ok := c.Response().Writer.(*recorder); ok {
@@ -101,6 +104,9 @@ func (s *Server) adapt(route, rest string, auth func(echo.Context) error, h http
 				panic(p)
 			}
 		}()
+		if write && s.opts.Audit != nil {
+			return s.audited(c, mirrorName, func(r *http.Request) error { return h(responseWriter{c.Response()}, r) })
+		}
 		return h(responseWriter{c.Response()}, r)
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/mirror-proxy/mirror-proxy/audit"
 	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/coord"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
@@ -102,6 +103,8 @@ type Options struct {
 	// in storage is older than OSVRefresh (<OSVURL>/<Ecosystem>/all.zip),
 	// by one replica at a time with Redis; "" : only what is imported.
 	OSVURL string
+	// Audit, when set, records the audit trail (see package audit).
+	Audit *audit.Trail
 }
 
 // Defaults are the server's own settings that Options' zero values mean
@@ -186,6 +189,9 @@ func New(o Options) *Server {
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.readyz)
 	go s.watchHealth(s.core.Background())
+	if o.Audit != nil {
+		go o.Audit.Run(s.core.Background())
+	}
 	e.GET("/metrics", echo.WrapHandler(s.core.Metrics().Handler()))
 	s.mirrors = map[string]Mirror{}
 	var types []mirror.Type
@@ -217,6 +223,9 @@ func New(o Options) *Server {
 		}
 		if len(o.Tokens) > 0 {
 			env.TokenName = s.tokenName
+		}
+		if o.Audit != nil {
+			env.Audit = s.auditEvent
 		}
 		if m.Rules.Advisor != nil {
 			name := m.Name

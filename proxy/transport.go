@@ -93,6 +93,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration)
 	}
 	s.core.Stop()
 	s.core.Wait()
+	// The audit events of the last requests are written before exit.
+	actx, acancel := context.WithTimeout(context.Background(), 30*time.Second)
+	_ = s.opts.Audit.Close(actx)
+	acancel()
 	if errors.Is(err, context.DeadlineExceeded) {
 		_ = closeAll()
 	}

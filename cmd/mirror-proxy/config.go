@@ -81,6 +81,9 @@ type Config struct {
 	AccessFlush         time.Duration `envconfig:"ACCESS_FLUSH_INTERVAL" default:"1m" desc:"how often a replica writes the record of the files it served (one storage write each time; mirror-proxy gc reads them)"`
 	VerifyFailureTTL    time.Duration `envconfig:"VERIFY_FAILURE_TTL" default:"30s" desc:"how long a file that failed verification (digest, size, archive check) is answered 502 without being fetched again, by every replica with Redis (0: not remembered)"`
 	UpstreamTimeout     time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s" desc:"connect and response-header timeout for upstream requests"`
+	AuditPrefix         string        `envconfig:"AUDIT_PREFIX" desc:"key prefix under which the audit trail is kept (create-only <prefix>/YYYY/MM/DD/<replica>-<seq>.jsonl objects; mirror-proxy audit reads them); empty: the audit events are only logged (on stdout)"`
+	AuditFlush          time.Duration `envconfig:"AUDIT_FLUSH" default:"5s" desc:"longest time an audit event waits before its batch is written to storage (and at shutdown, always)"`
+	ReplicaID           string        `envconfig:"REPLICA_ID" desc:"this replica's name in the audit trail (a pod's name); default: the host name and a random suffix, so two replicas on one host never collide"`
 	ShutdownTimeout     time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"60s" desc:"how long SIGTERM waits for in-flight requests and downloads"`
 	DebugAddr           string        `envconfig:"DEBUG_ADDR" desc:"optional address for Go's pprof profiles (/debug/pprof/), e.g. 127.0.0.1:6060; empty: off"`
 	LogLevel            string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -355,6 +358,23 @@ func (c *Config) validate() error {
 	}
 	if c.ArtifactPrefix == c.MetaPrefix || c.ArtifactPrefix == c.DistPrefix {
 		return configError{"STORAGE_AWS_ARTIFACT_PREFIX", "must differ from the mirror prefixes: published packages are never mixed with mirrored ones"}
+	}
+	c.AuditPrefix = strings.TrimRight(c.AuditPrefix, "/")
+	if c.AuditPrefix != "" {
+		if !regexp.MustCompile(`^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$`).MatchString(c.AuditPrefix) {
+			return configError{"AUDIT_PREFIX", fmt.Sprintf("%q: must be path segments of letters, digits, '_' or '-'", c.AuditPrefix)}
+		}
+		for _, p := range []string{c.MetaPrefix, c.DistPrefix, c.ArtifactPrefix} {
+			if c.AuditPrefix == p || strings.HasPrefix(c.AuditPrefix+"/", p+"/") || strings.HasPrefix(p+"/", c.AuditPrefix+"/") {
+				return configError{"AUDIT_PREFIX", fmt.Sprintf("%q overlaps the storage prefix %q: the trail is kept apart", c.AuditPrefix, p)}
+			}
+		}
+	}
+	if c.AuditFlush <= 0 {
+		return configError{"AUDIT_FLUSH", "must be positive"}
+	}
+	if c.ReplicaID != "" && !regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}$`).MatchString(c.ReplicaID) {
+		return configError{"REPLICA_ID", fmt.Sprintf("%q: must be 1 to 100 letters, digits, '.', '_' or '-'", c.ReplicaID)}
 	}
 	if c.UploadMaxBytes <= 0 {
 		return configError{"UPLOAD_MAX_BYTES", "must be positive"}

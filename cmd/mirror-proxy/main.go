@@ -29,10 +29,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/mirror-proxy/mirror-proxy/audit"
 	"github.com/mirror-proxy/mirror-proxy/cache"
 	"github.com/mirror-proxy/mirror-proxy/coord"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/internal/buildinfo"
+	"github.com/mirror-proxy/mirror-proxy/internal/randid"
 	_ "github.com/mirror-proxy/mirror-proxy/mirror/all" // every ecosystem registers itself
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
@@ -44,7 +46,7 @@ import (
 )
 
 const usage = `mirror-proxy: a stateless package mirror and private repository for Composer, PyPI, npm,
-CRAN (R), Nix and conda that keeps what it fetches and hosts in S3 (or a local directory).
+CRAN (R), Nix, conda, Go modules, Cargo, Maven and RubyGems that keeps what it fetches and hosts in S3 (or a local directory).
 
 Usage:
   mirror-proxy serve          run the server; configured by environment variables only
@@ -62,6 +64,9 @@ Usage:
                               (a dry run unless --yes)
   mirror-proxy osv import --ecosystem npm FILE.zip
                               store an OSV export for advisories policies (air-gapped sites)
+  mirror-proxy audit [--since 24h] [--mirror M] [--package P] [--json]
+                              list the audit trail (AUDIT_PREFIX): publishes, deletes,
+                              yanks, refusals, failed authentications
   mirror-proxy storage reencrypt
                               encrypt what was stored before STORAGE_ENCRYPTION was set
   mirror-proxy --version      print the build (module version, VCS revision, Go version)
@@ -114,6 +119,8 @@ func main() {
 		os.Exit(storageCommand(args[1:]))
 	case "osv":
 		os.Exit(osvCommand(args[1:]))
+	case "audit":
+		os.Exit(auditCommand(args[1:], os.Stdout))
 	case "reference": // go generate: the configuration reference in a doc
 		if err := writeReference(args[1:]); err != nil {
 			fmt.Fprintln(os.Stderr, "mirror-proxy reference:", err)
@@ -152,6 +159,28 @@ func newLogger(c *Config) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+// replicaID is REPLICA_ID, or the host name with a random suffix (two
+// replicas on one host never share a name in the audit trail).
+func replicaID(c *Config) string {
+	if c.ReplicaID != "" {
+		return c.ReplicaID
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "replica"
+	}
+	return host + "-" + randid.New()[:8]
+}
+
+// auditLogger is the "audit" logger: the audit events on stdout (the
+// other logs go to stderr), in LOG_FORMAT, whatever LOG_LEVEL.
+func auditLogger(c *Config) *slog.Logger {
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(os.Stdout, nil)).With("logger", "audit")
+	}
+	return slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("logger", "audit")
 }
 
 func serve() error {
@@ -258,6 +287,8 @@ func withServer(ctx context.Context, cfg *Config, log *slog.Logger, fn func(*pro
 	if opts.Tokens, err = cfg.Tokens(); err != nil {
 		return err
 	}
+	opts.Audit = audit.New(audit.Config{Replica: replicaID(cfg), Log: auditLogger(cfg),
+		Store: guarded, Prefix: cfg.AuditPrefix, Flush: cfg.AuditFlush})
 	return fn(proxy.New(opts), guarded)
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/audit"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 )
@@ -186,6 +187,7 @@ func (cm *cargoMirror) publish(w http.ResponseWriter, r *http.Request) error {
 	if err := json.Unmarshal(raw, &meta); err != nil {
 		return httpx.BadRequest("publish metadata: %v", err)
 	}
+	audit.Noted(r.Context(), audit.Publish, meta.Name, meta.Vers)
 	if !ValidName(meta.Name) || !versRe.MatchString(meta.Vers) {
 		return httpx.BadRequest("%q %q is not a crate name and version", meta.Name, meta.Vers)
 	}
@@ -306,6 +308,7 @@ func (cm *cargoMirror) yank(yanked bool) func(http.ResponseWriter, *http.Request
 		if !ValidName(name) || !versRe.MatchString(vers) {
 			return httpx.BadRequest("not a crate name and version")
 		}
+		audit.Noted(r.Context(), map[bool]string{true: audit.Yank, false: audit.Unyank}[yanked], name, vers)
 		errMissing := errors.New("missing")
 		err := cm.env.Repo.Update(r.Context(), Canonical(name), func(old []byte) ([]byte, error) {
 			v, err := parseHosted(old)

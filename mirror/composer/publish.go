@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/audit"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
@@ -67,6 +68,7 @@ func (cm *composerMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return httpx.BadRequest("%v", err)
 	}
+	audit.Noted(r.Context(), audit.Publish, name, version)
 	if cjName, _ := cj["name"].(string); strings.ToLower(cjName) != name {
 		return httpx.BadRequest("json names the package %s, the URL %s: they must be the same", httpx.QuoteName(cjName), httpx.QuoteName(name))
 	}
@@ -127,6 +129,7 @@ func (cm *composerMirror) deleteVersion(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return httpx.BadRequest("%v", err)
 	}
+	audit.Noted(r.Context(), audit.Delete, name, r.PathValue("version"))
 	errMissing := errors.New("missing")
 	err = cm.repo.Update(r.Context(), name, func(old []byte) ([]byte, error) {
 		idx, err := ParseHostedIndex(old, name)

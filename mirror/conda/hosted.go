@@ -19,6 +19,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/mirror-proxy/mirror-proxy/audit"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 )
@@ -183,6 +184,7 @@ func (cm *condaMirror) upload(w http.ResponseWriter, r *http.Request) error {
 	if want := meta.Name + "-" + meta.Version + "-" + meta.Build + ext; want != file {
 		return httpx.BadRequest("%s: its info/index.json says %s", file, want)
 	}
+	audit.Noted(r.Context(), audit.Publish, meta.Name, meta.Version)
 	if meta.Subdir != subdir {
 		return httpx.BadRequest("%s is built for subdir %q, not %q", file, meta.Subdir, subdir)
 	}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/semver"
 	modzip "golang.org/x/mod/zip"
 
+	"github.com/mirror-proxy/mirror-proxy/audit"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 )
@@ -156,6 +157,7 @@ func (gm *goMirror) publish(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer sp.Remove()
+	audit.Noted(r.Context(), audit.Publish, req.Module, req.Version)
 	mv := module.Version{Path: req.Module, Version: req.Version}
 	gomod, err := checkModuleZip(mv, sp)
 	if err != nil {

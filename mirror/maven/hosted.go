@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/audit"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 )
 
@@ -309,6 +310,7 @@ func (mm *mavenMirror) deploy(w http.ResponseWriter, r *http.Request) error {
 		return httpx.BadRequest("deploy to <group path>/<artifact>/<version>/<file>")
 	}
 	c := cs[1]
+	audit.Noted(r.Context(), audit.Publish, c.name(), c.version)
 	if p.Kind == "checksum" {
 		return mm.deployChecksum(w, r, p, c)
 	}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/audit"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
@@ -207,6 +208,7 @@ func (nm *npmMirror) publish(w http.ResponseWriter, r *http.Request) error {
 	if !versionRe.MatchString(version) {
 		return httpx.BadRequest("invalid version %s: not a semantic version", httpx.QuoteName(version))
 	}
+	audit.Noted(r.Context(), audit.Publish, n, version)
 	var ids struct {
 		Name    string `json:"name"`
 		Version string `json:"version"`
@@ -369,6 +371,7 @@ func (nm *npmMirror) unpublish(w http.ResponseWriter, r *http.Request) error {
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<20)).Decode(&doc); err != nil {
 		return httpx.BadRequest("the unpublish request is not a JSON packument: %v", err)
 	}
+	audit.Noted(r.Context(), audit.Delete, n, "")
 	var removed []string
 	err = nm.repo.Update(r.Context(), n, func(old []byte) ([]byte, error) {
 		idx, err := parseIndex(old, n)
@@ -398,6 +401,7 @@ func (nm *npmMirror) unpublish(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	sort.Strings(removed)
+	audit.Noted(r.Context(), audit.Delete, n, strings.Join(removed, " "))
 	nm.env.Log.Info("package versions unpublished", "mirror", nm.m.Name, "package", n, "versions", strings.Join(removed, " "))
 	return httpx.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
 }
@@ -405,6 +409,9 @@ func (nm *npmMirror) unpublish(w http.ResponseWriter, r *http.Request) error {
 // deleteTarball answers npm unpublish's last step. The tarball stays in
 // storage (lock files may name it); its version is gone from the index.
 func (nm *npmMirror) deleteTarball(w http.ResponseWriter, r *http.Request) error {
+	if n, err := name(r); err == nil {
+		audit.Noted(r.Context(), audit.Delete, n, versionOfTarball(n, r.PathValue("file")))
+	}
 	return httpx.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/audit"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/hosted"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
@@ -53,6 +54,7 @@ func (pm *pypiMirror) upload(w http.ResponseWriter, r *http.Request) error {
 		return httpx.BadRequest("the form has no version")
 	}
 	project := Normalize(rawName)
+	audit.Noted(r.Context(), audit.Publish, project, version)
 	df, err := ParseDistFilename(u.Filename)
 	if err != nil {
 		return httpx.BadRequest("%v", err)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mirror-proxy/mirror-proxy/audit"
 	"github.com/mirror-proxy/mirror-proxy/fetch"
 	"github.com/mirror-proxy/mirror-proxy/httpx"
 	"github.com/mirror-proxy/mirror-proxy/policy"
@@ -187,6 +188,7 @@ func (gm *gemsMirror) push(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return httpx.BadRequest("%v", err)
 	}
+	audit.Noted(r.Context(), audit.Publish, spec.Name, spec.FullVersion())
 	line := spec.InfoLine(sp.SHA256)
 	check := func(h *hostedGem) error {
 		if h.Name != "" && h.Name != spec.Name {
@@ -264,6 +266,7 @@ func (gm *gemsMirror) yank(w http.ResponseWriter, r *http.Request) error {
 		return httpx.BadRequest("yank needs gem_name and version")
 	}
 	full := version
+	audit.Noted(r.Context(), audit.Yank, name, version)
 	if platform != "" && platform != "ruby" {
 		full += "-" + platform
 	}
