@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mirror-proxy/mirror-proxy/internal/buildinfo"
 )
@@ -232,3 +233,6 @@ func (m *Metrics) Observe(route, method string, status int, size int64, took tim
 		r.bytes.Add(float64(size))
 	}
 }
+
+// Gather reads every collector (the status page's counts).
+func (m *Metrics) Gather() ([]*dto.MetricFamily, error) { return m.reg.Gather() }

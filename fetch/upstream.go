@@ -212,6 +212,7 @@ type upstreamTransport struct {
 	policy  *hostPolicy
 	took    interface{ Observe(float64) } // time to response headers; may be nil
 	adjust  func(*http.Response)          // may be nil
+	result  func(*http.Response, error)   // may be nil
 	offline bool                          // refuse every request (ErrOffline)
 }
 
@@ -243,7 +244,37 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err == nil && t.adjust != nil {
 		t.adjust(resp)
 	}
+	if t.result != nil {
+		t.result(resp, err)
+	}
 	return resp, err
+}
+
+// UpstreamOutcome classifies an upstream request's result (metrics, the
+// status page): "dns", "connect", "timeout", "error", "offline", or the
+// response's status class ("2xx" ... "5xx").
+func UpstreamOutcome(resp *http.Response, err error) string {
+	if err != nil {
+		var dnsErr *net.DNSError
+		var opErr *net.OpError
+		var netErr net.Error
+		switch {
+		case errors.Is(err, ErrOffline):
+			return "offline"
+		case errors.As(err, &dnsErr):
+			return "dns"
+		case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():
+			return "timeout"
+		case errors.As(err, &opErr) && opErr.Op == "dial":
+			return "connect"
+		}
+		return "error"
+	}
+	switch c := resp.StatusCode / 100; c {
+	case 1, 2, 3, 4, 5:
+		return string(rune('0'+c)) + "xx"
+	}
+	return "error"
 }
 
 // ClientOptions are what an ecosystem adds to a mirror's client.
@@ -255,6 +286,9 @@ type ClientOptions struct {
 	// Adjust, when set, sees every upstream response before the core does
 	// (to turn a host's own way of saying "rate limited" into a 429).
 	Adjust func(*http.Response)
+	// Result, when set, learns how every upstream request ended (the
+	// upstream's health and metrics).
+	Result func(*http.Response, error)
 }
 
 // NewClient is the HTTP client of mirror m's upstream: requests time out
@@ -291,7 +325,7 @@ func NewClient(timeout time.Duration, m Mirror, o ClientOptions) *http.Client {
 		}
 	}
 	return &http.Client{
-		Transport: &upstreamTransport{base: base, creds: creds, policy: policy, took: o.Took, adjust: o.Adjust, offline: m.Offline},
+		Transport: &upstreamTransport{base: base, creds: creds, policy: policy, took: o.Took, adjust: o.Adjust, result: o.Result, offline: m.Offline},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 10 {
 				return errors.New("stopped after 10 redirects")

@@ -63,6 +63,9 @@ type Type struct {
 	// (fetch.Mirror.Options; Go's "sumdb"); without it a mirror of the
 	// type may have none.
 	Options func(map[string]json.RawMessage) error
+	// Client is how a user points the type's client at a mirror served at
+	// url (http://host/name, no trailing slash): shown on the status page.
+	Client func(url string) string
 	// Hosts: its mirrors may be "hosted" (accept uploads; Env.Repo is
 	// set). Configuring "hosted" on another type is an error.
 	Hosts bool

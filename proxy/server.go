@@ -157,12 +157,17 @@ type Server struct {
 	core *fetch.Core
 	opts Options
 
+	lastHealthz, lastReadyz atomic.Int32 // the last answers' statuses (quietProbe)
+
 	storageHealth atomic.Pointer[string] // "ok" or what failed, from the background check
 	redisHealth   atomic.Pointer[string]
 
 	mirrors map[string]Mirror // by name
 
 	feed *osv.Feed // the OSV data of advisories policies; nil: none
+
+	upstreams       map[string]*upstreamState // by mirror: the status page's upstream health
+	upstreamResults func(values ...string)    // mirror_upstream_results_total{mirror,outcome}
 
 	replays replays // warm responses kept for replay (replay.go)
 	// replayIgnored: headers a replayed request may carry (replay.go).
@@ -193,7 +198,16 @@ func New(o Options) *Server {
 		go o.Audit.Run(s.core.Background())
 	}
 	e.GET("/metrics", echo.WrapHandler(s.core.Metrics().Handler()))
+	for _, p := range []string{"/", "/-/status"} {
+		e.GET(p, s.statusPage)
+		e.HEAD(p, s.statusPage)
+	}
+	e.GET("/-/status.css", s.statusAsset("status.css", "text/css; charset=utf-8"))
+	e.GET("/-/status.js", s.statusAsset("status.js", "text/javascript; charset=utf-8"))
 	s.mirrors = map[string]Mirror{}
+	s.upstreams = map[string]*upstreamState{}
+	s.upstreamResults = s.core.Metrics().Counter("mirror_upstream_results_total",
+		"Upstream requests by mirror and outcome: the status class (2xx, 3xx, 4xx, 5xx), or dns, connect, timeout, error.", "mirror", "outcome")
 	var types []mirror.Type
 	var advisoryBlocks func(values ...string)
 	for _, m := range o.Mirrors {
@@ -217,7 +231,7 @@ func New(o Options) *Server {
 			PublicURL: o.PublicURL, Log: o.Logger,
 			Uploads: upload.Limits{Max: o.UploadMaxBytes, Idle: o.BodyReadTimeout, Dir: s.core.SpoolDir()},
 			Client: fetch.NewClient(s.core.Config().UpstreamTimeout, m, fetch.ClientOptions{DefaultFileHosts: t.DefaultFileHosts,
-				Took: s.core.Metrics().UpstreamObserver(m.Name), Adjust: t.AdjustResponse})}
+				Took: s.core.Metrics().UpstreamObserver(m.Name), Adjust: t.AdjustResponse, Result: s.upstreamResult(m.Name)})}
 		if m.Hosted {
 			env.Repo = s.newRepo(m)
 		}
@@ -409,9 +423,32 @@ func (s *Server) frame(next echo.HandlerFunc) echo.HandlerFunc {
 			s.core.Metrics().Stale()
 		}
 		res := c.Response()
+		if s.quietProbe(r.URL.Path, res.Status) {
+			return nil
+		}
 		s.logRequest(c.Request(), id, res.Status, res.Size, start, c.RealIP)
 		return nil
 	}
+}
+
+// quietProbe reports whether a request to /healthz or /readyz goes
+// unlogged: probes come every few seconds from every checker and would be
+// most of a replica's log, so only a change of their answer is logged.
+func (s *Server) quietProbe(path string, status int) bool {
+	var last *atomic.Int32
+	switch path {
+	case "/healthz":
+		last = &s.lastHealthz
+	case "/readyz":
+		last = &s.lastReadyz
+		// Its answer is also the storage's health, under a 200.
+		if p := s.storageHealth.Load(); p != nil && *p != "ok" {
+			status += 1000
+		}
+	default:
+		return false
+	}
+	return int(last.Swap(int32(status))) == status
 }
 
 // logRequest writes the one line every request gets (replays included):

@@ -17,6 +17,9 @@ import (
 
 func init() {
 	mirror.Register(mirror.Type{
+		Client: func(u string) string {
+			return "# .cargo/config.toml\n[source.crates-io]\nreplace-with = \"mirror\"\n\n[source.mirror]\nregistry = \"sparse+" + u + "/\""
+		},
 		Name: "cargo",
 		// The sparse index; crate files come from where its config.json's
 		// dl says (static.crates.io for crates.io).

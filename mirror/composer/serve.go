@@ -19,6 +19,10 @@ import (
 
 func init() {
 	mirror.Register(mirror.Type{
+		Client: func(u string) string {
+			return "composer config repos.packagist composer " + u + "\n" +
+				"composer config secure-http false   # only while the proxy is plain http"
+		},
 		Name:       "composer",
 		DefaultTTL: 5 * time.Minute, // Packagist re-dumps p2 files within seconds of a release
 		// GitHub, GitLab and Bitbucket, where Packagist's dists live.

@@ -25,6 +25,9 @@ import (
 
 func init() {
 	mirror.Register(mirror.Type{
+		Client: func(u string) string {
+			return "conda config --add channels " + u + "\n# or, once: conda install -c " + u + " --override-channels numpy"
+		},
 		Name:       "conda",
 		DefaultURL: "https://conda.anaconda.org/conda-forge",
 		// conda-forge's indexes change every few minutes; rattler-index

@@ -18,6 +18,7 @@ import (
 
 func init() {
 	mirror.Register(mirror.Type{
+		Client:     func(u string) string { return "options(repos = c(CRAN = \"" + u + "\"))   # in ~/.Rprofile" },
 		Name:       "cran",
 		DefaultURL: "https://cloud.r-project.org",
 		// CRAN rebuilds its indexes a few times a day.

@@ -16,6 +16,7 @@ import (
 
 func init() {
 	mirror.Register(mirror.Type{
+		Client:     func(u string) string { return "export GOPROXY=" + u },
 		Name:       "go",
 		DefaultURL: "https://proxy.golang.org",
 		// A module's list grows with each release; files never change.

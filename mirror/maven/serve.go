@@ -24,6 +24,9 @@ import (
 
 func init() {
 	mirror.Register(mirror.Type{
+		Client: func(u string) string {
+			return "<!-- ~/.m2/settings.xml -->\n<mirrors><mirror><id>proxy</id><mirrorOf>*</mirrorOf><url>" + u + "</url></mirror></mirrors>"
+		},
 		Name:       "maven",
 		DefaultURL: "https://repo.maven.apache.org/maven2",
 		// Releases never change; maven-metadata.xml changes with each one.

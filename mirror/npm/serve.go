@@ -21,6 +21,7 @@ import (
 
 func init() {
 	mirror.Register(mirror.Type{
+		Client:     func(u string) string { return "npm config set registry " + u + "/" },
 		Name:       "npm",
 		DefaultURL: "https://registry.npmjs.org",
 		// The registry publishes within seconds; a packument is small to

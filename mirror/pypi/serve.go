@@ -42,6 +42,10 @@ const rootTTL = time.Hour
 
 func init() {
 	mirror.Register(mirror.Type{
+		Client: func(u string) string {
+			return "pip config set global.index-url " + u + "/simple/\n" +
+				"# uv: UV_INDEX_URL=" + u + "/simple/   poetry: poetry source add --priority=primary mirror " + u + "/simple/"
+		},
 		Name:             "pypi",
 		DefaultTTL:       10 * time.Minute, // PyPI's own CDN keeps project pages for 10 minutes
 		DefaultFileHosts: []string{"files.pythonhosted.org"},

@@ -21,6 +21,9 @@ import (
 
 func init() {
 	mirror.Register(mirror.Type{
+		Client: func(u string) string {
+			return "source \"" + u + "\"   # in the Gemfile\n# gem: gem sources --add " + u + "/"
+		},
 		Name:       "rubygems",
 		DefaultURL: "https://rubygems.org",
 		DefaultTTL: 5 * time.Minute,
