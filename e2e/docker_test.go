@@ -188,10 +188,20 @@ func TestDocker(t *testing.T) {
 	t.Run("compose stack", func(t *testing.T) {
 		project := "mpe2e" + randomName()
 		port := testenv.FreePort(t)
-		env := append(os.Environ(), "IMAGE_TAG="+imageTag, fmt.Sprintf("PROXY_PORT=127.0.0.1:%d", port), "MIRRORS="+mirrors)
+		// The mirrors are public (reads without a token) and PyPI also
+		// hosts; AUTH_TOKENS and PUBLIC_URL come from an env file, as a
+		// user's .env would give them.
+		composeMirrors := strings.ReplaceAll(strings.ReplaceAll(mirrors, `"type":"composer"`, `"type":"composer","public":true`),
+			`"type":"pypi"`, `"type":"pypi","public":true,"hosted":true`)
+		replica1, replica2 := testenv.FreePort(t), testenv.FreePort(t)
+		publicURL := fmt.Sprintf("http://localhost:%d", port)
+		envFile := filepath.Join(t.TempDir(), "stack.env")
+		os.WriteFile(envFile, []byte("AUTH_TOKENS='"+hostedTokensJSON()+"'\nPUBLIC_URL="+publicURL+"\n"), 0o600)
+		env := append(os.Environ(), "IMAGE_TAG="+imageTag, fmt.Sprintf("PROXY_PORT=127.0.0.1:%d", port), "MIRRORS="+composeMirrors,
+			fmt.Sprintf("PROXY_1_PORT=%d", replica1), fmt.Sprintf("PROXY_2_PORT=%d", replica2))
 		dc := func(args ...string) string {
 			t.Helper()
-			cmd := exec.Command(compose[0], append(append(compose[1:], "-f", "../compose.yaml", "-p", project), args...)...)
+			cmd := exec.Command(compose[0], append(append(compose[1:], "-f", "../compose.yaml", "-p", project, "--env-file", envFile), args...)...)
 			cmd.Env = env
 			out, err := cmd.CombinedOutput()
 			if err != nil {
@@ -201,12 +211,12 @@ func TestDocker(t *testing.T) {
 		}
 		defer func() {
 			if t.Failed() {
-				cmd := exec.Command(compose[0], append(compose[1:], "-f", "../compose.yaml", "-p", project, "logs", "--tail", "30")...)
+				cmd := exec.Command(compose[0], append(compose[1:], "-f", "../compose.yaml", "-p", project, "--env-file", envFile, "logs", "--tail", "30")...)
 				cmd.Env = env
 				out, _ := cmd.CombinedOutput()
 				t.Logf("compose logs:\n%s", out)
 			}
-			cmd := exec.Command(compose[0], append(compose[1:], "-f", "../compose.yaml", "-p", project, "down", "-v")...)
+			cmd := exec.Command(compose[0], append(compose[1:], "-f", "../compose.yaml", "-p", project, "--env-file", envFile, "down", "-v")...)
 			cmd.Env = env
 			cmd.Run()
 		}()
@@ -215,6 +225,32 @@ func TestDocker(t *testing.T) {
 		waitHTTP(t, base+"/packagist/packages.json", 90*time.Second)
 		if code, _, _ := get(t, base+"/metrics"); code != 404 {
 			t.Errorf("/metrics through the load balancer: %d, want 404 (internal only)", code)
+		}
+		// Each replica's own port (loopback) serves its metrics.
+		for _, p := range []int{replica1, replica2} {
+			if code, _, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", p)); code != 200 || !strings.Contains(string(body), "mirror_http_requests_total") {
+				t.Errorf("replica metrics on port %d: %d", p, code)
+			}
+		}
+		// AUTH_TOKENS from the env file: a twine upload through the
+		// balancer is accepted with the write token, refused with the read
+		// one; PUBLIC_URL from it is what the status page's snippets use.
+		rel := fakepypi.Release{Version: "1.0"}
+		whl, _, whlName := fakepypi.BuildWheel("stack-private", rel)
+		whlPath := filepath.Join(t.TempDir(), whlName)
+		os.WriteFile(whlPath, whl, 0o644)
+		if out, err := twine(t, base+"/pypi/legacy/", e2eRead, whlPath); err == nil || !strings.Contains(out, "403") {
+			t.Errorf("twine with the read token through the stack: %v\n%s", err, tailLines(out, 10))
+		}
+		if out, err := twine(t, base+"/pypi/legacy/", e2eWrite, whlPath); err != nil {
+			t.Errorf("twine upload through the stack's balancer (AUTH_TOKENS from the env file): %v\n%s", err, tailLines(out, 20))
+		}
+		if code, _, body := get(t, base+"/pypi/simple/stack-private/"); code != 200 || !strings.Contains(string(body), whlName) {
+			t.Errorf("the uploaded wheel is not listed: %d %s", code, body)
+		}
+		if code, _, body := get(t, base+"/", "Accept", "application/json", "Authorization", "Bearer "+e2eRead); code != 200 ||
+			!strings.Contains(string(body), `"url":"`+publicURL+`/pypi"`) {
+			t.Errorf("status page through the stack: PUBLIC_URL %s not used: %d %s", publicURL, code, body)
 		}
 		lock := installBoth(t, base, nil)
 		served := 0

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -71,6 +72,27 @@ func TestDocLinksResolve(t *testing.T) {
 			if anchor != "" && strings.HasSuffix(dest, ".md") && !anchorsOf(dest)[anchor] {
 				t.Errorf("%s: link %s: no such heading", f, target)
 			}
+		}
+	}
+}
+
+// The compose stack passes every variable of the configuration to its
+// proxies (set: passed; unset: the default), besides the two the image
+// fixes (LISTEN_ADDR, STORAGE_LOCAL_DIR).
+func TestComposeTakesEveryVariable(t *testing.T) {
+	b, err := os.ReadFile("../../compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	compose := string(b)
+	typ := reflect.TypeOf(Config{})
+	for i := 0; i < typ.NumField(); i++ {
+		key := typ.Field(i).Tag.Get("envconfig")
+		if key == "" || key == "LISTEN_ADDR" || key == "STORAGE_LOCAL_DIR" {
+			continue
+		}
+		if !regexp.MustCompile(`(?m)^\s+` + key + `:`).MatchString(compose) {
+			t.Errorf("compose.yaml does not pass %s to the proxies", key)
 		}
 	}
 }
