@@ -94,3 +94,61 @@ func TestCranWithRealR(t *testing.T) {
 		t.Error("the tampered tarball was stored: it is served with the upstream down")
 	}
 }
+
+// A CRAN mirror behind a token, read by R without the token in the
+// repository URL (R prints a URL's user info in its errors: "cannot open
+// URL 'http://token:SECRET@…'"): R's curl method reads ~/.netrc, so
+// install.packages works, and neither it nor a failing install prints
+// the token. The same failure with the token in the URL does print it
+// (what the docs warn against).
+func TestCranTokenStaysOutOfROutput(t *testing.T) {
+	testenv.Deadline(t, 3*time.Minute)
+	bin, ok := testenv.LookPath("Rscript")
+	if !ok {
+		testenv.Missing(t, "Rscript", "apt-get install --no-install-recommends r-base-core")
+	}
+	if _, ok := testenv.LookPath("curl"); !ok {
+		testenv.Missing(t, "curl", "apt-get install curl")
+	}
+	up := fakecran.New()
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Stop()
+	const secret = "cran-reader-secret-0123456789"
+	px := startProxy(t, map[string]string{"STORAGE_LOCAL_DIR": t.TempDir(),
+		"MIRRORS":     `[{"name":"cran","type":"cran","url":"` + up.URL() + `"}]`,
+		"AUTH_TOKENS": `[{"name":"r-users","token":"` + secret + `","scopes":["read"]}]`})
+	home := t.TempDir()
+	host := strings.TrimPrefix(px.URL, "http://")
+	hostname := host[:strings.LastIndexByte(host, ':')]
+	// The docs' setup: ~/.netrc (0600) and two options in ~/.Rprofile.
+	os.WriteFile(filepath.Join(home, ".netrc"), []byte("machine "+hostname+"\nlogin token\npassword "+secret+"\n"), 0o600)
+	os.WriteFile(filepath.Join(home, ".Rprofile"), []byte(`options(download.file.method = "curl", download.file.extra = "--netrc")`+"\n"), 0o644)
+	r := func(home, repo string, pkgs ...string) (string, error) {
+		lib := t.TempDir()
+		expr := `options(warn = 1); install.packages(c("` + strings.Join(pkgs, `","`) + `"), repos = "` + repo + `", lib = "` + lib + `"); ` +
+			`for (p in c("` + strings.Join(pkgs, `","`) + `")) if (!requireNamespace(p, lib.loc = "` + lib + `", quietly = TRUE)) quit(status = 3)`
+		cmd := exec.Command(bin, "-e", expr) // not --vanilla: ~/.Rprofile is read
+		cmd.Env = append(os.Environ(), "HOME="+home, "R_LIBS_USER="+lib, "TMPDIR="+t.TempDir())
+		return output(t, cmd)
+	}
+	out, err := r(home, px.URL+"/cran", "world")
+	if err != nil {
+		t.Fatalf("install.packages with the token in ~/.netrc: %v\n%s", err, tailLines(out, 30))
+	}
+	if strings.Contains(out, secret) {
+		t.Errorf("R printed the token:\n%s", out)
+	}
+	// A failure (an index that cannot be read) does not print it either.
+	out, err = r(home, px.URL+"/no-such-mirror", "world")
+	if err == nil || strings.Contains(out, secret) {
+		t.Errorf("a failing install: %v, token printed: %v\n%s", err, strings.Contains(out, secret), tailLines(out, 20))
+	}
+	// The way the docs warn against: the token in the URL is printed.
+	// (R's default method, libcurl, without the ~/.Rprofile above.)
+	out, _ = r(t.TempDir(), "http://token:"+secret+"@"+host+"/no-such-mirror", "world")
+	if !strings.Contains(out, secret) {
+		t.Logf("R did not print the token in the URL (the docs say it does):\n%s", tailLines(out, 10))
+	}
+}
