@@ -82,6 +82,14 @@ func TestAuditTrailAcrossReplicas(t *testing.T) {
 		t.Fatalf("delete: %d", resp.StatusCode)
 	}
 
+	// Replica b counted its publish and its refusal.
+	_, _, metrics := get(t, b.URL+"/metrics")
+	for _, want := range []string{`mirror_publishes_total{action="publish",mirror="packagist",outcome="failed"} 1`,
+		`mirror_publishes_total{action="delete",mirror="packagist",outcome="ok"} 1`, `mirror_refusals_total{mirror="packagist",reason="auth"} 1`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("replica b's metrics lack %s", want)
+		}
+	}
 	// Every event is logged at once on the audit logger (stdout).
 	if !strings.Contains(a.Log(), "logger=audit") || !strings.Contains(a.Log(), "action=publish") {
 		t.Errorf("replica a logged no audit event:\n%s", tailLines(a.Log(), 20))

@@ -130,6 +130,10 @@ type Config struct {
 	MetadataMemoryBytes int64
 	// IsKnownMethod bounds the method label of request metrics.
 	IsKnownMethod func(string) bool
+	// MirrorOf names the configured mirror a storage key belongs to, or
+	// "other": the mirror label of cache and upstream metrics, bounded by
+	// the configuration. Nil: every key is "other".
+	MirrorOf func(key string) string
 	// AccessPrefix is where access records are written (package access;
 	// "" : files served are not recorded); AccessOf the key prefix of
 	// the files recorded (the mirrored files'); AccessFlush how often a
@@ -194,8 +198,12 @@ func NewCore(cfg Config) *Core {
 	bg, cancel := context.WithCancel(context.Background())
 	m := newMetrics(o.Coordinator != nil)
 	m.isKnownMethod = o.IsKnownMethod
+	m.mirrorOf = o.MirrorOf
 	c := &Core{
-		store: metered.New(o.Store, func(op, result string) { m.storageOps.with(op, result).Inc() }), metrics: m, mem: cache.NewMemory[*MetaEntry](o.MemoryCacheBytes),
+		store: metered.New(o.Store, func(op, result string, took time.Duration) {
+			m.storageOps.with(op, result).Inc()
+			m.storageTime.WithLabelValues(op).Observe(took.Seconds())
+		}), metrics: m, mem: cache.NewMemory[*MetaEntry](o.MemoryCacheBytes),
 		coord: o.Coordinator, id: randid.New(), leaseTTL: 10 * time.Second, leaseWait: o.LeaseWait,
 		metaDisk: o.MetaCache, distDisk: o.DistCache, log: o.Logger, now: time.Now,
 		flights: map[string]*flight{}, spoolDir: spool,

@@ -92,7 +92,7 @@ func (c *Core) download(f *flight, src FileSource) {
 	if landed {
 		body, size, err = c.openStored(ctx, f.key)
 	} else {
-		body, size, err = c.openUpstream(ctx, &src)
+		body, size, err = c.openUpstream(ctx, f.key, &src)
 	}
 	if err != nil {
 		c.finishFlight(f, err)
@@ -164,7 +164,7 @@ func (c *Core) openStored(ctx context.Context, key string) (io.ReadCloser, int64
 // the first answers 404 or 410 (src then names where it came from). The
 // size is the announced one (-1: unknown), checked against the metadata's
 // and MAX_FILE_BYTES.
-func (c *Core) openUpstream(ctx context.Context, src *FileSource) (io.ReadCloser, int64, error) {
+func (c *Core) openUpstream(ctx context.Context, key string, src *FileSource) (io.ReadCloser, int64, error) {
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 		if err != nil {
@@ -173,13 +173,13 @@ func (c *Core) openUpstream(ctx context.Context, src *FileSource) (io.ReadCloser
 		setAgent(req, src.Agent)
 		resp, err := src.Client.Do(req)
 		if err != nil {
-			c.metrics.upstream.with("file", "error").Add(1)
+			c.metrics.fetched(key, "file", "error")
 			return nil, 0, TransportError(src.URL, err)
 		}
 		switch {
 		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 			resp.Body.Close()
-			c.metrics.upstream.with("file", "not_found").Add(1)
+			c.metrics.fetched(key, "file", "not_found")
 			if src.Moved != "" {
 				src.URL, src.Moved = src.Moved, ""
 				continue
@@ -187,10 +187,10 @@ func (c *Core) openUpstream(ctx context.Context, src *FileSource) (io.ReadCloser
 			return nil, 0, &upstream404{url: httpx.SafeURL(src.URL)}
 		case resp.StatusCode != http.StatusOK:
 			resp.Body.Close()
-			c.metrics.upstream.with("file", "error").Add(1)
+			c.metrics.fetched(key, "file", "error")
 			return nil, 0, StatusError(src.URL, resp)
 		}
-		c.metrics.upstream.with("file", "ok").Add(1)
+		c.metrics.fetched(key, "file", "ok")
 		size := resp.ContentLength
 		switch {
 		case src.Size > 0 && size >= 0 && size != src.Size:
@@ -248,7 +248,7 @@ func (c *Core) copyAndVerify(cancel func(), f *flight, src FileSource, body io.R
 	hashes = append(hashes, stored256)
 	err := c.fill(cancel, f, src.URL, body, limit, hashes, lease)
 	if !landed {
-		c.metrics.upstreamBytes.Add(float64(f.written))
+		c.metrics.upstreamBytes.with(c.metrics.mirrorLabel(f.key)).Add(float64(f.written))
 	}
 	if err == nil {
 		err = verifyFlight(f, src, size, hashes, landed)

@@ -107,14 +107,14 @@ func (c *Core) serveKept(w http.ResponseWriter, r *http.Request, key string) (bo
 	if c.distDisk != nil {
 		if file, _, ok := c.distDisk.Open(key); ok {
 			defer file.Close()
-			c.metrics.hit("disk")
+			c.metrics.hit(key, "disk")
 			h["X-Cache"] = hvHit
 			setImmutable(h)
 			fi, _ := file.Stat()
 			http.ServeContent(w, r, "", fi.ModTime(), file)
 			return true, nil
 		}
-		c.metrics.miss("disk")
+		c.metrics.miss(key, "disk")
 	}
 	// A whole GET asks storage once (the Get says the object's size and
 	// time); HEAD and ranges ask for its metadata first.
@@ -129,7 +129,7 @@ func (c *Core) serveKept(w http.ResponseWriter, r *http.Request, key string) (bo
 		info, err = c.store.Stat(r.Context(), key)
 	}
 	if err == nil {
-		c.metrics.hit("storage")
+		c.metrics.hit(key, "storage")
 		h["X-Cache"] = hvHit
 		served, err := c.serveStored(w, r, info, rc)
 		if served {
@@ -139,7 +139,7 @@ func (c *Core) serveKept(w http.ResponseWriter, r *http.Request, key string) (bo
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		c.log.Warn("storage unavailable; trying the upstream", "key", key, "err", err)
 	}
-	c.metrics.miss("storage")
+	c.metrics.miss(key, "storage")
 	return false, nil
 }
 

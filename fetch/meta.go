@@ -296,7 +296,7 @@ func (c *Core) fresh(e *MetaEntry, src *MetaSource, now time.Time) bool {
 // the warm path, which needs no MetaSource.
 func (c *Core) FreshInMemory(key string, ttl time.Duration) (MetaResult, bool) {
 	if e, ok := c.mem.Get(key); ok && !e.notFound && e.rejected == nil && c.now().Sub(time.Unix(0, e.checked.Load())) < ttl {
-		c.metrics.hit("memory")
+		c.metrics.hit(key, "memory")
 		return MetaResult{Entry: e}, true
 	}
 	return MetaResult{}, false
@@ -360,23 +360,23 @@ func (c *Core) loadMeta(ctx context.Context, key string, skipDisk bool) *MetaEnt
 			f.Close()
 			if err == nil {
 				if e, err := decodeMeta(key, b); err == nil {
-					c.metrics.hit("disk")
+					c.metrics.hit(key, "disk")
 					return e
 				}
 			}
 			c.metaDisk.Remove(key)
 		}
-		c.metrics.miss("disk")
+		c.metrics.miss(key, "disk")
 	}
 	rc, _, err := c.store.Get(ctx, key, storage.Whole)
 	if err != nil {
-		c.metrics.miss("storage")
+		c.metrics.miss(key, "storage")
 		if !errors.Is(err, storage.ErrNotFound) {
 			c.log.Warn("storage read failed; asking the upstream", "key", key, "err", err)
 		}
 		return nil
 	}
-	c.metrics.hit("storage")
+	c.metrics.hit(key, "storage")
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, c.maxMeta))
 	if err != nil {
@@ -429,9 +429,9 @@ func (c *Core) localMeta(ctx context.Context, src *MetaSource, now time.Time) (e
 		e, ok = nil, false
 	}
 	if ok && !e.notFound {
-		c.metrics.hit("memory")
+		c.metrics.hit(src.Key, "memory")
 	} else {
-		c.metrics.miss("memory")
+		c.metrics.miss(src.Key, "memory")
 		if loaded := c.loadMeta(ctx, src.Key, false); loaded != nil {
 			e = loaded
 			c.mem.Add(src.Key, e, e.weight())
@@ -540,10 +540,10 @@ func (rf *refresh) revalidate(ctx context.Context) (MetaResult, error) {
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotModified && rf.have:
-		c.metrics.upstream.with("metadata", "not_modified").Add(1)
+		c.metrics.fetched(src.Key, "metadata", "not_modified")
 		return rf.confirmed(ctx), nil
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
-		c.metrics.upstream.with("metadata", "not_found").Add(1)
+		c.metrics.fetched(src.Key, "metadata", "not_found")
 		neg := &MetaEntry{key: src.Key, notFound: true, header: envelope{URL: httpx.SafeURL(src.URL)}}
 		neg.checked.Store(rf.now.UnixNano())
 		c.mem.Add(src.Key, neg, 64)
@@ -565,7 +565,7 @@ func (rf *refresh) confirmed(ctx context.Context) MetaResult {
 // fail answers an upstream failure: the copy held, stale, when there is
 // one.
 func (rf *refresh) fail(uerr *httpx.UpstreamError) (MetaResult, error) {
-	rf.c.metrics.upstream.with("metadata", "error").Add(1)
+	rf.c.metrics.fetched(rf.src.Key, "metadata", "error")
 	if rf.have {
 		rf.e.failed.Store(rf.now.UnixNano())
 		rf.c.log.Warn("upstream failed; serving stale metadata", "key", rf.src.Key, "url", httpx.SafeURL(rf.src.URL), "err", uerr.Msg)
@@ -609,7 +609,7 @@ func (rf *refresh) accept(ctx context.Context, resp *http.Response) (MetaResult,
 			return rf.confirmed(ctx), nil
 		}
 	}
-	c.metrics.upstream.with("metadata", "ok").Add(1)
+	c.metrics.fetched(src.Key, "metadata", "ok")
 	if src.Transform != nil {
 		if body, err = src.Transform(body, resp); err != nil {
 			return rf.reject(&httpx.UpstreamError{Status: http.StatusBadGateway, Msg: fmt.Sprintf("upstream document %s rejected: %v", httpx.SafeURL(src.URL), err)})

@@ -33,12 +33,14 @@ type Metrics struct {
 	bytesServed      *prometheus.CounterVec
 	reqCounters      sync.Map // reqKey → *reqMetrics, so that a request allocates nothing
 	cache            counterVec
-	memHit           prometheus.Counter
-	memMiss          prometheus.Counter
+	tiers            sync.Map // tierKey → prometheus.Counter, so that a lookup allocates nothing
 	upstream         counterVec
 	upstreamTime     *prometheus.HistogramVec
-	upstreamBytes    prometheus.Counter
+	upstreamBytes    counterVec
 	storageOps       counterVec
+	storageTime      *prometheus.HistogramVec
+	inFlight         prometheus.Gauge
+	mirrorOf         func(key string) string
 	flightWaits      prometheus.Counter
 	leaseWaits       prometheus.Counter
 	leaseTimeouts    prometheus.Counter
@@ -62,12 +64,15 @@ func newMetrics(withRedis bool) *Metrics {
 		requests: f.counterVec("mirror_http_requests_total", "HTTP requests by route template, method and status.", "route", "method", "status").CounterVec,
 		durations: f.histogramVec("mirror_http_request_duration_seconds", "Time to serve a request, by route template and status class (2xx, 3xx, 4xx, 5xx).",
 			[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}, "route", "class"),
-		bytesServed:      f.counterVec("mirror_http_response_bytes_total", "Response body bytes sent, by route template.", "route").CounterVec,
-		cache:            f.counterVec("mirror_cache_lookups_total", "Lookups per tier (memory, disk, storage) and result (hit, miss).", "tier", "result"),
-		upstream:         f.counterVec("mirror_upstream_fetches_total", "Upstream requests by kind (metadata, file) and result (ok, not_modified, not_found, error).", "kind", "result"),
-		upstreamTime:     f.histogramVec("mirror_upstream_request_duration_seconds", "Time from an upstream request to its response headers, by mirror.", prometheus.DefBuckets, "mirror"),
-		upstreamBytes:    f.counter("mirror_upstream_file_bytes_total", "Bytes of files downloaded from upstreams."),
-		storageOps:       f.counterVec("mirror_storage_operations_total", "Storage calls by operation and result (ok, not_found, exists, precondition_failed, error).", "op", "result"),
+		bytesServed:   f.counterVec("mirror_http_response_bytes_total", "Response body bytes sent, by route template.", "route").CounterVec,
+		cache:         f.counterVec("mirror_cache_lookups_total", "Lookups by mirror, tier (memory, disk, storage) and result (hit, miss).", "mirror", "tier", "result"),
+		upstream:      f.counterVec("mirror_upstream_fetches_total", "Upstream fetches by mirror, kind (metadata, file) and result (ok, not_modified, not_found, error).", "mirror", "kind", "result"),
+		upstreamTime:  f.histogramVec("mirror_upstream_request_duration_seconds", "Time from an upstream request to its response headers, by mirror.", prometheus.DefBuckets, "mirror"),
+		upstreamBytes: f.counterVec("mirror_upstream_file_bytes_total", "Bytes of files downloaded from upstreams, by mirror.", "mirror"),
+		storageOps:    f.counterVec("mirror_storage_operations_total", "Storage calls by operation and result (ok, not_found, exists, precondition_failed, error).", "op", "result"),
+		storageTime: f.histogramVec("mirror_storage_operation_duration_seconds", "Time a storage call took, by operation (a get until its body is open; a put with its body).",
+			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}, "op"),
+		inFlight:         f.gauge("mirror_http_requests_in_flight", "Requests being served now."),
 		flightWaits:      f.counter("mirror_singleflight_waits_total", "Requests that joined a download already running in this process."),
 		leaseWaits:       f.counter("mirror_lease_waits_total", "Downloads that waited for another replica's lease."),
 		leaseTimeouts:    f.counter("mirror_lease_timeouts_total", "Waits for another replica's lease that gave up (503 to the client)."),
@@ -83,7 +88,6 @@ func newMetrics(withRedis bool) *Metrics {
 	if withRedis {
 		m.redisUp = f.gauge("mirror_redis_up", "1 when the last Redis call (or the periodic check) succeeded, else 0.")
 	}
-	m.memHit, m.memMiss = m.cache.with("memory", "hit"), m.cache.with("memory", "miss")
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	bi := buildinfo.Read()
 	f.gaugeVec("mirror_build_info", "The running build: always 1, with the module version, VCS revision and Go version as labels.",
@@ -176,20 +180,39 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// tierCounter returns the lookup counter of a tier and result; the
-// memory tier's are resolved once, since every warm request counts one.
-func (m *Metrics) tierCounter(tier, result string) prometheus.Counter {
-	if tier == "memory" {
-		if result == "hit" {
-			return m.memHit
-		}
-		return m.memMiss
+type tierKey struct{ mirror, tier, result string }
+
+// tierCounter returns the lookup counter of a mirror, tier and result,
+// found once, then without allocating (every warm request counts one).
+func (m *Metrics) tierCounter(mirror, tier, result string) prometheus.Counter {
+	k := tierKey{mirror, tier, result}
+	if c, ok := m.tiers.Load(k); ok {
+		return c.(prometheus.Counter)
 	}
-	return m.cache.with(tier, result)
+	c, _ := m.tiers.LoadOrStore(k, m.cache.with(mirror, tier, result))
+	return c.(prometheus.Counter)
 }
 
-func (m *Metrics) hit(tier string)  { m.tierCounter(tier, "hit").Inc() }
-func (m *Metrics) miss(tier string) { m.tierCounter(tier, "miss").Inc() }
+// mirrorLabel is the mirror a storage key belongs to, for labels: one of
+// the configured mirrors or "other" (Config.MirrorOf), so labels stay
+// bounded.
+func (m *Metrics) mirrorLabel(key string) string {
+	if m.mirrorOf == nil {
+		return "other"
+	}
+	return m.mirrorOf(key)
+}
+
+func (m *Metrics) hit(key, tier string)  { m.tierCounter(m.mirrorLabel(key), tier, "hit").Inc() }
+func (m *Metrics) miss(key, tier string) { m.tierCounter(m.mirrorLabel(key), tier, "miss").Inc() }
+
+// fetched counts an upstream fetch of key.
+func (m *Metrics) fetched(key, kind, result string) {
+	m.upstream.with(m.mirrorLabel(key), kind, result).Inc()
+}
+
+// InFlight counts a request starting (1) or ending (-1).
+func (m *Metrics) InFlight(delta float64) { m.inFlight.Add(delta) }
 
 type reqKey struct {
 	route, method string

@@ -16,6 +16,14 @@ import (
 // name of the token it carries (never the token), its method, path and
 // request id.
 func (s *Server) auditEvent(w http.ResponseWriter, r *http.Request, e audit.Event) {
+	switch e.Action {
+	case audit.Publish, audit.Delete, audit.Yank, audit.Unyank:
+		s.publishes(e.Mirror, e.Action, e.Outcome)
+	case audit.Refuse:
+		s.refusals(e.Mirror, e.Reason)
+	case audit.Auth:
+		s.refusals(e.Mirror, "auth")
+	}
 	if s.opts.Audit == nil {
 		return
 	}

@@ -104,7 +104,7 @@ func (s *Server) adapt(route, rest, mirrorName string, write bool, auth func(ech
 				panic(p)
 			}
 		}()
-		if write && s.opts.Audit != nil {
+		if write {
 			return s.audited(c, mirrorName, func(r *http.Request) error { return h(responseWriter{c.Response()}, r) })
 		}
 		return h(responseWriter{c.Response()}, r)

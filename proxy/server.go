@@ -168,6 +168,8 @@ type Server struct {
 
 	upstreams       map[string]*upstreamState // by mirror: the status page's upstream health
 	upstreamResults func(values ...string)    // mirror_upstream_results_total{mirror,outcome}
+	publishes       func(values ...string)    // mirror_publishes_total{mirror,action,outcome}
+	refusals        func(values ...string)    // mirror_refusals_total{mirror,reason}
 
 	replays replays // warm responses kept for replay (replay.go)
 	// replayIgnored: headers a replayed request may carry (replay.go).
@@ -177,7 +179,10 @@ type Server struct {
 // New builds the server and its routes.
 func New(o Options) *Server {
 	o = o.withDefaults()
-	s := &Server{e: echo.New(), core: fetch.NewCore(o.coreConfig()), opts: o}
+	s := &Server{e: echo.New(), opts: o}
+	cc := o.coreConfig()
+	cc.MirrorOf = s.mirrorOfKey
+	s.core = fetch.NewCore(cc)
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -206,6 +211,10 @@ func New(o Options) *Server {
 	e.GET("/-/status.js", s.statusAsset("status.js", "text/javascript; charset=utf-8"))
 	s.mirrors = map[string]Mirror{}
 	s.upstreams = map[string]*upstreamState{}
+	s.publishes = s.core.Metrics().Counter("mirror_publishes_total",
+		"Publish, delete, yank and unyank requests by mirror, action and outcome (ok, denied, failed).", "mirror", "action", "outcome")
+	s.refusals = s.core.Metrics().Counter("mirror_refusals_total",
+		"Requests refused by mirror and reason: a policy (cooldown, deny, advisory, snapshot) or auth (a failed authentication or a missing scope).", "mirror", "reason")
 	s.upstreamResults = s.core.Metrics().Counter("mirror_upstream_results_total",
 		"Upstream requests by mirror and outcome: the status class (2xx, 3xx, 4xx, 5xx), or dns, connect, timeout, error.", "mirror", "outcome")
 	var types []mirror.Type
@@ -238,9 +247,7 @@ func New(o Options) *Server {
 		if len(o.Tokens) > 0 {
 			env.TokenName = s.tokenName
 		}
-		if o.Audit != nil {
-			env.Audit = s.auditEvent
-		}
+		env.Audit = s.auditEvent // the trail, when there is one, and the publish and refusal counters
 		if m.Rules.Advisor != nil {
 			name := m.Name
 			env.AdvisoryBlocked = func(reason string) { advisoryBlocks(name, reason) }
@@ -308,6 +315,22 @@ func (l osvLease) TryLease(ctx context.Context, name string, ttl time.Duration) 
 		return nil, ok, err
 	}
 	return ls.Release, ok, err
+}
+
+// mirrorOfKey is the configured mirror a storage key belongs to
+// (<meta, dist or artifact prefix>/<mirror>/...), or "other": the mirror
+// label of the core's metrics. It allocates nothing.
+func (s *Server) mirrorOfKey(key string) string {
+	for _, p := range [...]string{s.opts.MetaPrefix, s.opts.DistPrefix, s.opts.ArtifactPrefix} {
+		if len(key) > len(p) && key[len(p)] == '/' && key[:len(p)] == p {
+			name, _, _ := strings.Cut(key[len(p)+1:], "/")
+			if m, ok := s.mirrors[name]; ok {
+				return m.Name
+			}
+			return "other"
+		}
+	}
+	return "other"
 }
 
 // knownMethods are the methods any route may answer; anything else is a
@@ -389,6 +412,8 @@ func validRequestID(id string) bool {
 func (s *Server) frame(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
+		s.core.Metrics().InFlight(1)
+		defer s.core.Metrics().InFlight(-1)
 		r := c.Request()
 		id := httpx.HeaderValue(r, "X-Request-Id")
 		if !validRequestID(id) {

@@ -326,8 +326,9 @@ func TestWarmHitsMakeNoStorageCalls(t *testing.T) {
 	if after != before {
 		t.Errorf("200 warm requests made %d storage calls, want 0", after-before)
 	}
-	for _, want := range []string{`mirror_cache_lookups_total{result="hit",tier="memory"}`, `mirror_http_requests_total{method="GET",route="/packagist/p2/:vendor/:file",status="200"} 102`,
-		`mirror_upstream_fetches_total{kind="metadata",result="ok"}`, "# TYPE mirror_storage_operations_total counter",
+	for _, want := range []string{`mirror_cache_lookups_total{mirror="packagist",result="hit",tier="memory"}`, `mirror_http_requests_total{method="GET",route="/packagist/p2/:vendor/:file",status="200"} 102`,
+		`mirror_upstream_fetches_total{kind="metadata",mirror="packagist",result="ok"}`, "# TYPE mirror_storage_operations_total counter",
+		`mirror_storage_operation_duration_seconds_count{op="put"}`, "mirror_http_requests_in_flight 1", // the scrape itself
 		`mirror_http_request_duration_seconds_bucket{class="2xx",route="/packagist/p2/:vendor/:file",le="0.005"}`,
 		`mirror_upstream_request_duration_seconds_count{mirror="packagist"}`, `mirror_http_response_bytes_total{route="/packagist/packages.json"}`,
 		"go_goroutines", "process_resident_memory_bytes"} {

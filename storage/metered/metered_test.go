@@ -5,6 +5,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
@@ -18,7 +19,7 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return metered.New(s, func(op, result string) {})
+		return metered.New(s, func(op, result string, took time.Duration) {})
 	})
 }
 
@@ -30,7 +31,7 @@ func TestCountsEachCallByResult(t *testing.T) {
 	}
 	var mu sync.Mutex
 	got := map[string]int{}
-	m := metered.New(s, func(op, result string) { mu.Lock(); got[op+" "+result]++; mu.Unlock() })
+	m := metered.New(s, func(op, result string, took time.Duration) { mu.Lock(); got[op+" "+result]++; mu.Unlock() })
 	ctx := context.Background()
 	_, _ = m.Stat(ctx, "a/b")
 	_ = m.Put(ctx, "a/b", bytes.NewReader([]byte("x")), storage.PutOptions{Size: 1, CreateOnly: true})
