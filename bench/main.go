@@ -84,6 +84,13 @@ func main() {
 			memClients: 4, memSize: 1 << 20, metaVersions: 20}
 		*rounds, *duration = 1, time.Second
 	}
+	if *burstOnly {
+		if err := burstMain(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(sz); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)

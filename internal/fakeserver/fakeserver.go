@@ -72,6 +72,19 @@ func (s *Server) HitsPrefix(prefix string) int {
 	return n
 }
 
+// HitsSuffix sums the requests of paths ending with suffix.
+func (s *Server) HitsSuffix(suffix string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for p, c := range s.hits {
+		if strings.HasSuffix(p, suffix) {
+			n += c
+		}
+	}
+	return n
+}
+
 // WriteBody writes body; with a delay it sends half, waits, then the rest,
 // so that concurrent requests overlap mid-transfer.
 func WriteBody(w http.ResponseWriter, body []byte, delay time.Duration) {

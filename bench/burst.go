@@ -1,0 +1,337 @@
+package main
+
+// The burst: a CI fleet starting at once (PyTorch's CI PyPI cache, nginx,
+// was killed by its own liveness probe when ~1,300 runners started
+// together: pytorch/ci-infra#516). Thousands of clients ask three
+// replicas on one bucket, coordinated by Redis, for cold metadata and
+// files; meanwhile /healthz of each replica is probed as a liveness
+// probe would. It reports the probes' worst latency, the upstream
+// fetches per file and the failed requests.
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/mirror-proxy/mirror-proxy/internal/fakepypi"
+)
+
+var burstOnly = flag.Bool("burst", false, "run only the burst (2,000 clients, three replicas with Redis, 200 cold files and their pages) and write its section of -out")
+
+type burstSize struct{ clients, files, replicas int }
+
+// burstResult is what one burst measured.
+type burstResult struct {
+	size                   burstSize
+	took                   time.Duration
+	requests, failed       int64
+	firstFailure           string
+	healthWorst            time.Duration
+	healthP99              time.Duration
+	healthProbes           int
+	healthOver1s           int
+	fileFetches            map[string]int // upstream GETs per file
+	pageFetches            int            // upstream GETs of the simple pages
+	clientP50, clientP99   time.Duration  // a client's page + file
+	uniqueFetchesOK        bool
+	maxFetches, minFetches int
+}
+
+func runBurst(sz burstSize) (*burstResult, error) {
+	dir, err := os.MkdirTemp("", "mirror-burst-")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir}
+	defer e.stop()
+
+	// The upstream: sz.files projects of one 256 KiB wheel each.
+	var projects []fakepypi.Project
+	for i := 0; i < sz.files; i++ {
+		projects = append(projects, fakepypi.Project{Name: fmt.Sprintf("burst-%03d", i),
+			Releases: []fakepypi.Release{{Version: "1.0", Size: 256 << 10}}})
+	}
+	up := fakepypi.NewWith(projects, false)
+	if err := up.Start("127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	defer up.Stop()
+
+	// Redis, S3, three replicas.
+	redisBin, err := lookPath("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	rport := freePort()
+	if err := e.start("redis", exec.Command(redisBin, "--port", fmt.Sprint(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")); err != nil {
+		return nil, err
+	}
+	vgw, err := lookPath("versitygw")
+	if err != nil {
+		return nil, err
+	}
+	s3port := freePort()
+	os.MkdirAll(filepath.Join(dir, "s3", "data"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "s3", "meta"), 0o755)
+	cmd := exec.Command(vgw, "--port", fmt.Sprintf("127.0.0.1:%d", s3port), "posix", "--sidecar", filepath.Join(dir, "s3", "meta"), filepath.Join(dir, "s3", "data"))
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY=bench", "ROOT_SECRET_KEY=bench-secret")
+	if err := e.start("versitygw", cmd); err != nil {
+		return nil, err
+	}
+	s3url := fmt.Sprintf("http://127.0.0.1:%d", s3port)
+	if err := waitHTTP(s3url); err != nil {
+		return nil, err
+	}
+	client := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(s3url), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider("bench", "bench-secret", "")})
+	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String("burst")}); err != nil {
+		return nil, fmt.Errorf("create bucket: %w", err)
+	}
+	bin := filepath.Join(dir, "mirror-proxy")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/mirror-proxy").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	var replicas []string
+	for i := 0; i < sz.replicas; i++ {
+		port := freePort()
+		cmd := exec.Command(bin, "serve")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", port), "LOG_LEVEL=warn",
+			"STORAGE_SOURCE=s3", "STORAGE_AWS_BUCKET=burst", fmt.Sprintf("REDIS_URL=redis://127.0.0.1:%d/0", rport),
+			fmt.Sprintf(`STORAGE_AWS_ARGS={"endpoint":%q,"accessKeyId":"bench","accessKeySecret":"bench-secret","region":"us-east-1","pathStyleEndpoint":true}`, s3url),
+			fmt.Sprintf(`MIRRORS=[{"name":"pypi","type":"pypi","url":%q}]`, up.IndexURL()),
+			"MIRROR_DIST_CACHE_DIR="+filepath.Join(dir, fmt.Sprintf("dist-%d", i)), "MIRROR_METADATA_CACHE_DIR="+filepath.Join(dir, fmt.Sprintf("meta-%d", i)))
+		if err := e.start(fmt.Sprintf("proxy-%d", i), cmd); err != nil {
+			return nil, err
+		}
+		u := fmt.Sprintf("http://127.0.0.1:%d", port)
+		if err := waitHTTP(u + "/healthz"); err != nil {
+			return nil, err
+		}
+		replicas = append(replicas, u)
+	}
+
+	res := &burstResult{size: sz, fileFetches: map[string]int{}}
+	// Liveness probes: each replica's /healthz every 100 ms, on a
+	// connection of its own (as the kubelet's), with a 5 s timeout.
+	stopProbes := make(chan struct{})
+	var probeMu sync.Mutex
+	var probeTimes []time.Duration
+	var probeWG sync.WaitGroup
+	for _, u := range replicas {
+		probeWG.Add(1)
+		go func(u string) {
+			defer probeWG.Done()
+			pc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			for {
+				select {
+				case <-stopProbes:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				start := time.Now()
+				resp, err := pc.Get(u + "/healthz")
+				took := time.Since(start)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						took = 5 * time.Second
+					}
+				} else {
+					took = 5 * time.Second
+				}
+				probeMu.Lock()
+				probeTimes = append(probeTimes, took)
+				probeMu.Unlock()
+			}
+		}(u)
+	}
+
+	// The clients: each asks one replica for one project's page (JSON),
+	// then for the wheel it lists, all released at once.
+	tr := &http.Transport{MaxIdleConnsPerHost: sz.clients, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute,
+		DialContext: (&net.Dialer{Timeout: 30 * time.Second}).DialContext}
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Minute}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	var failed, requests atomic.Int64
+	var failMu sync.Mutex
+	clientTimes := make([]time.Duration, sz.clients)
+	fail := func(msg string) {
+		failed.Add(1)
+		failMu.Lock()
+		if res.firstFailure == "" {
+			res.firstFailure = msg
+		}
+		failMu.Unlock()
+	}
+	for i := 0; i < sz.clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			base := replicas[i%len(replicas)]
+			project := fmt.Sprintf("burst-%03d", i%sz.files)
+			<-start
+			t0 := time.Now()
+			page := base + "/pypi/simple/" + project + "/"
+			req, _ := http.NewRequest(http.MethodGet, page, nil)
+			req.Header.Set("Accept", "application/vnd.pypi.simple.v1+json")
+			requests.Add(1)
+			resp, err := hc.Do(req)
+			if err != nil {
+				fail(fmt.Sprintf("GET %s: %v", page, err))
+				return
+			}
+			var doc struct {
+				Files []struct{ Filename, URL string } `json:"files"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&doc)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || err != nil {
+				fail(fmt.Sprintf("GET %s: %d %v", page, resp.StatusCode, err))
+				return
+			}
+			var wheel string
+			for _, f := range doc.Files {
+				if strings.HasSuffix(f.Filename, ".whl") {
+					wheel = f.URL
+				}
+			}
+			pu, _ := url.Parse(page)
+			fu, err := pu.Parse(wheel)
+			if wheel == "" || err != nil {
+				fail(fmt.Sprintf("%s lists no wheel", page))
+				return
+			}
+			requests.Add(1)
+			resp, err = hc.Get(fu.String())
+			if err != nil {
+				fail(fmt.Sprintf("GET %s: %v", fu, err))
+				return
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || err != nil || n < 256<<10 {
+				fail(fmt.Sprintf("GET %s: %d, %d bytes, %v", fu, resp.StatusCode, n, err))
+				return
+			}
+			clientTimes[i] = time.Since(t0)
+		}(i)
+	}
+	time.Sleep(500 * time.Millisecond) // the probes' first rounds, idle
+	t0 := time.Now()
+	close(start)
+	wg.Wait()
+	res.took = time.Since(t0)
+	time.Sleep(300 * time.Millisecond)
+	close(stopProbes)
+	probeWG.Wait()
+
+	res.requests, res.failed = requests.Load(), failed.Load()
+	sort.Slice(probeTimes, func(i, j int) bool { return probeTimes[i] < probeTimes[j] })
+	res.healthProbes = len(probeTimes)
+	if len(probeTimes) > 0 {
+		res.healthWorst = probeTimes[len(probeTimes)-1]
+		res.healthP99 = probeTimes[len(probeTimes)*99/100]
+	}
+	for _, p := range probeTimes {
+		if p >= time.Second {
+			res.healthOver1s++
+		}
+	}
+	var ok []time.Duration
+	for _, t := range clientTimes {
+		if t > 0 {
+			ok = append(ok, t)
+		}
+	}
+	sort.Slice(ok, func(i, j int) bool { return ok[i] < ok[j] })
+	if len(ok) > 0 {
+		res.clientP50, res.clientP99 = ok[len(ok)/2], ok[len(ok)*99/100]
+	}
+	res.pageFetches = up.HitsPrefix("/simple/")
+	res.minFetches = 1 << 30
+	for i := 0; i < sz.files; i++ {
+		name := fakepypi.Filename(fmt.Sprintf("burst-%03d", i), "1.0")
+		c := up.HitsSuffix("/" + name)
+		res.fileFetches[name] = c
+		res.maxFetches = max(res.maxFetches, c)
+		res.minFetches = min(res.minFetches, c)
+	}
+	res.uniqueFetchesOK = res.maxFetches == 1 && res.minFetches == 1
+	return res, nil
+}
+
+func (r *burstResult) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Command: `go run ./bench -burst`. Date: %s. %d clients released at once, each asking one of %d replicas "+
+		"(one bucket on versitygw, Redis leases) for a cold PyPI page (JSON) and the 256 KiB wheel it lists; %d distinct "+
+		"projects, so %d clients per file; each replica's `/healthz` probed every 100 ms on a new connection meanwhile.\n\n",
+		time.Now().UTC().Format("2006-01-02"), r.size.clients, r.size.replicas, r.size.files, r.size.clients/r.size.files)
+	fmt.Fprintf(&b, "| measurement | result | target |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "| requests (pages and wheels), failed | %d, %d failed | none failed |\n", r.requests, r.failed)
+	fmt.Fprintf(&b, "| `/healthz` during the burst: worst, p99 (%d probes) | %s, %s | under 1 s |\n", r.healthProbes, r.healthWorst.Round(time.Millisecond), r.healthP99.Round(time.Millisecond))
+	fmt.Fprintf(&b, "| upstream fetches per wheel (min–max over %d) | %d–%d | exactly 1 |\n", r.size.files, r.minFetches, r.maxFetches)
+	fmt.Fprintf(&b, "| upstream fetches of the %d pages | %d | one per page |\n", r.size.files, r.pageFetches)
+	fmt.Fprintf(&b, "| burst served in | %s (a client's page and wheel: median %s, p99 %s) | |\n", r.took.Round(time.Millisecond), r.clientP50.Round(time.Millisecond), r.clientP99.Round(time.Millisecond))
+	return b.String()
+}
+
+// burstMain runs the burst alone and writes its section of *out.
+func burstMain() error {
+	sz := burstSize{clients: 2000, files: 200, replicas: 3}
+	if *smoke {
+		sz = burstSize{clients: 60, files: 10, replicas: 3}
+	}
+	r, err := runBurst(sz)
+	if err != nil {
+		return err
+	}
+	text := r.markdown()
+	fmt.Print(text)
+	var problems []string
+	if r.failed > 0 {
+		problems = append(problems, fmt.Sprintf("%d requests failed (first: %s)", r.failed, r.firstFailure))
+	}
+	if r.healthOver1s > 0 {
+		problems = append(problems, fmt.Sprintf("%d /healthz probes took 1 s or more", r.healthOver1s))
+	}
+	if !r.uniqueFetchesOK {
+		problems = append(problems, fmt.Sprintf("upstream fetches per wheel %d–%d, want exactly 1", r.minFetches, r.maxFetches))
+	}
+	if *out != "-" {
+		prev, _ := os.ReadFile(*out)
+		doc := string(prev)
+		const begin, end = "<!-- burst:begin -->\n", "<!-- burst:end -->"
+		i, j := strings.Index(doc, begin), strings.Index(doc, end)
+		if i < 0 || j < i {
+			doc += "\n## A burst of cold clients\n\n" + begin + end + "\n"
+			i, j = strings.Index(doc, begin), strings.Index(doc, end)
+		}
+		doc = doc[:i+len(begin)] + text + doc[j:]
+		if err := os.WriteFile(*out, []byte(doc), 0o644); err != nil {
+			return err
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("burst: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
