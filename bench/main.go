@@ -235,6 +235,33 @@ func (e *env) start(name string, cmd *exec.Cmd) error {
 	return nil
 }
 
+// startS3 starts versitygw in the run's directory with bucket created; it
+// returns its URL and a client.
+func (e *env) startS3(bucket string) (string, *s3.Client, error) {
+	vgw, err := lookPath("versitygw")
+	if err != nil {
+		return "", nil, err
+	}
+	s3port := freePort()
+	os.MkdirAll(filepath.Join(e.dir, "s3", "data"), 0o755)
+	os.MkdirAll(filepath.Join(e.dir, "s3", "meta"), 0o755)
+	cmd := exec.Command(vgw, "--port", fmt.Sprintf("127.0.0.1:%d", s3port), "posix", "--sidecar", filepath.Join(e.dir, "s3", "meta"), filepath.Join(e.dir, "s3", "data"))
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY=bench", "ROOT_SECRET_KEY=bench-secret")
+	if err := e.start("versitygw", cmd); err != nil {
+		return "", nil, err
+	}
+	s3url := fmt.Sprintf("http://127.0.0.1:%d", s3port)
+	if err := waitHTTP(s3url); err != nil {
+		return "", nil, err
+	}
+	client := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(s3url), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider("bench", "bench-secret", "")})
+	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		return "", nil, fmt.Errorf("create bucket: %w", err)
+	}
+	return s3url, client, nil
+}
+
 func setup(sz sizes) (*env, error) {
 	dir, err := os.MkdirTemp("", "mirror-bench-")
 	if err != nil {
@@ -296,26 +323,9 @@ func setup(sz sizes) (*env, error) {
 	e.blobURL = "http://" + bl.Addr().String()
 
 	// S3 (versitygw).
-	vgw, err := lookPath("versitygw")
+	s3url, client, err := e.startS3("bench")
 	if err != nil {
 		return e, err
-	}
-	s3port := freePort()
-	os.MkdirAll(filepath.Join(dir, "s3", "data"), 0o755)
-	os.MkdirAll(filepath.Join(dir, "s3", "meta"), 0o755)
-	cmd := exec.Command(vgw, "--port", fmt.Sprintf("127.0.0.1:%d", s3port), "posix", "--sidecar", filepath.Join(dir, "s3", "meta"), filepath.Join(dir, "s3", "data"))
-	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY=bench", "ROOT_SECRET_KEY=bench-secret")
-	if err := e.start("versitygw", cmd); err != nil {
-		return e, err
-	}
-	s3url := fmt.Sprintf("http://127.0.0.1:%d", s3port)
-	if err := waitHTTP(s3url); err != nil {
-		return e, err
-	}
-	client := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(s3url), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider("bench", "bench-secret", "")})
-	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String("bench")}); err != nil {
-		return e, fmt.Errorf("create bucket: %w", err)
 	}
 	e.s3url, e.s3client = s3url, client
 
@@ -334,7 +344,7 @@ func setup(sz sizes) (*env, error) {
 	}
 	pport := freePort()
 	e.debugAddr = fmt.Sprintf("127.0.0.1:%d", freePort())
-	cmd = exec.Command(bin, "serve")
+	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(),
 		fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", pport), "LOG_LEVEL=warn", "DEBUG_ADDR="+e.debugAddr,
 		"STORAGE_SOURCE=s3", "STORAGE_AWS_BUCKET=bench",
