@@ -112,8 +112,10 @@ type StatusError struct {
 // StatusCounts are a mirror's requests since the process started.
 type StatusCounts struct {
 	Requests    int64 `json:"requests"`
-	Refused     int64 `json:"refused"` // 403: policies and scopes
-	Errors      int64 `json:"errors"`  // 5xx
+	CacheHits   int64 `json:"cache_hits"`   // lookups answered by a tier (memory, disk, storage)
+	CacheMisses int64 `json:"cache_misses"` // lookups a tier could not answer
+	Refused     int64 `json:"refused"`      // 403: policies and scopes
+	Errors      int64 `json:"errors"`       // 5xx
 	BytesServed int64 `json:"bytes_served"`
 }
 
@@ -397,10 +399,17 @@ func (s *Server) counts() (map[string]*StatusCounts, *StatusTotals) {
 					c.BytesServed += v
 				}
 			case "mirror_cache_lookups_total":
+				c := of(labels["mirror"])
 				if labels["result"] == "hit" {
 					tot.CacheHits[labels["tier"]] += v
+					if c != nil {
+						c.CacheHits += v
+					}
 				} else {
 					tot.CacheMisses[labels["tier"]] += v
+					if c != nil {
+						c.CacheMisses += v
+					}
 				}
 			case "mirror_upstream_fetches_total":
 				if labels["result"] == "error" {

@@ -137,7 +137,7 @@ func TestStatusPageUpstreamHealth(t *testing.T) {
 	var doc proxy.Status
 	_ = json.Unmarshal([]byte(js), &doc)
 	m := doc.Mirrors[0]
-	if m.Health != "failing" || m.LastError == nil || !strings.Contains(m.LastError.Message, "connect") || m.Counts.Errors != 1 {
+	if m.Health != "failing" || m.LastError == nil || !strings.Contains(m.LastError.Message, "connect") || m.Counts.Errors != 1 || m.Counts.CacheMisses == 0 {
 		t.Errorf("status of a mirror whose upstream refuses connections: %+v %+v", m, m.LastError)
 	}
 	_, _, metrics := statusGet(t, base+"/metrics", "", "")
