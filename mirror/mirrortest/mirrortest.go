@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/mirror-proxy/mirror-proxy/fetch"
+	"github.com/mirror-proxy/mirror-proxy/mirror"
 	"github.com/mirror-proxy/mirror-proxy/proxy"
 	"github.com/mirror-proxy/mirror-proxy/storage"
 	"github.com/mirror-proxy/mirror-proxy/storage/local"
@@ -232,6 +233,15 @@ func distKeys(st storage.Store) []string {
 
 // Run checks the contract for f.
 func Run(t *testing.T, f Fixture) {
+	t.Run("the status page has a client snippet pointing at the mirror", func(t *testing.T) {
+		typ, ok := mirror.Lookup(f.Type)
+		if !ok || typ.Client == nil {
+			t.Fatalf("type %s has no Client snippet (mirror.Type.Client)", f.Type)
+		}
+		if s := typ.Client("https://packages.example.com/m"); !strings.Contains(s, "https://packages.example.com/m") {
+			t.Errorf("the snippet does not name the mirror's URL:\n%s", s)
+		}
+	})
 	t.Run("warm hits make no storage call", func(t *testing.T) {
 		url, _, _ := f.Start(t)
 		lst, _ := local.New(t.TempDir())
