@@ -47,6 +47,52 @@ type burstResult struct {
 	clientP50, clientP99   time.Duration  // a client's page + file
 	uniqueFetchesOK        bool
 	maxFetches, minFetches int
+	replicaCounts          map[string]int // the replicas' Redis errors, lease waits and timeouts
+}
+
+var probeURLs = flag.String("probe-urls", "", "internal: probe these URLs' /healthz every 100 ms until stdin closes, then print the latencies (see burst.go)")
+
+// probeMain is the liveness prober of the burst, a process of its own.
+func probeMain() error {
+	stop := make(chan struct{})
+	go func() { io.Copy(io.Discard, os.Stdin); close(stop) }()
+	var mu sync.Mutex
+	var times []time.Duration
+	var wg sync.WaitGroup
+	for _, u := range strings.Split(*probeURLs, ",") {
+		wg.Add(1)
+		go func(u string) {
+			defer wg.Done()
+			pc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				start := time.Now()
+				resp, err := pc.Get(u + "/healthz")
+				took := time.Since(start)
+				if err != nil {
+					took = 5 * time.Second
+				} else {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						took = 5 * time.Second
+					}
+				}
+				mu.Lock()
+				times = append(times, took)
+				mu.Unlock()
+			}
+		}(u)
+	}
+	wg.Wait()
+	for _, t := range times {
+		fmt.Println(t)
+	}
+	return nil
 }
 
 func runBurst(sz burstSize) (*burstResult, error) {
@@ -105,42 +151,22 @@ func runBurst(sz burstSize) (*burstResult, error) {
 		replicas = append(replicas, u)
 	}
 
-	res := &burstResult{size: sz, fileFetches: map[string]int{}}
+	res := &burstResult{size: sz, fileFetches: map[string]int{}, replicaCounts: map[string]int{}}
 	// Liveness probes: each replica's /healthz every 100 ms, on a
-	// connection of its own (as the kubelet's), with a 5 s timeout.
-	stopProbes := make(chan struct{})
-	var probeMu sync.Mutex
-	var probeTimes []time.Duration
-	var probeWG sync.WaitGroup
-	for _, u := range replicas {
-		probeWG.Add(1)
-		go func(u string) {
-			defer probeWG.Done()
-			pc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-			for {
-				select {
-				case <-stopProbes:
-					return
-				case <-time.After(100 * time.Millisecond):
-				}
-				start := time.Now()
-				resp, err := pc.Get(u + "/healthz")
-				took := time.Since(start)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						took = 5 * time.Second
-					}
-				} else {
-					took = 5 * time.Second
-				}
-				probeMu.Lock()
-				probeTimes = append(probeTimes, took)
-				probeMu.Unlock()
-			}
-		}(u)
+	// connection of its own, with a 5 s timeout, from a process of their
+	// own (as the kubelet is): this process is busy with the clients.
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
 	}
+	probe := exec.Command(self, "-probe-urls", strings.Join(replicas, ","))
+	probeIn, _ := probe.StdinPipe()
+	var probeOut strings.Builder
+	probe.Stdout, probe.Stderr = &probeOut, os.Stderr
+	if err := probe.Start(); err != nil {
+		return nil, err
+	}
+	defer probe.Process.Kill()
 
 	// The clients: each asks one replica for one project's page (JSON),
 	// then for the wheel it lists, all released at once.
@@ -219,8 +245,34 @@ func runBurst(sz burstSize) (*burstResult, error) {
 	wg.Wait()
 	res.took = time.Since(t0)
 	time.Sleep(300 * time.Millisecond)
-	close(stopProbes)
-	probeWG.Wait()
+	probeIn.Close()
+	if err := probe.Wait(); err != nil {
+		return nil, fmt.Errorf("the probes: %v", err)
+	}
+	var probeTimes []time.Duration
+	for _, f := range strings.Fields(probeOut.String()) {
+		d, err := time.ParseDuration(f)
+		if err != nil {
+			return nil, fmt.Errorf("the probes said %q", f)
+		}
+		probeTimes = append(probeTimes, d)
+	}
+	// What the replicas counted.
+	for _, u := range replicas {
+		b, err := fetchAll(u + "/metrics")
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, name := range []string{"mirror_redis_errors_total", "mirror_lease_waits_total", "mirror_lease_timeouts_total"} {
+				if v, ok := strings.CutPrefix(line, name+" "); ok {
+					var f float64
+					fmt.Sscan(v, &f)
+					res.replicaCounts[name] += int(f)
+				}
+			}
+		}
+	}
 
 	res.requests, res.failed = requests.Load(), failed.Load()
 	sort.Slice(probeTimes, func(i, j int) bool { return probeTimes[i] < probeTimes[j] })
@@ -268,6 +320,8 @@ func (r *burstResult) markdown() string {
 	fmt.Fprintf(&b, "| `/healthz` during the burst: worst, p99 (%d probes) | %s, %s | under 1 s |\n", r.healthProbes, r.healthWorst.Round(time.Millisecond), r.healthP99.Round(time.Millisecond))
 	fmt.Fprintf(&b, "| upstream fetches per wheel (min–max over %d) | %d–%d | exactly 1 |\n", r.size.files, r.minFetches, r.maxFetches)
 	fmt.Fprintf(&b, "| upstream fetches of the %d pages | %d | (no target; one each is the ideal) |\n", r.size.files, r.pageFetches)
+	fmt.Fprintf(&b, "| the replicas' Redis errors, lease waits, lease timeouts | %d, %d, %d | no lease timeout (Redis errors here are replies slowed past 300 ms by the load, retried) |\n",
+		r.replicaCounts["mirror_redis_errors_total"], r.replicaCounts["mirror_lease_waits_total"], r.replicaCounts["mirror_lease_timeouts_total"])
 	fmt.Fprintf(&b, "| burst served in | %s (a client's page and wheel: median %s, p99 %s) | |\n", r.took.Round(time.Millisecond), r.clientP50.Round(time.Millisecond), r.clientP99.Round(time.Millisecond))
 	return b.String()
 }

@@ -73,6 +73,13 @@ type sizes struct {
 
 func main() {
 	flag.Parse()
+	if *probeURLs != "" {
+		if err := probeMain(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *ceilingFile != "" {
 		fmt.Fprintln(os.Stderr, ceilingServe(*ceilingAddr, *ceilingFile))
 		os.Exit(1)

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,11 @@ func NewCoordinator(url string, log *slog.Logger) (*Coordinator, error) {
 	opt.ReadTimeout = 300 * time.Millisecond
 	opt.WriteTimeout = 300 * time.Millisecond
 	opt.PoolTimeout = 300 * time.Millisecond
+	// A burst of cold requests asks for hundreds of leases at once: the
+	// default pool (10 connections per CPU) would make them wait for a
+	// connection past PoolTimeout, and each wait is an error that sends
+	// a download to the upstream without a lease.
+	opt.PoolSize = max(opt.PoolSize, 256)
 	opt.MaxRetries = -1
 	opt.DialerRetries = 1
 	opt.ContextTimeoutEnabled = true
@@ -118,10 +124,8 @@ func (c *Coordinator) TryLease(ctx context.Context, name string, ttl time.Durati
 	_, _ = rand.Read(b[:])
 	token := hex.EncodeToString(b[:])
 	key := c.prefix + "lease:" + name
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	got, err := c.rdb.SetNX(cctx, key, token, ttl).Result()
-	if err = c.result(err); err != nil || !got {
+	got, err := c.setLease(ctx, key, token, ttl)
+	if err != nil || !got {
 		return nil, false, err
 	}
 	l = &Lease{c: c, key: key, token: token, stop: make(chan struct{})}
@@ -143,6 +147,37 @@ func (c *Coordinator) TryLease(ctx context.Context, name string, ttl time.Durati
 		}
 	}()
 	return l, true, nil
+}
+
+// setLease sets key to token unless it exists. A timeout (a Redis slowed
+// by a burst, not one that is down: that fails at once) is tried again, up
+// to twice, with the same token: an earlier try may have set the key and
+// lost only its reply, and finding its own token there means the lease is
+// ours. Without this, each timeout sent a download to the upstream without
+// a lease while the lease it had taken lay unused until its TTL.
+func (c *Coordinator) setLease(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
+	for attempt := 0; ; attempt++ {
+		cctx, cancel := c.ctx(ctx)
+		got, err := c.rdb.SetNX(cctx, key, token, ttl).Result()
+		if err == nil && !got && attempt > 0 {
+			if v, gerr := c.rdb.Get(cctx, key).Result(); gerr == nil && v == token {
+				got = true
+			}
+		}
+		cancel()
+		if err != nil && attempt < 2 && isTimeout(err) && ctx.Err() == nil {
+			c.OnError(err)
+			continue
+		}
+		return got, c.result(err)
+	}
+}
+
+// isTimeout reports whether err is a timeout (not a refused connection).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() ||
+		errors.Is(err, redis.ErrPoolTimeout)
 }
 
 // Lock waits until it holds the lease name (a lock across replicas; it
