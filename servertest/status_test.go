@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,3 +156,38 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// Probes are logged only when their answer changes: the first /healthz
+// and /readyz are logged, the repeats are not (they would be most of a
+// replica's log), and other requests always are.
+func TestProbesLoggedOnlyWhenTheirAnswerChanges(t *testing.T) {
+	st, _ := local.New(t.TempDir())
+	var logs syncBuffer
+	srv := newServer(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	defer srv.Close()
+	base := mirrortest.ServeProxy(t, srv)
+	for i := 0; i < 5; i++ {
+		statusGet(t, base+"/healthz", "", "")
+		statusGet(t, base+"/readyz", "", "")
+		statusGet(t, base+"/-/status.css", "", "")
+	}
+	out := logs.String()
+	for path, want := range map[string]int{"/healthz": 1, "/readyz": 1, "/-/status.css": 5} {
+		if n := strings.Count(out, "path="+path+" "); n != want {
+			t.Errorf("%s logged %d times, want %d", path, n, want)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
