@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -372,5 +373,44 @@ func TestBundledRedis(t *testing.T) {
 		if selects(r.proxy(t).Spec.Selector.MatchLabels) || selects(r.PDBs[0].Spec.Selector.MatchLabels) {
 			t.Error("the proxy's Deployment or PDB selects the Redis pod")
 		}
+	}
+}
+
+// The README's Kubernetes section installs the chart with three replicas
+// and the S3, Redis and token Secrets: its helm install command, run as
+// helm template, renders that.
+func TestREADMEInstall(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	i := strings.Index(readme, "helm install mirror-proxy deploy/helm/mirror-proxy")
+	if i < 0 {
+		t.Fatal("the README has no helm install command")
+	}
+	cmd := readme[i:]
+	cmd = cmd[:strings.Index(cmd, "\n```")]
+	cmd = strings.ReplaceAll(cmd, "\\\n", " ")
+	args := strings.Fields(cmd)[4:] // after "helm install mirror-proxy deploy/helm/mirror-proxy"
+	r := render(t, args...)
+	checkCommon(t, r)
+	d := r.proxy(t)
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
+		t.Errorf("replicas: %v, want 3", d.Spec.Replicas)
+	}
+	secrets := map[string]bool{}
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			secrets[e.Name+"<-"+e.ValueFrom.SecretKeyRef.Name] = true
+		}
+	}
+	for _, want := range []string{"AWS_ACCESS_KEY_ID<-mirror-proxy-s3", "AWS_SECRET_ACCESS_KEY<-mirror-proxy-s3", "REDIS_URL<-mirror-proxy-redis"} {
+		if !secrets[want] {
+			t.Errorf("the README's install lacks %s: %v", want, secrets)
+		}
+	}
+	if !mounted(d, "mirror-proxy-tokens", r.ConfigMaps[0].Data["AUTH_TOKENS_FILE"]) {
+		t.Error("the README's install does not mount the tokens Secret")
 	}
 }
