@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,7 +112,7 @@ func TestAuditTrailAcrossReplicas(t *testing.T) {
 		events = auditEvents(t, with(), "--since", "1h", "--json")
 		got = got[:0]
 		for _, e := range events {
-			got = append(got, strings.Join([]string{e.Replica, e.Action, e.Outcome, itoa(e.Status), e.Package, e.Version, e.Token}, " "))
+			got = append(got, strings.Join([]string{e.Replica, e.Action, e.Outcome, strconv.Itoa(e.Status), e.Package, e.Version, e.Token}, " "))
 		}
 		if len(got) >= len(want) || time.Now().After(deadline) {
 			break
@@ -151,8 +152,6 @@ func TestAuditTrailAcrossReplicas(t *testing.T) {
 		}
 	}
 }
-
-func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 // auditOutput runs mirror-proxy audit with the proxies' environment.
 func auditOutput(t *testing.T, env map[string]string, args ...string) string {

@@ -49,6 +49,7 @@ func (s *Server) audited(c echo.Context, mirrorName string, h func(*http.Request
 	reason := ""
 	if err != nil {
 		status, reason = errorStatus(err)
+		reason = httpx.Truncate(reason, 300)
 	}
 	action := note.Action
 	if action == "" {
@@ -64,6 +65,7 @@ func (s *Server) audited(c echo.Context, mirrorName string, h func(*http.Request
 // the mirror.
 func (s *Server) auditAuth(c echo.Context, mirrorName string, write bool, err error) {
 	status, reason := errorStatus(err)
+	reason = httpx.Truncate(reason, 300)
 	if status == http.StatusMethodNotAllowed {
 		return // a write under a snapshot's URL: not an authentication
 	}
@@ -77,11 +79,13 @@ func (s *Server) auditAuth(c echo.Context, mirrorName string, write bool, err er
 		Outcome: audit.Denied, Status: status, Reason: reason})
 }
 
-// errorStatus is the status and message an error becomes (handleError).
+// errorStatus is the status and message an error becomes: echo's own
+// (no route, 405) or httpx.ErrorOf's. handleError answers with them; the
+// audit trail records them.
 func errorStatus(err error) (int, string) {
 	if ee := (*echo.HTTPError)(nil); errors.As(err, &ee) {
 		return ee.Code, fmt.Sprint(ee.Message)
 	}
 	he := httpx.ErrorOf(err)
-	return he.Code, httpx.Truncate(he.Msg, 300)
+	return he.Code, he.Msg
 }

@@ -638,33 +638,13 @@ func (s *Server) checkHealth(ctx context.Context) {
 // the whole fleet out of its load balancer. ?strict=1 turns degraded
 // storage into a 503. It answers at once from the last background check.
 func (s *Server) readyz(c echo.Context) error {
-	status := map[string]string{"status": "ready", "storage": "not checked yet"}
-	if p := s.storageHealth.Load(); p != nil {
-		status["storage"] = *p
+	h := s.health()
+	status := map[string]string{"status": h.Status, "storage": h.Storage}
+	if h.Redis != "" {
+		status["redis"] = h.Redis
 	}
-	if st := status["storage"]; st != "ok" && st != "not checked yet" {
-		status["status"] = "degraded"
-	}
-	if s.opts.Coordinator != nil {
-		status["redis"] = "not checked yet"
-		if p := s.redisHealth.Load(); p != nil {
-			status["redis"] = *p
-		}
-	}
-	if s.feed != nil {
-		// Old or missing advisory data is a warning, not unreadiness.
-		for _, eco := range s.feed.Ecosystems() {
-			age := s.feed.Age(eco)
-			switch {
-			case age < 0:
-				status["osv_"+eco] = "no data: nothing is blocked (mirror-proxy osv import)"
-			case age > 3*s.opts.OSVRefresh:
-				// Three refreshes missed (or an import grown old).
-				status["osv_"+eco] = fmt.Sprintf("warning: the data is %s old (more than 3 x OSV_REFRESH)", roundAge(age))
-			default:
-				status["osv_"+eco] = "ok"
-			}
-		}
+	for k, v := range h.Other {
+		status[k] = v
 	}
 	code := http.StatusOK
 	if status["status"] != "ready" && c.QueryParam("strict") != "" {
@@ -683,14 +663,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		_ = c.Redirect(http.StatusMovedPermanently, rd.URL)
 		return
 	}
-	var code int
-	var msg string
-	if ee := (*echo.HTTPError)(nil); errors.As(err, &ee) { // echo's own: no route, 405
-		code, msg = ee.Code, fmt.Sprint(ee.Message)
-	} else {
-		he := httpx.ErrorOf(err)
-		code, msg = he.Code, he.Msg
-	}
+	code, msg := errorStatus(err)
 	if ra := httpx.RetryAfterOf(err); ra != "" {
 		c.Response().Header().Set("Retry-After", ra)
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"embed"
+	"fmt"
 	"html/template"
 	"net/http"
 	"sort"
@@ -80,7 +81,7 @@ type StatusHealth struct {
 	Status  string            `json:"status"`
 	Storage string            `json:"storage"`
 	Redis   string            `json:"redis,omitempty"`
-	Other   map[string]string `json:"other,omitempty"` // OSV data
+	Other   map[string]string `json:"other,omitempty"` // OSV data ("osv_<ecosystem>")
 }
 
 // MirrorStatus is one mirror; the fields after Health are shown only to
@@ -257,7 +258,8 @@ func (s *Server) status(r *http.Request, all bool, may func(string) bool) *Statu
 	return st
 }
 
-// health is the server's health, as /readyz says it.
+// health is the server's health: what /readyz answers and the status
+// page shows.
 func (s *Server) health() StatusHealth {
 	h := StatusHealth{Status: "ready", Storage: "not checked yet"}
 	if p := s.storageHealth.Load(); p != nil {
@@ -273,12 +275,18 @@ func (s *Server) health() StatusHealth {
 		}
 	}
 	if s.feed != nil {
+		// Old or missing advisory data is a warning, not unreadiness.
 		h.Other = map[string]string{}
 		for _, eco := range s.feed.Ecosystems() {
-			if age := s.feed.Age(eco); age < 0 {
-				h.Other["OSV "+eco] = "no data"
-			} else {
-				h.Other["OSV "+eco] = "loaded " + roundAge(age).String() + " ago"
+			age := s.feed.Age(eco)
+			switch {
+			case age < 0:
+				h.Other["osv_"+eco] = "no data: nothing is blocked (mirror-proxy osv import)"
+			case age > 3*s.opts.OSVRefresh:
+				// Three refreshes missed (or an import grown old).
+				h.Other["osv_"+eco] = fmt.Sprintf("warning: the data is %s old (more than 3 x OSV_REFRESH)", roundAge(age))
+			default:
+				h.Other["osv_"+eco] = "ok"
 			}
 		}
 	}

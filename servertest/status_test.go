@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -162,7 +161,7 @@ func grepLines(s, sub string) string {
 // replica's log), and other requests always are.
 func TestProbesLoggedOnlyWhenTheirAnswerChanges(t *testing.T) {
 	st, _ := local.New(t.TempDir())
-	var logs syncBuffer
+	var logs logBuf
 	srv := newServer(proxy.Options{Store: st, MetaPrefix: "m", DistPrefix: "d", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	defer srv.Close()
 	base := mirrortest.ServeProxy(t, srv)
@@ -178,16 +177,3 @@ func TestProbesLoggedOnlyWhenTheirAnswerChanges(t *testing.T) {
 		}
 	}
 }
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
