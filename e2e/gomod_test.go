@@ -33,13 +33,22 @@ func goCmdEnv(t *testing.T, dir, goproxy, sumdbKey, modcache string, extra []str
 		testenv.Missing(t, "go", "the Go toolchain")
 	}
 	home := t.TempDir()
+	// Telemetry off in the go command's own configuration (GOTELEMETRY in
+	// the environment only reports the mode): in its default mode, local,
+	// the go command may leave a detached child writing under HOME after
+	// it exits, and the test's TempDir cleanup then fails with "directory
+	// not empty" (seen once in a full run, in TestGoPolicies).
+	if err := os.MkdirAll(filepath.Join(home, ".config", "go", "telemetry"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(home, ".config", "go", "telemetry", "mode"), []byte("off"), 0o644)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	env := []string{"GOPROXY=" + goproxy, "GOSUMDB=" + sumdbKey, "GOMODCACHE=" + modcache, "GOPATH=" + filepath.Join(home, "gopath"),
-		"GOCACHE=" + filepath.Join(home, "cache"), "HOME=" + home, "GOFLAGS=-mod=mod -modcacherw", "GOTOOLCHAIN=local",
+		"GOCACHE=" + filepath.Join(home, "cache"), "HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "GOFLAGS=-mod=mod -modcacherw", "GOTOOLCHAIN=local",
 		"GOTELEMETRY=off", "GONOSUMDB=", "GONOPROXY=", "GOPRIVATE=", "GOINSECURE=", "GOWORK=off", "CGO_ENABLED=0"}
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "GO") && k != "HOME" && k != "CGO_ENABLED" {
+		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "GO") && k != "HOME" && k != "XDG_CONFIG_HOME" && k != "CGO_ENABLED" {
 			env = append(env, kv)
 		}
 	}
